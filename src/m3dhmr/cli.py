@@ -1,0 +1,68 @@
+"""The ``m3dhmr`` command line: one subcommand per module in :mod:`m3dhmr.commands`.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so
+``m3dhmr --help`` stays fast and a heavy import never slows another command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Command name -> (module under ``m3dhmr.commands``, one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "topology": ("topology", "build a template's topology bundle (spirals, hierarchy, regions)"),
+    "template": ("template", "write the open hand (or MANO) template, joint regressor and regions"),
+    "synth": ("synth", "render a synthetic data set in FreiHAND's layout"),
+    "train": ("train", "train a model (one process, or torchrun for DDP)"),
+    "eval": ("evaluate", "evaluate a checkpoint or score a pred.json (FreiHAND protocol)"),
+    "predict": ("predict", "run a checkpoint on images, folders or videos"),
+    "export-onnx": ("export_onnx", "export a checkpoint to ONNX"),
+    "bench": ("bench", "frames per second end to end and per stage"),
+    "demo": ("demo", "the main job: synthesise, train, evaluate and predict on built-in data"),
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (help for the rest is static)."""
+    parser = argparse.ArgumentParser(prog="m3dhmr", description="Monocular 3D hand mesh recovery.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (modname, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            importlib.import_module(f"m3dhmr.commands.{modname}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        module = importlib.import_module(f"m3dhmr.commands.{COMMANDS[args.command][0]}")
+        return int(module.run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as e:
+        # Input problems get one clear line; programming errors keep their traceback.
+        if args.verbose:
+            raise
+        print(f"m3dhmr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"m3dhmr {args.command}: interrupted", file=sys.stderr)
+        return 130
