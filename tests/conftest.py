@@ -19,3 +19,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+# ----------------------------------------------------------------------------- training fixtures
+
+#: A tiny experiment for training/eval tests: ResNet18 at 64 px, narrow decoder, batch 4,
+#: one stage-1 epoch and two stage-2 epochs over an 8-image set (2 + 4 = 6 steps).
+TINY_EXPERIMENT_YAML = """\
+model:
+  backbone: resnet18
+  input_size: 64
+  stack_channels: 16
+  stack2_channels: [16, 16, 32]
+  latent_channels: 32
+  decoder_channels: [8, 8, 16, 16]
+  dsc_kernels: 2
+train:
+  batch_size: 4
+  stage1_epochs: 1
+  epochs: 2
+  lr_milestones: [1]
+  seed: 3
+  log_every: 1
+data:
+  num_workers: 0
+  augment:
+    rotation_deg: 30.0
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A synthetic FreiHAND-layout set: 8 training and 4 evaluation samples."""
+    from m3dhmr.data.synth import generate
+
+    out = tmp_path_factory.mktemp("tiny_synth") / "data"
+    return generate(out, 8, 4, seed=0, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_cfg") / "tiny.yaml"
+    path.write_text(TINY_EXPERIMENT_YAML)
+    return path

@@ -1,0 +1,56 @@
+"""``m3dhmr train``: two-stage training, in one process or under ``torchrun`` (DDP)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train a model (one process, or torchrun for DDP)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="experiment YAML (sections model/loss/train/data)")
+    parser.add_argument("--data", type=Path, required=True, help="data folder in FreiHAND's layout")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints/, tb/, config.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many optimiser steps in total (counting steps before a resume)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="time budget: checkpoint and stop after this many minutes (resume continues)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=None, help="override train.seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Test hook: every rank writes its final weights and the samples it saw.
+    parser.add_argument("--dump-rank-weights", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from m3dhmr.train.config import load_experiment
+    from m3dhmr.train.trainer import train
+
+    cfg = load_experiment(args.config)
+    if args.seed is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=args.seed))
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"--data: folder not found: {args.data}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = train(cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps,
+                   max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, device=device,
+                   progress_bar=not args.no_progress, rank_dump_dir=args.dump_rank_weights)
+    from m3dhmr.train.distributed import dist_env
+
+    if dist_env()[0] == 0:
+        p = result.progress
+        print(f"step {p.global_step}, epoch {p.epoch_index} of {cfg.train.stage1_epochs + cfg.train.epochs}"
+              f"{' (finished)' if p.finished else ''}; {result.steps_run} steps in {result.seconds:.1f} s")
+        print(f"checkpoint: {args.out / 'checkpoints' / 'last.safetensors'}")
+        print(f"tensorboard: tensorboard --logdir {args.out / 'tb'}")
+    return 0

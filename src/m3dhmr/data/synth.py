@@ -1,0 +1,567 @@
+"""Synthetic training and evaluation data in FreiHAND's exact on-disk layout.
+
+Each sample: a random shape and natural pose from the hand model's sampler, a random
+global rotation (mostly palm or back towards the camera, as in FreiHAND, sometimes any
+rotation), a pinhole camera (focal 400-700 px at 224 px, principal point within a few
+pixels of the centre), the hand placed so that its 2D box fills 40-70 % of the image
+near the centre, a skin tone with per-vertex texture noise, one directional light
+(ambient + Lambert + Blinn-Phong), a background (procedural texture or a recoloured
+crop of a photo from the scikit-image wheel), random occluding shapes, blur, noise
+and JPEG compression. Right hands only, like FreiHAND.
+
+Written files (``{split}`` = ``training`` / ``evaluation``)::
+
+    training/rgb/%08d.jpg, training/mask/%08d.jpg, evaluation/rgb/%08d.jpg
+    {split}_K.json, {split}_xyz.json, {split}_verts.json, {split}_scale.json  (FreiHAND's)
+    {split}_params.json   per sample: pose (48, global part zero), shape, global_rotation
+                          (axis-angle), translation, focal, light, skin tone, background, ...
+                          camera space = global_rotation @ (model vertices - model wrist) + translation
+    template.ply, j_reg.npy, regions.npy    the template the set was made with
+    synth_info.json                         seed, counts, size, version, template name (written last)
+
+Masks are the hand's *visible* silhouette: pixels covered by an occluding shape are
+excluded (FreiHAND's masks are the hand's silhouette too). Evaluation has no masks,
+as in FreiHAND.
+
+Determinism: sample ``i`` of split ``s`` draws everything from its own generator,
+``np.random.SeedSequence([seed, s, i])``; hands are posed in batches of the fixed
+:data:`CHUNK` indices, whatever the number of workers, so the same seed gives
+byte-identical annotation JSONs and images for any ``--workers``.
+
+Completeness: a run first writes ``.synth_in_progress`` and deletes any previous
+annotation JSONs and ``synth_info.json``; images are written as they are made; the
+annotation JSONs are streamed into hidden temporary files and renamed into place only
+after every image exists; ``synth_info.json`` is written last and the in-progress
+marker removed. A killed or failed run therefore leaves no annotation JSON (which the
+loader requires) and no ``synth_info.json``; the marker lets the next run recognise the
+folder as ours and replace it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from m3dhmr.conventions import SCALE_BONE
+from m3dhmr.data.backgrounds import procedural_background, random_background
+from m3dhmr.fileio import atomic_path, atomic_write_bytes, atomic_write_json
+from m3dhmr.render.shading import LightSettings, render_mesh, vertex_normals
+
+log = logging.getLogger(__name__)
+
+SYNTH_VERSION = 1
+#: Samples posed together; fixed so that batching never depends on the worker count.
+CHUNK = 32
+SPLITS: tuple[tuple[str, int], ...] = (("training", 0), ("evaluation", 1))
+ANNOTATION_KEYS: tuple[str, ...] = ("K", "xyz", "verts", "scale", "params")
+INFO_FILE = "synth_info.json"
+IN_PROGRESS = ".synth_in_progress"
+TEMPLATE_FILES = ("template.ply", "j_reg.npy", "regions.npy")
+MIN_SIZE = 64
+
+#: Skin albedos (sRGB, 0-1) from light to dark; a sample interpolates between neighbours.
+SKIN_TONES = np.array([
+    [0.97, 0.84, 0.74], [0.93, 0.76, 0.64], [0.86, 0.66, 0.53], [0.78, 0.57, 0.43],
+    [0.66, 0.46, 0.33], [0.53, 0.36, 0.25], [0.41, 0.27, 0.19], [0.30, 0.20, 0.14],
+])
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Sampling ranges of the synthetic set (pixel quantities are for a 224 image and
+    scale with ``size``)."""
+
+    size: int = 224
+    focal_range: tuple[float, float] = (400.0, 700.0)
+    principal_jitter: float = 3.0
+    fill_range: tuple[float, float] = (0.4, 0.7)   # larger side of the hand box / image side
+    center_jitter: float = 0.08                     # box centre offset, fraction of the image
+    frontal_prob: float = 0.85                      # else a uniformly random rotation
+    tilt_std_deg: float = 30.0
+    photo_prob: float = 0.6
+    occluder_prob: float = 0.3
+    max_occluded_fraction: float = 0.4
+    blur_prob: float = 0.5
+    noise_prob: float = 0.5
+    jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.size < MIN_SIZE:
+            raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {self.size}")
+        for name in ("focal_range", "fill_range"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+        if self.fill_range[1] / 2 + self.center_jitter >= 0.5:
+            raise ValueError("fill_range[1] / 2 + center_jitter must stay below 0.5 (hand inside the image)")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+
+
+@dataclass
+class RenderedSample:
+    """One sample before encoding: rgb (H, W, 3) uint8 RGB; mask (H, W) bool (visible hand);
+    K (3, 3); xyz (21, 3) and verts (V, 3) camera space, metres; params (JSON-ready dict)."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    K: np.ndarray
+    xyz: np.ndarray
+    verts: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_rng(seed: int, split_id: int, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` of split ``split_id`` (0 training, 1 evaluation)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, split_id, index]))
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _rot_x(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rot_y(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rot_z(a: float) -> np.ndarray:
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.standard_normal(4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def rotation_to_axis_angle(R: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation matrix -> (3,) axis-angle vector (radians)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(R).as_rotvec()
+
+
+def hand_frame(joints: np.ndarray) -> np.ndarray:
+    """(21, 3) right-hand joints -> (3, 3) rotation whose columns are (thumb-ward,
+    wrist->middle finger, palm normal pointing out of the palm)."""
+    up = joints[9] - joints[0]
+    up /= np.linalg.norm(up)
+    across = joints[5] - joints[17]  # little -> index knuckle: thumb-ward
+    palm = np.cross(across, up)
+    palm /= np.linalg.norm(palm)
+    side = np.cross(up, palm)
+    return np.stack([side, up, palm], axis=1)
+
+
+def canonical_rotations(rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (model -> camera) showing the palm, resp. the back, to the camera with
+    the fingers pointing up the image (camera -y)."""
+    E = hand_frame(rest_joints)
+    # Targets of (thumb-ward, finger, palm normal): palm towards the camera means the
+    # palm normal is -z; fingers up is -y; then thumb-ward = up x palm.
+    out = []
+    for palm_z in (-1.0, 1.0):
+        up, palm = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, palm_z])
+        T = np.stack([np.cross(up, palm), up, palm], axis=1)
+        out.append(T @ E.T)
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- hand context
+
+
+class _HandContext:
+    """The hand model and per-template constants, built once per process."""
+
+    def __init__(self) -> None:
+        import torch
+
+        from m3dhmr.hand import open_hand
+
+        self.model = open_hand()
+        self.model.eval()
+        self.template = self.model.template
+        self.num_shape = int(self.model.num_shape)
+        self.dtype = next(iter(self.model.buffers()), torch.zeros((), dtype=torch.float32)).dtype
+        self.faces = np.ascontiguousarray(np.asarray(self.template.faces, dtype=np.int64))
+        rest_v, rest_j = self.pose(np.zeros((1, 48)), np.zeros((1, self.num_shape)))
+        self.rest_vertices, self.rest_joints = rest_v[0], rest_j[0]
+        self.palm_R, self.back_R = canonical_rotations(self.rest_joints)
+        # Palm-side skin is lighter: weight = how much the rest-pose normal faces the palm.
+        palm_normal = hand_frame(self.rest_joints)[:, 2]
+        n = vertex_normals(self.rest_vertices, self.faces)
+        self.palm_weight = np.clip(n @ palm_normal, 0.0, 1.0)
+
+    def pose(self, poses: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """poses (B, 48), shapes (B, num_shape) -> vertices (B, V, 3), joints (B, 21, 3) float64."""
+        import torch
+
+        with torch.no_grad():
+            out = self.model(torch.as_tensor(poses, dtype=self.dtype), torch.as_tensor(shapes, dtype=self.dtype))
+        return out.vertices.double().numpy(), out.joints.double().numpy()
+
+
+# --------------------------------------------------------------------------- one sample
+
+
+def _draw_geometry(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator) -> dict[str, Any]:
+    from m3dhmr.hand import sample_poses, sample_shapes
+
+    pose = np.asarray(sample_poses(1, rng), dtype=np.float64)[0]
+    shape = np.asarray(sample_shapes(1, rng), dtype=np.float64)[0]
+    if rng.random() < cfg.frontal_prob:
+        base = ctx.palm_R if rng.random() < 0.5 else ctx.back_R
+        inplane = rng.uniform(-np.pi, np.pi) if rng.random() < 0.5 else rng.normal(0.0, np.radians(45))
+        tilt = np.radians(cfg.tilt_std_deg)
+        R = _rot_z(inplane) @ _rot_x(rng.normal(0.0, tilt)) @ _rot_y(rng.normal(0.0, tilt)) @ base
+    else:
+        R = _random_rotation(rng)
+    s = cfg.size / 224.0
+    focal = rng.uniform(*cfg.focal_range) * s
+    c0 = (cfg.size - 1) / 2.0
+    cx, cy = c0 + rng.uniform(-1, 1, 2) * cfg.principal_jitter * s
+    fill = rng.uniform(*cfg.fill_range)
+    centre = c0 + rng.uniform(-1, 1, 2) * cfg.center_jitter * cfg.size
+    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+    return dict(pose=pose, shape=shape, R=R, K=K, fill=fill, centre=centre)
+
+
+def _place(verts_rr: np.ndarray, K: np.ndarray, fill: float, centre: np.ndarray, size: int) -> np.ndarray:
+    """Translation putting root-relative camera-oriented vertices (V, 3) so that their 2D
+    box has larger side ``fill * size`` and centre ``centre`` (2,)."""
+    f = K[0, 0]
+    z = f * np.ptp(verts_rr[:, :2], axis=0).max() / (fill * size)  # weak-perspective first guess
+    for _ in range(2):  # refine with the true projection (near-perspective: converges fast)
+        t = np.empty(3)
+        lo, hi = verts_rr[:, :2].min(0), verts_rr[:, :2].max(0)
+        t[:2] = (centre - K[:2, 2]) * z / f - (lo + hi) / 2
+        t[2] = z
+        p = verts_rr + t
+        uv = p[:, :2] / p[:, 2:] * f + K[:2, 2]
+        ext = np.ptp(uv, axis=0).max()
+        z *= ext / (fill * size)
+    lo, hi = verts_rr[:, :2].min(0), verts_rr[:, :2].max(0)
+    t = np.array([*((centre - K[:2, 2]) * z / f - (lo + hi) / 2), z])
+    # Re-centre the projected box exactly (shifting x/y does not change the size much).
+    p = verts_rr + t
+    uv = p[:, :2] / p[:, 2:] * f + K[:2, 2]
+    t[:2] += (centre - (uv.min(0) + uv.max(0)) / 2) * z / f
+    return t
+
+
+def _skin(ctx: _HandContext, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex albedo (V, 3) and the base tone (3,)."""
+    t = rng.uniform(0, len(SKIN_TONES) - 1)
+    i = min(int(t), len(SKIN_TONES) - 2)
+    tone = SKIN_TONES[i] * (1 - (t - i)) + SKIN_TONES[i + 1] * (t - i)
+    tone = np.clip(tone * rng.normal(1.0, 0.03, 3), 0, 1)
+    rest = ctx.rest_vertices
+    # Low-frequency blotches (sum of random plane waves over the rest shape) + fine noise.
+    k = rng.normal(0.0, 60.0, (3, 3))  # rad/m
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    blotch = np.sin(rest @ k.T + phase).sum(1) / 3.0
+    shade = 1.0 + rng.uniform(0.02, 0.08) * blotch + rng.normal(0.0, 0.025, len(rest))
+    palm = ctx.palm_weight[:, None] * np.array([0.10, 0.05, 0.05]) * rng.uniform(0.5, 1.5)
+    albedo = np.clip(tone[None] * shade[:, None] * (1 + palm), 0, 1)
+    return albedo, tone
+
+
+def _light(rng: np.random.Generator) -> LightSettings:
+    d = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.4), -rng.uniform(0.3, 1.5)])
+    warm = rng.normal(0.0, 0.04)
+    return LightSettings(
+        direction=tuple(float(x) for x in d / np.linalg.norm(d)),
+        ambient=float(rng.uniform(0.3, 0.55)),
+        diffuse=float(rng.uniform(0.45, 0.8)),
+        specular=float(rng.uniform(0.02, 0.2)),
+        shininess=float(rng.uniform(5, 30)),
+        color=(float(1 + warm), 1.0, float(1 - warm)),
+    )
+
+
+def _occlude(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray, hand: np.ndarray) -> tuple[np.ndarray, int]:
+    """Draw 0-2 shapes over ``img`` (H, W, 3) float32 near the hand; returns the (H, W) uint8
+    occluder coverage (0-255, anti-aliased) and the number of shapes drawn."""
+    size = img.shape[0]
+    cover = np.zeros((size, size), np.uint8)
+    if rng.random() >= cfg.occluder_prob:
+        return cover, 0
+    ys, xs = np.nonzero(hand)
+    box = max(np.ptp(ys), np.ptp(xs), 1) if len(ys) else size // 2
+    hand_px = max(len(ys), 1)
+    drawn = 0
+    for _ in range(int(rng.integers(1, 3))):
+        j = int(rng.integers(len(ys))) if len(ys) else 0
+        cx = (xs[j] if len(xs) else size // 2) + rng.normal(0, 0.15 * box)
+        cy = (ys[j] if len(ys) else size // 2) + rng.normal(0, 0.15 * box)
+        r = rng.uniform(0.1, 0.3) * box
+        layer = np.zeros((size, size), np.uint8)
+        centre = (int(round(cx * 16)), int(round(cy * 16)))  # 4 fractional bits for sub-pixel shapes
+        if rng.random() < 0.5:
+            axes = (int(r * 16), int(r * rng.uniform(0.3, 1.0) * 16))
+            cv2.ellipse(layer, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1, cv2.LINE_AA, 4)
+        else:
+            n = int(rng.integers(3, 7))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            rad = r * rng.uniform(0.5, 1.0, n)
+            pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
+            cv2.fillPoly(layer, [np.round(pts * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+        textured = rng.random() < 0.5
+        colour = rng.uniform(0, 1, 3).astype(np.float32)
+        tex = procedural_background(rng, size)[0].astype(np.float32) / 255.0 if textured else None
+        covered = ((np.maximum(cover, layer) >= 128) & hand).sum() / hand_px
+        if covered > cfg.max_occluded_fraction:
+            continue  # would hide too much of the hand; the draws above are still consumed
+        a = layer.astype(np.float32)[:, :, None] / 255.0
+        img *= 1 - a
+        img += a * (tex if textured else colour)
+        np.maximum(cover, layer, out=cover)
+        drawn += 1
+    return cover, drawn
+
+
+def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
+                   verts: np.ndarray, joints: np.ndarray) -> RenderedSample:
+    """Render and composite one sample. verts (V, 3), joints (21, 3): model output at zero
+    global rotation; ``geo`` from :func:`_draw_geometry`; ``rng`` continues the sample's stream."""
+    size = cfg.size
+    root = joints[0]
+    R, K = geo["R"], geo["K"]
+    v_rr = (verts - root) @ R.T
+    t = _place(v_rr, K, geo["fill"], geo["centre"], size)
+    v_cam = v_rr + t
+    xyz = (joints - root) @ R.T + t
+    albedo, tone = _skin(ctx, rng)
+    light = _light(rng)
+    res = render_mesh(v_cam, ctx.faces, K, size, colors=albedo, light=light)
+    hand = res.mask
+    bg, bg_name = random_background(rng, size, cfg.photo_prob)
+    # Anti-aliased compositing: blur the premultiplied colour and the alpha with one kernel.
+    alpha = cv2.GaussianBlur(hand.astype(np.float32), (3, 3), 0.6)[:, :, None]
+    img = bg.astype(np.float32) * (1.0 / 255.0) * (1.0 - alpha) + cv2.GaussianBlur(res.rgb, (3, 3), 0.6)
+    cover, n_occ = _occlude(rng, cfg, img, hand)
+    blur = float(rng.uniform(0.3, 1.2)) if rng.random() < cfg.blur_prob else 0.0
+    if blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
+    noise = float(rng.uniform(0.005, 0.03)) if rng.random() < cfg.noise_prob else 0.0
+    if noise > 0:
+        img += noise * rng.standard_normal(img.shape, dtype=np.float32)
+    rgb = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    mask = hand & (cover < 128)
+    params = {
+        "pose": geo["pose"].tolist(),
+        "shape": geo["shape"].tolist(),
+        "global_rotation": rotation_to_axis_angle(R).tolist(),
+        "translation": t.tolist(),
+        "focal": float(K[0, 0]),
+        "fill": float(geo["fill"]),
+        "skin_tone": tone.tolist(),
+        "light": asdict(light),
+        "background": bg_name,
+        "occluders": n_occ,
+        "occluded_fraction": float(1.0 - mask.sum() / max(hand.sum(), 1)),
+        "blur_sigma": blur,
+        "noise_sigma": noise,
+        "jpeg_quality": cfg.jpeg_quality,
+    }
+    return RenderedSample(rgb=rgb, mask=mask, K=K, xyz=xyz, verts=v_cam, params=params)
+
+
+def render_range(ctx: _HandContext, cfg: SynthConfig, seed: int, split_id: int, start: int,
+                 stop: int) -> list[RenderedSample]:
+    """Samples ``start..stop-1`` of a split, posed in one batch (stop - start <= CHUNK)."""
+    rngs = [sample_rng(seed, split_id, i) for i in range(start, stop)]
+    geos = [_draw_geometry(ctx, cfg, r) for r in rngs]
+    verts, joints = ctx.pose(np.stack([g["pose"] for g in geos]), np.stack([g["shape"] for g in geos]))
+    return [compose_sample(ctx, cfg, r, g, v, j) for r, g, v, j in zip(rngs, geos, verts, joints)]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _rows(a: np.ndarray) -> str:
+    """(N, 3) array -> JSON text with 6 decimals (1 micrometre): one C-level ``%`` format,
+    several times faster than ``json.dumps(a.tolist())``, which dominated the run time."""
+    a = np.asarray(a, dtype=np.float64)
+    return "[" + ", ".join(["[%.6f, %.6f, %.6f]"] * len(a)) % tuple(a.ravel().tolist()) + "]"
+
+
+def encode_annotations(s: RenderedSample) -> dict[str, str]:
+    """JSON text of one sample's entry in each annotation file (keys of ANNOTATION_KEYS)."""
+    xyz = np.round(s.xyz, 6)
+    i, j = SCALE_BONE
+    return {
+        "K": _rows(s.K),
+        "xyz": _rows(xyz),
+        "verts": _rows(s.verts),
+        "scale": "%.7f" % float(np.linalg.norm(xyz[i] - xyz[j])),
+        "params": json.dumps(s.params, sort_keys=True),
+    }
+
+
+def _encode_jpeg(img: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV failure
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+# --------------------------------------------------------------------------- workers
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(out: str, seed: int, cfg: SynthConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    _STATE.update(out=Path(out), seed=seed, cfg=cfg, ctx=_HandContext())
+
+
+def _work(task: tuple[str, int, int, int]) -> tuple[str, int, list[dict[str, str]]]:
+    """Render, write the images of, and encode the annotations of one chunk."""
+    split, split_id, start, stop = task
+    out, cfg = _STATE["out"], _STATE["cfg"]
+    samples = render_range(_STATE["ctx"], cfg, _STATE["seed"], split_id, start, stop)
+    entries = []
+    for i, s in zip(range(start, stop), samples):
+        atomic_write_bytes(out / split / "rgb" / f"{i:08d}.jpg", _encode_jpeg(s.rgb[:, :, ::-1], cfg.jpeg_quality))
+        if split == "training":
+            atomic_write_bytes(out / split / "mask" / f"{i:08d}.jpg",
+                               _encode_jpeg(s.mask.astype(np.uint8) * 255, cfg.jpeg_quality))
+        entries.append(encode_annotations(s))
+    return split, stop - start, entries
+
+
+# --------------------------------------------------------------------------- the set
+
+
+def _output_entries(out: Path) -> list[Path]:
+    names = [INFO_FILE] + [f"{s}_{k}.json" for s, _ in SPLITS for k in ANNOTATION_KEYS]
+    names += [f"{s}_mano.json" for s, _ in SPLITS] + list(TEMPLATE_FILES)
+    return [out / n for n in names]
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Check ``out`` may be written and remove a previous set's files from it.
+
+    A non-empty folder is replaced only when it is a previous synthetic set (it has
+    ``synth_info.json`` or the in-progress marker) or ``overwrite``; only the files of
+    the FreiHAND layout, ours and the loader's cache are removed.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / INFO_FILE).is_file() or (out / IN_PROGRESS).is_file()
+        if not ours and not overwrite:
+            raise ValueError(f"--out {out} is not empty and is not a synthetic set made by m3dhmr synth "
+                             f"(no {INFO_FILE}); pass --overwrite to replace its FreiHAND-layout files")
+        # Completion markers first, so an interrupted clean never looks complete either.
+        for p in _output_entries(out):
+            p.unlink(missing_ok=True)
+        for p in out.glob(".*.tmp-*"):
+            p.unlink(missing_ok=True)
+        for d in ("training", "evaluation", ".m3dhmr_cache"):
+            shutil.rmtree(out / d, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_template(out: Path, template: Any) -> None:
+    from m3dhmr.mesh.io import write_mesh
+
+    write_mesh(out / "template.ply", np.asarray(template.vertices), np.asarray(template.faces))
+    for name, arr in (("j_reg.npy", template.joint_regressor), ("regions.npy", template.regions)):
+        with atomic_path(out / name) as tmp:
+            np.save(tmp, np.asarray(arr))
+
+
+def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, workers: int = 1,
+             config: SynthConfig = SynthConfig(), overwrite: bool = False, progress: bool = True) -> Path:
+    """Write a synthetic set of ``num_train`` training and ``num_eval`` evaluation samples
+    to ``out`` (layout and guarantees in the module docstring); returns ``out``."""
+    for name, v in (("--train", num_train), ("--eval", num_eval), ("--seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    if num_train + num_eval == 0:
+        raise ValueError("--train and --eval are both 0: nothing to generate")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+    out = Path(out)
+    prepare_output(out, overwrite)
+    atomic_write_json(out / IN_PROGRESS, {"seed": int(seed), "train": int(num_train), "eval": int(num_eval)})
+    counts = {"training": int(num_train), "evaluation": int(num_eval)}
+    for split, _ in SPLITS:
+        (out / split / "rgb").mkdir(parents=True, exist_ok=True)
+    (out / "training" / "mask").mkdir(parents=True, exist_ok=True)
+    tasks = [(split, sid, a, min(a + CHUNK, counts[split])) for split, sid in SPLITS
+             for a in range(0, counts[split], CHUNK)]
+    workers = min(int(workers), max(len(tasks), 1))
+    from tqdm import tqdm
+
+    from m3dhmr.hand import load_template
+
+    template = load_template("open_hand")
+    _write_template(out, template)
+
+    with ExitStack() as stack:
+        files: dict[tuple[str, str], Any] = {}
+        for split, _ in SPLITS:
+            for key in ANNOTATION_KEYS:
+                tmp = stack.enter_context(atomic_path(out / f"{split}_{key}.json"))
+                fh = stack.enter_context(open(tmp, "w", encoding="utf-8"))
+                fh.write("[")
+                files[split, key] = fh
+        written = dict.fromkeys(counts, 0)
+        bar = stack.enter_context(tqdm(total=num_train + num_eval, unit="img", disable=not progress,
+                                       desc="synth", dynamic_ncols=True))
+        if workers == 1:
+            _init_worker(str(out), int(seed), config)
+            results = map(_work, tasks)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
+                workers, initializer=_init_worker, initargs=(str(out), int(seed), config)))
+            results = pool.imap(_work, tasks, chunksize=1)
+        for split, n, entries in results:
+            for e in entries:
+                sep = ", " if written[split] else ""
+                for key in ANNOTATION_KEYS:
+                    files[split, key].write(sep + e[key])
+                written[split] += 1
+            bar.update(n)
+        for fh in files.values():
+            fh.write("]")
+    info = {"version": SYNTH_VERSION, "seed": int(seed), "train": counts["training"], "eval": counts["evaluation"],
+            "size": config.size, "template": getattr(template, "name", "open_hand"),
+            "num_vertices": int(len(template.vertices)), "config": asdict(config)}
+    atomic_write_json(out / INFO_FILE, info, indent=1)
+    (out / IN_PROGRESS).unlink(missing_ok=True)
+    log.info("wrote %d training and %d evaluation samples to %s", num_train, num_eval, out)
+    return out
+
+
+def is_complete(out: str | Path) -> bool:
+    """True when ``out`` holds a finished synthetic set (``synth_info.json`` present, no marker)."""
+    out = Path(out)
+    return (out / INFO_FILE).is_file() and not (out / IN_PROGRESS).exists()

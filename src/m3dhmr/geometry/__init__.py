@@ -1,0 +1,1 @@
+"""Pure geometry functions: camera projection, Procrustes alignment, registration."""

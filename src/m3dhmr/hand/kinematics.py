@@ -1,0 +1,119 @@
+"""Forward kinematics and linear blend skinning as pure, batched, differentiable torch functions.
+
+Rotations follow :mod:`m3dhmr.conventions`: axis-angle vectors in radians, 3x3 matrices
+acting on column vectors. A kinematic tree is a tuple ``parents`` with ``parents[j] < j``
+and ``-1`` for the root. Rotations are *relative* to the parent and expressed in
+world-aligned axes at rest (the MANO / SMPL convention): the rest pose is all identities.
+
+Legend: B batch, J joints of the tree (16 for a hand), V vertices.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+# Below this squared angle the Taylor series is used (its error ~theta^6 / 5040 is
+# far below float64 round-off there), so the map and its gradient are finite at 0.
+_SMALL_ANGLE_SQ = 1e-6
+
+
+def _check_last(x: torch.Tensor, name: str, tail: tuple[int, ...]) -> None:
+    if x.shape[-len(tail):] != tail:
+        raise ValueError(f"{name} must end in shape {tail}, got {tuple(x.shape)}")
+
+
+def batch_rodrigues(aa: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices from axis-angle vectors.
+
+    Args:
+        aa: (..., 3) axis-angle vectors, radians (usually (B, 3)).
+
+    Returns:
+        (..., 3, 3) rotation matrices ``R = I + A K + B K^2`` with ``K = [aa]_x``,
+        ``A = sin(t)/t``, ``B = (1 - cos t)/t^2``; exactly the identity at ``aa = 0``
+        and differentiable everywhere (Taylor series near 0, no division by 0).
+    """
+    _check_last(aa, "aa", (3,))
+    theta_sq = (aa * aa).sum(-1)
+    small = theta_sq < _SMALL_ANGLE_SQ
+    # A safe angle in the unused branch keeps torch.where's gradient free of NaN.
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta_sq), theta_sq))
+    a = torch.where(small, 1.0 - theta_sq / 6.0 + theta_sq * theta_sq / 120.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta_sq / 24.0 + theta_sq * theta_sq / 720.0,
+                    (1.0 - torch.cos(theta)) / (theta * theta))
+    x, y, z = aa.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(aa.shape[:-1] + (3, 3))
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
+    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+
+
+def forward_kinematics(
+    rot: torch.Tensor, rest_joints: torch.Tensor, parents: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose a kinematic tree.
+
+    Args:
+        rot: (B, J, 3, 3) rotation of each joint relative to its parent (world-aligned
+            axes at rest); ``rot[:, 0]`` is the global rotation about the root.
+        rest_joints: (B, J, 3) joint positions at rest.
+        parents: length-J parent indices, ``-1`` for the root, ``parents[j] < j``.
+
+    Returns:
+        posed_joints: (B, J, 3) joint positions after posing (the root stays put).
+        transforms: (B, J, 4, 4) skinning transforms: the rigid motion of each joint's
+            frame from rest to posed, so a rest point ``x`` attached to joint j moves to
+            ``transforms[:, j] @ [x, 1]``.
+    """
+    _check_last(rot, "rot", (3, 3))
+    _check_last(rest_joints, "rest_joints", (3,))
+    if rot.dim() != 4 or rest_joints.dim() != 3 or rot.shape[:2] != rest_joints.shape[:2]:
+        raise ValueError(f"rot (B, J, 3, 3) and rest_joints (B, J, 3) disagree: "
+                         f"{tuple(rot.shape)} vs {tuple(rest_joints.shape)}")
+    num_joints = rot.shape[1]
+    if len(parents) != num_joints:
+        raise ValueError(f"parents has {len(parents)} entries for {num_joints} joints")
+    for j, p in enumerate(parents):
+        if (j == 0) != (p < 0) or p >= j:
+            raise ValueError(f"parents must list the root first (-1) and parents before children; joint {j} has {p}")
+
+    # World rotation and position of each joint's frame, accumulated down the tree.
+    world_rot = [rot[:, 0]]
+    world_pos = [rest_joints[:, 0]]
+    for j in range(1, num_joints):
+        p = parents[j]
+        bone = rest_joints[:, j] - rest_joints[:, p]                      # (B, 3)
+        world_pos.append(world_pos[p] + torch.einsum("bxy,by->bx", world_rot[p], bone))
+        world_rot.append(world_rot[p] @ rot[:, j])
+    posed_rot = torch.stack(world_rot, dim=1)                             # (B, J, 3, 3)
+    posed_joints = torch.stack(world_pos, dim=1)                          # (B, J, 3)
+    # x -> R (x - rest_j) + posed_j, i.e. translation = posed_j - R rest_j.
+    translation = posed_joints - torch.einsum("bjxy,bjy->bjx", posed_rot, rest_joints)
+    bottom = torch.zeros(rot.shape[:2] + (1, 4), dtype=rot.dtype, device=rot.device)
+    bottom[..., 0, 3] = 1.0
+    transforms = torch.cat([torch.cat([posed_rot, translation[..., None]], dim=-1), bottom], dim=-2)
+    return posed_joints, transforms
+
+
+def linear_blend_skinning(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """Move vertices by a weighted blend of joint transforms.
+
+    Args:
+        vertices: (B, V, 3) rest vertices (or (V, 3), shared by the batch).
+        weights: (V, J) skinning weights, rows summing to 1.
+        transforms: (B, J, 4, 4) transforms from :func:`forward_kinematics`.
+
+    Returns:
+        (B, V, 3) skinned vertices ``sum_j w_vj (R_j v + t_j)``.
+    """
+    _check_last(transforms, "transforms", (4, 4))
+    if vertices.dim() == 2:
+        vertices = vertices.expand(transforms.shape[0], -1, -1)
+    _check_last(vertices, "vertices", (3,))
+    if weights.dim() != 2 or weights.shape[0] != vertices.shape[1] or weights.shape[1] != transforms.shape[1]:
+        raise ValueError(f"weights must be (V, J) = ({vertices.shape[1]}, {transforms.shape[1]}), "
+                         f"got {tuple(weights.shape)}")
+    blended = torch.einsum("vj,bjxy->bvxy", weights, transforms[:, :, :3, :])   # (B, V, 3, 4)
+    return torch.einsum("bvxy,bvy->bvx", blended[..., :3], vertices) + blended[..., 3]

@@ -1,0 +1,144 @@
+"""Hand templates: what the network and the topology need from a hand (numpy only, no torch).
+
+``load_template(spec)`` accepts
+    ``"open_hand"``                  the package's own right hand (see :mod:`m3dhmr.hand.open_hand`);
+    ``"mano:/path/MANO_RIGHT.pkl"``  MANO's template, read without chumpy (see :mod:`m3dhmr.hand.mano`);
+    a folder                          with ``template.ply``, ``j_reg.npy`` (21, V), ``regions.npy`` (V,)
+                                      and optionally ``skinning_weights.npy`` (V, 16), as written by
+                                      ``m3dhmr template --out DIR``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import conventions as cv
+
+
+@dataclass(frozen=True, eq=False)
+class HandTemplate:
+    """A right hand at rest (metres).
+
+    Attributes:
+        vertices: (V, 3) float64 rest vertices.
+        faces: (F, 3) int64 triangles, outward normals.
+        joint_regressor: (21, V) float64, FreiHAND joint order; ``joint_regressor @ vertices``
+            is the rest skeleton.
+        regions: (V,) int64 labels in 0..5 (:data:`m3dhmr.conventions.REGION_NAMES`).
+        skinning_weights: (V, 16) float64 rows summing to 1, or None.
+        name: e.g. ``"open_hand"`` or ``"mano"``.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    joint_regressor: np.ndarray
+    regions: np.ndarray
+    skinning_weights: np.ndarray | None
+    name: str
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vertices, dtype=np.float64)
+        f = np.asarray(self.faces)
+        reg = np.asarray(self.joint_regressor, dtype=np.float64)
+        regions = np.asarray(self.regions)
+        where = f"template {self.name!r}"
+        if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+            raise ValueError(f"{where}: vertices must have shape (V, 3), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{where}: vertices contain NaN/inf")
+        if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+            raise ValueError(f"{where}: faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
+        if f.size and (f.min() < 0 or f.max() >= len(v)):
+            raise ValueError(f"{where}: faces index vertices outside 0..{len(v) - 1}")
+        if reg.shape != (cv.NUM_JOINTS, len(v)) or not np.isfinite(reg).all():
+            raise ValueError(f"{where}: joint_regressor must be finite with shape ({cv.NUM_JOINTS}, {len(v)}), "
+                             f"got {reg.shape}")
+        if regions.shape != (len(v),) or not np.issubdtype(regions.dtype, np.integer):
+            raise ValueError(f"{where}: regions must be integers of shape ({len(v)},), got {regions.dtype} {regions.shape}")
+        if regions.size and (regions.min() < 0 or regions.max() >= cv.NUM_REGIONS):
+            raise ValueError(f"{where}: regions must lie in 0..{cv.NUM_REGIONS - 1}")
+        w = self.skinning_weights
+        if w is not None:
+            w = np.asarray(w, dtype=np.float64)
+            if w.ndim != 2 or w.shape[0] != len(v) or not np.isfinite(w).all():
+                raise ValueError(f"{where}: skinning_weights must be finite with shape ({len(v)}, J), got {w.shape}")
+        # Normalised copies, read-only so a shared template cannot be changed by accident.
+        for name, value in (("vertices", v), ("faces", f.astype(np.int64)), ("joint_regressor", reg),
+                            ("regions", regions.astype(np.int64)), ("skinning_weights", w)):
+            if value is not None:
+                value = np.array(value)
+                value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    def rest_joints(self) -> np.ndarray:
+        """(21, 3) rest skeleton: ``joint_regressor @ vertices``."""
+        return self.joint_regressor @ self.vertices
+
+
+def load_template(spec: str | Path) -> HandTemplate:
+    """Load a template: ``"open_hand"``, ``"mano:/path/MANO_RIGHT.pkl"`` or a folder (see module doc)."""
+    s = str(spec)
+    if s == "open_hand":
+        from .open_hand import load_open_hand_asset
+
+        return load_open_hand_asset().template
+    if s.startswith("mano:"):
+        from .mano import mano_template, read_mano_pickle
+
+        return mano_template(read_mano_pickle(s[len("mano:"):]))
+    folder = Path(s)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"template {s!r}: not 'open_hand', 'mano:/path/MANO_RIGHT.pkl' or an existing folder")
+    return read_template_dir(folder)
+
+
+TEMPLATE_FILES = ("template.ply", "j_reg.npy", "regions.npy")
+
+
+def read_template_dir(folder: str | Path) -> HandTemplate:
+    """Read a folder written by :func:`write_template_dir`."""
+    from ..mesh.io import read_mesh
+
+    folder = Path(folder)
+    missing = [n for n in TEMPLATE_FILES if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"template folder {folder} lacks {', '.join(missing)}")
+    vertices, faces = read_mesh(folder / "template.ply")
+
+    def npy(name: str) -> np.ndarray:
+        try:
+            return np.load(folder / name, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{folder / name}: not a readable .npy array ({e})") from e
+
+    skin = npy("skinning_weights.npy") if (folder / "skinning_weights.npy").is_file() else None
+    try:
+        return HandTemplate(vertices, faces, npy("j_reg.npy"), npy("regions.npy"), skin, name=folder.name)
+    except ValueError as e:
+        raise ValueError(f"template folder {folder}: {e}") from e
+
+
+def write_template_dir(folder: str | Path, template: HandTemplate) -> list[Path]:
+    """Write template.ply, j_reg.npy (21, V), regions.npy (V,) [and skinning_weights.npy (V, 16)], atomically."""
+    from ..fileio import atomic_path
+    from ..mesh.io import write_mesh
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "template.ply"]
+    write_mesh(written[0], template.vertices, template.faces)
+    arrays = {"j_reg.npy": template.joint_regressor, "regions.npy": template.regions}
+    if template.skinning_weights is not None:
+        arrays["skinning_weights.npy"] = template.skinning_weights
+    for name, arr in arrays.items():
+        with atomic_path(folder / name) as tmp:
+            np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False)
+        written.append(folder / name)
+    return written

@@ -1,0 +1,107 @@
+"""End-to-end speed of :class:`~m3dhmr.inference.predictor.Predictor`, per stage and backend.
+
+Stages of one frame at batch 1 (decoding excluded: a synthetic image is reused):
+
+- ``preprocess``: square crop of the box + resize to the model's input size + float
+  conversion (:meth:`Predictor.prepare`);
+- ``network``: PyTorch or ONNX Runtime (:meth:`Predictor.run_network`);
+- ``registration``: camera-space translation and mapping back to image pixels
+  (:meth:`Predictor.finish`).
+
+Backends are interleaved frame by frame, so a load spike on a shared machine hits all
+of them alike and their ratio stays meaningful.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+STAGES: tuple[str, ...] = ("preprocess", "network", "registration")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Timings of one backend: frames timed, mean and median milliseconds per stage and
+    end to end (``ms_mean["total"]``), and end-to-end frames per second (1000 / mean total)."""
+
+    backend: str
+    frames: int
+    ms_mean: dict[str, float]
+    ms_median: dict[str, float]
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.ms_mean["total"]
+
+
+def synthetic_frame(size: int = 224, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A (size, size, 3) uint8 RGB image with a skin-coloured blob and its (4,) box x, y, w, h."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8), (7, 7), 0)
+    c = size // 2
+    cv2.ellipse(img, (c, c), (size // 5, size // 4), 20, 0, 360, (224, 172, 140), -1)
+    box = np.array([c - size * 0.3, c - size * 0.3, size * 0.6, size * 0.6])
+    return img, box
+
+
+def time_frame(predictor, image: np.ndarray, box: np.ndarray) -> dict[str, float]:
+    """Milliseconds of each stage (and ``total``) for one frame."""
+    t0 = time.perf_counter()
+    prep = predictor.prepare(image, box)
+    t1 = time.perf_counter()
+    net = predictor.run_network(prep.images)
+    t2 = time.perf_counter()
+    predictor.finish(prep, net)
+    t3 = time.perf_counter()
+    return {"preprocess": 1e3 * (t1 - t0), "network": 1e3 * (t2 - t1), "registration": 1e3 * (t3 - t2),
+            "total": 1e3 * (t3 - t0)}
+
+
+def run_bench(predictors: dict[str, object], seconds: float = 10.0, warmup: int = 5, min_frames: int = 5,
+              image_size: int = 224) -> dict[str, BenchResult]:
+    """Time each named predictor, interleaved frame by frame, for about ``seconds`` in all."""
+    if not predictors:
+        raise ValueError("run_bench: no backends to time")
+    if not seconds > 0:
+        raise ValueError(f"--seconds must be > 0, got {seconds}")
+    image, box = synthetic_frame(image_size)
+    for p in predictors.values():
+        for _ in range(warmup):
+            time_frame(p, image, box)
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in predictors}
+    start = time.perf_counter()
+    while True:
+        for name, p in predictors.items():
+            samples[name].append(time_frame(p, image, box))
+        n = len(next(iter(samples.values())))
+        if n >= min_frames and time.perf_counter() - start >= seconds:
+            break
+    out = {}
+    for name, rows in samples.items():
+        keys = (*STAGES, "total")
+        out[name] = BenchResult(
+            backend=name,
+            frames=len(rows),
+            ms_mean={k: float(np.mean([r[k] for r in rows])) for k in keys},
+            ms_median={k: float(np.median([r[k] for r in rows])) for k in keys},
+        )
+    return out
+
+
+def format_results(results: dict[str, BenchResult]) -> list[str]:
+    """``name=value`` lines: ``fps_end_to_end_<backend>``, ``ms_<stage>_<backend>`` (means)."""
+    lines = []
+    for name, r in results.items():
+        lines.append(f"frames_{name}={r.frames}")
+        for k in STAGES:
+            lines.append(f"ms_{k}_{name}={r.ms_mean[k]:.3f}")
+        lines.append(f"ms_end_to_end_{name}={r.ms_mean['total']:.3f}")
+        lines.append(f"ms_end_to_end_median_{name}={r.ms_median['total']:.3f}")
+    for name, r in results.items():
+        lines.append(f"fps_end_to_end_{name}={r.fps:.2f}")
+    return lines

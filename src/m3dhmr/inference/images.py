@@ -1,0 +1,95 @@
+"""Reading users' images and videos as 8-bit RGB, and listing the inputs of ``predict``.
+
+Any image OpenCV decodes is accepted: grayscale is replicated to three channels, an
+alpha channel is dropped (composited over black would darken anti-aliased hand edges),
+16-bit images are scaled to 8 bits (``/ 257``, so 65535 -> 255), float images are taken
+as [0, 1] and clipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jp2"})
+VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input of ``predict``: an image or a video file."""
+
+    path: Path
+    kind: Literal["image", "video"]
+
+
+def to_rgb_uint8(array: np.ndarray, where: str = "image", bgr: bool = True) -> np.ndarray:
+    """Convert a decoded image to (H, W, 3) uint8 RGB.
+
+    array: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16 or float.
+    ``bgr``: channel order of colour input (OpenCV decodes as BGR).
+    """
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{where}: unsupported image shape {a.shape} (expected H x W, H x W x 3 or H x W x 4)")
+    if a.dtype == np.uint8:
+        pass
+    elif a.dtype == np.uint16:
+        a = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{where}: float image contains NaN or inf")
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ValueError(f"{where}: unsupported pixel type {a.dtype} (expected 8/16-bit or float)")
+    if a.ndim == 2:
+        return np.ascontiguousarray(np.repeat(a[:, :, None], 3, axis=2))
+    a = a[:, :, :3]
+    return np.ascontiguousarray(a[:, :, ::-1] if bgr else a)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ValueError(f"{path}: cannot decode the image (unreadable or not an image)")
+    return to_rgb_uint8(img, str(path))
+
+
+def collect_inputs(paths: list[str | Path]) -> list[InputItem]:
+    """Expand ``predict``'s inputs: files by extension, folders to their images (sorted).
+
+    Errors: a missing path, an unknown extension, a folder with no images.
+    """
+    items: list[InputItem] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"{p}: folder contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            items.extend(InputItem(q, "image") for q in found)
+        elif p.is_file():
+            ext = p.suffix.lower()
+            if ext in IMAGE_EXTENSIONS:
+                items.append(InputItem(p, "image"))
+            elif ext in VIDEO_EXTENSIONS:
+                items.append(InputItem(p, "video"))
+            else:
+                raise ValueError(f"{p}: unknown file extension {p.suffix!r}; images: "
+                                 f"{', '.join(sorted(IMAGE_EXTENSIONS))}; videos: {', '.join(sorted(VIDEO_EXTENSIONS))}")
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    if not items:
+        raise ValueError("no inputs given")
+    return items

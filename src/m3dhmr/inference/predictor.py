@@ -1,0 +1,294 @@
+"""From a user's image (+ optional box and intrinsics) to a camera-space hand mesh.
+
+Pipeline (each stage is a method, so :mod:`m3dhmr.inference.bench` can time them):
+
+1. :meth:`Predictor.prepare`: square crop of the box (the whole image without one) with
+   the training crop maths (:func:`m3dhmr.inference.crops.crop_hand`), resized to the
+   model's ``input_size``, as RGB float in [0, 1] ``(1, 3, S, S)``; for a left hand the
+   crop is flipped horizontally.
+2. :meth:`Predictor.run_network`: the network (PyTorch or ONNX Runtime) -> root-relative
+   vertices and joints (metres) and 2D joints (crop pixels).
+3. :meth:`Predictor.finish`: left hands are mirrored back (``x -> -x`` in 3D,
+   ``u -> S - 1 - u`` in the crop, faces' winding reversed), the translation is solved
+   by :func:`m3dhmr.geometry.registration.register_camera_space` with the crop
+   intrinsics, and the 2D joints are mapped back to original image pixels.
+
+Left hands: the network only knows right hands. The flipped crop of a left hand looks
+like a right hand seen by the mirrored crop camera (``cx -> S - 1 - cx``); mirroring the
+prediction back gives the left hand in the original crop camera, so registering it
+with the unflipped crop ``K`` is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from m3dhmr.data.augment import apply_affine_np
+from m3dhmr.inference import crops
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["torch", "onnxruntime"]
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+#: ONNX graph input and output names (shared with :mod:`m3dhmr.inference.onnx_export`).
+ONNX_INPUT = "images"
+ONNX_OUTPUTS = ("vertices", "joints3d", "joints2d")
+
+
+@dataclass(frozen=True)
+class NetworkOutput:
+    """Network output as float32 numpy: vertices (B, V, 3) and joints3d (B, 21, 3)
+    root-relative metres, joints2d (B, 21, 2) crop pixels."""
+
+    vertices: np.ndarray
+    joints3d: np.ndarray
+    joints2d: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """A prepared crop: images (1, 3, S, S) float32 RGB in [0, 1] (flipped when ``left``),
+    the :class:`~m3dhmr.inference.crops.HandCrop` (unflipped), the image's (3, 3) K and size."""
+
+    images: np.ndarray
+    crop: crops.HandCrop
+    K: np.ndarray
+    image_size: tuple[int, int]
+    left: bool
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """One hand in one image.
+
+    joints2d: (21, 2) original image pixels (network's 2D joints); joints3d: (21, 3) and
+    vertices: (V, 3) camera space, metres; faces: (F, 3) (winding reversed for a left
+    hand, so normals point outwards); translation: (3,) camera-space wrist (root-relative
+    + translation = camera space); success: registration succeeded;
+    reprojection_error: mean pixel error of the registration in crop pixels;
+    box: (4,) square crop box x, y, w, h in image pixels; K: (3, 3) intrinsics used;
+    image_size: (H, W); left: predicted as a left hand.
+    """
+
+    joints2d: np.ndarray
+    joints3d: np.ndarray
+    vertices: np.ndarray
+    faces: np.ndarray
+    translation: np.ndarray
+    success: bool
+    reprojection_error: float
+    box: np.ndarray
+    K: np.ndarray
+    image_size: tuple[int, int]
+    left: bool
+
+    def to_json(self, include_vertices: bool = True) -> dict[str, Any]:
+        """Plain-data form (lists) for ``result.json`` / ``results.jsonl``; units: metres, pixels."""
+        d = {
+            "joints2d": np.round(self.joints2d, 3).tolist(),
+            "joints3d": np.round(self.joints3d, 6).tolist(),
+            "translation": np.round(self.translation, 6).tolist(),
+            "K": self.K.tolist(),
+            "box": np.round(self.box, 3).tolist(),
+            "image_size": list(self.image_size),
+            "success": bool(self.success),
+            "reprojection_error_px": float(self.reprojection_error),
+            "left": bool(self.left),
+            "units": {"joints3d": "m", "vertices": "m", "joints2d": "px", "camera": "opencv"},
+        }
+        if include_vertices:
+            d["vertices"] = np.round(self.vertices, 6).tolist()
+        return d
+
+
+class TorchNetwork:
+    """The PyTorch model as ``images (B, 3, S, S) float32 numpy -> NetworkOutput``."""
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> NetworkOutput:
+        out = self.model(torch.from_numpy(images).to(self.device))
+        return NetworkOutput(*(t.float().cpu().numpy() for t in (out.vertices, out.joints3d, out.joints2d)))
+
+
+class OnnxNetwork:
+    """An exported ONNX graph run by ONNX Runtime (graph optimisations on)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, device: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError("--device cuda with --backend onnxruntime needs onnxruntime-gpu "
+                                 f"(available providers: {ort.get_available_providers()})")
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise ValueError(f"{path}: ONNX Runtime cannot load the model ({e})") from e
+        names = [o.name for o in self.session.get_outputs()]
+        if tuple(names[:3]) != ONNX_OUTPUTS or self.session.get_inputs()[0].name != ONNX_INPUT:
+            raise ValueError(f"{path}: not an m3dhmr export (input {self.session.get_inputs()[0].name!r}, "
+                             f"outputs {names}; expected {ONNX_INPUT!r} -> {list(ONNX_OUTPUTS)})")
+        shape = self.session.get_inputs()[0].shape
+        self.input_size = shape[-1] if isinstance(shape[-1], int) else None
+
+    def __call__(self, images: np.ndarray) -> NetworkOutput:
+        v, j3, j2 = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: images})
+        return NetworkOutput(v, j3, j2)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape} "
+                         "(use m3dhmr.inference.images.load_image to convert files)")
+    return image
+
+
+class Predictor:
+    """Runs a trained network on users' images.
+
+    Args:
+        network: a callable ``images (B, 3, S, S) float32 -> NetworkOutput``
+            (:class:`TorchNetwork` or :class:`OnnxNetwork`).
+        faces: (F, 3) right-hand mesh faces.
+        input_size: crop side S the network expects.
+        fov_deg: horizontal field of view assumed when no K is given
+            (:data:`m3dhmr.inference.crops.DEFAULT_FOV_DEG`).
+    """
+
+    def __init__(self, network, faces: np.ndarray, input_size: int,
+                 fov_deg: float = crops.DEFAULT_FOV_DEG, backend: str = "torch") -> None:
+        self.network = network
+        self.faces = np.asarray(faces, dtype=np.int64)
+        self.input_size = int(input_size)
+        self.fov_deg = float(fov_deg)
+        self.backend = backend
+        crops.default_intrinsics(2, 2, self.fov_deg)  # validates the field of view early
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, backend: str = "torch", onnx_path: str | Path | None = None,
+                        device: str = "cpu", threads: int | None = None,
+                        fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
+        """Load a checkpoint; with ``backend="onnxruntime"`` the network runs from ``onnx_path``
+        (exported on the fly into a temporary file when None)."""
+        from m3dhmr.train.checkpoint import load_model_from_checkpoint
+
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        model, exp = load_model_from_checkpoint(checkpoint, "cpu" if backend == "onnxruntime" else device)
+        return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
+                              fov_deg=fov_deg)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, backend: str = "torch", onnx_path: str | Path | None = None,
+                   device: str = "cpu", threads: int | None = None,
+                   fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
+        """Wrap an :class:`m3dhmr.models.M3DHMR` (see :meth:`from_checkpoint`)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+        size = int(model.cfg.input_size)
+        faces = model.faces.cpu().numpy()
+        if backend == "torch":
+            if str(device).startswith("cuda") and not torch.cuda.is_available():
+                raise ValueError("--device cuda: no CUDA device is available")
+            network = TorchNetwork(model, device)
+        else:
+            if onnx_path is None:
+                import tempfile
+
+                from m3dhmr.inference.onnx_export import export_onnx
+
+                # The session holds the graph in memory, so the temporary file can go.
+                with tempfile.TemporaryDirectory(prefix="m3dhmr-onnx-") as tmpdir:
+                    log.info("no ONNX model given: exporting the network for ONNX Runtime")
+                    export_onnx(model.cpu(), Path(tmpdir) / "model.onnx")
+                    network = OnnxNetwork(Path(tmpdir) / "model.onnx", threads=threads, device=device)
+            else:
+                network = OnnxNetwork(onnx_path, threads=threads, device=device)
+            if network.input_size is not None and network.input_size != size:
+                raise ValueError(f"{onnx_path}: ONNX input is {network.input_size} px but the checkpoint's "
+                                 f"model.input_size is {size}; export this checkpoint again")
+        return cls(network, faces, size, fov_deg=fov_deg, backend=backend)
+
+    # ------------------------------------------------------------------ stages
+
+    def prepare(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool = False) -> PreparedInput:
+        """Crop ``image`` (H, W, 3) uint8 RGB to the square ``box`` (x, y, w, h; squared about
+        its centre, not enlarged; default: the whole image) -> :class:`PreparedInput`."""
+        image = _check_image(image)
+        H, W = image.shape[:2]
+        K = crops.default_intrinsics(H, W, self.fov_deg) if K is None else crops.intrinsics_from_values(K)
+        box = crops.full_image_box(H, W) if box is None else crops.validate_box(box, H, W)
+        crop = crops.crop_hand(image, box, K, self.input_size)
+        pixels = crop.image[:, ::-1] if left else crop.image
+        images = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
+        return PreparedInput(images=images, crop=crop, K=K, image_size=(H, W), left=bool(left))
+
+    def run_network(self, images: np.ndarray) -> NetworkOutput:
+        """images (B, 3, S, S) float32 in [0, 1] -> :class:`NetworkOutput`."""
+        if images.ndim != 4 or images.shape[1:] != (3, self.input_size, self.input_size):
+            raise ValueError(f"images must have shape (B, 3, {self.input_size}, {self.input_size}), got {images.shape}")
+        out = self.network(images)
+        for name in ("vertices", "joints3d", "joints2d"):
+            if not np.all(np.isfinite(getattr(out, name))):
+                raise ValueError(f"the network returned NaN or inf {name} (broken checkpoint?)")
+        return out
+
+    def finish(self, prepared: PreparedInput, net: NetworkOutput, index: int = 0) -> PredictionResult:
+        """Mirror back (left hands), register in camera space, map 2D joints to the image."""
+        from m3dhmr.geometry.registration import register_camera_space
+
+        v = net.vertices[index].astype(np.float64)
+        j3 = net.joints3d[index].astype(np.float64)
+        j2 = net.joints2d[index].astype(np.float64)
+        faces = self.faces
+        if prepared.left:
+            v = v * [-1.0, 1.0, 1.0]
+            j3 = j3 * [-1.0, 1.0, 1.0]
+            j2 = np.stack([self.input_size - 1 - j2[:, 0], j2[:, 1]], axis=1)
+            faces = faces[:, ::-1].copy()  # mirroring turns the winding inside out
+        reg = register_camera_space(torch.from_numpy(j3)[None], torch.from_numpy(j2)[None],
+                                    torch.from_numpy(prepared.crop.K)[None], torch.from_numpy(v)[None])
+        joints2d = apply_affine_np(j2, crops.invert_affine(prepared.crop.affine))
+        return PredictionResult(
+            joints2d=joints2d,
+            joints3d=reg.joints[0].numpy(),
+            vertices=reg.vertices[0].numpy(),
+            faces=faces,
+            translation=reg.translation[0].numpy(),
+            success=bool(reg.success[0]),
+            reprojection_error=float(reg.reprojection_error[0]),
+            box=prepared.crop.box,
+            K=prepared.K,
+            image_size=prepared.image_size,
+            left=prepared.left,
+        )
+
+    def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool = False) -> PredictionResult:
+        """image (H, W, 3) uint8 RGB; box (4,) x, y, w, h crop box or None (whole image);
+        K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``) -> :class:`PredictionResult`."""
+        prepared = self.prepare(image, box, K, left)
+        return self.finish(prepared, self.run_network(prepared.images))

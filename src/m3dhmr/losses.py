@@ -1,0 +1,256 @@
+"""Training losses (paper eq. 7) and the first stack's pretraining losses.
+
+Normalisation (so that the paper's all-ones weights balance sensibly):
+- 3D terms (mesh, edge, 3D consistency) are computed on vertices divided by
+  ``VERTEX_NORMALISATION_M`` (0.2 m), as CMR/MobRecon do; the normal term is
+  scale-free.
+- 2D terms (pose, 2D consistency, stack-1 landmarks) are in crop pixels divided by
+  the crop size (x by W, y by H).
+- The paper's sums become means (over samples, vertices/faces/edges, coordinates),
+  so no term grows with the mesh resolution or batch size.
+- 3D terms use only samples with ``target["has_3d"]`` (all when the key is absent).
+
+``target`` keys (the data sample's, batched): ``vertices (B, V, 3)`` root-relative
+metres, ``joints2d (B, 21, 2)`` crop pixels, optional ``has_3d (B,)`` bool. With a
+second view: ``mapping = {"R12": (B, 3, 3), "A12": (B, 2, 3)}`` (see
+:func:`view_mapping`) takes view 1's prediction into view 2's frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from m3dhmr.conventions import VERTEX_NORMALISATION_M
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each term; the paper's eq. 7 is all ones for the six main terms.
+
+    ``heatmap`` (MSE to Gaussian heatmaps) and ``pose2d_stack1`` (L1 on the first
+    stack's landmarks) are for the first stack's pretraining and default to 0;
+    ``heatmap_sigma`` is the Gaussian's standard deviation in heatmap cells.
+    """
+
+    mesh: float = 1.0
+    pose2d: float = 1.0
+    normal: float = 1.0
+    edge: float = 1.0
+    con3d: float = 1.0
+    con2d: float = 1.0
+    heatmap: float = 0.0
+    pose2d_stack1: float = 0.0
+    heatmap_sigma: float = 2.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not value >= 0.0 or value == float("inf"):
+                raise ValueError(f"loss.{f.name}: {value} must be a finite number >= 0")
+        if self.heatmap_sigma <= 0.0:
+            raise ValueError(f"loss.heatmap_sigma: {self.heatmap_sigma} must be > 0")
+
+
+TERMS = ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap", "pose2d_stack1")
+
+
+@dataclass
+class LossTerms:
+    """Unweighted terms (0-dim tensors; 0 when not computed) and the weighted ``total``."""
+
+    total: Tensor
+    mesh: Tensor
+    pose2d: Tensor
+    normal: Tensor
+    edge: Tensor
+    con3d: Tensor
+    con2d: Tensor
+    heatmap: Tensor
+    pose2d_stack1: Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain floats for logging."""
+        return {f.name: float(getattr(self, f.name).detach()) for f in fields(self)}
+
+
+# --- pure loss functions -------------------------------------------------------------
+
+
+def face_edges(faces: Tensor) -> Tensor:
+    """The three directed edges (i, j) of every face: (F, 3) -> (F, 3, 2)."""
+    return torch.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=1)
+
+
+def face_normals(vertices: Tensor, faces: Tensor, eps: float = 1e-12) -> Tensor:
+    """Unit normals (right-hand rule): vertices (B, V, 3), faces (F, 3) -> (B, F, 3)."""
+    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
+    n = torch.cross(b - a, c - a, dim=-1)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def normal_loss(pred: Tensor, gt: Tensor, faces: Tensor, eps: float = 1e-12) -> Tensor:
+    """Mean over samples, faces and their 3 edges of ``|unit(V_i - V_j) . n*_c|``.
+
+    pred, gt: (B, V, 3); faces (F, 3) -> 0-dim.
+    """
+    e = face_edges(faces)  # (F, 3, 2)
+    d = pred[:, e[..., 0]] - pred[:, e[..., 1]]  # (B, F, 3, 3)
+    d = d / d.norm(dim=-1, keepdim=True).clamp_min(eps)
+    n = face_normals(gt, faces, eps).unsqueeze(2)  # (B, F, 1, 3)
+    return (d * n).sum(-1).abs().mean()
+
+
+def edge_length_loss(pred: Tensor, gt: Tensor, faces: Tensor) -> Tensor:
+    """Mean over samples, faces and their 3 edges of ``| |V_i - V_j| - |V*_i - V*_j| |``.
+
+    pred, gt: (B, V, 3); faces (F, 3) -> 0-dim (units of the inputs).
+    """
+    e = face_edges(faces)
+    lp = (pred[:, e[..., 0]] - pred[:, e[..., 1]]).norm(dim=-1)
+    lg = (gt[:, e[..., 0]] - gt[:, e[..., 1]]).norm(dim=-1)
+    return (lp - lg).abs().mean()
+
+
+def heatmap_targets(joints2d: Tensor, size: tuple[int, int], sigma: float, image_size: tuple[int, int]) -> Tensor:
+    """Gaussian heatmaps (peak 1) centred on the joints.
+
+    A heatmap cell (i, j) covers the crop at stride ``s = image_size / size``, its
+    centre at crop pixel ``((j + 0.5) s_x - 0.5, (i + 0.5) s_y - 0.5)``.
+
+    Args:
+        joints2d: (B, J, 2) crop pixels (x, y).
+        size: (h, w) of the heatmaps.
+        sigma: standard deviation in heatmap cells.
+        image_size: (H, W) of the crop.
+    Returns:
+        (B, J, h, w).
+    """
+    h, w = size
+    sy, sx = image_size[0] / h, image_size[1] / w
+    # Joint positions in heatmap-cell units, cell centres at integers.
+    jx = (joints2d[..., 0] + 0.5) / sx - 0.5
+    jy = (joints2d[..., 1] + 0.5) / sy - 0.5
+    xs = torch.arange(w, dtype=joints2d.dtype, device=joints2d.device)
+    ys = torch.arange(h, dtype=joints2d.dtype, device=joints2d.device)
+    gx = torch.exp(-((xs - jx.unsqueeze(-1)) ** 2) / (2 * sigma**2))  # (B, J, w)
+    gy = torch.exp(-((ys - jy.unsqueeze(-1)) ** 2) / (2 * sigma**2))  # (B, J, h)
+    return gy.unsqueeze(-1) * gx.unsqueeze(-2)
+
+
+def view_mapping(target: dict[str, Tensor]) -> dict[str, Tensor]:
+    """View 1 -> view 2 maps from a two-view sample: ``R12 = rot_2 rot_1^T`` (B, 3, 3)
+    and ``A12 = affine_2 o affine_1^-1`` (B, 2, 3)."""
+    for key in ("rot", "rot_2", "affine", "affine_2"):
+        if key not in target:
+            raise ValueError(f"view_mapping needs target[{key!r}] (a two-view batch)")
+    r12 = target["rot_2"] @ target["rot"].transpose(1, 2)
+    a1 = _homogeneous(target["affine"])
+    a2 = _homogeneous(target["affine_2"])
+    return {"R12": r12, "A12": (a2 @ torch.linalg.inv(a1))[:, :2]}
+
+
+def _homogeneous(affine: Tensor) -> Tensor:
+    b = affine.shape[0]
+    row = affine.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)
+    return torch.cat([affine, row], dim=1)
+
+
+def _apply_affine(a: Tensor, p: Tensor) -> Tensor:
+    """a (B, 2, 3), p (B, J, 2) -> (B, J, 2)."""
+    return p @ a[:, :, :2].transpose(1, 2) + a[:, :, 2].unsqueeze(1)
+
+
+# --- the combined loss ---------------------------------------------------------------
+
+
+def _check(name: str, t: Tensor, shape: tuple[int | None, ...]) -> None:
+    if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+        raise ValueError(f"target[{name!r}] has shape {tuple(t.shape)}, expected {shape} (None = any)")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"target[{name!r}] holds NaN or infinite values")
+
+
+def compute_losses(
+    pred,
+    target: dict[str, Tensor],
+    faces: Tensor,
+    weights: LossWeights,
+    pred_view2=None,
+    mapping: dict[str, Tensor] | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> LossTerms:
+    """Weighted sum of the loss terms (see the module docstring for units).
+
+    Args:
+        pred: a :class:`m3dhmr.models.ModelOutput` (all terms) or a
+            :class:`m3dhmr.models.backbone.Stack1Output` (pretraining: only
+            ``heatmap`` and ``pose2d_stack1`` may have non-zero weights).
+        target: the batch (view 1), see the module docstring.
+        faces: (F, 3) int64 mesh faces.
+        weights: :class:`LossWeights`; terms with weight 0 are skipped (reported as 0).
+        pred_view2: the ModelOutput of the second view, for the consistency terms.
+        mapping: ``{"R12", "A12"}``; defaults to :func:`view_mapping` (target).
+        image_size: (H, W) of the crop; defaults to ``pred.image_size`` (ModelOutput)
+            or ``target["image"]``'s size.
+    Returns:
+        :class:`LossTerms`.
+    """
+    ref = pred.joints2d
+    zero = ref.new_zeros(())
+    terms = dict.fromkeys(TERMS, zero)
+    if image_size is None:
+        image_size = getattr(pred, "image_size", None)
+    if image_size is None:
+        if "image" not in target:
+            raise ValueError("compute_losses needs image_size (or target['image']) to normalise 2D terms")
+        image_size = tuple(target["image"].shape[-2:])
+    scale2d = ref.new_tensor([float(image_size[1]), float(image_size[0])])
+    b = ref.shape[0]
+    stack1_only = not hasattr(pred, "vertices")
+    if stack1_only:
+        bad = [n for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d") if getattr(weights, n) > 0]
+        if bad:
+            raise ValueError(f"a first-stack output has no {', '.join(bad)} terms; set those loss weights to 0")
+
+    if weights.pose2d > 0 or weights.pose2d_stack1 > 0 or weights.heatmap > 0:
+        _check("joints2d", target["joints2d"], (b, ref.shape[1], 2))
+        gt2d = target["joints2d"]
+        if weights.pose2d > 0 and not stack1_only:
+            terms["pose2d"] = ((pred.joints2d - gt2d) / scale2d).abs().mean()
+        if weights.pose2d_stack1 > 0:
+            p1 = pred.joints2d if stack1_only else pred.joints2d_stack1
+            terms["pose2d_stack1"] = ((p1 - gt2d) / scale2d).abs().mean()
+        if weights.heatmap > 0:
+            hm = pred.heatmaps
+            tgt = heatmap_targets(gt2d, tuple(hm.shape[-2:]), weights.heatmap_sigma, image_size)
+            terms["heatmap"] = ((hm - tgt) ** 2).mean()
+
+    if not stack1_only and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0):
+        v = pred.vertices
+        _check("vertices", target["vertices"], tuple(v.shape))
+        mask = target.get("has_3d")
+        sel = slice(None) if mask is None else mask.to(torch.bool).reshape(b)
+        pv = v[sel] / VERTEX_NORMALISATION_M
+        gv = target["vertices"][sel] / VERTEX_NORMALISATION_M
+        if pv.shape[0] > 0:
+            if weights.mesh > 0:
+                terms["mesh"] = (pv - gv).abs().mean()
+            if weights.normal > 0:
+                terms["normal"] = normal_loss(pv, gv, faces)
+            if weights.edge > 0:
+                terms["edge"] = edge_length_loss(pv, gv, faces)
+
+    if not stack1_only and pred_view2 is not None and (weights.con3d > 0 or weights.con2d > 0):
+        m = view_mapping(target) if mapping is None else mapping
+        if weights.con3d > 0:
+            v1in2 = pred.vertices @ m["R12"].transpose(1, 2)
+            terms["con3d"] = ((v1in2 - pred_view2.vertices) / VERTEX_NORMALISATION_M).abs().mean()
+        if weights.con2d > 0:
+            p1in2 = _apply_affine(m["A12"], pred.joints2d)
+            terms["con2d"] = ((p1in2 - pred_view2.joints2d) / scale2d).abs().mean()
+
+    total = sum(getattr(weights, n) * terms[n] for n in TERMS if getattr(weights, n) > 0)
+    return LossTerms(total=total if isinstance(total, Tensor) else zero, **terms)

@@ -1,0 +1,87 @@
+"""Reading and writing triangle meshes (.ply, .obj) through trimesh, keeping vertex order.
+
+``process=False`` everywhere: trimesh would otherwise merge duplicate vertices and drop
+unreferenced ones, renumbering the vertices that joint regressors and regions index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_path
+
+SUFFIXES = (".ply", ".obj")
+
+
+def _suffix(path: Path) -> str:
+    s = path.suffix.lower()
+    if s not in SUFFIXES:
+        raise ValueError(f"{path}: unsupported mesh format {s or '(no suffix)'}; use one of {', '.join(SUFFIXES)}")
+    return s
+
+
+def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a triangle mesh.
+
+    Returns:
+        vertices (V, 3) float64 and faces (F, 3) int64, in the file's vertex order.
+        Polygons with more than three corners are triangulated by trimesh.
+    """
+    import trimesh
+
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mesh file not found: {path}")
+    try:
+        kwargs = {"maintain_order": True} if suffix == ".obj" else {}
+        mesh = trimesh.load(path, file_type=suffix[1:], process=False, force="mesh", **kwargs)
+    except Exception as e:  # trimesh raises many types for corrupt files
+        raise ValueError(f"{path}: could not read mesh ({type(e).__name__}: {e})") from e
+    vertices = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64).reshape(-1, 3)
+    if vertices.shape[0] == 0 or faces.shape[0] == 0:
+        raise ValueError(f"{path}: no triangle mesh in file ({vertices.shape[0]} vertices, {faces.shape[0]} faces)")
+    return vertices, faces
+
+
+def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write vertices (V, 3) and faces (F, 3) to ``path`` (.ply binary or .obj), atomically."""
+    path = Path(path)
+    suffix = _suffix(path)
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+        raise ValueError(f"faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
+    if f.size and (f.min() < 0 or f.max() >= v.shape[0]):
+        raise ValueError(f"faces reference vertices outside 0..{v.shape[0] - 1}")
+    with atomic_path(path) as tmp:
+        if suffix == ".obj":
+            tmp.write_text(_obj_text(v, f.astype(np.int64)))
+        else:
+            tmp.write_bytes(_ply_bytes(v, f.astype(np.int64)))
+
+
+def _obj_text(v: np.ndarray, f: np.ndarray) -> str:
+    """OBJ with shortest round-trip float text, so reading it back is exact."""
+    lines = ["# written by m3dhmr"]
+    lines += [f"v {x!r} {y!r} {z!r}" for x, y, z in v.tolist()]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in f.tolist()]
+    return "\n".join(lines) + "\n"
+
+
+def _ply_bytes(v: np.ndarray, f: np.ndarray) -> bytes:
+    """Binary little-endian PLY with float64 coordinates (trimesh's exporter stores float32)."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment written by m3dhmr\n"
+        f"element vertex {v.shape[0]}\nproperty double x\nproperty double y\nproperty double z\n"
+        f"element face {f.shape[0]}\nproperty list uchar int vertex_indices\nend_header\n"
+    ).encode("ascii")
+    rec = np.empty(f.shape[0], dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    rec["n"] = 3
+    rec["idx"] = f
+    return header + v.astype("<f8").tobytes() + rec.tobytes()

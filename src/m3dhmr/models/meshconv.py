@@ -1,0 +1,189 @@
+"""Spiral mesh convolutions with one interface.
+
+Every class is built as ``Conv(in_channels, out_channels, spiral_indices)`` with
+``spiral_indices (V, S)`` int64 (row v: the vertex v itself, then its rings, as in
+eq. 3) and maps ``x (B, V, C_in) -> (B, V, C_out)``. The spirals are a buffer; the
+neighbourhood gather is one ``index_select`` on the flattened ``(V*S,)`` index.
+
+- :class:`SpiralConv` (SpiralNet++): flatten the spiral's ``S * C_in`` features, one linear.
+- :class:`DSConv` (MobRecon): per-channel spatial weights over the spiral, then a
+  point-wise ``C_in -> C_out`` linear.
+- :class:`DSC` (M3DHMR eqs 4-6): K depth-separable kernels whose spatial weights,
+  channel weights and biases are mixed per vertex by a softmax attention.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def _check_spirals(spiral_indices: Tensor | object) -> Tensor:
+    spirals = torch.as_tensor(spiral_indices)
+    if spirals.ndim != 2 or spirals.shape[0] < 1 or spirals.shape[1] < 1:
+        raise ValueError(f"spiral_indices must have shape (V, S), got {tuple(spirals.shape)}")
+    if spirals.dtype.is_floating_point or spirals.dtype == torch.bool:
+        raise ValueError(f"spiral_indices must be integers, got {spirals.dtype}")
+    v = spirals.shape[0]
+    if int(spirals.min()) < 0 or int(spirals.max()) >= v:
+        raise ValueError(
+            f"spiral_indices (V={v}, S={spirals.shape[1]}) hold values outside 0..{v - 1} "
+            f"(min {int(spirals.min())}, max {int(spirals.max())})"
+        )
+    return spirals.to(torch.long).contiguous()
+
+
+def gather_spirals(x: Tensor, flat_index: Tensor, seq_length: int) -> Tensor:
+    """Neighbourhood features of every vertex.
+
+    Args:
+        x: (B, V, C) vertex features.
+        flat_index: (V*S,) the spirals, flattened row-major.
+        seq_length: S.
+    Returns:
+        (B, V, S, C).
+    """
+    b, v, c = x.shape
+    return x.index_select(1, flat_index).view(b, -1, seq_length, c)
+
+
+class _SpiralBase(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor) -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"channels must be >= 1, got in={in_channels}, out={out_channels}")
+        spirals = _check_spirals(spiral_indices)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_vertices, self.seq_length = spirals.shape
+        self.register_buffer("flat_index", spirals.reshape(-1), persistent=False)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim != 3 or x.shape[1] != self.num_vertices or x.shape[2] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape (B, {self.num_vertices}, {self.in_channels}), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, V={self.num_vertices}, S={self.seq_length}"
+
+
+class SpiralConv(_SpiralBase):
+    """SpiralNet++ convolution: ``y_v = W [x_{s_1}; ...; x_{s_S}] + b``.
+
+    Shapes: x (B, V, C_in) -> (B, V, C_out); ``layer.weight`` (C_out, S*C_in).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor) -> None:
+        super().__init__(in_channels, out_channels, spiral_indices)
+        self.layer = nn.Linear(in_channels * self.seq_length, out_channels)
+        nn.init.xavier_uniform_(self.layer.weight)
+        nn.init.zeros_(self.layer.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        b, v, c = x.shape
+        g = x.index_select(1, self.flat_index).view(b, v, self.seq_length * c)
+        return self.layer(g)
+
+
+class DSConv(_SpiralBase):
+    """MobRecon's depth-separable spiral convolution.
+
+    ``h_v[c] = sum_s W1[c, s] x_{s}[c] + b1[c]``; ``y_v = W2 h_v + b2``.
+    Shapes: x (B, V, C_in) -> (B, V, C_out); ``spatial_weight`` (C_in, S),
+    ``spatial_bias`` (C_in,), ``channel.weight`` (C_out, C_in).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor) -> None:
+        super().__init__(in_channels, out_channels, spiral_indices)
+        self.spatial_weight = nn.Parameter(torch.empty(in_channels, self.seq_length))
+        self.spatial_bias = nn.Parameter(torch.zeros(in_channels))
+        self.channel = nn.Linear(in_channels, out_channels)
+        # Depth-wise fan-in is S (as a grouped Conv2d would be initialised).
+        bound = 1.0 / math.sqrt(self.seq_length)
+        nn.init.uniform_(self.spatial_weight, -bound, bound)
+        nn.init.xavier_uniform_(self.channel.weight)
+        nn.init.zeros_(self.channel.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        g = gather_spirals(x, self.flat_index, self.seq_length)  # (B, V, S, C_in)
+        h = (g * self.spatial_weight.t()).sum(2) + self.spatial_bias  # (B, V, C_in)
+        return self.channel(h)
+
+
+class DSC(_SpiralBase):
+    """Dynamic spiral convolution (eqs 4-6) with K depth-separable kernels.
+
+    Per vertex v, attention ``pi(v) = softmax(f2(relu(f1(x_v))))`` over K kernels
+    (f1: C_in -> max(1, C_in // 2), f2: -> K; point-wise on the centre vertex's
+    feature). The aggregated kernel is ``W^_j(v) = sum_k pi_k(v) W_j^k`` and likewise the
+    biases, and ``DSC(v) = W^_2(v) (W^_1(v) * f(k-disk(v)) + b^_1(v)) + b^_2(v)``.
+
+    Computed without materialising per-vertex matrices: because everything is linear
+    in pi, ``h = sum_k pi_k (W1^k * g + b1^k)`` (cost B V K S C_in) and
+    ``y = [W2^1 ... W2^K] [pi_1 h; ...; pi_K h] + pi @ b2`` (one GEMM, cost
+    B V K C_in C_out, below SpiralConv's B V S C_in C_out when K < S).
+
+    Shapes: x (B, V, C_in) -> (B, V, C_out); ``spatial_weight`` (K, C_in, S),
+    ``spatial_bias`` (K, C_in), ``channel_weight`` (K, C_out, C_in),
+    ``channel_bias`` (K, C_out).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor, kernels: int = 8) -> None:
+        super().__init__(in_channels, out_channels, spiral_indices)
+        if kernels < 1:
+            raise ValueError(f"DSC kernels must be >= 1, got {kernels}")
+        self.kernels = kernels
+        hidden = max(1, in_channels // 2)
+        self.attention1 = nn.Linear(in_channels, hidden)
+        self.attention2 = nn.Linear(hidden, kernels)
+        self.spatial_weight = nn.Parameter(torch.empty(kernels, in_channels, self.seq_length))
+        self.spatial_bias = nn.Parameter(torch.zeros(kernels, in_channels))
+        self.channel_weight = nn.Parameter(torch.empty(kernels, out_channels, in_channels))
+        self.channel_bias = nn.Parameter(torch.zeros(kernels, out_channels))
+        bound = 1.0 / math.sqrt(self.seq_length)
+        nn.init.uniform_(self.spatial_weight, -bound, bound)
+        for k in range(kernels):
+            nn.init.xavier_uniform_(self.channel_weight.data[k])
+        # Small spread of the biases so that the kernels' biases also differ.
+        nn.init.uniform_(self.spatial_bias, -0.01, 0.01)
+        nn.init.uniform_(self.channel_bias, -0.01, 0.01)
+
+    def attention(self, x: Tensor) -> Tensor:
+        """Per-vertex kernel weights: x (B, V, C_in) -> (B, V, K), each row sums to 1."""
+        return torch.softmax(self.attention2(torch.relu(self.attention1(x))), dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        b, v, c = x.shape
+        k, s = self.kernels, self.seq_length
+        pi = self.attention(x)  # (B, V, K)
+        g = gather_spirals(x, self.flat_index, s)  # (B, V, S, C_in)
+        # Mixed spatial kernel per vertex: (B, V, K) @ (K, C_in*S) -> (B, V, C_in, S);
+        # cheaper than K separate depth-wise passes when S * C_in is small.
+        w1 = (pi @ self.spatial_weight.view(k, c * s)).view(b, v, c, s)
+        h = (g.transpose(2, 3) * w1).sum(-1) + pi @ self.spatial_bias  # (B, V, C_in)
+        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).reshape(b, v, k * c)  # (B, V, K*C_in)
+        w2 = self.channel_weight.permute(0, 2, 1).reshape(k * c, self.out_channels)  # (K*C_in, C_out)
+        return mixed @ w2 + pi @ self.channel_bias
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", K={self.kernels}"
+
+
+#: ``ModelConfig.conv`` name -> class (DSC takes the extra ``kernels`` argument).
+MESH_CONVS: dict[str, type[_SpiralBase]] = {"spiral": SpiralConv, "dsconv": DSConv, "dsc": DSC}
+
+
+def make_mesh_conv(name: str, in_channels: int, out_channels: int, spiral_indices: Tensor, kernels: int = 8) -> nn.Module:
+    """The mesh convolution called ``name`` ("spiral" | "dsconv" | "dsc")."""
+    if name not in MESH_CONVS:
+        raise ValueError(f"unknown mesh convolution {name!r}; choose one of {sorted(MESH_CONVS)}")
+    if name == "dsc":
+        return DSC(in_channels, out_channels, spiral_indices, kernels=kernels)
+    return MESH_CONVS[name](in_channels, out_channels, spiral_indices)

@@ -1,0 +1,150 @@
+"""The M3DHMR network: Stack-ResNet backbone + spiral mesh decoder (+ ROI layer).
+
+Output units: the decoder predicts vertices divided by
+:data:`m3dhmr.conventions.VERTEX_NORMALISATION_M` (0.2 m, as in CMR/MobRecon); the
+network multiplies by it and subtracts the regressed wrist (row 0 of the joint
+regressor), so ``vertices`` are root-relative metres by construction and
+``joints3d = joint_regressor @ vertices`` has its wrist at the origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT, VERTEX_NORMALISATION_M
+from m3dhmr.models.backbone import Stack1Output, StackResNet
+from m3dhmr.models.config import ModelConfig
+from m3dhmr.models.decoder import MeshDecoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelOutput:
+    """What :meth:`M3DHMR.forward` returns.
+
+    Attributes:
+        vertices: (B, V, 3) root-relative metres.
+        joints3d: (B, 21, 3) root-relative metres, ``joint_regressor @ vertices``.
+        joints2d: (B, 21, 2) crop pixels, second stack (L^p).
+        heatmaps: (B, 21, H/4, W/4) first stack's heatmaps.
+        joints2d_stack1: (B, 21, 2) crop pixels, first stack.
+        image_size: (H, W) of the input crop in pixels.
+    """
+
+    vertices: Tensor
+    joints3d: Tensor
+    joints2d: Tensor
+    heatmaps: Tensor
+    joints2d_stack1: Tensor
+    image_size: tuple[int, int]
+
+
+class M3DHMR(nn.Module):
+    """Monocular 3D hand mesh recovery network.
+
+    Args:
+        cfg: the model's hyper-parameters.
+        topology: a :class:`m3dhmr.mesh.TopologyBundle` (or any object with its
+            ``spirals``, ``up``, ``faces``, ``roi_spirals``, ``regions`` and
+            ``joint_regressor`` fields) whose level count matches ``cfg.levels``.
+    Shapes: images (B, 3, H, W) RGB in [0, 1] -> :class:`ModelOutput`;
+    ``faces`` buffer (F, 3) int64; ``joint_regressor`` buffer (21, V).
+    """
+
+    def __init__(self, cfg: ModelConfig, topology: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        spirals = list(topology.spirals)
+        if len(spirals) != cfg.levels:
+            raise ValueError(
+                f"topology has {len(spirals)} mesh levels but model.levels is {cfg.levels}; "
+                "rebuild the topology with the model's parameters"
+            )
+        v0 = np.asarray(spirals[0]).shape[0]
+        jreg = np.asarray(topology.joint_regressor, dtype=np.float32)
+        if jreg.shape != (NUM_JOINTS, v0):
+            raise ValueError(f"joint_regressor has shape {jreg.shape}, expected ({NUM_JOINTS}, {v0})")
+        faces = np.asarray(topology.faces[0], dtype=np.int64)
+        if faces.ndim != 2 or faces.shape[1] != 3 or faces.size == 0 or faces.max() >= v0 or faces.min() < 0:
+            raise ValueError(f"topology faces[0] must be (F, 3) indices into {v0} vertices, got {faces.shape}")
+        self.backbone = StackResNet(
+            cfg.backbone,
+            pretrained=cfg.pretrained_backbone,
+            stack_channels=cfg.stack_channels,
+            stack2_channels=cfg.stack2_channels,
+            latent_channels=cfg.latent_channels,
+            softargmax_beta=cfg.softargmax_beta,
+        )
+        self.decoder = MeshDecoder(
+            spirals,
+            list(topology.up),
+            cfg.decoder_channels,
+            cfg.latent_channels,
+            num_joints=NUM_JOINTS,
+            conv=cfg.conv,
+            kernels=cfg.dsc_kernels,
+            roi_spirals=topology.roi_spirals if cfg.roi else None,
+            regions=topology.regions if cfg.roi else None,
+            stride=StackResNet.stride,
+        )
+        self.register_buffer("faces", torch.from_numpy(faces), persistent=False)
+        self.register_buffer("joint_regressor", torch.from_numpy(jreg), persistent=False)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.joint_regressor.shape[1])
+
+    def forward_stack1(self, images: Tensor) -> Stack1Output:
+        """First stack only (its pretraining): images (B, 3, H, W) -> heatmaps, landmarks."""
+        return self.backbone.forward_stack1(images)
+
+    def forward(self, images: Tensor) -> ModelOutput:
+        """images (B, 3, H, W) RGB in [0, 1] -> :class:`ModelOutput`."""
+        out = self.backbone(images)
+        v = self.decoder(out.features, out.joints2d) * VERTEX_NORMALISATION_M  # (B, V, 3)
+        root = self.joint_regressor[ROOT_JOINT] @ v  # (B, 3)
+        v = v - root.unsqueeze(1)
+        return ModelOutput(
+            vertices=v,
+            joints3d=self.joint_regressor @ v,
+            joints2d=out.joints2d,
+            heatmaps=out.stack1.heatmaps,
+            joints2d_stack1=out.stack1.joints2d,
+            image_size=(int(images.shape[2]), int(images.shape[3])),
+        )
+
+
+def topology_params(cfg: ModelConfig) -> Any:
+    """The :class:`m3dhmr.mesh.TopologyParams` matching ``cfg``."""
+    from m3dhmr.mesh import TopologyParams
+
+    return TopologyParams(
+        levels=cfg.levels,
+        factor=cfg.factor,
+        spiral_length=cfg.spiral_length,
+        dilation=cfg.dilation,
+        roi_spiral_length=cfg.roi_spiral_length,
+        roi_dilation=cfg.roi_dilation,
+    )
+
+
+def build_model(cfg: ModelConfig, topology: Any = None, cache_dir: str | None = None) -> M3DHMR:
+    """The network for ``cfg``.
+
+    Without ``topology`` the template ``cfg.template`` is loaded and its topology
+    built (or read from the on-disk cache) with the parameters of ``cfg``.
+    """
+    if topology is None:
+        from m3dhmr.hand import load_template
+        from m3dhmr.mesh import load_or_build_topology
+
+        template = load_template(cfg.template)
+        topology = load_or_build_topology(template, topology_params(cfg), cache_dir=cache_dir)
+    return M3DHMR(cfg, topology)

@@ -1,0 +1,120 @@
+"""Experiment configuration: the ``model``, ``loss``, ``train`` and ``data`` sections of a YAML file.
+
+``TrainConfig`` defaults are the paper's recipe (Adam, batch 32, lr 1e-3 divided by 10 at
+epoch 30 of 38, after a stage-1 pretraining of the first stack); CPU configs scale them down.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from m3dhmr.config import ConfigError, from_dict, load_yaml, to_dict
+from m3dhmr.data.augment import AugmentConfig
+from m3dhmr.losses import LossWeights
+from m3dhmr.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule of both stages.
+
+    Stage 1 pretrains the first stack (heatmaps + 2D landmarks) for ``stage1_epochs``;
+    stage 2 trains the whole network with all losses for ``epochs``. Learning rates are
+    multiplied by ``lr_factor`` at each milestone epoch (0-based within the stage).
+    ``batch_size`` is the global batch: DDP ranks split it.
+    """
+
+    batch_size: int = 32
+    epochs: int = 38
+    lr: float = 1e-3
+    lr_milestones: tuple[int, ...] = (30,)
+    lr_factor: float = 0.1
+    stage1_epochs: int = 10
+    stage1_lr: float = 1e-3
+    stage1_lr_milestones: tuple[int, ...] = ()
+    stage1_heatmap_weight: float = 1.0  # stage-1 MSE to Gaussian heatmaps
+    stage1_landmark_weight: float = 1.0  # stage-1 L1 on the first stack's landmarks
+    weight_decay: float = 0.0
+    grad_clip_norm: float | None = None
+    seed: int = 0
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
+    log_every: int = 10  # TensorBoard scalars every this many steps
+    keep_epoch_checkpoints: bool = True  # epoch_XXX.safetensors besides last.safetensors
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        if self.epochs < 0 or self.stage1_epochs < 0 or self.epochs + self.stage1_epochs == 0:
+            raise ValueError(f"train.epochs={self.epochs} / train.stage1_epochs={self.stage1_epochs}: "
+                             "need >= 0 each and at least one epoch in total")
+        for name in ("lr", "stage1_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.lr_factor <= 1:
+            raise ValueError(f"train.lr_factor must be in (0, 1], got {self.lr_factor}")
+        for name in ("lr_milestones", "stage1_lr_milestones"):
+            m = getattr(self, name)
+            if list(m) != sorted(m) or any(x < 0 for x in m):
+                raise ValueError(f"train.{name} must be non-negative and increasing, got {list(m)}")
+        if self.stage1_heatmap_weight < 0 or self.stage1_landmark_weight < 0 or \
+                self.stage1_heatmap_weight + self.stage1_landmark_weight == 0:
+            raise ValueError("train.stage1_heatmap_weight and train.stage1_landmark_weight must be >= 0, "
+                             "not both 0")
+        if self.weight_decay < 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ValueError(f"train.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
+        if self.log_every < 1:
+            raise ValueError(f"train.log_every must be >= 1, got {self.log_every}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How training and evaluation samples are made from a FreiHAND-layout folder.
+
+    The crop size is ``model.input_size`` (one source of truth).
+    """
+
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    two_view: bool = True  # stage 2: two augmented views per image for the consistency losses
+    num_workers: int = 2  # loader processes; results do not depend on it
+    train_split: str = "training"
+    eval_split: str = "evaluation"
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: one YAML file with sections ``model``, ``loss``, ``train``, ``data``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read an experiment YAML; unknown keys and bad values are errors naming file and key."""
+    return load_yaml(ExperimentConfig, path)
+
+
+def experiment_to_json(cfg: ExperimentConfig) -> str:
+    """Canonical JSON form (stored in checkpoint metadata)."""
+    return json.dumps(to_dict(cfg), sort_keys=True)
+
+
+def experiment_from_json(text: str, where: str = "checkpoint") -> ExperimentConfig:
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: experiment config is not valid JSON: {e}") from e
+    try:
+        return from_dict(ExperimentConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e

@@ -1,0 +1,416 @@
+"""The training loop: stage 1 (first stack: heatmaps + landmarks), then stage 2 (all losses).
+
+Runs in one process or as one rank of ``torchrun`` (DDP). Exact resumption: the sample
+order of an epoch is a function of ``(seed, epoch)`` (:mod:`m3dhmr.train.distributed`),
+the dataset draws its augmentation from ``(seed, epoch, index)`` via ``set_epoch``, the
+batches an interrupted epoch already used are skipped, and optimiser, scaler and RNG
+states are restored, so ``--resume`` reaches the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from m3dhmr.config import to_dict
+from m3dhmr.fileio import atomic_write_text
+from m3dhmr.train import checkpoint as ckpt
+from m3dhmr.train.config import ExperimentConfig
+from m3dhmr.train.distributed import DistInfo, barrier, cleanup_distributed, epoch_batches, init_distributed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    run_dir: Path
+    progress: ckpt.Progress
+    steps_run: int  # optimiser steps taken by this call
+    seconds: float
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+
+def epoch_plan(cfg: ExperimentConfig) -> list[tuple[int, int]]:
+    """``[(stage, epoch_in_stage), ...]`` over both stages, stage-1 epochs first."""
+    t = cfg.train
+    return [(1, e) for e in range(t.stage1_epochs)] + [(2, e) for e in range(t.epochs)]
+
+
+def learning_rate(cfg: ExperimentConfig, stage: int, epoch_in_stage: int) -> float:
+    """Step schedule: the stage's base lr times ``lr_factor`` per milestone reached."""
+    t = cfg.train
+    base, milestones = (t.stage1_lr, t.stage1_lr_milestones) if stage == 1 else (t.lr, t.lr_milestones)
+    return base * t.lr_factor ** sum(epoch_in_stage >= m for m in milestones)
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``train.amp`` on ``device`` (None: full precision)."""
+    if device.type != "cuda" or amp == "off":
+        if amp in ("bf16", "fp16") and device.type != "cuda":
+            log.warning("train.amp=%s ignored on %s (mixed precision is for CUDA)", amp, device)
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+class StepLoss(nn.Module):
+    """What DDP wraps: one stage's forward pass and losses, ``batch -> LossTerms``.
+
+    Returning the losses (not the network's outputs) lets DDP find exactly the
+    parameters the loss used (stage 1 leaves the decoder unused). Stage 1 runs the
+    first stack only; stage 2 runs the whole network on ``[view 1; view 2]`` in one pass
+    (BatchNorm sees the whole batch) and adds the consistency terms.
+    """
+
+    def __init__(self, model: nn.Module, stage: int, cfg: ExperimentConfig, two_view: bool,
+                 amp_dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.model = model
+        self.stage = stage
+        self.weights = stage_loss_weights(cfg, stage)
+        self.two_view = two_view and stage == 2
+        self.amp_dtype = amp_dtype
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        from m3dhmr.losses import compute_losses
+
+        images = batch["image"]
+        if self.two_view:
+            images = torch.cat([images, batch["image_2"]], dim=0)
+        dev_type = images.device.type
+        with torch.autocast(dev_type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext():
+            out = self.model.forward_stack1(images) if self.stage == 1 else self.model(images)
+        out = _float_outputs(out)
+        faces = self.model.faces
+        if not self.two_view:
+            return compute_losses(out, batch, faces, self.weights)
+        b = batch["image"].shape[0]
+        out1, out2 = _split_output(out, b)
+        terms1 = compute_losses(out1, batch, faces, self.weights, pred_view2=out2)
+        no_con = dataclasses.replace(self.weights, con3d=0.0, con2d=0.0)
+        terms2 = compute_losses(out2, second_view(batch), faces, no_con)
+        return _merge_views(terms1, terms2, self.weights)
+
+
+def stage_loss_weights(cfg: ExperimentConfig, stage: int):
+    """Stage 1: heatmaps + first-stack landmarks only; stage 2: the ``loss`` section as written."""
+    if stage == 2:
+        return cfg.loss
+    t = cfg.train
+    zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d")}
+    return dataclasses.replace(cfg.loss, **zero, heatmap=t.stage1_heatmap_weight,
+                               pose2d_stack1=t.stage1_landmark_weight)
+
+
+def second_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``_2`` keys of a two-view batch under their plain names (shared keys kept)."""
+    view2 = {k[:-2]: v for k, v in batch.items() if k.endswith("_2")}
+    return {**{k: v for k, v in batch.items() if not k.endswith("_2")}, **view2}
+
+
+def _float_outputs(out):
+    """Autocast outputs back to float32 so the losses run in full precision."""
+    changes = {f.name: getattr(out, f.name).float() for f in dataclasses.fields(out)
+               if torch.is_tensor(getattr(out, f.name)) and getattr(out, f.name).is_floating_point()}
+    return dataclasses.replace(out, **changes) if changes else out
+
+
+def _split_output(out, b: int):
+    """A ModelOutput over ``2B`` samples -> (view 1, view 2) outputs of ``B`` each."""
+    first, second = {}, {}
+    for f in dataclasses.fields(out):
+        v = getattr(out, f.name)
+        if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == 2 * b:
+            first[f.name], second[f.name] = v[:b], v[b:]
+    return dataclasses.replace(out, **first), dataclasses.replace(out, **second)
+
+
+def _merge_views(terms1, terms2, weights):
+    """Supervised terms averaged over both views; consistency terms from view 1 -> 2."""
+    from m3dhmr.losses import TERMS, LossTerms
+
+    merged = {}
+    for n in TERMS:
+        t1, t2 = getattr(terms1, n), getattr(terms2, n)
+        merged[n] = t1 if n in ("con3d", "con2d") else 0.5 * (t1 + t2)
+    total = sum(getattr(weights, n) * merged[n] for n in TERMS if getattr(weights, n) > 0)
+    return LossTerms(total=total if torch.is_tensor(total) else terms1.total, **merged)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    nb = device.type == "cuda"
+    return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _make_dataset(cfg: ExperimentConfig, data_root: Path, two_view: bool, num_vertices: int):
+    from m3dhmr.data.freihand import FreiHANDDataset
+
+    d = cfg.data
+    return FreiHANDDataset(
+        data_root, d.train_split, crop_size=cfg.model.input_size, augment=d.augment,
+        two_view=two_view, seed=cfg.train.seed, num_vertices=num_vertices,
+    )
+
+
+def train(
+    experiment: ExperimentConfig,
+    data_root: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    device: str = "cpu",
+    progress_bar: bool = True,
+    rank_dump_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train ``experiment`` on the FreiHAND-layout folder ``data_root``; write the run to ``run_dir``.
+
+    ``max_steps`` stops after that many optimiser steps in total (counting those before a
+    resume) and checkpoints there; ``max_seconds`` stops (and checkpoints) after the first
+    step that ends past that much wall time of this call (a time budget; not reproducible). ``rank_dump_dir`` (tests) makes every rank write its
+    final weights and the sample indices it trained on, to check DDP consistency.
+    """
+    data_root, run_dir = Path(data_root), Path(run_dir)
+    if max_steps is not None and max_steps < 0:
+        raise ValueError(f"--max-steps must be >= 0, got {max_steps}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    dist_info = init_distributed(device)
+    try:
+        return _train(experiment, data_root, run_dir, dist_info, resume=resume, max_steps=max_steps,
+                      max_seconds=max_seconds, device=device, progress_bar=progress_bar, rank_dump_dir=rank_dump_dir)
+    finally:
+        cleanup_distributed(dist_info)
+
+
+def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, *, resume: bool,
+           max_steps: int | None, max_seconds: float | None, device: str, progress_bar: bool, rank_dump_dir) -> TrainResult:
+    from m3dhmr.models import build_model
+
+    t0 = time.perf_counter()
+    dev = torch.device(f"cuda:{dist.local_rank}" if device.startswith("cuda") and dist.distributed else device)
+    tcfg = cfg.train
+    ckdir = ckpt.checkpoint_dir(run_dir)
+    state_path, weights_path = ckdir / ckpt.LAST_STATE, ckdir / ckpt.LAST_WEIGHTS
+
+    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+    torch.manual_seed(tcfg.seed)
+    model = build_model(cfg.model)
+
+    progress = ckpt.Progress()
+    state = None
+    if resume and state_path.is_file():
+        state = ckpt.load_training_state(state_path)
+        tensors, meta = ckpt.read_weights(weights_path)
+        saved = ckpt.progress_from_metadata(meta)
+        stored = ckpt.experiment_from_json(state["experiment"], where=str(state_path))
+        if stored.model != cfg.model:
+            raise ValueError(f"{weights_path}: the run was trained with another model section than --config; "
+                             "resume with the run's own config (RUN/config.yaml)")
+        ckpt.load_weights_into(model, tensors, str(weights_path))
+        progress = ckpt.Progress(**state["progress"])
+        if saved.global_step != progress.global_step:
+            raise ValueError(f"{ckdir}: last.safetensors (step {saved.global_step}) and last.state.pt "
+                             f"(step {progress.global_step}) disagree; the run was killed while checkpointing")
+        log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, progress.global_step,
+                 progress.epoch_index, progress.batch_in_epoch)
+    elif resume:
+        log.warning("--resume: no %s yet; starting a new run", state_path)
+    elif state_path.is_file() and dist.is_main:
+        log.warning("%s already holds a run; starting over and overwriting its checkpoints (use --resume to continue)",
+                    run_dir)
+    model.to(dev)
+
+    plan = epoch_plan(cfg)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if progress.epoch_index >= len(plan) or (max_steps is not None and progress.global_step >= max_steps):
+        log.info("nothing to do: run at step %d, epoch %d of %d", progress.global_step, progress.epoch_index, len(plan))
+        return TrainResult(run_dir, progress, 0, time.perf_counter() - t0)
+
+    amp_dtype = resolve_amp(tcfg.amp, dev)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if state is not None:
+        ckpt.set_rng_state(state["rng"])
+        if state.get("scaler") is not None and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+
+    writer = None
+    if dist.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=progress.global_step or None)
+
+    datasets: dict[bool, object] = {}
+    num_vertices = int(model.num_vertices) if hasattr(model, "num_vertices") else None
+    per_rank_batch = tcfg.batch_size // dist.world_size
+    seen: list[int] = []
+    steps_run = 0
+    last_losses: dict[str, float] = {}
+    optimizer = None
+    opt_stage = None
+    stop = False
+    try:
+        for epoch_index in range(progress.epoch_index, len(plan)):
+            stage, epoch_in_stage = plan[epoch_index]
+            two_view = stage == 2 and cfg.data.two_view
+            if two_view not in datasets:
+                datasets[two_view] = _make_dataset(cfg, data_root, two_view, num_vertices)
+            dataset = datasets[two_view]
+            if opt_stage != stage:
+                # A fresh Adam per stage: stage 2 starts from stage 1's weights, not its moments.
+                optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(cfg, stage, 0),
+                                             weight_decay=tcfg.weight_decay)
+                if state is not None and state["progress"]["epoch_index"] == epoch_index and \
+                        state.get("optimizer_stage") == stage:
+                    optimizer.load_state_dict(state["optimizer"])
+                opt_stage = stage
+                step_module: nn.Module = StepLoss(model, stage, cfg, two_view, amp_dtype)
+                if dist.distributed:
+                    from torch.nn.parallel import DistributedDataParallel as DDP
+
+                    # The loss graph tells DDP which parameters a stage leaves unused.
+                    step_module = DDP(step_module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      find_unused_parameters=True)
+            lr = learning_rate(cfg, stage, epoch_in_stage)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            dataset.set_epoch(epoch_index)
+            batches = epoch_batches(len(dataset), tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
+                                    dist.world_size)
+            if not batches:
+                raise ValueError(f"{data_root}: {len(dataset)} training samples are fewer than one batch "
+                                 f"(train.batch_size={tcfg.batch_size})")
+            skip = progress.batch_in_epoch if epoch_index == progress.epoch_index else 0
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=batches[skip:], num_workers=cfg.data.num_workers,
+                pin_memory=dev.type == "cuda",
+            )
+            model.train()
+            running: dict[str, float] = {}
+            bar = None
+            if progress_bar and dist.is_main:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(batches), initial=skip, desc=f"stage {stage} epoch {epoch_in_stage + 1}",
+                           leave=False, dynamic_ncols=True)
+            batch_in_epoch = skip
+            for batch in loader:
+                if rank_dump_dir is not None:
+                    seen.extend(int(i) for i in batch["index"])
+                batch = _to_device(batch, dev)
+                terms = step_module(batch)
+                loss = terms.total
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.global_step + 1} "
+                                             f"(stage {stage}, epoch {epoch_in_stage + 1}); lower train.lr?")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if tcfg.grad_clip_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+
+                batch_in_epoch += 1
+                steps_run += 1
+                progress = ckpt.Progress(epoch_index, batch_in_epoch, progress.global_step + 1)
+                last_losses = {k: float(v) for k, v in terms.as_dict().items()}
+                for k, v in last_losses.items():  # running mean for the bar
+                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+                if writer is not None and (progress.global_step % tcfg.log_every == 0 or progress.global_step == 1):
+                    for k, v in last_losses.items():
+                        writer.add_scalar(f"loss_stage{stage}/{k}", v, progress.global_step)
+                    writer.add_scalar("lr", lr, progress.global_step)
+                if max_steps is not None and progress.global_step >= max_steps:
+                    stop = True
+                if max_seconds is not None and _any_rank(dist, time.perf_counter() - t0 > max_seconds, dev):
+                    stop = True
+                if stop:
+                    break
+            if bar is not None:
+                bar.close()
+            epoch_done = batch_in_epoch == len(batches)
+            if epoch_done:
+                progress = ckpt.Progress(epoch_index + 1, 0, progress.global_step, finished=epoch_index + 1 == len(plan))
+                if dist.is_main:
+                    log.info("stage %d epoch %d/%d done (step %d): %s", stage, epoch_in_stage + 1,
+                             sum(s == stage for s, _ in plan), progress.global_step,
+                             ", ".join(f"{k} {v:.4g}" for k, v in running.items()))
+            if dist.is_main and (epoch_done or stop):
+                _save(run_dir, model, cfg, progress, optimizer, scaler, stage,
+                      epoch_file=tcfg.keep_epoch_checkpoints and epoch_done)
+            barrier(dist)
+            if stop:
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+
+    if rank_dump_dir is not None:
+        _dump_rank(Path(rank_dump_dir), dist.rank, model, seen)
+    secs = time.perf_counter() - t0
+    if dist.is_main:
+        log.info("trained %d steps in %.1f s; checkpoints in %s", steps_run, secs, ckdir)
+    return TrainResult(run_dir, progress, steps_run, secs, last_losses)
+
+
+def _any_rank(dist: DistInfo, flag: bool, device: torch.device) -> bool:
+    """True when ``flag`` is true on any rank (all ranks must stop at the same step)."""
+    if not dist.distributed:
+        return flag
+    import torch.distributed as tdist
+
+    t = torch.tensor([int(flag)], device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _save(run_dir: Path, model: nn.Module, cfg: ExperimentConfig, progress: ckpt.Progress,
+          optimizer: torch.optim.Optimizer, scaler, stage: int, epoch_file: bool) -> None:
+    ckdir = ckpt.checkpoint_dir(run_dir)
+    # State first, weights last: a kill in between leaves a detectable step mismatch.
+    ckpt.save_training_state(ckdir / ckpt.LAST_STATE, experiment=cfg, progress=progress, optimizer=optimizer,
+                             scaler=scaler, extra={"optimizer_stage": stage})
+    ckpt.save_weights(ckdir / ckpt.LAST_WEIGHTS, model, cfg, progress)
+    if epoch_file:
+        ckpt.save_weights(ckdir / ckpt.epoch_weights_name(progress.epoch_index), model, cfg, progress)
+
+
+def _dump_rank(folder: Path, rank: int, model: nn.Module, seen: list[int]) -> None:
+    """Test hook: this rank's final weights and the sample indices it trained on."""
+    from safetensors.torch import save_file
+
+    from m3dhmr.fileio import atomic_path
+
+    tensors = ckpt.dense_state_dict(model)
+    tensors["__seen_indices__"] = torch.tensor(seen, dtype=torch.int64)
+    with atomic_path(folder / f"rank{rank}.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp", "count_parameters"]

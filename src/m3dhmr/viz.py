@@ -1,0 +1,143 @@
+"""Pictures of predictions: the 2D pose, the mesh over the image, front and side views.
+
+All images are (H, W, 3) uint8 RGB. Meshes are drawn with the package's CPU rasteriser
+(:mod:`m3dhmr.render`), so no OpenGL context is needed. The front and side views follow
+the paper's figures 1 and 4: the camera-space mesh seen from a virtual camera looking
+along +z at its centroid (front), and the same mesh turned 90 degrees about the y axis
+through its centroid (side), each framed to fill the tile.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from m3dhmr.conventions import BONES, NUM_JOINTS, finger_of_joint
+
+#: RGB colour per region: palm/wrist, thumb, index, middle, ring, little.
+FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
+    (200, 200, 200), (230, 60, 60), (240, 170, 40), (70, 190, 70), (50, 140, 230), (170, 80, 210),
+)
+#: Albedo of rendered meshes (light skin-like blue-grey, readable on photos).
+MESH_COLOR: tuple[float, float, float] = (0.55, 0.7, 0.95)
+
+
+def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{name} must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+    return image
+
+
+def bone_color(child: int) -> tuple[int, int, int]:
+    """Colour of the bone ending at joint ``child`` (the finger it belongs to)."""
+    return FINGER_COLORS[finger_of_joint(child)]
+
+
+def draw_pose2d(image: np.ndarray, joints2d: np.ndarray, thickness: int | None = None,
+                radius: int | None = None) -> np.ndarray:
+    """Draw the 21-joint skeleton with one colour per finger on a copy of ``image``.
+
+    image: (H, W, 3) uint8 RGB; joints2d: (21, 2) pixels (pixel centres at integers).
+    Line width and joint radius default to ~1/150 and ~1/100 of the image size.
+    Joints that are not finite are skipped. Returns (H, W, 3) uint8.
+    """
+    out = _check_image(image).copy()
+    j = np.asarray(joints2d, dtype=np.float64)
+    if j.shape != (NUM_JOINTS, 2):
+        raise ValueError(f"joints2d must have shape ({NUM_JOINTS}, 2), got {j.shape}")
+    size = max(out.shape[:2])
+    thickness = thickness or max(1, round(size / 150))
+    radius = radius or max(1, round(size / 100))
+    shift = 4  # sub-pixel drawing: coordinates in 1/16 px
+    ok = np.all(np.isfinite(j), axis=1) & np.all(np.abs(j) < 1e6, axis=1)
+    pts = np.round(np.where(ok[:, None], j, 0.0) * (1 << shift)).astype(np.int64)
+    for parent, child in BONES:
+        if ok[parent] and ok[child]:
+            cv2.line(out, tuple(map(int, pts[parent])), tuple(map(int, pts[child])), bone_color(child),
+                     thickness, cv2.LINE_AA, shift)
+    for k in range(NUM_JOINTS):
+        if ok[k]:
+            cv2.circle(out, tuple(map(int, pts[k])), radius << shift, FINGER_COLORS[finger_of_joint(k)],
+                       -1, cv2.LINE_AA, shift)
+    return out
+
+
+def overlay_mesh(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray,
+                 alpha: float = 0.7, color=MESH_COLOR) -> np.ndarray:
+    """Render the camera-space mesh with intrinsics ``K`` and alpha-blend it over ``image``.
+
+    image: (H, W, 3) uint8; vertices: (V, 3) camera space (metres); faces: (F, 3);
+    K: (3, 3) of the image. Returns (H, W, 3) uint8.
+    """
+    from m3dhmr.render import render_mesh
+
+    image = _check_image(image)
+    res = render_mesh(vertices, faces, K, image.shape[:2], colors=np.asarray(color, dtype=np.float64),
+                      background=image, alpha=alpha)
+    return res.rgb_uint8()
+
+
+def rotation_y(angle_rad: float) -> np.ndarray:
+    """(3, 3) rotation about the camera's y axis (down): ``x_new = R @ x``."""
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def view_transform(vertices: np.ndarray, size: int, angle_deg: float = 0.0,
+                   fill: float = 0.85, focal: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Place a mesh in front of a virtual square camera, turned about its centroid.
+
+    vertices: (V, 3). The mesh is rotated by ``angle_deg`` about the y axis through its
+    centroid and moved so that its bounding sphere fills ``fill`` of the tile.
+    Returns (vertices_view (V, 3), K (3, 3)) for a ``size`` x ``size`` image.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+        raise ValueError(f"vertices must have shape (V, 3) with V > 0, got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("vertices contain NaN or inf")
+    c = v.mean(axis=0)
+    local = (v - c) @ rotation_y(math.radians(angle_deg)).T
+    r = max(float(np.linalg.norm(local, axis=1).max()), 1e-6)
+    f = focal or 2.5 * size  # a long lens: nearly orthographic, like the paper's views
+    # A sphere of radius r at distance d spans about 2 f r / d pixels.
+    d = 2.0 * f * r / (fill * size) + r
+    K = np.array([[f, 0.0, (size - 1) / 2.0], [0.0, f, (size - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return local + np.array([0.0, 0.0, d]), K
+
+
+def render_view(vertices: np.ndarray, faces: np.ndarray, size: int = 256, angle_deg: float = 0.0,
+                color=MESH_COLOR, background=(255, 255, 255)) -> np.ndarray:
+    """(size, size, 3) uint8 render of the mesh turned by ``angle_deg`` about y (see :func:`view_transform`)."""
+    from m3dhmr.render import render_mesh
+
+    vv, K = view_transform(vertices, size, angle_deg)
+    bg = np.empty((size, size, 3), np.uint8)
+    bg[:] = np.asarray(background, dtype=np.uint8)
+    return render_mesh(vv, faces, K, size, colors=np.asarray(color, dtype=np.float64), background=bg).rgb_uint8()
+
+
+def render_front_side(vertices: np.ndarray, faces: np.ndarray, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Front (as the camera sees it) and side (90 deg about y) renders: two (size, size, 3) uint8."""
+    return render_view(vertices, faces, size, 0.0), render_view(vertices, faces, size, 90.0)
+
+
+def make_panel(tiles: list[np.ndarray], height: int = 256, gap: int = 4) -> np.ndarray:
+    """Tiles side by side, each resized to ``height`` keeping its aspect, white gaps.
+
+    tiles: list of (H_i, W_i, 3) uint8. Returns (height, sum W_i' + gaps, 3) uint8.
+    """
+    if not tiles:
+        raise ValueError("make_panel: no tiles")
+    parts = []
+    for i, t in enumerate(tiles):
+        t = _check_image(t, f"tile {i}")
+        w = max(1, round(t.shape[1] * height / t.shape[0]))
+        interp = cv2.INTER_AREA if t.shape[0] > height else cv2.INTER_LINEAR
+        parts.append(cv2.resize(t, (w, height), interpolation=interp))
+        if i < len(tiles) - 1 and gap > 0:
+            parts.append(np.full((height, gap, 3), 255, np.uint8))
+    return np.concatenate(parts, axis=1)

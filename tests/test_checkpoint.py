@@ -1,0 +1,152 @@
+"""Checkpoint files: safetensors weights + metadata, weights_only training state, RNG, config checks."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from m3dhmr.config import from_dict
+from m3dhmr.train import checkpoint as ck
+from m3dhmr.train.config import ExperimentConfig
+
+TINY_MODEL = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32], "latent_channels": 32,
+              "decoder_channels": [8, 8, 16, 16], "dsc_kernels": 2}
+
+
+def tiny_experiment(**model) -> ExperimentConfig:
+    return from_dict(ExperimentConfig, {"model": {**TINY_MODEL, **model}, "train": {"batch_size": 2}})
+
+
+class Net(torch.nn.Module):
+    def __init__(self, hidden: int = 3) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(2, hidden)
+        self.bn = torch.nn.BatchNorm1d(hidden)
+        self.b = torch.nn.Linear(hidden, 1)
+
+
+def test_weights_round_trip_with_metadata(tmp_path):
+    torch.manual_seed(0)
+    net, cfg = Net(), tiny_experiment()
+    path = tmp_path / "c" / "w.safetensors"
+    ck.save_weights(path, net, cfg, ck.Progress(epoch_index=2, batch_in_epoch=1, global_step=7))
+    tensors, meta = ck.read_weights(path)
+    assert meta["format"] == ck.FORMAT and int(meta["format_version"]) == ck.FORMAT_VERSION
+    assert ck.progress_from_metadata(meta) == ck.Progress(2, 1, 7, False)
+    assert ck.read_experiment(path) == cfg
+    assert tensors.keys() == net.state_dict().keys()  # BatchNorm buffers included
+    other = Net()
+    ck.load_weights_into(other, tensors, str(path))
+    for k, v in net.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v)
+    assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]  # no temporary left
+
+
+def test_mismatch_names_the_tensors(tmp_path):
+    path = tmp_path / "w.safetensors"
+    ck.save_weights(path, Net(hidden=3), tiny_experiment(), ck.Progress())
+    tensors, _ = ck.read_weights(path)
+    with pytest.raises(ValueError, match=r"a\.weight checkpoint \[3, 2\] vs model \[4, 2\]"):
+        ck.load_weights_into(Net(hidden=4), tensors, str(path))
+    tensors.pop("b.bias")
+    tensors["c.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError) as e:
+        ck.check_compatible(Net(hidden=3), tensors, str(path))
+    assert "missing from the checkpoint: b.bias" in str(e.value) and "model lacks: c.weight" in str(e.value)
+
+
+def test_unreadable_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        ck.read_weights(tmp_path / "nope.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        ck.read_weights(junk)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"x": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ValueError, match="not an m3dhmr checkpoint"):
+        ck.read_weights(foreign)
+
+
+def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "w.safetensors"
+    ck.save_weights(path, Net(), tiny_experiment(), ck.Progress(global_step=1))
+    before = path.read_bytes()
+
+    def broken(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_weights(path, Net(), tiny_experiment(), ck.Progress(global_step=2))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_training_state_is_weights_only_and_restores_rng(tmp_path):
+    torch.manual_seed(1)
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    net.train()
+    for _ in range(2):
+        opt.zero_grad()
+        net.b(net.bn(net.a(torch.randn(4, 2)))).sum().backward()
+        opt.step()
+    random.seed(5)
+    np.random.seed(6)
+    path = tmp_path / "last.state.pt"
+    ck.save_training_state(path, experiment=tiny_experiment(), progress=ck.Progress(1, 2, 3), optimizer=opt,
+                           extra={"optimizer_stage": 2})
+    expect = (torch.rand(3), np.random.rand(3), random.random())
+    raw = torch.load(path, weights_only=True)  # plain containers and tensors only
+    assert raw["progress"] == {"epoch_index": 1, "batch_in_epoch": 2, "global_step": 3, "finished": False}
+    assert raw["optimizer_stage"] == 2
+    state = ck.load_training_state(path)
+    ck.set_rng_state(state["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expect[0], got[0]) and np.array_equal(expect[1], got[1]) and expect[2] == got[2]
+    opt2 = torch.optim.Adam(Net().parameters(), lr=0.1)
+    opt2.load_state_dict(state["optimizer"])
+    for a, b in zip(opt.state.values(), opt2.state.values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+
+
+def test_training_state_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="resume"):
+        ck.load_training_state(tmp_path / "last.state.pt")
+    bad = tmp_path / "bad.state.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="bad.state.pt"):
+        ck.load_training_state(bad)
+    other = tmp_path / "other.state.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(ValueError, match="not an m3dhmr training state"):
+        ck.load_training_state(other)
+
+
+def test_load_model_from_checkpoint_and_config_mismatch(tmp_path):
+    from m3dhmr.models import build_model
+
+    cfg = tiny_experiment()
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    path = tmp_path / "last.safetensors"
+    ck.save_weights(path, model, cfg, ck.Progress(global_step=4))
+    loaded, cfg2 = ck.load_model_from_checkpoint(path)
+    assert cfg2 == cfg and not loaded.training
+    x = torch.rand(1, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x).vertices, loaded(x).vertices)
+    # The same weights with another architecture: a clear error naming tensors.
+    other = tiny_experiment(decoder_channels=[8, 8, 16, 32])
+    with pytest.raises(ValueError, match="does not match the model configuration.*decoder"):
+        ck.load_model_from_checkpoint(path, experiment=other)

@@ -1,0 +1,117 @@
+"""``m3dhmr eval``: checkpoint -> pred.json + metrics.json, scoring a pred.json, clear input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from m3dhmr.cli import main
+from m3dhmr.predict_split import crop_to_original
+
+SUMMARY_KEYS = {"pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "auc_pa_joints", "auc_pa_verts", "mpjpe_rr_mm",
+                "root_error_mm", "num_samples"}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_config, tmp_path_factory):
+    """A checkpoint of the tiny model (freshly initialised: the plumbing, not the accuracy, is tested)."""
+    from m3dhmr.models import build_model
+    from m3dhmr.train import checkpoint as ck
+    from m3dhmr.train.config import load_experiment
+
+    cfg = load_experiment(tiny_config)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "last.safetensors"
+    ck.save_weights(path, build_model(cfg.model), cfg, ck.Progress(global_step=1))
+    return path
+
+
+def test_crop_to_original_hand_case():
+    c, s = math.cos(math.pi / 2), math.sin(math.pi / 2)
+    rot = torch.tensor([[[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]])  # original -> crop: x_crop = rot @ x
+    x_orig = torch.tensor([[[1.0, 0.0, 2.0]]])
+    x_crop = torch.tensor([[[0.0, 1.0, 2.0]]])  # rot @ (1, 0, 2)
+    torch.testing.assert_close(crop_to_original(x_crop, rot), x_orig, atol=1e-7, rtol=0)
+    naive = torch.stack([rot[0].T @ p for p in x_crop[0]])[None]
+    torch.testing.assert_close(crop_to_original(x_crop, rot), naive)
+    with pytest.raises(ValueError, match=r"\(B, 3, 3\)"):
+        crop_to_original(x_crop, rot[0])
+
+
+def test_crop_frame_ground_truth_maps_back_to_the_annotation(tiny_data):
+    """Rotated training crops: (joints3d + root) in the crop frame, mapped back, is the annotation."""
+    from m3dhmr.data.augment import AugmentConfig
+    from m3dhmr.data.freihand import FreiHANDDataset
+
+    ds = FreiHANDDataset(tiny_data, "training", crop_size=64, augment=AugmentConfig(rotation_deg=90.0), seed=1)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert not torch.allclose(batch["rot"], torch.eye(3).expand(4, 3, 3))
+    cam_crop = batch["joints3d"] + batch["root"][:, None]
+    back = crop_to_original(cam_crop, batch["rot"]).numpy()
+    np.testing.assert_allclose(back, np.asarray(ds.ann.xyz)[batch["index"].numpy()], atol=1e-5)
+
+
+def test_eval_checkpoint_writes_pred_and_metrics(tiny_checkpoint, tiny_data, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_data), "--out", str(out),
+               "--batch-size", "3", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    xyz, verts = json.loads((out / "pred.json").read_text())
+    assert np.asarray(xyz).shape == (4, 21, 3)
+    nv = np.asarray(json.loads((tiny_data / "evaluation_verts.json").read_text())).shape[1]
+    assert np.asarray(verts).shape == (4, nv, 3)
+    assert np.all(np.asarray(xyz)[:, :, 2] > 0)  # registered in front of the camera
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert SUMMARY_KEYS <= set(metrics) and metrics["num_samples"] == 4
+    assert list(out.glob("*.csv"))
+    # Scoring the written file again gives the same numbers.
+    out2 = tmp_path / "rescored"
+    assert main(["eval", "--pred", str(out / "pred.json"), "--data", str(tiny_data), "--out", str(out2)]) == 0
+    again = json.loads((out2 / "metrics.json").read_text())
+    for k in SUMMARY_KEYS:
+        assert again[k] == pytest.approx(metrics[k], rel=1e-5, abs=1e-6)
+
+
+def test_eval_scores_ground_truth_as_perfect(tiny_data, tmp_path):
+    pred = tmp_path / "gt_pred.json"
+    xyz = json.loads((tiny_data / "evaluation_xyz.json").read_text())
+    verts = json.loads((tiny_data / "evaluation_verts.json").read_text())
+    pred.write_text(json.dumps([xyz, verts]))
+    assert main(["eval", "--pred", str(pred), "--data", str(tiny_data), "--out", str(tmp_path / "o")]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["pa_mpjpe_mm"] < 1e-2 and m["root_error_mm"] < 1e-2 and m["f5"] == pytest.approx(1.0)
+
+
+def test_pred_file_with_wrong_sample_count(tiny_data, tmp_path, capsys):
+    pred = tmp_path / "short.json"
+    xyz = json.loads((tiny_data / "evaluation_xyz.json").read_text())[:3]
+    verts = json.loads((tiny_data / "evaluation_verts.json").read_text())[:3]
+    pred.write_text(json.dumps([xyz, verts]))
+    rc = main(["eval", "--pred", str(pred), "--data", str(tiny_data), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "3" in err and "4" in err and "Traceback" not in err
+
+
+def test_checkpoint_of_another_configuration(tiny_checkpoint, tiny_config, tiny_data, tmp_path, capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text(tiny_config.read_text().replace("decoder_channels: [8, 8, 16, 16]",
+                                                     "decoder_channels: [8, 8, 16, 32]"))
+    rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--config", str(other), "--data", str(tiny_data),
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not match the model configuration" in err and "decoder" in err
+
+
+def test_wrong_data_layout_and_missing_files(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "flat"
+    bad.mkdir()
+    (bad / "00000000.jpg").write_bytes(b"")
+    rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(bad), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "evaluation_K.json" in capsys.readouterr().err
+    rc = main(["eval", "--checkpoint", str(tmp_path / "none.safetensors"), "--data", str(bad),
+               "--out", str(tmp_path / "o")])
+    assert rc == 2 and "none.safetensors" in capsys.readouterr().err

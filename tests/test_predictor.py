@@ -1,0 +1,128 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from m3dhmr.geometry.camera import project
+from m3dhmr.inference import crops
+from m3dhmr.inference.predictor import PredictionResult, Predictor, TorchNetwork
+from m3dhmr.models import M3DHMR
+from model_helpers import tiny_model_config, tiny_topology
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return M3DHMR(tiny_model_config(), tiny_topology()).eval()
+
+
+@pytest.fixture(scope="module")
+def predictor(model):
+    return Predictor.from_model(model)
+
+
+def random_image(h=72, w=96, seed=0):
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8), (5, 5), 0)
+    cv2.circle(img, (w // 3, h // 2), h // 4, (250, 180, 150), -1)
+    return img
+
+
+def test_result_shapes_and_internal_consistency(predictor, model):
+    img = random_image()
+    r = predictor.predict(img)
+    V = model.num_vertices
+    assert isinstance(r, PredictionResult)
+    assert r.joints2d.shape == (21, 2) and r.joints3d.shape == (21, 3) and r.vertices.shape == (V, 3)
+    assert r.faces.shape == tuple(model.faces.shape) and r.translation.shape == (3,)
+    assert r.image_size == (72, 96) and r.K.shape == (3, 3) and isinstance(r.success, bool)
+    # Default crop: the whole image squared about its centre; default K from 60 deg.
+    np.testing.assert_allclose(r.box, crops.full_image_box(72, 96))
+    np.testing.assert_allclose(r.K, crops.default_intrinsics(72, 96, 60.0))
+    # joints = regressor @ vertices in camera space; the wrist sits at the translation.
+    jreg = model.joint_regressor.double().numpy()
+    np.testing.assert_allclose(jreg @ r.vertices, r.joints3d, atol=1e-6)
+    np.testing.assert_allclose(r.joints3d[0], r.translation, atol=1e-6)
+    j = r.to_json()
+    assert len(j["vertices"]) == V and len(j["joints2d"]) == 21 and j["left"] is False
+
+
+def test_matches_hand_built_pipeline(predictor, model):
+    """Reference: crop with an explicit cv2 affine, run the model, map back by hand."""
+    img = random_image(seed=1)
+    box = np.array([20.0, 10.0, 40.0, 30.0])  # squared: centre (40, 25), side 40
+    K = np.array([[120.0, 0, 47.5], [0, 120.0, 35.5], [0, 0, 1]])
+    r = predictor.predict(img, box, K)
+    S = 64
+    s = S / 40.0
+    A = np.array([[s, 0, (S - 1) / 2 - s * 40], [0, s, (S - 1) / 2 - s * 25]])
+    crop = cv2.warpAffine(img, A, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        out = model(x)
+    j2_crop = out.joints2d[0].double().numpy()
+    np.testing.assert_allclose(r.joints2d, (j2_crop - A[:, 2]) / s, atol=1e-3)
+    rr = out.vertices[0].double().numpy()
+    np.testing.assert_allclose(r.vertices - r.translation, rr, atol=1e-5)
+    if r.success:  # the registered joints reproject near the 2D joints
+        Kc = K.copy()
+        Kc[:2] *= s
+        Kc[:2, 2] = A[:, :2] @ K[:2, 2] + A[:, 2]
+        err = np.linalg.norm(project(r.joints3d, Kc) - j2_crop, axis=1).mean()
+        assert err == pytest.approx(r.reprojection_error, rel=0.5, abs=5.0)
+
+
+@pytest.mark.parametrize("use_box", [False, True])
+def test_left_hand_is_mirror_of_right(predictor, use_box):
+    img = random_image(seed=2)
+    H, W = img.shape[:2]
+    mirrored = np.ascontiguousarray(img[:, ::-1])
+    if use_box:
+        box, K = np.array([10.0, 6.0, 48.0, 48.0]), np.array([[150.0, 0, 50.0], [0, 150.0, 33.0], [0, 0, 1]])
+        box_m, K_m = crops.mirror_box(box, W), crops.mirror_intrinsics(K, W)
+    else:
+        box = K = box_m = K_m = None
+    right = predictor.predict(img, box, K)
+    left = predictor.predict(mirrored, box_m, K_m, left=True)
+    assert left.left and not right.left
+    np.testing.assert_allclose(left.joints2d[:, 0], W - 1 - right.joints2d[:, 0], atol=1e-3)
+    np.testing.assert_allclose(left.joints2d[:, 1], right.joints2d[:, 1], atol=1e-3)
+    flip = np.array([-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(left.joints3d, right.joints3d * flip, atol=1e-5)
+    np.testing.assert_allclose(left.vertices, right.vertices * flip, atol=1e-5)
+    np.testing.assert_allclose(left.translation, right.translation * flip, atol=1e-5)
+    np.testing.assert_array_equal(left.faces, right.faces[:, ::-1])
+    assert left.success == right.success
+
+
+def test_input_conversion_and_errors(predictor):
+    img = random_image()
+    with pytest.raises(ValueError, match="entirely outside"):
+        predictor.predict(img, [500, 500, 10, 10])
+    with pytest.raises(ValueError, match="positive"):
+        predictor.predict(img, [10, 10, 0, 5])
+    with pytest.raises(ValueError, match="uint8"):
+        predictor.predict(img.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        predictor.predict(img[:, :, 0])
+    with pytest.raises(ValueError, match="--K"):
+        predictor.predict(img, None, [1, 2, 3])
+    with pytest.raises(ValueError, match="--backend"):
+        Predictor.from_checkpoint("x.safetensors", backend="tensorrt")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        Predictor.from_checkpoint("/nonexistent/ckpt.safetensors")
+    # A box partly outside the image is cropped with black padding.
+    r = predictor.predict(img, [-30, -20, 60, 60])
+    assert np.all(np.isfinite(r.vertices))
+
+
+def test_stages_compose_to_predict(predictor):
+    img = random_image(seed=3)
+    prep = predictor.prepare(img, [5, 5, 50, 40])
+    assert prep.images.shape == (1, 3, 64, 64) and prep.images.dtype == np.float32
+    assert 0.0 <= prep.images.min() and prep.images.max() <= 1.0
+    r1 = predictor.finish(prep, predictor.run_network(prep.images))
+    r2 = predictor.predict(img, [5, 5, 50, 40])
+    np.testing.assert_allclose(r1.vertices, r2.vertices)
+    with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
+        predictor.run_network(np.zeros((1, 3, 32, 32), np.float32))

@@ -1,0 +1,187 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from m3dhmr.data import synth
+from m3dhmr.data.synth import SynthConfig, generate, is_complete
+
+CFG = SynthConfig(size=96)
+FREIHAND_FILES = [f"{s}_{k}.json" for s in ("training", "evaluation") for k in ("K", "xyz", "verts", "scale")]
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "set"
+    generate(out, 6, 3, seed=3, workers=1, config=CFG, progress=False)
+    return out
+
+
+def _load(out, name):
+    return json.loads((out / name).read_text())
+
+
+def test_layout_is_freihand(tiny_set):
+    out = tiny_set
+    names = {p.name for p in out.iterdir()}
+    assert set(FREIHAND_FILES) <= names
+    assert {"training_params.json", "evaluation_params.json", "template.ply", "j_reg.npy", "regions.npy",
+            "synth_info.json", "training", "evaluation"} <= names
+    assert not any(n.startswith(".") for n in names)  # no marker or temporary file left
+    assert sorted(p.name for p in (out / "training" / "rgb").iterdir()) == [f"{i:08d}.jpg" for i in range(6)]
+    assert sorted(p.name for p in (out / "training" / "mask").iterdir()) == [f"{i:08d}.jpg" for i in range(6)]
+    assert sorted(p.name for p in (out / "evaluation" / "rgb").iterdir()) == [f"{i:08d}.jpg" for i in range(3)]
+    assert not (out / "evaluation" / "mask").exists()  # FreiHAND has no evaluation masks
+    j_reg = np.load(out / "j_reg.npy")
+    num_v = j_reg.shape[1]
+    assert j_reg.shape == (21, num_v) and np.load(out / "regions.npy").shape == (num_v,)
+    for split, n in (("training", 6), ("evaluation", 3)):
+        K = np.array(_load(out, f"{split}_K.json"))
+        xyz = np.array(_load(out, f"{split}_xyz.json"))
+        verts = np.array(_load(out, f"{split}_verts.json"))
+        scale = np.array(_load(out, f"{split}_scale.json"))
+        params = _load(out, f"{split}_params.json")
+        assert K.shape == (n, 3, 3) and xyz.shape == (n, 21, 3) and verts.shape == (n, num_v, 3)
+        assert scale.shape == (n,) and len(params) == n
+        np.testing.assert_allclose(scale, np.linalg.norm(xyz[:, 9] - xyz[:, 10], axis=1), atol=2e-6)
+        assert np.all(verts[..., 2] > 0.05) and np.all(scale > 0.005) and np.all(scale < 0.08)
+        np.testing.assert_allclose(K[:, 2], [[0, 0, 1]] * n)
+        assert np.all((K[:, 0, 0] >= 400 * 96 / 224) & (K[:, 0, 0] <= 700 * 96 / 224))
+        assert len(params[0]["pose"]) == 48 and len(params[0]["global_rotation"]) == 3
+        img = cv2.imread(str(out / split / "rgb" / "00000000.jpg"), cv2.IMREAD_UNCHANGED)
+        assert img.shape == (96, 96, 3)
+    mask = cv2.imread(str(out / "training" / "mask" / "00000000.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (96, 96) and (mask > 127).sum() > 100
+    info = _load(out, "synth_info.json")
+    assert info["train"] == 6 and info["eval"] == 3 and info["size"] == 96 and info["seed"] == 3
+    assert is_complete(out)
+
+
+def _project(xyz, K):
+    p = xyz @ np.swapaxes(K, -1, -2)
+    return p[..., :2] / p[..., 2:]
+
+
+def test_projected_joints_land_inside_mask(tmp_path):
+    # Without occluders every joint lies inside the hand, so its projection is inside the
+    # silhouette (1 px tolerance for JPEG and the anti-aliased edge).
+    out = tmp_path / "s"
+    generate(out, 8, 0, seed=5, config=SynthConfig(size=96, occluder_prob=0.0), progress=False)
+    xyz = np.array(_load(out, "training_xyz.json"))
+    uv = _project(xyz, np.array(_load(out, "training_K.json")))
+    inside = []
+    for i in range(8):
+        mask = cv2.imread(str(out / "training" / "mask" / f"{i:08d}.jpg"), cv2.IMREAD_GRAYSCALE) > 127
+        mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        x, y = np.round(uv[i]).astype(int).T
+        ok = (x >= 0) & (x < 96) & (y >= 0) & (y < 96)
+        assert ok.all()  # the hand is placed fully inside the image
+        inside.append(mask[y, x])
+    assert np.mean(inside) >= 0.95
+
+
+def test_same_seed_identical_for_any_worker_count(tmp_path):
+    n_train = synth.CHUNK + 3  # two chunks, so two workers both get work
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(a, n_train, 2, seed=11, workers=1, config=CFG, progress=False)
+    generate(b, n_train, 2, seed=11, workers=2, config=CFG, progress=False)
+    for name in FREIHAND_FILES + ["training_params.json", "evaluation_params.json"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for rel in ("training/rgb/00000000.jpg", f"training/rgb/{n_train - 1:08d}.jpg",
+                f"training/mask/{n_train - 1:08d}.jpg", "evaluation/rgb/00000001.jpg"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    c = tmp_path / "c"
+    generate(c, 2, 1, seed=12, config=CFG, progress=False)
+    assert (c / "training_xyz.json").read_bytes() != (a / "training_xyz.json").read_bytes()[: len(
+        (c / "training_xyz.json").read_bytes())]
+
+
+def test_killed_run_never_looks_complete(tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    calls = {"n": 0}
+    real = synth.compose_sample
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "compose_sample", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        generate(out, 6, 2, seed=0, config=CFG, progress=False)
+    names = {p.name for p in out.iterdir()}
+    assert not any(n.endswith(".json") and not n.startswith(".") for n in names), names
+    assert not is_complete(out)
+    assert not list(out.glob(".*.tmp-*"))  # temporary annotation files were removed
+    monkeypatch.setattr(synth, "compose_sample", real)
+    # The interrupted folder is recognised as ours: no --overwrite needed.
+    generate(out, 2, 1, seed=0, config=CFG, progress=False)
+    assert is_complete(out)
+    assert len(list((out / "training" / "rgb").iterdir())) == 2
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="--train must be a non-negative integer"):
+        generate(tmp_path / "x", -1, 1, config=CFG)
+    with pytest.raises(ValueError, match="both 0"):
+        generate(tmp_path / "x", 0, 0, config=CFG)
+    with pytest.raises(ValueError, match="--workers"):
+        generate(tmp_path / "x", 1, 1, workers=0, config=CFG)
+    with pytest.raises(ValueError, match="size must be at least 64"):
+        SynthConfig(size=32)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="--overwrite"):
+        generate(foreign, 1, 1, config=CFG)
+    assert not (foreign / "training").exists()
+    generate(foreign, 1, 1, config=CFG, overwrite=True, progress=False)
+    assert is_complete(foreign) and (foreign / "notes.txt").read_text() == "keep me"
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(ValueError, match="not a folder"):
+        generate(afile, 1, 1, config=CFG)
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    from m3dhmr.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "o"), "--train", "-2", "--eval", "1"]) == 2
+    assert "--train must be a non-negative integer" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "o"), "--train", "1", "--eval", "1", "--size", "16"]) == 2
+    assert "size must be at least 64" in capsys.readouterr().err
+
+
+def test_canonical_rotations_and_placement():
+    rng = np.random.default_rng(0)
+    joints = rng.normal(0, 0.01, (21, 3))
+    joints[0], joints[5], joints[9], joints[17] = [0, 0, 0], [0.03, 0.09, 0], [0, 0.1, 0], [-0.03, 0.08, 0]
+    E = synth.hand_frame(joints)
+    np.testing.assert_allclose(E.T @ E, np.eye(3), atol=1e-12)
+    assert np.linalg.det(E) == pytest.approx(1.0)
+    # Fingers along +y, index at +x: the right palm faces -z... hand-computed: across x up = x x y = +z.
+    np.testing.assert_allclose(E[:, 2], [0, 0, 1], atol=1e-12)
+    palm_R, back_R = synth.canonical_rotations(joints)
+    np.testing.assert_allclose(palm_R @ E[:, 2], [0, 0, -1], atol=1e-12)  # palm normal towards the camera
+    np.testing.assert_allclose(back_R @ E[:, 2], [0, 0, 1], atol=1e-12)
+    for R in (palm_R, back_R):
+        np.testing.assert_allclose(R @ E[:, 1], [0, -1, 0], atol=1e-12)  # fingers up the image
+        assert np.linalg.det(R) == pytest.approx(1.0)
+    verts = rng.normal(0, 0.05, (200, 3))
+    K = np.array([[500.0, 0, 111.5], [0, 500.0, 112.0], [0, 0, 1]])
+    t = synth._place(verts, K, 0.5, np.array([100.0, 120.0]), 224)
+    uv = _project(verts + t, K)
+    lo, hi = uv.min(0), uv.max(0)
+    np.testing.assert_allclose((lo + hi) / 2, [100, 120], atol=0.5)
+    assert np.ptp(uv, axis=0).max() == pytest.approx(0.5 * 224, rel=0.02)
+
+
+def test_row_formatting_matches_json():
+    a = np.array([[0.1234564, -2.0, 1e-9], [3.5, 0.0, -0.0000004]])
+    parsed = json.loads(synth._rows(a))
+    np.testing.assert_allclose(parsed, a, atol=5.1e-7)
+    assert synth._rows(np.zeros((0, 3))) == "[]"
+    for i in range(2):  # the naive reference: json.dumps of the rounded rows
+        np.testing.assert_allclose(parsed[i], json.loads(json.dumps(np.round(a[i], 6).tolist())), atol=1e-12)

@@ -1,0 +1,129 @@
+"""End-to-end training on a tiny synthetic set: both stages, checkpoints, TensorBoard, exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from m3dhmr.train import checkpoint as ck
+from m3dhmr.train.config import load_experiment
+from m3dhmr.train.trainer import _merge_views, second_view, stage_loss_weights, train
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    return load_file(run / "checkpoints" / "last.safetensors")
+
+
+def _initial(cfg) -> dict[str, torch.Tensor]:
+    from m3dhmr.models import build_model
+
+    torch.manual_seed(cfg.train.seed)
+    return ck.dense_state_dict(build_model(cfg.model))
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_data, tiny_config, tmp_path_factory):
+    """The uninterrupted reference run: 2 stage-1 steps + 4 stage-2 steps."""
+    cfg = load_experiment(tiny_config)
+    run = tmp_path_factory.mktemp("full") / "run"
+    result = train(cfg, tiny_data, run, progress_bar=False)
+    return cfg, run, result
+
+
+def test_end_to_end_writes_checkpoints_and_logs(full_run):
+    cfg, run, result = full_run
+    assert result.steps_run == 6 and result.progress == ck.Progress(3, 0, 6, finished=True)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["epoch_001.safetensors", "epoch_002.safetensors", "epoch_003.safetensors",
+                     "last.safetensors", "last.state.pt"]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert load_experiment(run / "config.yaml") == cfg
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.last_losses.values())
+    # Stage 2 reports the paper's terms, including two-view consistency.
+    assert result.last_losses["mesh"] > 0 and result.last_losses["con3d"] > 0 and result.last_losses["con2d"] > 0
+    meta = ck.read_weights(run / "checkpoints" / "epoch_001.safetensors")[1]
+    assert ck.progress_from_metadata(meta).global_step == 2
+
+
+def test_stage1_trains_only_the_first_stack(full_run):
+    cfg, run, _ = full_run
+    init = _initial(cfg)
+    after1 = load_file(run / "checkpoints" / "epoch_001.safetensors")
+    after_all = _weights(run)
+    changed1 = {k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, after1[k])}
+    assert changed1 and not any(k.startswith("decoder.") for k in changed1)
+    assert any(k.startswith("decoder.") and not torch.equal(init[k], after_all[k]) for k in init)
+
+
+def test_resume_reaches_the_same_weights(full_run, tiny_data, tmp_path):
+    """3 steps, stop (mid stage-2 epoch), resume with another num_workers: same weights as 6 straight."""
+    cfg, ref_run, _ = full_run
+    run = tmp_path / "run"
+    r1 = train(cfg, tiny_data, run, max_steps=3, progress_bar=False)
+    assert r1.progress == ck.Progress(1, 1, 3)  # stopped inside the first stage-2 epoch
+    cfg_w = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=1))
+    r2 = train(cfg_w, tiny_data, run, resume=True, progress_bar=False)
+    assert r2.steps_run == 3 and r2.progress.finished
+    ref, got = _weights(ref_run), _weights(run)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
+    s_ref = ck.load_training_state(ref_run / "checkpoints" / ck.LAST_STATE)["optimizer"]["state"]
+    s_got = ck.load_training_state(run / "checkpoints" / ck.LAST_STATE)["optimizer"]["state"]
+    for i in s_ref:
+        torch.testing.assert_close(s_got[i]["exp_avg"], s_ref[i]["exp_avg"], rtol=0, atol=1e-6)
+    # Resuming a finished run does nothing.
+    r3 = train(cfg, tiny_data, run, resume=True, progress_bar=False)
+    assert r3.steps_run == 0
+
+
+def test_resume_with_another_model_is_an_error(full_run, tiny_data, tmp_path):
+    cfg, ref_run, _ = full_run
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(ref_run, run)
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, decoder_channels=(8, 8, 16, 32)))
+    with pytest.raises(ValueError, match="another model section"):
+        train(other, tiny_data, run, resume=True, progress_bar=False)
+
+
+def test_wrong_data_layout_is_a_clear_error(tiny_config, tmp_path, capsys):
+    from m3dhmr.cli import main
+
+    bad = tmp_path / "not_freihand"
+    (bad / "training" / "images").mkdir(parents=True)
+    rc = main(["train", "--config", str(tiny_config), "--data", str(bad), "--out", str(tmp_path / "r"),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "training_K.json" in err and "Traceback" not in err
+    rc = main(["train", "--config", str(tiny_config), "--data", str(tmp_path / "missing"), "--out",
+               str(tmp_path / "r")])
+    assert rc == 2 and "missing" in capsys.readouterr().err
+
+
+def test_two_view_losses_hand_case():
+    """_merge_views averages the supervised terms of both views and keeps consistency from view 1."""
+    from m3dhmr.losses import TERMS, LossTerms, LossWeights
+
+    def terms(base):
+        vals = {n: torch.tensor(float(base + i)) for i, n in enumerate(TERMS)}
+        return LossTerms(total=torch.tensor(0.0), **vals)
+
+    w = LossWeights()
+    m = _merge_views(terms(0), terms(10), w)
+    assert m.mesh.item() == 5.0 and m.pose2d.item() == 6.0  # (0 + 10) / 2, (1 + 11) / 2
+    assert m.con3d.item() == 4.0 and m.con2d.item() == 5.0  # view 1's
+    assert m.total.item() == pytest.approx(5 + 6 + 7 + 8 + 4 + 5)  # heatmap/pose2d_stack1 weigh 0
+    b = {"image": torch.zeros(1), "image_2": torch.ones(1), "index": torch.tensor([3])}
+    assert second_view(b)["image"].item() == 1.0 and second_view(b)["index"].item() == 3
+
+
+def test_stage1_weights(tiny_config):
+    cfg = load_experiment(tiny_config)
+    w1 = stage_loss_weights(cfg, 1)
+    assert (w1.mesh, w1.pose2d, w1.con3d, w1.heatmap, w1.pose2d_stack1) == (0, 0, 0, 1, 1)
+    assert stage_loss_weights(cfg, 2) == cfg.loss
