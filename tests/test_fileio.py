@@ -29,3 +29,13 @@ def test_failed_overwrite_keeps_old(tmp_path):
             tmp.write_text("half")
             raise RuntimeError
     assert json.loads(p.read_text()) == [1]
+
+
+def test_permissions_follow_umask(tmp_path):
+    import os
+
+    p = tmp_path / "d.json"
+    atomic_write_json(p, 1)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)

@@ -122,8 +122,8 @@ def _dot_is_bright_red(image, p):
 
 def test_eval_box_joints_and_two_view_mapping(four_versions):
     root, _ = four_versions
-    ds = FreiHANDDataset(root, crop_size=48, augment=AugmentConfig(enabled=False, eval_box="joints"),
-                         use_cache=False)
+    cfg = AugmentConfig(enabled=False, eval_box="joints", base_box_scale=2.0)
+    ds = FreiHANDDataset(root, crop_size=48, augment=cfg, use_cache=False)
     s = ds[1]
     j = s["joints2d"]
     # Joint box (base scale 2): joints span half the crop, centred.
@@ -250,6 +250,15 @@ def test_missing_files_are_named(broken):
         _load(broken / "nowhere")
     with pytest.raises(ValueError, match="split"):
         load_annotations(broken, "train")
+
+
+def test_unfinished_synthetic_set_is_refused(broken):
+    from m3dhmr.data import synth
+
+    assert fh.SYNTH_IN_PROGRESS == synth.IN_PROGRESS
+    (broken / synth.IN_PROGRESS).write_text("{}")
+    with pytest.raises(ValueError, match="still being written"):
+        _load(broken)
 
 
 def test_missing_rgb_folder(broken):

@@ -94,3 +94,12 @@ def test_single_level_and_bad_arguments():
         build_hierarchy(v, f, levels=2, factor=1.0)
     with pytest.raises(MeshError, match="non-manifold"):
         build_hierarchy(np.vstack([v, [[0, 0, 3.0]]]), np.vstack([f, [[f[0, 0], f[0, 1], len(v)]]]), levels=2)
+
+
+def test_read_only_inputs_are_accepted():
+    v, f = icosphere(2)
+    v.setflags(write=False)
+    f.setflags(write=False)
+    cv, cf, src = decimate(v, f, 80)
+    check_triangle_mesh(cv, cf)
+    np.testing.assert_array_equal(cv, v[src])

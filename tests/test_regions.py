@@ -5,6 +5,7 @@ from scipy.sparse.csgraph import connected_components
 
 from m3dhmr.conventions import BONES, NUM_REGIONS, REGION_NAMES
 from m3dhmr.mesh import (BONE_REGION, FREIHAND16_JOINT_REGION, MANO_JOINT_REGION, edges, make_regions_connected,
+                         region_pieces,
                          regions_from_joint_regressor, regions_from_joints, regions_from_skinning)
 from m3dhmr.mesh.regions import point_segment_distance
 from mesh_shapes import grid, open_disk, toy_joints, toy_regressor
@@ -122,6 +123,16 @@ def test_make_regions_connected_moves_stray_to_most_shared_neighbour():
     labels[7 * 6 + 6] = 2   # the larger piece of 2 is the pair; this corner stray touches only region 1
     out = make_regions_connected(f, labels)
     assert out[48] == 1 and out[14] == 2 and out[15] == 2
+
+
+def test_region_pieces_matches_naive_count():
+    v, f = grid(6)
+    labels = np.where(v[:, 0] < 3, 0, 1)
+    labels[[8, 40, 6, 27]] = [1, 0, 2, 2]
+    naive = _pieces(f, labels)
+    expected = [naive.get(r, 0) for r in range(6)]
+    np.testing.assert_array_equal(region_pieces(f, labels), expected)
+    assert expected[:3] == [2, 2, 2]
 
 
 def test_toy_hand_regions_connected_and_complete():

@@ -39,8 +39,6 @@ def _load_npy(path: Path, what: str):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    import numpy as np
-
     from m3dhmr.cli import UserError
     from m3dhmr.mesh import TopologyParams, build_topology, read_mesh, save_bundle
     from m3dhmr.mesh.io import SUFFIXES

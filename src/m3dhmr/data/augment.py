@@ -31,10 +31,14 @@ Boxes (documented choices):
   whole image, because FreiHAND's images are already hand-centred 224 x 224 crops and the
   evaluation split may have no ground truth to build a box from; ``"joints"`` uses the
   training box without randomness.
-- ``base_box_scale = 2.0`` makes the training box match the evaluation box: the hands fill
-  about 40-70 % of a FreiHAND-style image and the joints' extent is about 0.85 of the
-  silhouette's, so the whole image is about ``1 / (0.55 * 0.85) ~ 2.1`` joint extents; the
-  default log-uniform scale range (0.8, 1.25) covers the 40-70 % spread.
+- ``base_box_scale = 2.1`` makes the training box match the evaluation box: the hands fill
+  40-70 % of a FreiHAND-style image (``m3dhmr.data.synth``'s ``fill_range``, median 0.55)
+  and the joints' extent is about 0.87 of the silhouette's (fingertip joints sit at the
+  tips, the wrist joint inside the wrist), so the whole image is ``1 / (0.55 * 0.87) ~ 2.1``
+  joint extents, from ``1 / (0.7 * 0.87) ~ 1.64`` to ``1 / (0.4 * 0.87) ~ 2.87``; the default
+  log-uniform scale range (0.8, 1.35) gives training boxes of 1.68-2.84 joint extents.
+  The centre shift (``U(-0.1, 0.1)`` of the box side) covers the hand's offset from the
+  image centre in the evaluation images (synth: up to 8 % of the image).
 - rotation +-90 degrees as in MobRecon (hands appear in every orientation in the wild);
   no flip (right hands only).
 - colour jitter (brightness, contrast, saturation, hue) is one 3x3 colour matrix plus an
@@ -67,8 +71,8 @@ class AugmentConfig:
     """
 
     enabled: bool = True
-    base_box_scale: float = 2.0  # training box side = joint extent x this
-    scale_range: tuple[float, float] = (0.8, 1.25)  # log-uniform box scale factor
+    base_box_scale: float = 2.1  # training box side = joint extent x this
+    scale_range: tuple[float, float] = (0.8, 1.35)  # log-uniform box scale factor
     rotation_deg: float = 90.0  # box rotation ~ U(-r, r) degrees
     shift_fraction: float = 0.1  # box centre shift ~ U(-f, f) x box side, per axis
     brightness: float = 0.3  # factor ~ U(1 - b, 1 + b)

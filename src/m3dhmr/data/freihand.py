@@ -59,6 +59,8 @@ SPLITS = ("training", "evaluation")
 #: Annotation files above this size are cached as .npy beside the set.
 CACHE_MIN_BYTES = 8 * 1024 * 1024
 _IMAGE_NAME = re.compile(r"^(\d{8})\.jpg$")
+#: Marker of a synthetic set still being written (``m3dhmr.data.synth.IN_PROGRESS``).
+SYNTH_IN_PROGRESS = ".synth_in_progress"
 
 #: Keys of a sample from :class:`FreiHANDDataset` (S = crop size, V = vertices). In
 #: two-view mode every per-view key also appears with the suffix ``_2``.
@@ -226,6 +228,9 @@ def load_annotations(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not root.is_dir():
         raise FileNotFoundError(f"data set folder not found: {root}")
+    if (root / SYNTH_IN_PROGRESS).exists():
+        raise ValueError(f"{root} is a synthetic set still being written (or interrupted): "
+                         f"{root / SYNTH_IN_PROGRESS} exists; rerun m3dhmr synth")
     cache = (Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)) if use_cache else None
 
     def file(kind: str) -> Path:

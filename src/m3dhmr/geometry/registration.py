@@ -16,8 +16,10 @@ Python loop and no data-dependent Python control flow:
    robust cost decreases (``torch.where``, so still batched).
 3. **Outlier rounds as in CMR**: after each round the joints with a residual above
    mean + std (over the current inliers) are dropped, unless fewer than
-   ``min_inliers`` would remain or the mean error is already below ``stop_error_px``;
-   once a sample stops, it stays stopped.
+   ``min_inliers`` would remain; once a sample stops, it stays stopped. Unlike CMR
+   (which stops once the *mean* error is below 2 px, so one 35 px outlier among 18
+   joints survives), a joint within ``outlier_px`` of its 2D position is never
+   dropped, and the rounds go on while some joint is beyond it.
 
 A sample fails (``success = False``) when its input is not finite, fewer than 3
 usable joints remain, the final 3x3 system is singular or ill-conditioned
@@ -101,9 +103,10 @@ def register_camera_space(
     *,
     weights: Tensor | None = None,
     iterations: int = 4,
+    refine_iterations: int = 2,
     outlier_rounds: int = 4,
     min_inliers: int = 13,
-    stop_error_px: float = 2.0,
+    outlier_px: float = 5.0,
     huber_px: float = 4.0,
     min_depth: float = 0.01,
     fallback_depth: float = 0.6,
@@ -119,10 +122,11 @@ def register_camera_space(
         vertices_rr: optional (B, V, 3) root-relative vertices moved by the same ``t``.
         weights: optional (B, J) non-negative joint weights (e.g. 2D confidences);
             zero-weight joints are excluded.
-        iterations: Gauss-Newton steps per round.
+        iterations: Gauss-Newton steps of the first round.
+        refine_iterations: steps of each later round (it starts next to the optimum).
         outlier_rounds: CMR-style rounds that drop joints above mean + std.
         min_inliers: a round never leaves fewer joints than this (CMR: 13).
-        stop_error_px: a sample stops dropping joints once its mean error is below this.
+        outlier_px: joints with a residual at most this (pixels) are never dropped.
         huber_px: Huber threshold of the IRLS weights (<= 0: plain least squares).
         min_depth: metres; inlier joints must end up deeper than this.
         fallback_depth: metres; depth of the fallback translation of failed samples.
@@ -199,28 +203,44 @@ def register_camera_space(
     t2, rc = linear_solve(w, (X[..., 2] + t[:, 2:3]).clamp(min=min_depth))
     t = torch.where((rc > min_rcond).unsqueeze(-1), t2, t)
 
+    K2 = Kc[:, :2, :]                                                         # (B, 2, 3)
+    K2X = (X.unsqueeze(-2) * K2.unsqueeze(1)).sum(-1)                         # (B, J, 2), fixed
+
     def residual(t_: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Pixel residuals (B, J, 2), their norms (B, J), projections (B, J, 2), 1/depth (B, J)."""
-        proj, z = _project(X + t_.unsqueeze(1), Kc, min_depth)
+        iz = 1.0 / (X[..., 2] + t_[:, 2:3]).clamp(min=min_depth)
+        proj = (K2X + (K2 @ t_.unsqueeze(-1)).transpose(1, 2)) * iz.unsqueeze(-1)
         r = proj - uv
-        return r, r.norm(dim=-1), proj, 1.0 / z
+        return r, r.norm(dim=-1), proj, iz
 
     def normal_equations(w_: Tensor, r: Tensor, proj: Tensor, iz: Tensor) -> tuple[Tensor, Tensor]:
-        # d(u, v)/dt = (K[0:2] - (u, v) e3^T) / z: the Jacobian of joint j w.r.t. t.
-        Jac = (Kc[:, None, :2, :] - proj.unsqueeze(-1) * e3) * iz[..., None, None]   # (B, J, 2, 3)
-        Jw = Jac * w_[..., None, None]
-        # Sums of outer products, elementwise (faster than bmm for 3x3 blocks on CPU).
-        H = (Jw.unsqueeze(-1) * Jac.unsqueeze(-2)).sum((1, 2))                        # (B, 3, 3)
-        return H, (Jw * r.unsqueeze(-1)).sum((1, 2))
+        """Gauss-Newton H = sum_j w J^T J (B, 3, 3) and g = sum_j w J^T r (B, 3).
+
+        Joint j's Jacobian w.r.t. t is ``A_j / z_j`` with ``A_j = K[:2] - p_j e3^T``
+        (``p_j`` its projection), so ``A^T A = K2^T K2 - K2^T p e3^T - e3 p^T K2 + |p|^2 e3 e3^T``
+        and both sums reduce to per-sample sums over joints (cheaper than 3x3 blocks).
+        """
+        c = w_ * iz * iz                                                      # (B, J)
+        s0 = c.sum(1)                                                         # (B,)
+        s1 = (c.unsqueeze(-1) * proj).sum(1)                                  # (B, 2)
+        s2 = (c * (proj * proj).sum(-1)).sum(1)                               # (B,)
+        K2tK2 = K2.transpose(1, 2) @ K2                                       # (B, 3, 3)
+        k = (K2.transpose(1, 2) @ s1.unsqueeze(-1)).squeeze(-1)               # (B, 3) = K2^T s1
+        cross = k.unsqueeze(-1) * e3                                          # K2^T s1 e3^T
+        H = s0[:, None, None] * K2tK2 - cross - cross.transpose(1, 2) + s2[:, None, None] * e3e3
+        cr = (w_ * iz).unsqueeze(-1) * r                                      # (B, J, 2)
+        g = (K2.transpose(1, 2) @ cr.sum(1).unsqueeze(-1)).squeeze(-1) - e3 * (cr * proj).sum((1, 2)).unsqueeze(-1)
+        return H, g
 
     e3 = torch.tensor([0.0, 0.0, 1.0], dtype=dt, device=X.device)
+    e3e3 = torch.outer(e3, e3)
     lam = torch.full((B,), 1e-4, dtype=dt, device=X.device)
     active = torch.ones(B, dtype=torch.bool, device=X.device)
     r, err, proj, iz = residual(t)
     for rnd in range(outlier_rounds + 1):
         w = w_in * inl
         cost = (w * _huber(err, huber_px)).sum(1)
-        for _ in range(iterations):
+        for _ in range(iterations if rnd == 0 else refine_iterations):
             H, g = normal_equations(w * _robust_weights(err, huber_px), r, proj, iz)   # IRLS weights
             damped = H + lam[:, None, None] * torch.diag_embed(H.diagonal(dim1=-2, dim2=-1))
             step, _ = _solve3(damped, -g)
@@ -239,8 +259,9 @@ def register_camera_space(
             n = inl.sum(1).clamp(min=1)
             mean = (err * inl).sum(1) / n
             std = (((err - mean[:, None]) ** 2 * inl).sum(1) / n).sqrt()   # population std, like numpy
-            cand = inl & (err < (mean + std)[:, None])
-            update = active & (cand.sum(1) >= min_inliers) & (mean > stop_error_px)
+            cand = inl & ((err < (mean + std)[:, None]) | (err <= outlier_px))
+            n_cand = cand.sum(1)
+            update = active & (n_cand >= min_inliers) & (n_cand < inl.sum(1))
             inl = torch.where(update.unsqueeze(-1), cand, inl)
             active = update
 

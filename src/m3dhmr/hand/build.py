@@ -445,8 +445,9 @@ def asset_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     from safetensors.numpy import save
 
     return save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
-                metadata={"name": "open_hand", "version": ASSET_VERSION,
-                          "frame": "x wrist->middle finger, y dorsal, z thumb->little; metres; wrist at origin"})
+                # One metadata key: safetensors writes a multi-key map in hash order.
+                metadata={"open_hand": f"version {ASSET_VERSION}; metres; wrist at origin; "
+                                       "x wrist->middle finger, y dorsal, z thumb->little"})
 
 
 def main(out: str | Path = ASSET_PATH) -> str:

@@ -79,18 +79,21 @@ def forward_kinematics(
         if (j == 0) != (p < 0) or p >= j:
             raise ValueError(f"parents must list the root first (-1) and parents before children; joint {j} has {p}")
 
-    # World rotation and position of each joint's frame, accumulated down the tree.
+    # World rotation of each joint's frame and its displacement from rest, down the tree.
+    # Tracking displacements (not positions) makes the rest pose exact: every term is 0.
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
     world_rot = [rot[:, 0]]
-    world_pos = [rest_joints[:, 0]]
+    shift = [torch.zeros_like(rest_joints[:, 0])]
     for j in range(1, num_joints):
         p = parents[j]
         bone = rest_joints[:, j] - rest_joints[:, p]                      # (B, 3)
-        world_pos.append(world_pos[p] + torch.einsum("bxy,by->bx", world_rot[p], bone))
+        shift.append(shift[p] + torch.einsum("bxy,by->bx", world_rot[p] - eye, bone))
         world_rot.append(world_rot[p] @ rot[:, j])
     posed_rot = torch.stack(world_rot, dim=1)                             # (B, J, 3, 3)
-    posed_joints = torch.stack(world_pos, dim=1)                          # (B, J, 3)
-    # x -> R (x - rest_j) + posed_j, i.e. translation = posed_j - R rest_j.
-    translation = posed_joints - torch.einsum("bjxy,bjy->bjx", posed_rot, rest_joints)
+    displacement = torch.stack(shift, dim=1)                              # (B, J, 3)
+    posed_joints = rest_joints + displacement
+    # x -> R (x - rest_j) + posed_j = x + (R - I) x + t with t = displacement - (R - I) rest_j.
+    translation = displacement - torch.einsum("bjxy,bjy->bjx", posed_rot - eye, rest_joints)
     bottom = torch.zeros(rot.shape[:2] + (1, 4), dtype=rot.dtype, device=rot.device)
     bottom[..., 0, 3] = 1.0
     transforms = torch.cat([torch.cat([posed_rot, translation[..., None]], dim=-1), bottom], dim=-2)
@@ -115,5 +118,8 @@ def linear_blend_skinning(vertices: torch.Tensor, weights: torch.Tensor, transfo
     if weights.dim() != 2 or weights.shape[0] != vertices.shape[1] or weights.shape[1] != transforms.shape[1]:
         raise ValueError(f"weights must be (V, J) = ({vertices.shape[1]}, {transforms.shape[1]}), "
                          f"got {tuple(weights.shape)}")
-    blended = torch.einsum("vj,bjxy->bvxy", weights, transforms[:, :, :3, :])   # (B, V, 3, 4)
-    return torch.einsum("bvxy,bvy->bvx", blended[..., :3], vertices) + blended[..., 3]
+    # v + sum_j w_vj ((R_j - I) v + t_j): the same blend, but exactly v when every R_j = I, t_j = 0.
+    eye = torch.eye(3, dtype=transforms.dtype, device=transforms.device)
+    motion = torch.cat([transforms[:, :, :3, :3] - eye, transforms[:, :, :3, 3:]], dim=-1)   # (B, J, 3, 4)
+    blended = torch.einsum("vj,bjxy->bvxy", weights, motion)                                  # (B, V, 3, 4)
+    return vertices + torch.einsum("bvxy,bvy->bvx", blended[..., :3], vertices) + blended[..., 3]

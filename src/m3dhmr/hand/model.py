@@ -37,7 +37,7 @@ class HandModel(torch.nn.Module):
         super().__init__()
         self.template = template
         self.shape_names = tuple(shape_names)
-        self.register_buffer("faces", torch.as_tensor(template.faces, dtype=torch.long), persistent=False)
+        self.register_buffer("faces", torch.tensor(template.faces, dtype=torch.long), persistent=False)
 
     @property
     def num_shape(self) -> int:

@@ -71,11 +71,11 @@ def load_open_hand_asset() -> OpenHandAsset:
 
 
 class OpenHand(HandModel):
-    """The open hand as a :class:`HandModel` (float32 buffers; ``.double()`` for float64)."""
+    """The open hand as a :class:`HandModel`; buffers are made in ``dtype`` from the float64 asset."""
 
     pose_convention = "open_hand"
 
-    def __init__(self, asset: OpenHandAsset | None = None):
+    def __init__(self, asset: OpenHandAsset | None = None, dtype: torch.dtype = torch.float32):
         asset = asset or load_open_hand_asset()
         super().__init__(asset.template, SHAPE_NAMES)
         a = asset.arrays
@@ -85,13 +85,13 @@ class OpenHand(HandModel):
         dirs = rest[child] - rest[kin]
         dirs[0] = 0.0                      # the wrist owns the palm, not a bone
         dirs[1:] /= np.linalg.norm(dirs[1:], axis=1, keepdims=True)
-        f32 = torch.float32
-        self.register_buffer("vertices_rest", torch.as_tensor(a["vertices"], dtype=f32), persistent=False)
-        self.register_buffer("weights", torch.as_tensor(a["skinning_weights"], dtype=f32), persistent=False)
-        self.register_buffer("joints_rest", torch.as_tensor(rest[kin], dtype=f32), persistent=False)
-        self.register_buffer("frames", torch.as_tensor(a["joint_frames"], dtype=f32), persistent=False)
-        self.register_buffer("bone_dirs", torch.as_tensor(dirs, dtype=f32), persistent=False)
-        self.register_buffer("tip_vertices", torch.as_tensor(a["tip_vertices"], dtype=torch.long), persistent=False)
+        f32 = dtype
+        self.register_buffer("vertices_rest", torch.tensor(a["vertices"], dtype=f32), persistent=False)
+        self.register_buffer("weights", torch.tensor(a["skinning_weights"], dtype=f32), persistent=False)
+        self.register_buffer("joints_rest", torch.tensor(rest[kin], dtype=f32), persistent=False)
+        self.register_buffer("frames", torch.tensor(a["joint_frames"], dtype=f32), persistent=False)
+        self.register_buffer("bone_dirs", torch.tensor(dirs, dtype=f32), persistent=False)
+        self.register_buffer("tip_vertices", torch.tensor(a["tip_vertices"], dtype=torch.long), persistent=False)
         self.parents = KINEMATIC_PARENTS
         # Which shape value stretches each kinematic joint's bone (-1: the wrist's palm).
         length_index = [-1] + [SHAPE_NAMES.index(f"{cv.FINGER_NAMES[cv.finger_of_joint(j) - 1]}_length")
@@ -146,6 +146,6 @@ class OpenHand(HandModel):
         return HandOutput(vertices=vertices, joints=joints)
 
 
-def open_hand() -> OpenHand:
-    """The package's own hand model (float32; call ``.double()`` for float64)."""
-    return OpenHand()
+def open_hand(dtype: torch.dtype = torch.float32) -> OpenHand:
+    """The package's own hand model, buffers in ``dtype`` (use torch.float64 for exact geometry)."""
+    return OpenHand(dtype=dtype)

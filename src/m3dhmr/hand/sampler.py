@@ -93,7 +93,7 @@ def sample_poses(n: int, rng: np.random.Generator, kind: str | None = None) -> n
         p[1:] += rng.normal(0.0, 1.0, size=(len(KINEMATIC_JOINTS) - 1, 3)) * np.asarray(_NOISE)
         out[i] = p
     out[:, 0] = 0.0
-    return clamp_pose(out.reshape(n, -1))
+    return clamp_pose(out.reshape(n, 3 * len(KINEMATIC_JOINTS)))
 
 
 def sample_shapes(n: int, rng: np.random.Generator) -> np.ndarray:

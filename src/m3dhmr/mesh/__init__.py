@@ -11,7 +11,7 @@ from .bundle import (FORMAT_VERSION, TopologyBundle, TopologyParams, build_topol
 from .hierarchy import (Hierarchy, build_hierarchy, closest_point_barycentric, decimate, downsampling_matrix,
                         upsampling_matrix)
 from .io import read_mesh, write_mesh
-from .regions import (BONE_REGION, FREIHAND16_JOINT_REGION, MANO_JOINT_REGION, make_regions_connected,
+from .regions import (BONE_REGION, FREIHAND16_JOINT_REGION, MANO_JOINT_REGION, make_regions_connected, region_pieces,
                       regions_from_joint_regressor, regions_from_joints, regions_from_skinning)
 from .spirals import region_spiral_indices, spiral_indices
 from .validate import MeshError, check_triangle_mesh
@@ -21,7 +21,7 @@ __all__ = [
     "OneRings", "TopologyBundle", "TopologyParams", "boundary_edges", "boundary_vertices", "build_hierarchy",
     "build_topology", "check_triangle_mesh", "closest_point_barycentric", "decimate", "default_cache_dir",
     "downsampling_matrix", "edges", "half_edges", "load_bundle", "load_or_build_topology",
-    "make_regions_connected", "ordered_one_rings", "read_mesh", "region_spiral_indices",
+    "make_regions_connected", "ordered_one_rings", "read_mesh", "region_pieces", "region_spiral_indices",
     "regions_from_joint_regressor", "regions_from_joints", "regions_from_skinning", "save_bundle",
     "spiral_indices", "upsampling_matrix", "vertex_adjacency", "write_mesh",
 ]

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from ..conventions import NUM_JOINTS, NUM_REGIONS, REGION_NAMES
 from ..fileio import atomic_path
 from .hierarchy import build_hierarchy
-from .regions import make_regions_connected, regions_from_joints, regions_from_skinning
+from .regions import make_regions_connected, region_pieces, regions_from_joints, regions_from_skinning
 from .spirals import region_spiral_indices, spiral_indices
 from .validate import check_triangle_mesh
 
@@ -177,6 +177,10 @@ def _build(inputs: dict[str, np.ndarray | None], params: TopologyParams, key: st
     assert v is not None and f is not None and reg is not None
     if inputs["regions"] is not None:
         regions = inputs["regions"]
+        pieces = region_pieces(f, regions)
+        if (pieces > 1).any():
+            log.warning("given regions are not connected (pieces per region %s); ROI spirals stay inside "
+                        "each piece", dict(zip(REGION_NAMES, pieces.tolist())))
     else:
         if inputs["skinning_weights"] is not None:
             raw = regions_from_skinning(inputs["skinning_weights"], inputs["joint_region"])

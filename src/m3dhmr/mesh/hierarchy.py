@@ -29,6 +29,9 @@ from .validate import MeshError, check_triangle_mesh
 
 log = logging.getLogger(__name__)
 
+#: (point, triangle) pairs box-tested per chunk in :func:`closest_point_barycentric`.
+_CHUNK_PAIRS = 1 << 20
+
 @dataclass(frozen=True)
 class Hierarchy:
     """L mesh levels and the sampling matrices between consecutive levels.
@@ -57,9 +60,9 @@ def closest_point_barycentric(points: np.ndarray, triangles: np.ndarray) -> tupl
         bary: (N, 3) float64 barycentric weights of the closest point on it (>= 0, sum 1),
         dist: (N,) float64 distance to it.
 
-    Only candidate pairs are evaluated: the nearest triangle corner bounds the distance
-    from above by ``d``, so a triangle can only win if its centroid lies within
-    ``d + R`` (``R`` the largest centroid-to-corner distance); a KD-tree finds those.
+    Only candidate pairs are evaluated exactly: the nearest triangle corner bounds the
+    distance from above by ``d``, so only triangles whose bounding box lies within ``d``
+    of the point can win (a cheap box test over all pairs, in chunks).
     """
     from scipy.spatial import cKDTree
 
@@ -69,18 +72,22 @@ def closest_point_barycentric(points: np.ndarray, triangles: np.ndarray) -> tupl
         raise ValueError(f"points must have shape (N, 3), got {p.shape}")
     if t.ndim != 3 or t.shape[1:] != (3, 3) or t.shape[0] == 0:
         raise ValueError(f"triangles must have shape (M, 3, 3) with M >= 1, got {t.shape}")
-    n = p.shape[0]
+    n, m = p.shape[0], t.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros(0)
-    corners = t.reshape(-1, 3)
-    d_corner, _ = cKDTree(corners).query(p)
-    centroids = t.mean(axis=1)
-    radius = np.sqrt(((t - centroids[:, None]) ** 2).sum(-1)).max()
+    d_corner, _ = cKDTree(t.reshape(-1, 3)).query(p)
     # Slack covers rounding in the bound, so the candidate set is never too small.
-    balls = cKDTree(centroids).query_ball_point(p, d_corner + radius + 1e-9 * (1.0 + radius))
-    counts = np.fromiter((len(b) for b in balls), dtype=np.int64, count=n)
-    pi = np.repeat(np.arange(n), counts)
-    ti = np.fromiter((j for b in balls for j in b), dtype=np.int64, count=int(counts.sum()))
+    reach2 = (d_corner * (1 + 1e-9) + 1e-12) ** 2
+    lo, hi = t.min(axis=1), t.max(axis=1)
+    step = max(1, _CHUNK_PAIRS // m)
+    pis, tis = [], []
+    for s in range(0, n, step):
+        pc = p[s:s + step, None, :]
+        gap = np.maximum(np.maximum(lo[None] - pc, pc - hi[None]), 0.0)  # (n', M, 3)
+        ii, jj = np.nonzero((gap * gap).sum(-1) <= reach2[s:s + step, None])
+        pis.append(ii + s)
+        tis.append(jj)
+    pi, ti = np.concatenate(pis), np.concatenate(tis)
     b = _pair_barycentric(p[pi], t[ti, 0], t[ti, 1], t[ti, 2])
     d2 = ((np.einsum("pk,pkd->pd", b, t[ti]) - p[pi]) ** 2).sum(-1)
     order = np.lexsort((ti, d2, pi))  # per point: smallest distance, then lowest triangle
@@ -155,7 +162,8 @@ def downsampling_matrix(source: np.ndarray, num_fine: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(src.size), (np.arange(src.size), src)), shape=(src.size, num_fine))
 
 
-def decimate(vertices: np.ndarray, faces: np.ndarray, target_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decimate(vertices: np.ndarray, faces: np.ndarray,
+             target_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quadric decimation to about ``target_vertices`` vertices, snapped onto the input.
 
     Args:
@@ -168,8 +176,9 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_vertices: int) -> t
     """
     import fast_simplification  # the only compiled dependency, imported where used
 
-    v = np.ascontiguousarray(vertices, dtype=np.float64)
-    f = np.ascontiguousarray(faces, dtype=np.int32)
+    # Writable copies: the compiled decimator rejects read-only arrays (templates are frozen).
+    v = np.array(vertices, dtype=np.float64, order="C")
+    f = np.array(faces, dtype=np.int32, order="C")
     nv, nf = v.shape[0], f.shape[0]
     if not 4 <= target_vertices < nv:
         raise MeshError(f"cannot decimate a {nv}-vertex mesh to {target_vertices} vertices "

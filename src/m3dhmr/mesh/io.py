@@ -1,7 +1,10 @@
-"""Reading and writing triangle meshes (.ply, .obj) through trimesh, keeping vertex order.
+"""Reading and writing triangle meshes (.ply, .obj), keeping vertex order.
 
-``process=False`` everywhere: trimesh would otherwise merge duplicate vertices and drop
-unreferenced ones, renumbering the vertices that joint regressors and regions index.
+Reading goes through trimesh with ``process=False`` (and ``maintain_order`` for OBJ):
+trimesh would otherwise merge duplicate vertices and drop unreferenced ones, renumbering
+the vertices that joint regressors and regions index. Writing is done here (binary PLY
+with float64 coordinates, OBJ with round-trip float text) so a write/read round trip is
+exact; trimesh's PLY exporter stores float32.
 """
 
 from __future__ import annotations

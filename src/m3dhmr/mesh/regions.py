@@ -105,6 +105,20 @@ def regions_from_joint_regressor(vertices: np.ndarray, joint_regressor: np.ndarr
     return regions_from_joints(v, reg @ v)
 
 
+def region_pieces(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(6,) int64: number of connected pieces of each region (0 for an empty region)."""
+    lab = np.asarray(labels).astype(np.int64)
+    nv = lab.shape[0]
+    e = edges(faces)
+    es = e[lab[e[:, 0]] == lab[e[:, 1]]]
+    g = sp.csr_matrix((np.ones(es.shape[0]), (es[:, 0], es[:, 1])), shape=(nv, nv))
+    _, comp = connected_components(g, directed=False)
+    out = np.zeros(NUM_REGIONS, dtype=np.int64)
+    for r in range(NUM_REGIONS):
+        out[r] = np.unique(comp[lab == r]).size
+    return out
+
+
 def make_regions_connected(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Relabel stray pieces so that every region is one connected piece.
 

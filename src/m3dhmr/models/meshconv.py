@@ -124,14 +124,16 @@ class DSC(_SpiralBase):
     feature). The aggregated kernel is ``W^_j(v) = sum_k pi_k(v) W_j^k`` and likewise the
     biases, and ``DSC(v) = W^_2(v) (W^_1(v) * f(k-disk(v)) + b^_1(v)) + b^_2(v)``.
 
-    Computed without materialising per-vertex matrices: because everything is linear
-    in pi, ``h = sum_k pi_k (W1^k * g + b1^k)`` (cost B V K S C_in) and
-    ``y = [W2^1 ... W2^K] [pi_1 h; ...; pi_K h] + pi @ b2`` (one GEMM, cost
-    B V K C_in C_out, below SpiralConv's B V S C_in C_out when K < S).
+    Computed without materialising per-vertex (C_out, C_in) matrices:
+    ``[W^_1 | b^_1](v) = pi(v) @ [W_1 | b_1]`` is one (K, (S+1) C_in) GEMM (cost
+    B V K S C_in), and because ``sum_k pi_k = 1``,
+    ``W^_2 h + b^_2 = sum_k pi_k (W_2^k h + b_2^k)``: one GEMM to all K outputs
+    (cost B V K C_in C_out, below SpiralConv's B V S C_in C_out when K < S) and a
+    batched (1, K) x (K, C_out) mix per vertex.
 
-    Shapes: x (B, V, C_in) -> (B, V, C_out); ``spatial_weight`` (K, C_in, S),
-    ``spatial_bias`` (K, C_in), ``channel_weight`` (K, C_out, C_in),
-    ``channel_bias`` (K, C_out).
+    Shapes: x (B, V, C_in) -> (B, V, C_out); ``spatial_weight`` (K, S, C_in),
+    ``spatial_bias`` (K, C_in), ``channel_weight`` (C_in, K, C_out) (kernel k is
+    ``channel_weight[:, k].T``), ``channel_bias`` (K, C_out).
     """
 
     def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor, kernels: int = 8) -> None:
@@ -142,17 +144,27 @@ class DSC(_SpiralBase):
         hidden = max(1, in_channels // 2)
         self.attention1 = nn.Linear(in_channels, hidden)
         self.attention2 = nn.Linear(hidden, kernels)
-        self.spatial_weight = nn.Parameter(torch.empty(kernels, in_channels, self.seq_length))
+        # Layouts chosen so that forward needs only views, never a weight copy.
+        self.spatial_weight = nn.Parameter(torch.empty(kernels, self.seq_length, in_channels))
         self.spatial_bias = nn.Parameter(torch.zeros(kernels, in_channels))
-        self.channel_weight = nn.Parameter(torch.empty(kernels, out_channels, in_channels))
+        self.channel_weight = nn.Parameter(torch.empty(in_channels, kernels, out_channels))
         self.channel_bias = nn.Parameter(torch.zeros(kernels, out_channels))
         bound = 1.0 / math.sqrt(self.seq_length)
         nn.init.uniform_(self.spatial_weight, -bound, bound)
-        for k in range(kernels):
-            nn.init.xavier_uniform_(self.channel_weight.data[k])
-        # Small spread of the biases so that the kernels' biases also differ.
+        bound = math.sqrt(6.0 / (in_channels + out_channels))  # Xavier per kernel
+        nn.init.uniform_(self.channel_weight, -bound, bound)
+        # A small spread so that the kernels' biases differ too.
         nn.init.uniform_(self.spatial_bias, -0.01, 0.01)
         nn.init.uniform_(self.channel_bias, -0.01, 0.01)
+
+    def kernel_weights(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Kernel k as a :class:`DSConv`'s: W1 (C_in, S), b1 (C_in,), W2 (C_out, C_in), b2 (C_out,)."""
+        return (
+            self.spatial_weight[k].t(),
+            self.spatial_bias[k],
+            self.channel_weight[:, k].t(),
+            self.channel_bias[k],
+        )
 
     def attention(self, x: Tensor) -> Tensor:
         """Per-vertex kernel weights: x (B, V, C_in) -> (B, V, K), each row sums to 1."""
@@ -161,16 +173,14 @@ class DSC(_SpiralBase):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         b, v, c = x.shape
-        k, s = self.kernels, self.seq_length
+        k, s, o = self.kernels, self.seq_length, self.out_channels
         pi = self.attention(x)  # (B, V, K)
         g = gather_spirals(x, self.flat_index, s)  # (B, V, S, C_in)
-        # Mixed spatial kernel per vertex: (B, V, K) @ (K, C_in*S) -> (B, V, C_in, S);
-        # cheaper than K separate depth-wise passes when S * C_in is small.
-        w1 = (pi @ self.spatial_weight.view(k, c * s)).view(b, v, c, s)
-        h = (g.transpose(2, 3) * w1).sum(-1) + pi @ self.spatial_bias  # (B, V, C_in)
-        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).reshape(b, v, k * c)  # (B, V, K*C_in)
-        w2 = self.channel_weight.permute(0, 2, 1).reshape(k * c, self.out_channels)  # (K*C_in, C_out)
-        return mixed @ w2 + pi @ self.channel_bias
+        spatial = torch.cat([self.spatial_weight.view(k, s * c), self.spatial_bias], dim=1)
+        w1 = pi @ spatial  # (B, V, (S+1) C_in): mixed spatial weights, then mixed bias
+        h = (g * w1[..., : s * c].view(b, v, s, c)).sum(2) + w1[..., s * c :]  # (B, V, C_in)
+        z = torch.addmm(self.channel_bias.view(k * o), h.reshape(b * v, c), self.channel_weight.view(c, k * o))
+        return torch.bmm(pi.reshape(b * v, 1, k), z.view(b * v, k, o)).view(b, v, o)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", K={self.kernels}"

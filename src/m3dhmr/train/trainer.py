@@ -285,9 +285,9 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                 if dist.distributed:
                     from torch.nn.parallel import DistributedDataParallel as DDP
 
-                    # The loss graph tells DDP which parameters a stage leaves unused.
+                    # Stage 1 leaves the mesh decoder unused; the loss graph tells DDP which.
                     step_module = DDP(step_module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      find_unused_parameters=True)
+                                      find_unused_parameters=stage == 1)
             lr = learning_rate(cfg, stage, epoch_in_stage)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -350,6 +350,9 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                     break
             if bar is not None:
                 bar.close()
+            # DDP broadcasts rank 0's buffers (BatchNorm statistics) before each forward, so
+            # after the last step the other ranks' buffers are stale: align them now.
+            _broadcast_buffers(model, dist)
             epoch_done = batch_in_epoch == len(batches)
             if epoch_done:
                 progress = ckpt.Progress(epoch_index + 1, 0, progress.global_step, finished=epoch_index + 1 == len(plan))
@@ -373,6 +376,17 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     if dist.is_main:
         log.info("trained %d steps in %.1f s; checkpoints in %s", steps_run, secs, ckdir)
     return TrainResult(run_dir, progress, steps_run, secs, last_losses)
+
+
+def _broadcast_buffers(model: nn.Module, dist: DistInfo) -> None:
+    """Copy rank 0's floating buffers to every rank (what DDP does at each forward)."""
+    if not dist.distributed:
+        return
+    import torch.distributed as tdist
+
+    for b in model.buffers():
+        if b.layout == torch.strided and b.numel():
+            tdist.broadcast(b, src=0)
 
 
 def _any_rank(dist: DistInfo, flag: bool, device: torch.device) -> bool:

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+import torch
+
+from m3dhmr.inference.bench import STAGES, BenchResult, format_results, run_bench, synthetic_frame, time_frame
+from m3dhmr.inference.predictor import Predictor
+from m3dhmr.models import M3DHMR
+from model_helpers import tiny_model_config, tiny_topology
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    return Predictor.from_model(M3DHMR(tiny_model_config(), tiny_topology()).eval())
+
+
+def test_synthetic_frame():
+    img, box = synthetic_frame(224)
+    assert img.shape == (224, 224, 3) and img.dtype == np.uint8
+    np.testing.assert_allclose(box, [44.8, 44.8, 134.4, 134.4])
+
+
+def test_time_frame_stages_add_up(predictor):
+    img, box = synthetic_frame(96)
+    t = time_frame(predictor, img, box)
+    assert set(t) == {*STAGES, "total"}
+    assert all(v > 0 for v in t.values())
+    assert sum(t[s] for s in STAGES) == pytest.approx(t["total"], rel=0.05)
+
+
+def test_run_bench_interleaves_and_formats(predictor):
+    res = run_bench({"a": predictor, "b": predictor}, seconds=0.01, warmup=1, min_frames=3, image_size=96)
+    assert res["a"].frames == res["b"].frames >= 3
+    lines = format_results(res)
+    values = dict(line.split("=") for line in lines)
+    for name in ("a", "b"):
+        for s in STAGES:
+            assert float(values[f"ms_{s}_{name}"]) == pytest.approx(res[name].ms_mean[s], abs=1e-3)
+        assert float(values[f"fps_end_to_end_{name}"]) == pytest.approx(1000 / res[name].ms_mean["total"], abs=0.01)
+    assert lines[-1].startswith("fps_end_to_end_b=") and lines[-2].startswith("fps_end_to_end_a=")
+
+
+def test_bench_result_and_errors(predictor):
+    r = BenchResult("x", 2, {"total": 20.0}, {"total": 20.0})
+    assert r.fps == 50.0
+    with pytest.raises(ValueError, match="no backends"):
+        run_bench({})
+    with pytest.raises(ValueError, match="--seconds"):
+        run_bench({"a": predictor}, seconds=0)

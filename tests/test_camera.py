@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from m3dhmr.geometry.camera import crop_intrinsics, project, unproject
+
+
+def _naive_project(points, K):
+    out = np.empty(points.shape[:-1] + (2,))
+    for idx in np.ndindex(points.shape[:-1]):
+        p = K[idx[:-1]] @ points[idx] if K.ndim > 2 else K @ points[idx]
+        out[idx] = p[:2] / p[2]
+    return out
+
+
+def test_project_hand_computed():
+    K = np.array([[100.0, 0, 50], [0, 200.0, 20], [0, 0, 1]])
+    uv = project(np.array([[0.1, -0.2, 2.0]]), K)
+    np.testing.assert_allclose(uv, [[100 * 0.05 + 50, 200 * -0.1 + 20]])
+
+
+def test_project_matches_loop_numpy_and_torch():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.2, 0.2, (4, 7, 3)) + [0, 0, 0.8]
+    K = np.tile(np.array([[300.0, 0.5, 60], [0, 310.0, 70], [0, 0, 1]]), (4, 1, 1))
+    K[:, 0, 0] += rng.uniform(0, 50, 4)
+    ref = _naive_project(pts, K)
+    np.testing.assert_allclose(project(pts, K), ref, rtol=1e-12)
+    out_t = project(torch.from_numpy(pts), torch.from_numpy(K))
+    assert isinstance(out_t, torch.Tensor) and out_t.shape == (4, 7, 2)
+    np.testing.assert_allclose(out_t.numpy(), ref, rtol=1e-12)
+    # A single K broadcasts over the batch.
+    np.testing.assert_allclose(project(pts, K[0]), _naive_project(pts, K[0]), rtol=1e-12)
+
+
+def test_project_depth_handling():
+    K = np.eye(3)
+    behind = np.array([[0.1, 0.2, -1.0]])
+    np.testing.assert_allclose(project(behind, K), [[-0.1, -0.2]])  # mirrored, as the formula says
+    np.testing.assert_allclose(project(behind, K, min_depth=0.5), [[0.2, 0.4]])
+    t = torch.tensor([[0.1, 0.2, 0.0]], requires_grad=True)
+    project(t, torch.eye(3), min_depth=1e-3).sum().backward()
+    assert torch.isfinite(t.grad).all()
+
+
+def test_unproject_inverts_project():
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-0.2, 0.2, (3, 5, 3)) + [0, 0, 1.0]
+    K = np.array([[300.0, 0.7, 60], [0, 310.0, 70], [0, 0, 1]])
+    back = unproject(project(pts, K), pts[..., 2], K)
+    np.testing.assert_allclose(back, pts, atol=1e-12)
+    back_t = unproject(torch.from_numpy(project(pts, K)), torch.from_numpy(pts[..., 2]), torch.from_numpy(K))
+    np.testing.assert_allclose(back_t.numpy(), pts, atol=1e-12)
+
+
+def test_crop_intrinsics_consistent_with_pixels():
+    rng = np.random.default_rng(2)
+    pts = rng.uniform(-0.2, 0.2, (6, 3)) + [0, 0, 1.0]
+    K = np.array([[300.0, 0, 112], [0, 300.0, 112], [0, 0, 1]])
+    box = np.array([40.0, 30.0, 100.0, 80.0])
+    Kc = crop_intrinsics(K, box, (128, 64))
+    uv = project(pts, K)
+    expected = np.stack([(uv[:, 0] - 40) * 128 / 100 - 0.5, (uv[:, 1] - 30) * 64 / 80 - 0.5], -1)
+    np.testing.assert_allclose(project(pts, Kc), expected, atol=1e-10)
+    Kt = crop_intrinsics(torch.from_numpy(K).expand(2, 3, 3), torch.from_numpy(box).expand(2, 4), 128)
+    assert Kt.shape == (2, 3, 3)
+    np.testing.assert_allclose(Kt[1].numpy(), crop_intrinsics(K, box, 128))
+
+
+def test_shape_errors_name_the_argument():
+    with pytest.raises(ValueError, match="points"):
+        project(np.zeros((4, 2)), np.eye(3))
+    with pytest.raises(ValueError, match="K"):
+        project(np.zeros((4, 3)), np.eye(4))

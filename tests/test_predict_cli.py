@@ -1,0 +1,195 @@
+"""``m3dhmr predict`` / ``export-onnx`` / ``bench`` end to end on a tiny random checkpoint."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from m3dhmr import cli
+from m3dhmr.config import from_dict
+from m3dhmr.inference import crops
+from m3dhmr.inference.video import VideoReader, write_video
+from m3dhmr.mesh.io import read_mesh
+from m3dhmr.train.checkpoint import Progress, save_weights
+from m3dhmr.train.config import ExperimentConfig
+
+TINY = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32], "latent_channels": 32,
+        "decoder_channels": [8, 8, 8, 8], "dsc_kernels": 2}
+OUTPUTS = ("pose2d.jpg", "overlay.jpg", "front.png", "side.png", "panel.jpg", "mesh.obj", "mesh.ply", "result.json")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from m3dhmr.models import build_model
+
+    exp = from_dict(ExperimentConfig, {"model": TINY})
+    torch.manual_seed(0)
+    model = build_model(exp.model)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_weights(path, model, exp, Progress())
+    return path, model
+
+
+def hand_image(model, size=(96, 128), seed=0):
+    """The template hand rendered over a noisy background with the default 60 deg camera."""
+    from m3dhmr.hand import load_template
+    from m3dhmr.render import render_mesh
+
+    H, W = size
+    rng = np.random.default_rng(seed)
+    bg = cv2.GaussianBlur(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8), (9, 9), 0)
+    K = crops.default_intrinsics(H, W)
+    t = load_template("open_hand")
+    verts = t.vertices - t.vertices.mean(0) + [0.02, 0.0, 0.45]
+    return render_mesh(verts, t.faces, K, (H, W), colors=np.array([0.9, 0.7, 0.6]), background=bg).rgb_uint8()
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_predict_images_folder_and_formats(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    img = hand_image(model)
+    d = tmp_path / "in"
+    d.mkdir()
+    cv2.imwrite(str(d / "rgb.jpg"), img[:, :, ::-1])
+    cv2.imwrite(str(d / "gray.png"), cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+    cv2.imwrite(str(d / "rgba.png"), np.concatenate([img[:, :, ::-1], np.full(img.shape[:2] + (1,), 255, np.uint8)], 2))
+    cv2.imwrite(str(d / "deep.png"), img[:, :, ::-1].astype(np.uint16) * 257)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "predict", d, "--checkpoint", ckpt, "--out", out, "--view-size", 64)
+    assert code == 0, err
+    V, F = model.num_vertices, int(model.faces.shape[0])
+    for stem in ("rgb", "gray", "rgba", "deep"):
+        for name in OUTPUTS:
+            assert (out / stem / name).is_file(), (stem, name)
+        r = json.loads((out / stem / "result.json").read_text())
+        assert np.array(r["joints2d"]).shape == (21, 2) and np.array(r["joints3d"]).shape == (21, 3)
+        assert np.array(r["vertices"]).shape == (V, 3) and np.array(r["K"]).shape == (3, 3)
+        assert len(r["translation"]) == 3 and len(r["box"]) == 4 and r["left"] is False
+        assert isinstance(r["success"], bool)
+        v, f = read_mesh(out / stem / "mesh.ply")
+        assert v.shape == (V, 3) and f.shape == (F, 3)
+        np.testing.assert_allclose(v, r["vertices"], atol=1e-6)
+        assert read_mesh(out / stem / "mesh.obj")[0].shape == (V, 3)
+        assert cv2.imread(str(out / stem / "overlay.jpg")).shape == (96, 128, 3)
+        assert cv2.imread(str(out / stem / "front.png")).shape == (64, 64, 3)
+    # 16-bit and RGBA inputs convert to the same 8-bit image: identical predictions.
+    a = json.loads((out / "deep" / "result.json").read_text())
+    b = json.loads((out / "rgba" / "result.json").read_text())
+    np.testing.assert_allclose(a["joints2d"], b["joints2d"])
+    assert not list(out.rglob(".*tmp*"))
+
+
+def test_predict_left_mirrors_right(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    img = hand_image(model, seed=1)
+    H, W = img.shape[:2]
+    cv2.imwrite(str(tmp_path / "r.png"), img[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "l.png"), img[:, ::-1, ::-1])
+    box = np.array([30.0, 20.0, 50.0, 44.0])
+    K = np.array([[110.0, 0, 60.0], [0, 110.0, 47.0], [0, 0, 1]])
+    Km = crops.mirror_intrinsics(K, W)
+    args = ["--checkpoint", ckpt, "--out", tmp_path / "o", "--view-size", 32]
+    k = lambda K: f"{K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}"
+    assert run_cli(capsys, "predict", tmp_path / "r.png", "--bbox", ",".join(map(str, box)), "--K", k(K), *args)[0] == 0
+    bm = crops.mirror_box(box, W)
+    assert run_cli(capsys, "predict", tmp_path / "l.png", "--bbox", ",".join(map(str, bm)), "--K", k(Km), "--left",
+                   *args)[0] == 0
+    r = json.loads((tmp_path / "o" / "r" / "result.json").read_text())
+    l = json.loads((tmp_path / "o" / "l" / "result.json").read_text())
+    assert l["left"] is True
+    j2r, j2l = np.array(r["joints2d"]), np.array(l["joints2d"])
+    np.testing.assert_allclose(j2l[:, 0], W - 1 - j2r[:, 0], atol=0.05)
+    np.testing.assert_allclose(j2l[:, 1], j2r[:, 1], atol=0.05)
+    flip = np.array([-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(np.array(l["joints3d"]), np.array(r["joints3d"]) * flip, atol=1e-4)
+    np.testing.assert_allclose(np.array(l["vertices"]), np.array(r["vertices"]) * flip, atol=1e-4)
+    # The left mesh's faces are reversed so that it stays outward-facing.
+    _, fr = read_mesh(tmp_path / "o" / "r" / "mesh.ply")
+    _, fl = read_mesh(tmp_path / "o" / "l" / "mesh.ply")
+    np.testing.assert_array_equal(fl, fr[:, ::-1])
+
+
+def test_predict_video_round_trip(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    frames = [np.roll(hand_image(model, seed=2), 4 * i, axis=1) for i in range(5)]
+    write_video(tmp_path / "clip.mp4", frames, fps=10.0)
+    code, stdout, err = run_cli(capsys, "predict", tmp_path / "clip.mp4", "--checkpoint", ckpt, "--out",
+                                tmp_path / "o", "--smooth")
+    assert code == 0, err
+    with VideoReader(tmp_path / "o" / "clip_annotated.mp4") as r:
+        got = list(r)
+    assert len(got) == 5 and got[0].shape == frames[0].shape
+    lines = (tmp_path / "o" / "clip_results.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and [json.loads(x)["frame"] for x in lines] == list(range(5))
+
+
+@pytest.mark.parametrize("make, extra, message", [
+    (lambda p: p.joinpath("x.jpg").write_bytes(b"garbage"), [], "cannot decode"),
+    (lambda p: p.joinpath("x.txt").write_text("hi"), [], "unknown file extension"),
+    (lambda p: None, [], "input not found"),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--bbox", "100,100,10,10"],
+     "entirely outside the 30x20 image"),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--bbox", "1,1,0,10"], "positive"),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--K", "1,2"], "--K"),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--fov", "0"], "--fov"),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--onnx", "m.onnx"],
+     "--onnx needs --backend onnxruntime"),
+])
+def test_bad_inputs_give_one_line_errors(tmp_path, checkpoint, capsys, make, extra, message):
+    ckpt, _ = checkpoint
+    make(tmp_path)
+    name = next((p.name for p in tmp_path.iterdir()), "x.png")
+    code, _, err = run_cli(capsys, "predict", tmp_path / name, "--checkpoint", ckpt, "--out", tmp_path / "o", *extra)
+    assert code == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_missing_and_broken_checkpoint(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((20, 30, 3), np.uint8))
+    code, _, err = run_cli(capsys, "predict", tmp_path / "x.png", "--checkpoint", tmp_path / "no.safetensors",
+                           "--out", tmp_path / "o")
+    assert code == 2 and "checkpoint not found" in err
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+    code, _, err = run_cli(capsys, "predict", tmp_path / "x.png", "--checkpoint", tmp_path / "bad.safetensors",
+                           "--out", tmp_path / "o")
+    assert code == 2 and "bad.safetensors" in err and "Traceback" not in err
+
+
+def test_export_onnx_then_predict_and_bench(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    onnx_path = tmp_path / "m.onnx"
+    code, out, err = run_cli(capsys, "export-onnx", ckpt, "--out", onnx_path)
+    assert code == 0, err
+    diff = float(dict(line.split("=") for line in out.splitlines() if "=" in line)["max_abs_diff"])
+    assert onnx_path.is_file() and diff <= 1e-4
+    assert run_cli(capsys, "export-onnx", ckpt, "--out", tmp_path / "m2.onnx", "--opset", "13")[0] == 2
+
+    cv2.imwrite(str(tmp_path / "h.png"), hand_image(model, seed=3)[:, :, ::-1])
+    for backend in ("torch", "onnxruntime"):
+        extra = ["--onnx", onnx_path] if backend == "onnxruntime" else []
+        code, _, err = run_cli(capsys, "predict", tmp_path / "h.png", "--checkpoint", ckpt, "--out",
+                               tmp_path / backend, "--backend", backend, "--view-size", 32, *extra)
+        assert code == 0, err
+    a = json.loads((tmp_path / "torch" / "h" / "result.json").read_text())
+    b = json.loads((tmp_path / "onnxruntime" / "h" / "result.json").read_text())
+    np.testing.assert_allclose(b["joints2d"], a["joints2d"], atol=1e-2)
+    np.testing.assert_allclose(np.array(b["vertices"]) - b["translation"], np.array(a["vertices"]) - a["translation"],
+                               atol=1e-4)
+
+    code, out, err = run_cli(capsys, "bench", "--checkpoint", ckpt, "--onnx", onnx_path, "--seconds", "0.05",
+                             "--threads", "1")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[-2].startswith("fps_end_to_end_torch=") and lines[-1].startswith("fps_end_to_end_onnxruntime=")
+    values = dict(line.split("=") for line in lines if "=" in line and not line.startswith("#"))
+    for backend in ("torch", "onnxruntime"):
+        for stage in ("preprocess", "network", "registration"):
+            assert float(values[f"ms_{stage}_{backend}"]) > 0
+        assert float(values[f"fps_end_to_end_{backend}"]) > 0

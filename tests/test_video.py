@@ -1,0 +1,139 @@
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from m3dhmr.inference import crops
+from m3dhmr.inference.one_euro import OneEuroConfig, OneEuroFilter
+from m3dhmr.inference.predictor import PredictionResult, Predictor
+from m3dhmr.inference.video import (HandTracker, SmoothingConfig, TemporalSmoother, VideoReader, predict_video,
+                                    write_video)
+from m3dhmr.models import M3DHMR
+from model_helpers import tiny_model_config, tiny_topology
+
+
+def clip(n=5, h=48, w=64):
+    frames = []
+    for i in range(n):
+        f = np.full((h, w, 3), 40, np.uint8)
+        cv2.circle(f, (16 + 6 * i, 24), 10, (230, 170, 140), -1)
+        frames.append(f)
+    return frames
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".avi"])
+def test_video_round_trip(tmp_path, ext):
+    frames = clip()
+    path = tmp_path / f"c{ext}"
+    assert write_video(path, frames, fps=12.0) == 5
+    with VideoReader(path) as r:
+        got = list(r)
+        assert r.info.fps == pytest.approx(12.0)
+        assert (r.info.width, r.info.height) == (64, 48)
+    assert len(got) == 5 and got[0].shape == (48, 64, 3)
+    # Lossy codecs: compare loosely; RGB order is preserved (the blob is reddish).
+    assert np.abs(got[2].astype(int) - frames[2]).mean() < 12
+    assert got[2][24, 28, 0] > got[2][24, 28, 2]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        VideoReader(tmp_path / "missing.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="bad.mp4"):
+        VideoReader(tmp_path / "bad.mp4")
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "e.mp4", [])
+
+
+def test_tracker_follows_landmarks_and_falls_back():
+    tr = HandTracker(100, 120)
+    np.testing.assert_allclose(tr.box, crops.full_image_box(100, 120))
+    j = np.stack([np.linspace(40, 60, 21), np.linspace(30, 40, 21)], axis=1)
+    assert tr.update(j, True)
+    np.testing.assert_allclose(tr.box, crops.box_from_points(j, 100, 120, crops.DEFAULT_TRACK_MARGIN))
+    assert not tr.update(j, False)  # registration failed: back to the initial box
+    np.testing.assert_allclose(tr.box, crops.full_image_box(100, 120))
+    tr2 = HandTracker(100, 120, initial_box=np.array([1.0, 2, 30, 30]))
+    tr2.update(j, True)
+    assert not tr2.update(j + 500, True)  # landmarks left the frame
+    np.testing.assert_allclose(tr2.box, [1, 2, 30, 30])
+
+
+def fake_result(rng, success=True):
+    t = rng.normal(size=3) * 0.01 + [0, 0, 0.5]
+    v = rng.normal(size=(10, 3)) * 0.05
+    return PredictionResult(joints2d=rng.normal(size=(21, 2)) * 3 + 50, joints3d=rng.normal(size=(21, 3)) * 0.05 + t,
+                            vertices=v + t, faces=np.array([[0, 1, 2]]), translation=t, success=success,
+                            reprojection_error=1.0, box=np.zeros(4), K=np.eye(3), image_size=(100, 100), left=False)
+
+
+def test_smoother_matches_separate_filters_and_resets():
+    rng = np.random.default_rng(0)
+    cfg = SmoothingConfig(pixels=OneEuroConfig(0.5, 0.1), metres=OneEuroConfig(0.7, 5.0))
+    sm = TemporalSmoother(cfg)
+    ref = {k: OneEuroFilter(c) for k, c in (("j2", cfg.pixels), ("t", cfg.metres), ("j", cfg.metres),
+                                            ("v", cfg.metres))}
+    for i in range(6):
+        r = fake_result(rng)
+        out = sm(r, i / 30)
+        tr = ref["t"](r.translation, i / 30)
+        np.testing.assert_allclose(out.translation, tr)
+        np.testing.assert_allclose(out.joints2d, ref["j2"](r.joints2d, i / 30))
+        np.testing.assert_allclose(out.joints3d, ref["j"](r.joints3d - r.translation, i / 30) + tr)
+        np.testing.assert_allclose(out.vertices, ref["v"](r.vertices - r.translation, i / 30) + tr)
+    failed = fake_result(rng, success=False)
+    assert sm(failed, 1.0) is failed
+    r = fake_result(rng)
+    np.testing.assert_allclose(sm(r, 0.0).joints2d, r.joints2d)  # restarted: first sample passes through
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    return Predictor.from_model(M3DHMR(tiny_model_config(), tiny_topology()).eval())
+
+
+class Recording:
+    """Wraps the real predictor to record the boxes it was asked to crop."""
+
+    def __init__(self, predictor):
+        self.predictor, self.boxes = predictor, []
+
+    def predict(self, image, box, K, left):
+        self.boxes.append(np.array(box))
+        r = self.predictor.predict(image, box, K, left)
+        return dataclasses.replace(r, success=True)  # random weights: pretend registration worked
+
+
+@pytest.mark.parametrize("smooth", [False, True])
+def test_predict_video_round_trip(tmp_path, predictor, smooth):
+    src = tmp_path / "in.mp4"
+    write_video(src, clip(), fps=10.0)
+    rec = Recording(predictor)
+    s = predict_video(rec, src, tmp_path / "out.mp4", tmp_path / "out.jsonl", smooth=smooth)
+    assert s.frames == 5 and s.successes == 5
+    with VideoReader(tmp_path / "out.mp4") as r:
+        assert len(list(r)) == 5 and (r.info.width, r.info.height) == (64, 48)
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [d["frame"] for d in lines] == list(range(5))
+    assert lines[1]["time_s"] == pytest.approx(0.1)
+    assert np.array(lines[0]["joints3d"]).shape == (21, 3) and "vertices" not in lines[0]
+    assert [d["tracked_box"] for d in lines] == [False, True, True, True, True]
+    # First frame: the whole frame; then the box around the previous frame's landmarks.
+    np.testing.assert_allclose(rec.boxes[0], crops.full_image_box(48, 64))
+    expected = crops.box_from_points(np.array(lines[0]["joints2d"]), 48, 64)
+    if not smooth:  # smoothing changes the written landmarks, not the tracking input
+        np.testing.assert_allclose(rec.boxes[1], expected, atol=1e-2)
+
+
+def test_predict_video_bad_box(tmp_path, predictor):
+    src = tmp_path / "in.avi"
+    write_video(src, clip(2), fps=10.0)
+    with pytest.raises(ValueError, match="entirely outside"):
+        predict_video(predictor, src, tmp_path / "o.mp4", tmp_path / "o.jsonl", box=np.array([500.0, 0, 10, 10]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # nothing half-written
