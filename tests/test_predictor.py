@@ -5,7 +5,7 @@ import torch
 
 from m3dhmr.geometry.camera import project
 from m3dhmr.inference import crops
-from m3dhmr.inference.predictor import PredictionResult, Predictor, TorchNetwork
+from m3dhmr.inference.predictor import PredictionResult, Predictor
 from m3dhmr.models import M3DHMR
 from model_helpers import tiny_model_config, tiny_topology
 
@@ -126,3 +126,13 @@ def test_stages_compose_to_predict(predictor):
     np.testing.assert_allclose(r1.vertices, r2.vertices)
     with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
         predictor.run_network(np.zeros((1, 3, 32, 32), np.float32))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(model):
+    img = random_image(seed=4)
+    cpu = Predictor.from_model(model, device="cpu").predict(img)
+    gpu = Predictor.from_model(model, device="cuda").predict(img)
+    model.cpu()
+    np.testing.assert_allclose(gpu.joints2d, cpu.joints2d, atol=1e-2)
+    np.testing.assert_allclose(gpu.vertices - gpu.translation, cpu.vertices - cpu.translation, atol=1e-4)

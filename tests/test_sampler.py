@@ -57,3 +57,12 @@ def test_sampled_hands_are_plausible():
     # Default shape, rest: wrist to middle tip in the adult range.
     rest = hand(torch.zeros(1, 48, dtype=torch.float64)).joints
     assert 0.16 <= (rest[0, 12] - rest[0, 0]).norm() <= 0.21
+
+
+def test_pinch_brings_thumb_and_index_together():
+    hand = open_hand(torch.float64)
+    rng = np.random.default_rng(4)
+    pinch = hand(torch.tensor(sample_poses(64, rng, "pinch"))).joints
+    open_ = hand(torch.tensor(sample_poses(64, rng, "open"))).joints
+    gap = lambda j: (j[:, 4] - j[:, 8]).norm(dim=-1).median()  # noqa: E731
+    assert gap(pinch) < 0.03 < 0.06 < gap(open_)

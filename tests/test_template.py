@@ -19,8 +19,12 @@ def test_tiny_template_hand_computed():
     t = tiny()
     np.testing.assert_allclose(t.rest_joints(), np.full((21, 3), 0.25))
     assert t.faces.dtype == np.int64 and t.num_vertices == 4
-    with pytest.raises(ValueError):
-        t.vertices[0, 0] = 1.0          # read-only: a shared template cannot be changed
+
+
+def test_loaded_templates_are_independent_copies():
+    a = load_template("open_hand")
+    a.vertices[0] += 1.0
+    assert not np.array_equal(load_template("open_hand").vertices[0], a.vertices[0])
 
 
 @pytest.mark.parametrize("over, match", [

@@ -68,23 +68,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {pred_path} ({len(pred)} samples; registration converged for {100 * ok:.1f} %, "
               f"mean reprojection error {float(pred.reprojection_error.mean()):.2f} px)")
         has_gt = dataset.ann.has_3d
+        pred_xyz, pred_verts = pred.xyz, pred.verts
     else:
         ann = load_annotations(args.data, args.split)
-        xyz, verts = read_prediction_file(args.pred)
-        if len(xyz) != ann.num_annotations:
-            raise ValueError(f"{args.pred} holds {len(xyz)} samples but {args.data} has {ann.num_annotations} "
-                             f"{args.split} samples")
-        pred_path = args.pred
+        pred_xyz, pred_verts = read_prediction_file(args.pred)
+        if len(pred_xyz) != ann.num_annotations:
+            raise ValueError(f"{args.pred} holds {len(pred_xyz)} samples but {args.data} has "
+                             f"{ann.num_annotations} {args.split} samples")
         has_gt = ann.has_3d
 
     if not has_gt:
         log.warning("%s has no %s_xyz.json/%s_verts.json: nothing to score against", args.data, args.split,
                     args.split)
         return 0
-    result = score_predictions(pred_path, args.data, args.split)
+    result = score_predictions(pred_xyz, pred_verts, args.data, args.split)
     paths = write_metrics(out, result)
     s = result.summary
     print(f"PA-MPJPE {s['pa_mpjpe_mm']:.2f} mm, PA-MPVPE {s['pa_mpvpe_mm']:.2f} mm, F@5 {s['f5']:.3f}, "
           f"F@15 {s['f15']:.3f}, root error {s['root_error_mm']:.1f} mm over {s['num_samples']} samples")
-    print("metrics: " + ", ".join(str(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])))
+    print("metrics: " + ", ".join(str(p) for p in paths))
     return 0

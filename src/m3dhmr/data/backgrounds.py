@@ -4,7 +4,12 @@ The photos are the sample images that ship inside the scikit-image wheel
 (``skimage/data/*.png|jpg``: astronaut, coffee, cat, rocket, motorcycle, bricks,
 grass, ...). They are read straight from the installed package folder with OpenCV,
 never through ``skimage.data``'s fetchers (some of which download with pooch), so
-this works offline; they are decoded once per process and cached.
+this works offline; they are decoded once per process and cached, with a 2x image
+pyramid so that a crop is always resampled from a level at most 2x larger than the
+output (one bilinear ``warpAffine`` for crop + flip + resize, no aliasing to speak of).
+
+Speed (issue 4): every function works on uint8 images with single OpenCV passes
+(``warpAffine``, ``transform``, ``LUT``) instead of float64 full-image temporaries.
 """
 
 from __future__ import annotations
@@ -56,46 +61,98 @@ def load_photos() -> tuple[tuple[str, np.ndarray], ...]:
     return tuple(photos)
 
 
+@lru_cache(maxsize=1)
+def _photo_pyramids() -> tuple[tuple[np.ndarray, ...], ...]:
+    """Per photo of :func:`load_photos`: levels 0, 1, ... each half the size of the previous
+    (down to 64 px), built once per process."""
+    out = []
+    for _, img in load_photos():
+        levels = [img]
+        while min(levels[-1].shape[:2]) >= 128:
+            levels.append(cv2.pyrDown(levels[-1]))
+        out.append(tuple(levels))
+    return tuple(out)
+
+
 def _random_colors(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(0, 255, (n, 3))
+
+
+def _blend_lut(c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
+    """(1, 256, 3) uint8 table: entry i = c0 + (c1 - c0) * i / 255, rounded."""
+    t = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    return np.clip(c0 * (1.0 - t) + c1 * t + 0.5, 0, 255).astype(np.uint8)[None]
+
+
+def _two_colour(t: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Blend two colours c (2, 3) by t (S, S) float32 in [0, 1] -> (S, S, 3) uint8.
+    t is quantised to 8 bits and mapped through a 256-entry table (one ``cv2.LUT``):
+    at most one grey level from the exact blend, ~10x cheaper than float arithmetic."""
+    q = np.empty(t.shape, np.uint8)
+    np.multiply(t, 255.0, out=t)
+    np.add(t, 0.5, out=t)
+    q[...] = t  # unsafe cast truncates: t was already rounded up by 0.5
+    return cv2.LUT(cv2.merge([q, q, q]), _blend_lut(c[0], c[1]))
 
 
 def procedural_background(rng: np.random.Generator, size: int, kind: str | None = None) -> tuple[np.ndarray, str]:
     """A (size, size, 3) uint8 RGB texture of ``kind`` (random when None) and its name."""
     kind = kind or PROCEDURAL_KINDS[rng.integers(len(PROCEDURAL_KINDS))]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    if kind not in PROCEDURAL_KINDS:
+        raise ValueError(f"unknown background kind {kind!r}; expected one of {PROCEDURAL_KINDS}")
+    # Coordinates in [0, 1): 1-D rows/columns broadcast into the (S, S) maps, never an mgrid.
+    r = (np.arange(size, dtype=np.float32) / np.float32(size))
+    xx, yy = r[None, :], r[:, None]
     if kind == "noise":
-        # Smooth value noise: upsample a coarse random grid, plus a finer octave.
+        # Smooth value noise: upsample a coarse random grid, plus a finer grey octave.
         coarse = rng.uniform(0, 255, (int(rng.integers(2, 10)), int(rng.integers(2, 10)), 3)).astype(np.float32)
+        fine = rng.uniform(-40, 40, (int(rng.integers(16, 64)),) * 2).astype(np.float32)
         img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-        fine = rng.uniform(-40, 40, (int(rng.integers(16, 64)),) * 2 + (1,)).astype(np.float32)
-        img += cv2.resize(fine, (size, size), interpolation=cv2.INTER_LINEAR)[:, :, None]
-    elif kind == "gradient":
-        c = _random_colors(rng, 2).astype(np.float32)
+        fine = cv2.resize(fine, (size, size), interpolation=cv2.INTER_LINEAR)
+        img += cv2.merge([fine, fine, fine])
+        out = np.empty((size, size, 3), np.uint8)
+        np.clip(img, 0, 255, out=img)
+        out[...] = img  # truncating cast, as the former astype
+        return out, kind
+    c = _random_colors(rng, 2)
+    if kind == "gradient":
         a = rng.uniform(0, 2 * np.pi)
-        t = np.cos(a) * xx + np.sin(a) * yy
-        t = ((t - t.min()) / max(t.max() - t.min(), 1e-6))[:, :, None]
-        img = c[0] * (1 - t) + c[1] * t
+        t = np.float32(np.cos(a)) * xx + np.float32(np.sin(a)) * yy
+        lo, hi = float(t.min()), float(t.max())
+        t = (t - np.float32(lo)) * np.float32(1.0 / max(hi - lo, 1e-6))
     elif kind == "stripes":
-        c = _random_colors(rng, 2).astype(np.float32)
         a = rng.uniform(0, np.pi)
         freq = rng.uniform(2, 20) * 2 * np.pi
-        t = 0.5 + 0.5 * np.sin(freq * (np.cos(a) * xx + np.sin(a) * yy) + rng.uniform(0, 2 * np.pi))
+        phase = rng.uniform(0, 2 * np.pi)
+        t = np.float32(freq * np.cos(a)) * xx + np.float32(freq * np.sin(a)) * yy + np.float32(phase)
+        np.sin(t, out=t)
         if rng.random() < 0.5:
-            t = (t > 0.5).astype(np.float32)  # hard-edged stripes
-        t = t[:, :, None]
-        img = c[0] * (1 - t) + c[1] * t
-    elif kind == "checker":
-        c = _random_colors(rng, 2).astype(np.float32)
+            t = (t > 0).astype(np.float32)  # hard-edged stripes
+        else:
+            t = t * np.float32(0.5) + np.float32(0.5)
+    else:  # checker
         cell = rng.uniform(0.05, 0.3)
         a = rng.uniform(0, np.pi / 2)
-        u = (np.cos(a) * xx + np.sin(a) * yy) / cell
-        v = (-np.sin(a) * xx + np.cos(a) * yy) / cell
-        t = ((np.floor(u) + np.floor(v)) % 2)[:, :, None]
-        img = c[0] * (1 - t) + c[1] * t
-    else:
-        raise ValueError(f"unknown background kind {kind!r}; expected one of {PROCEDURAL_KINDS}")
-    return np.clip(img, 0, 255).astype(np.uint8), kind
+        u = np.floor(np.float32(np.cos(a) / cell) * xx + np.float32(np.sin(a) / cell) * yy)
+        v = np.floor(np.float32(-np.sin(a) / cell) * xx + np.float32(np.cos(a) / cell) * yy)
+        t = np.mod(u + v, np.float32(2.0))
+    return _two_colour(np.ascontiguousarray(t, dtype=np.float32), c), kind
+
+
+def _crop_affine(x0: float, y0: float, side: float, size: int, flip_x: bool, flip_y: bool) -> np.ndarray:
+    """(2, 3) ``warpAffine`` matrix (source pixel centres -> output pixel centres) taking the
+    square crop whose top-left corner is (x0, y0) and side ``side`` (edge coordinates: pixel
+    j spans [j, j + 1)) onto (size, size), mirrored as asked."""
+    s = size / side
+    # Output pixel u spans source [x0 + u / s, x0 + (u + 1) / s): u = s (x + 0.5 - x0) - 0.5.
+    a = np.array([[s, 0.0, (0.5 - x0) * s - 0.5], [0.0, s, (0.5 - y0) * s - 0.5]])
+    if flip_x:
+        a[0] = -a[0]
+        a[0, 2] += size - 1
+    if flip_y:
+        a[1] = -a[1]
+        a[1, 2] += size - 1
+    return a
 
 
 def photo_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str] | None:
@@ -104,24 +161,34 @@ def photo_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, s
     photos = load_photos()
     if not photos:
         return None
-    name, img = photos[rng.integers(len(photos))]
+    k = int(rng.integers(len(photos)))
+    name, img = photos[k]
     h, w = img.shape[:2]
     side = int(rng.uniform(0.3, 1.0) * min(h, w))
     y0 = int(rng.integers(0, h - side + 1))
     x0 = int(rng.integers(0, w - side + 1))
-    crop = img[y0:y0 + side, x0:x0 + side]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    if rng.random() < 0.2:
-        crop = crop[::-1]
-    out = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-    # Recolour: channel permutation (sometimes), per-channel gain, contrast and brightness.
-    if rng.random() < 0.3:
-        out = out[:, :, rng.permutation(3)]
-    out *= rng.uniform(0.7, 1.3, 3).astype(np.float32)
-    mean = out.mean()
-    out = (out - mean) * rng.uniform(0.6, 1.2) + mean + rng.uniform(-40, 40)
-    return np.clip(out, 0, 255).astype(np.uint8), name
+    flip_x = rng.random() < 0.5
+    flip_y = rng.random() < 0.2
+    # Pyramid level whose crop is at most 2x the output: bilinear sampling then sees every
+    # source pixel (no aliasing), and the cost depends only on the output size.
+    levels = _photo_pyramids()[k]
+    lev = 0
+    while lev + 1 < len(levels) and side / 2 ** (lev + 1) >= size:
+        lev += 1
+    f = 2.0 ** -lev
+    A = _crop_affine(x0 * f, y0 * f, side * f, size, flip_x, flip_y)  # edge coordinates scale by f
+    out = cv2.warpAffine(levels[lev], A, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    # Recolour in one saturating pass: channel permutation (sometimes), per-channel gain,
+    # contrast about the mean and brightness are one affine colour map M x + b.
+    perm = rng.permutation(3) if rng.random() < 0.3 else np.arange(3)
+    gain = rng.uniform(0.7, 1.3, 3)
+    contrast = rng.uniform(0.6, 1.2)
+    brightness = rng.uniform(-40, 40)
+    P = np.eye(3)[perm]                     # out[c] = in[perm[c]]
+    G = gain[:, None] * P                   # then gain per output channel
+    mean = float(np.dot(G @ np.array(cv2.mean(out)[:3]), np.full(3, 1 / 3)))
+    M = np.concatenate([contrast * G, np.full((3, 1), (1 - contrast) * mean + brightness)], axis=1)
+    return cv2.transform(out, M), name
 
 
 def random_background(rng: np.random.Generator, size: int, photo_prob: float = 0.6) -> tuple[np.ndarray, str]:

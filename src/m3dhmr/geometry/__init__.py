@@ -1,1 +1,8 @@
 """Pure geometry functions: camera projection, Procrustes alignment, registration."""
+
+from m3dhmr.geometry.camera import crop_intrinsics, project, unproject
+from m3dhmr.geometry.procrustes import align_w_scale, align_w_scale_batch
+from m3dhmr.geometry.registration import RegistrationResult, register_camera_space
+
+__all__ = ["project", "unproject", "crop_intrinsics", "align_w_scale", "align_w_scale_batch",
+           "RegistrationResult", "register_camera_space"]

@@ -72,16 +72,6 @@ def _solve3(N: Tensor, rhs: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(ok.unsqueeze(-1), x, torch.zeros_like(x)), torch.where(ok, rcond, torch.zeros_like(rcond))
 
 
-def _project(P: Tensor, K: Tensor, min_depth: float) -> tuple[Tensor, Tensor]:
-    """(B, J, 3) camera points -> pixels (B, J, 2) and clamped depth (B, J).
-
-    Elementwise rather than ``P @ K^T``: batched 3x3 matmuls are slow on CPU.
-    """
-    z = P[..., 2].clamp(min=min_depth)
-    p = (P.unsqueeze(-2) * K[:, None, :2, :]).sum(-1)                  # (B, J, 2)
-    return p / z.unsqueeze(-1), z
-
-
 def _robust_weights(err: Tensor, huber_px: float) -> Tensor:
     """Huber IRLS weights for per-joint pixel distances (B, J); 1 inside ``huber_px``."""
     if huber_px <= 0:
@@ -234,6 +224,7 @@ def register_camera_space(
 
     e3 = torch.tensor([0.0, 0.0, 1.0], dtype=dt, device=X.device)
     e3e3 = torch.outer(e3, e3)
+    eye3 = torch.eye(3, dtype=dt, device=X.device)
     lam = torch.full((B,), 1e-4, dtype=dt, device=X.device)
     active = torch.ones(B, dtype=torch.bool, device=X.device)
     r, err, proj, iz = residual(t)
@@ -242,7 +233,7 @@ def register_camera_space(
         cost = (w * _huber(err, huber_px)).sum(1)
         for _ in range(iterations if rnd == 0 else refine_iterations):
             H, g = normal_equations(w * _robust_weights(err, huber_px), r, proj, iz)   # IRLS weights
-            damped = H + lam[:, None, None] * torch.diag_embed(H.diagonal(dim1=-2, dim2=-1))
+            damped = H * (1.0 + lam[:, None, None] * eye3)           # H + lam * diag(H)
             step, _ = _solve3(damped, -g)
             t_new = t + step
             r_n, err_n, proj_n, iz_n = residual(t_new)

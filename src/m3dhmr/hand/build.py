@@ -14,9 +14,10 @@ Recipe:
     2. An implicit surface: a rounded slab (palm and a short wrist stub) smoothly united
        with one chain of tapered capsules ("round cones") per finger; fingers blend
        only with the palm, never with each other (:func:`hand_sdf`).
-    3. Marching cubes on a 1.2 mm grid, largest component, quadric decimation to
-       ~900 vertices, then tangential relaxation with projection back onto the
-       implicit surface for well-shaped triangles (:func:`build_mesh`).
+    3. Marching cubes on a 1.2 mm grid (evaluated exactly only in a narrow band), largest
+       component, quadric decimation to ~900 vertices, then rounds of Delaunay edge flips
+       and tangential relaxation projected back onto the implicit surface, for
+       well-shaped triangles (min angle ~20 deg) (:func:`build_mesh`).
     4. Skinning weights from the distance to each bone's primitive, smoothed over the
        mesh; a sparse non-negative joint regressor (a ring of vertices per internal
        joint; fingertips are single vertices) whose output at rest IS the skeleton;
@@ -50,7 +51,8 @@ KINEMATIC_PARENTS: tuple[int, ...] = tuple(
 
 GRID_SPACING = 0.0012
 TARGET_VERTICES = 900
-RELAX_ITERATIONS = 12
+RELAX_ITERATIONS = 8
+RELAX_ROUNDS = 3
 FAR = 0.02                   # > every blend width: the grid is exact near the surface
 
 
@@ -299,7 +301,7 @@ def build_mesh(joints: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.nd
     verts = np.asarray(verts, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     verts, faces = _largest_component(verts, faces)
-    verts = _relax(verts, faces, joints, radii)
+    verts, faces = _relax(verts, faces, joints, radii)
     # Outward orientation: the signed volume must be positive.
     vol = np.einsum("fi,fi->f", verts[faces[:, 0]], np.cross(verts[faces[:, 1]], verts[faces[:, 2]])).sum()
     if vol < 0:
@@ -343,15 +345,66 @@ def _largest_component(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.nda
     return v[used], remap[keep_faces]
 
 
-def _relax(v: np.ndarray, f: np.ndarray, joints: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Tangential Laplacian relaxation, projected back on the surface: rounder triangles."""
-    avg = _neighbours(f, len(v))
-    for _ in range(RELAX_ITERATIONS):
-        n = _vertex_normals(v, f)
-        delta = avg @ v - v
-        delta -= (delta * n).sum(1, keepdims=True) * n    # move along the surface only
-        v = _project(v + 0.5 * delta, joints, radii)
-    return v
+def _relax(v: np.ndarray, f: np.ndarray, joints: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rounder triangles: Delaunay edge flips, then tangential Laplacian relaxation projected
+    back on the implicit surface, a few rounds."""
+    for _ in range(RELAX_ROUNDS):
+        f = _flip_edges(v, f)
+        avg = _neighbours(f, len(v))
+        for _ in range(RELAX_ITERATIONS):
+            n = _vertex_normals(v, f)
+            delta = avg @ v - v
+            delta -= (delta * n).sum(1, keepdims=True) * n    # move along the surface only
+            v = _project(v + 0.5 * delta, joints, radii)
+    return v, f
+
+
+def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    """Angle at a of triangle (a, b, c)."""
+    u, w = b - a, c - a
+    return float(np.arccos(np.clip(u @ w / (np.linalg.norm(u) * np.linalg.norm(w)), -1.0, 1.0)))
+
+
+def _flip_edges(v: np.ndarray, f: np.ndarray, passes: int = 4) -> np.ndarray:
+    """Flip edges whose opposite angles sum above pi (intrinsic Delaunay), keeping the surface
+    shape (no flips across creases sharper than ~35 deg), manifoldness and valence >= 4."""
+    f = f.copy()
+    for _ in range(passes):
+        owner: dict[tuple[int, int], int] = {}          # directed edge -> face
+        for fi, tri in enumerate(f.tolist()):
+            for k in range(3):
+                owner[(tri[k], tri[(k + 1) % 3])] = fi
+        valence = np.bincount(f.ravel(), minlength=len(v))
+        touched = np.zeros(len(f), dtype=bool)
+        flips = 0
+        for (x, y), f1 in sorted(owner.items()):
+            if x > y or (y, x) not in owner:
+                continue
+            f2 = owner[(y, x)]
+            if touched[f1] or touched[f2] or valence[x] <= 4 or valence[y] <= 4:
+                continue
+            p = int(next(c for c in f[f1] if c != x and c != y))
+            q = int(next(c for c in f[f2] if c != x and c != y))
+            if (p, q) in owner or (q, p) in owner or p == q:
+                continue
+            if _angle(v[p], v[x], v[y]) + _angle(v[q], v[x], v[y]) <= np.pi + 1e-9:
+                continue
+            n1 = np.cross(v[y] - v[x], v[p] - v[x])
+            n2 = np.cross(v[x] - v[y], v[q] - v[y])
+            m1 = np.cross(v[q] - v[x], v[p] - v[x])
+            m2 = np.cross(v[y] - v[q], v[p] - v[q])
+            unit = [a / np.linalg.norm(a) for a in (n1, n2, m1, m2)]
+            if unit[0] @ unit[1] < 0.82 or min(unit[2] @ unit[0], unit[3] @ unit[1], unit[2] @ unit[3]) < 0.82:
+                continue
+            # (x, y, p) and (y, x, q) become (x, q, p) and (q, y, p): same orientation.
+            f[f1], f[f2] = (x, q, p), (q, y, p)
+            touched[[f1, f2]] = True
+            valence[[x, y]] -= 1
+            valence[[p, q]] += 1
+            flips += 1
+        if flips == 0:
+            break
+    return f
 
 
 # ---------------------------------------------------------------------------- rigging
@@ -393,13 +446,20 @@ def joint_regressor(v: np.ndarray, joints: np.ndarray, tip_vertices: np.ndarray)
         if j in cv.TIP_JOINTS:
             reg[j, tip_vertices[cv.TIP_JOINTS.index(j)]] = 1.0
             continue
-        ring = np.argsort(np.linalg.norm(v - joints[j], axis=1), kind="stable")[:REGRESSOR_RING]
-        k = len(ring)
-        c, lam = 1e3, 1e-4
-        a = np.concatenate([c * (v[ring] - joints[j]).T, c * np.ones((1, k)), np.sqrt(lam) * np.eye(k)])
-        b = np.concatenate([np.zeros(3), [c], np.full(k, np.sqrt(lam) / k)])
-        r, _ = nnls(a, b, maxiter=100 * k)
-        reg[j, ring] = r / r.sum()
+        order = np.argsort(np.linalg.norm(v - joints[j], axis=1), kind="stable")
+        # Grow the ring until the joint lies inside its hull (the fit is then exact).
+        for k in (REGRESSOR_RING, 2 * REGRESSOR_RING, 4 * REGRESSOR_RING, 8 * REGRESSOR_RING):
+            ring = order[:k]
+            c, lam = 1e3, 1e-4
+            a = np.concatenate([c * (v[ring] - joints[j]).T, c * np.ones((1, k)), np.sqrt(lam) * np.eye(k)])
+            b = np.concatenate([np.zeros(3), [c], np.full(k, np.sqrt(lam) / k)])
+            r, _ = nnls(a, b, maxiter=100 * k)
+            r = r / r.sum()
+            if np.linalg.norm(r @ v[ring] - joints[j]) < 1e-6:
+                break
+        else:
+            raise RuntimeError(f"joint {j} is outside the hull of its {k} nearest vertices")
+        reg[j, ring] = r
     return reg
 
 

@@ -21,11 +21,13 @@ ALL_KINDS: tuple[str, ...] = KINDS + ("mixture",)
 # Per finger (flexion of its 3 joints); thumb: CMC, MCP, IP (flexion, abduction).
 _CURL = {
     "open": (0.05, 0.05, 0.05), "relaxed": (0.35, 0.45, 0.25), "fist": (1.45, 1.75, 1.00),
-    "grasp": (0.85, 1.00, 0.60), "pinch_index": (0.65, 0.75, 0.40),
+    "grasp": (0.85, 1.00, 0.60), "pinch_index": (0.75, 0.90, 0.45),
 }
-_THUMB = {  # (cmc flex, cmc abd, mcp flex, ip flex)
-    "open": (0.0, 0.0, 0.05, 0.05), "relaxed": (0.15, 0.15, 0.20, 0.25), "fist": (0.60, 0.30, 0.75, 0.80),
-    "grasp": (0.40, 0.70, 0.30, 0.40), "pinch": (0.50, 0.60, 0.30, 0.30),
+_THUMB = {  # (cmc flexion, cmc abduction, cmc twist, mcp flexion, ip flexion)
+    "open": (0.0, 0.0, 0.0, 0.05, 0.05), "relaxed": (0.15, 0.15, 0.0, 0.20, 0.25),
+    "fist": (0.60, 0.30, 0.0, 0.75, 0.80), "grasp": (0.40, 0.70, 0.0, 0.30, 0.40),
+    # Tip to tip with the index (found by a grid search over the thumb: tips ~4 mm apart).
+    "pinch": (0.70, 0.20, -0.40, -0.10, 0.10),
 }
 #: Abduction of the MCPs (index, middle, ring, little) when the fingers spread.
 _SPREAD = (0.15, 0.0, -0.12, -0.25)
@@ -56,7 +58,7 @@ def _kind_pose(kind: str, spread: float) -> np.ndarray:
         p[KINEMATIC_JOINTS.index(cv.FINGER_JOINTS[f][0]), 1] = spread * _SPREAD[i] * (1.0 - _CURL[curls[f]][0] / 1.6)
     cmc, mcp, ip = (KINEMATIC_JOINTS.index(j) for j in cv.FINGER_JOINTS["thumb"][:3])
     t = _THUMB[thumb]
-    p[cmc, 0], p[cmc, 1], p[mcp, 0], p[ip, 0] = t
+    p[cmc, 0], p[cmc, 1], p[cmc, 2], p[mcp, 0], p[ip, 0] = t
     return p
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,13 +66,10 @@ class HandTemplate:
             w = np.asarray(w, dtype=np.float64)
             if w.ndim != 2 or w.shape[0] != len(v) or not np.isfinite(w).all():
                 raise ValueError(f"{where}: skinning_weights must be finite with shape ({len(v)}, J), got {w.shape}")
-        # Normalised copies, read-only so a shared template cannot be changed by accident.
+        # Normalised private copies: changing a loaded template never changes the source.
         for name, value in (("vertices", v), ("faces", f.astype(np.int64)), ("joint_regressor", reg),
                             ("regions", regions.astype(np.int64)), ("skinning_weights", w)):
-            if value is not None:
-                value = np.array(value)
-                value.setflags(write=False)
-            object.__setattr__(self, name, value)
+            object.__setattr__(self, name, None if value is None else np.array(value))
 
     @property
     def num_vertices(self) -> int:
@@ -88,7 +86,7 @@ def load_template(spec: str | Path) -> HandTemplate:
     if s == "open_hand":
         from .open_hand import load_open_hand_asset
 
-        return load_open_hand_asset().template
+        return dataclasses.replace(load_open_hand_asset().template)   # a fresh copy per call
     if s.startswith("mano:"):
         from .mano import mano_template, read_mano_pickle
 

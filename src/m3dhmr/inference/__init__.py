@@ -1,0 +1,15 @@
+"""Inference on users' images and videos: crops, prediction, tracking, ONNX export, speed.
+
+Heavy modules (torch, onnxruntime) are imported by the submodules that need them::
+
+    from m3dhmr.inference.predictor import Predictor
+    p = Predictor.from_checkpoint("run/checkpoints/last.safetensors")
+    result = p.predict(load_image("hand.jpg"))      # PredictionResult, camera space
+"""
+
+from m3dhmr.inference.crops import DEFAULT_BOX_SCALE, DEFAULT_FOV_DEG, DEFAULT_TRACK_MARGIN
+from m3dhmr.inference.images import load_image
+from m3dhmr.inference.one_euro import OneEuroConfig, OneEuroFilter
+
+__all__ = ["DEFAULT_BOX_SCALE", "DEFAULT_FOV_DEG", "DEFAULT_TRACK_MARGIN", "OneEuroConfig", "OneEuroFilter",
+           "load_image"]

@@ -177,7 +177,7 @@ class Predictor:
     """
 
     def __init__(self, network, faces: np.ndarray, input_size: int,
-                 fov_deg: float = crops.DEFAULT_FOV_DEG, backend: str = "torch") -> None:
+                 fov_deg: float = crops.DEFAULT_FOV_DEG, backend: Backend = "torch") -> None:
         self.network = network
         self.faces = np.asarray(faces, dtype=np.int64)
         self.input_size = int(input_size)
@@ -186,7 +186,7 @@ class Predictor:
         crops.default_intrinsics(2, 2, self.fov_deg)  # validates the field of view early
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, backend: str = "torch", onnx_path: str | Path | None = None,
+    def from_checkpoint(cls, checkpoint: str | Path, backend: Backend = "torch", onnx_path: str | Path | None = None,
                         device: str = "cpu", threads: int | None = None,
                         fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
         """Load a checkpoint; with ``backend="onnxruntime"`` the network runs from ``onnx_path``
@@ -203,7 +203,7 @@ class Predictor:
                               fov_deg=fov_deg)
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, backend: str = "torch", onnx_path: str | Path | None = None,
+    def from_model(cls, model: torch.nn.Module, backend: Backend = "torch", onnx_path: str | Path | None = None,
                    device: str = "cpu", threads: int | None = None,
                    fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
         """Wrap an :class:`m3dhmr.models.M3DHMR` (see :meth:`from_checkpoint`)."""

@@ -146,5 +146,5 @@ def build_model(cfg: ModelConfig, topology: Any = None, cache_dir: str | None = 
         from m3dhmr.mesh import load_or_build_topology
 
         template = load_template(cfg.template)
-        topology = load_or_build_topology(template, topology_params(cfg), cache_dir=cache_dir)
+        topology = load_or_build_topology(template, params=topology_params(cfg), cache_dir=cache_dir)
     return M3DHMR(cfg, topology)

@@ -53,13 +53,42 @@ class Fragments:
 
 
 @njit(cache=True, nogil=True)
-def _raster_kernel(px, py, z, faces, keep, height, width, face_index, bary, zbuf):  # pragma: no cover - jitted
+def _raster_kernel(vertices, faces, K, near, cull, height, width, face_index, bary, zbuf):  # pragma: no cover - jitted
+    # Projection, near-plane and backface tests are done here too: the numpy version of
+    # those few (V,)- and (F,)-sized steps cost more than the rasterisation itself.
+    nv = vertices.shape[0]
+    px = np.empty(nv)
+    py = np.empty(nv)
+    iz = np.empty(nv)
+    for i in range(nv):
+        z = vertices[i, 2]
+        zs = z if z > near else 1.0  # skipped vertices: placeholder depth, never used
+        iz[i] = 1.0 / zs
+        px[i] = (K[0, 0] * vertices[i, 0] + K[0, 1] * vertices[i, 1]) * iz[i] + K[0, 2]
+        py[i] = K[1, 1] * vertices[i, 1] * iz[i] + K[1, 2]
     for f in range(faces.shape[0]):
-        if not keep[f]:
-            continue
         a = faces[f, 0]
         b = faces[f, 1]
         c = faces[f, 2]
+        if vertices[a, 2] <= near or vertices[b, 2] <= near or vertices[c, 2] <= near:
+            continue
+        if cull:
+            # Back face: outward normal (b - a) x (c - a) points away from the camera,
+            # i.e. dot(n, centroid) >= 0 (decided in 3D, not from the 2D winding).
+            e1x = vertices[b, 0] - vertices[a, 0]
+            e1y = vertices[b, 1] - vertices[a, 1]
+            e1z = vertices[b, 2] - vertices[a, 2]
+            e2x = vertices[c, 0] - vertices[a, 0]
+            e2y = vertices[c, 1] - vertices[a, 1]
+            e2z = vertices[c, 2] - vertices[a, 2]
+            nx = e1y * e2z - e1z * e2y
+            ny = e1z * e2x - e1x * e2z
+            nz = e1x * e2y - e1y * e2x
+            d = (nx * (vertices[a, 0] + vertices[b, 0] + vertices[c, 0])
+                 + ny * (vertices[a, 1] + vertices[b, 1] + vertices[c, 1])
+                 + nz * (vertices[a, 2] + vertices[b, 2] + vertices[c, 2]))
+            if d >= 0.0:
+                continue
         x0, y0, x1, y1, x2, y2 = px[a], py[a], px[b], py[b], px[c], py[c]
         area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
         if abs(area) < 1e-12:
@@ -69,9 +98,9 @@ def _raster_kernel(px, py, z, faces, keep, height, width, face_index, bary, zbuf
         xmax = min(int(np.floor(max(x0, x1, x2))), width - 1)
         ymin = max(int(np.ceil(min(y0, y1, y2))), 0)
         ymax = min(int(np.floor(max(y0, y1, y2))), height - 1)
-        iz0 = 1.0 / z[a]
-        iz1 = 1.0 / z[b]
-        iz2 = 1.0 / z[c]
+        iz0 = iz[a]
+        iz1 = iz[b]
+        iz2 = iz[c]
         for y in range(ymin, ymax + 1):
             for x in range(xmin, xmax + 1):
                 # Screen-space barycentrics (signed areas), sign-normalised by area.
@@ -81,8 +110,8 @@ def _raster_kernel(px, py, z, faces, keep, height, width, face_index, bary, zbuf
                 if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
                     continue
                 # 1/z is affine in screen space: exact depth and perspective-correct weights.
-                iz = w0 * iz0 + w1 * iz1 + w2 * iz2
-                d = 1.0 / iz
+                izp = w0 * iz0 + w1 * iz1 + w2 * iz2
+                d = 1.0 / izp
                 if d < zbuf[y, x]:
                     zbuf[y, x] = d
                     face_index[y, x] = f
@@ -109,7 +138,7 @@ def _check_inputs(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height
         raise ValueError(f"image size must be positive, got height={height}, width={width}")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
         raise ValueError(f"faces index vertices outside 0..{len(vertices) - 1}")
-    return vertices, faces.astype(np.int64, copy=False), K
+    return np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64), np.ascontiguousarray(K)
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -140,13 +169,5 @@ def rasterize(
     bary = np.zeros((height, width, 3), dtype=np.float32)
     zbuf = np.full((height, width), np.inf, dtype=np.float32)
     if len(faces):
-        z = vertices[:, 2]
-        zs = np.where(z > near, z, 1.0)  # placeholder depth for skipped vertices (never used)
-        px = (K[0, 0] * vertices[:, 0] + K[0, 1] * vertices[:, 1]) / zs + K[0, 2]
-        py = K[1, 1] * vertices[:, 1] / zs + K[1, 2]
-        keep = np.all(z[faces] > near, axis=1)
-        if cull_backfaces:
-            centroid = vertices[faces].mean(axis=1)
-            keep &= np.einsum("fi,fi->f", face_normals(vertices, faces), centroid) < 0
-        _raster_kernel(px, py, zs, faces, keep, height, width, face_index, bary, zbuf)
+        _raster_kernel(vertices, faces, K, float(near), bool(cull_backfaces), height, width, face_index, bary, zbuf)
     return Fragments(face_index=face_index, bary=bary, depth=zbuf, mask=face_index >= 0)

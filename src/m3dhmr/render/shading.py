@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from m3dhmr.render.rasterizer import Fragments, face_normals, rasterize
+from m3dhmr.render.rasterizer import Fragments, rasterize
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,49 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals: vertices (V, 3), faces (F, 3) -> (V, 3).
+@njit(cache=True, nogil=True)
+def _vertex_normals_kernel(vertices, faces, out):  # pragma: no cover - jitted
+    out[:] = 0.0
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        e1x = vertices[b, 0] - vertices[a, 0]
+        e1y = vertices[b, 1] - vertices[a, 1]
+        e1z = vertices[b, 2] - vertices[a, 2]
+        e2x = vertices[c, 0] - vertices[a, 0]
+        e2y = vertices[c, 1] - vertices[a, 1]
+        e2z = vertices[c, 2] - vertices[a, 2]
+        nx = e1y * e2z - e1z * e2y
+        ny = e1z * e2x - e1x * e2z
+        nz = e1x * e2y - e1y * e2x
+        for v in (a, b, c):
+            out[v, 0] += nx
+            out[v, 1] += ny
+            out[v, 2] += nz
+    for v in range(out.shape[0]):
+        n = np.sqrt(out[v, 0] ** 2 + out[v, 1] ** 2 + out[v, 2] ** 2)
+        if n > 0.0:
+            out[v, 0] /= n
+            out[v, 1] /= n
+            out[v, 2] /= n
 
-    Vertices used by no face (or only degenerate faces) get a zero normal.
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals: vertices (V, 3), faces (F, 3) -> (V, 3) float64.
+
+    The face normal ``(b - a) x (c - a)`` has length 2 * area, so summing them weights by
+    area. Vertices used by no face (or only degenerate faces) get a zero normal.
     """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    fn = face_normals(vertices, faces)  # length = 2 * area, so the sum is area-weighted
-    n = len(vertices)
-    vn = np.stack([sum(np.bincount(faces[:, k], weights=fn[:, c], minlength=n) for k in range(3))
-                   for c in range(3)], axis=1)
-    norm = np.linalg.norm(vn, axis=1, keepdims=True)
-    return np.divide(vn, norm, out=np.zeros_like(vn), where=norm > 0)
+    vertices = np.ascontiguousarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ValueError(f"faces index vertices outside 0..{len(vertices) - 1}")
+    out = np.empty_like(vertices)
+    _vertex_normals_kernel(vertices, np.ascontiguousarray(faces, dtype=np.int64), out)
+    return out
 
 
 def _vertex_colors(colors, num_vertices: int) -> np.ndarray:

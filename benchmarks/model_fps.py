@@ -1,0 +1,83 @@
+"""Frames per second of m3dhmr_r18 (DSC + ROI) vs the SpiralConv baseline, CPU.
+
+Batch 1, 128x128, eval mode, inference_mode, torch.set_num_threads(2); both models
+share the real open-hand topology and are timed in interleaved rounds (median of
+each round's per-frame time) so that machine load affects both alike.
+Prints ``fps_m3dhmr_r18``, ``fps_spiralconv_r18`` and their ratio last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from m3dhmr.config import from_dict
+from m3dhmr.models import ModelConfig, build_model
+
+import yaml
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load(name: str) -> ModelConfig:
+    return from_dict(ModelConfig, yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"], "model")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=15, help="frames per model per round")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    names = ("m3dhmr_r18", "spiralconv_r18")
+    try:
+        topology = None
+        models = {n: build_model(load(n)).eval() for n in names}
+    except Exception as e:  # the hand topology is another module's; keep the benchmark usable
+        import sys
+
+        sys.path.insert(0, str(CONFIGS.parent / "tests"))
+        from model_helpers import tiny_topology
+
+        print(f"note: open-hand topology unavailable ({type(e).__name__}: {e}); using a 642-vertex icosphere")
+        topology = tiny_topology(levels=4, spiral_length=9, roi_length=9)
+        models = {n: build_model(load(n), topology).eval() for n in names}
+    x = torch.rand(1, 3, 128, 128)
+    per_frame: dict[str, list[float]] = {n: [] for n in names}
+    decoder: dict[str, list[float]] = {n: [] for n in names}
+    with torch.inference_mode():
+        feats = models[names[0]].backbone(x)
+        for m in models.values():  # warm-up
+            for _ in range(3):
+                m(x)
+        for _ in range(args.rounds):
+            for n, m in models.items():
+                ts = []
+                for _ in range(args.frames):
+                    t0 = time.perf_counter()
+                    m(x)
+                    ts.append(time.perf_counter() - t0)
+                per_frame[n].append(statistics.median(ts))
+                t0 = time.perf_counter()
+                for _ in range(args.frames):
+                    m.decoder(feats.features, feats.joints2d)
+                decoder[n].append((time.perf_counter() - t0) / args.frames)
+    nv = models[names[0]].num_vertices
+    print(f"vertices={nv} threads={args.threads} rounds={args.rounds} frames/round={args.frames}")
+    for n in names:
+        print(f"{n}: {statistics.median(per_frame[n]) * 1e3:.2f} ms/frame, decoder "
+              f"{statistics.median(decoder[n]) * 1e3:.2f} ms")
+    fps = {n: 1.0 / statistics.median(per_frame[n]) for n in names}
+    print(f"fps_m3dhmr_r18={fps['m3dhmr_r18']:.2f}")
+    print(f"fps_spiralconv_r18={fps['spiralconv_r18']:.2f}")
+    print(f"fps_ratio_m3dhmr_over_spiralconv={fps['m3dhmr_r18'] / fps['spiralconv_r18']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

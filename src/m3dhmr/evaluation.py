@@ -1,0 +1,145 @@
+"""Scoring FreiHAND-format predictions against a data folder (what the server used to do).
+
+``pred.json`` is ``[xyz_list, verts_list]``: N x 21 x 3 keypoints and N x V x 3 vertices,
+camera space, metres, in the split's sample order. Metrics follow
+:mod:`m3dhmr.metrics`; results are written as ``metrics.json`` (the summary) and
+``per_sample_metrics.csv`` beside it, both atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from m3dhmr.conventions import NUM_JOINTS
+from m3dhmr.fileio import atomic_write_json, atomic_write_text
+from m3dhmr.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PER_SAMPLE_FILE = "per_sample_metrics.csv"
+
+
+def read_prediction_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate a FreiHAND prediction file.
+
+    Args:
+        path: a ``pred.json`` holding ``[xyz_list, verts_list]``.
+
+    Returns:
+        xyz (N, 21, 3) and verts (N, V, 3), float64 metres.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not JSON, not a 2-element list,
+        ragged or wrongly shaped lists, sample counts that differ, NaN (all naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prediction file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, list) or len(data) != 2:
+        got = f"a list of {len(data)} items" if isinstance(data, list) else type(data).__name__
+        raise ValueError(f"{path}: expected a 2-element list [xyz_list, verts_list], got {got}")
+    arrays = []
+    for name, lst in (("xyz_list", data[0]), ("verts_list", data[1])):
+        try:
+            arr = np.asarray(lst, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise ValueError(f"{path}: {name} is not a regular N x P x 3 list of numbers") from None
+        arrays.append(arr)
+    xyz, verts = arrays
+    try:
+        xyz = check_points(f"{path}: xyz_list", xyz, p=NUM_JOINTS)
+        verts = check_points(f"{path}: verts_list", verts)
+    except ValueError as e:
+        raise ValueError(str(e).replace("(N, 21, 3)", "N x 21 x 3").replace("(N, P, 3)", "N x V x 3")) from None
+    if len(xyz) != len(verts):
+        raise ValueError(f"{path}: xyz_list has {len(xyz)} samples but verts_list has {len(verts)}")
+    return xyz, verts
+
+
+def write_prediction_file(path: str | Path, xyz: np.ndarray, verts: np.ndarray) -> Path:
+    """Write ``[xyz_list, verts_list]`` (metres) atomically.
+
+    Args:
+        path: destination ``pred.json``.
+        xyz: (N, 21, 3) camera-space keypoints. verts: (N, V, 3) camera-space vertices.
+    """
+    xyz = check_points("xyz", np.asarray(xyz, dtype=np.float64), p=NUM_JOINTS)
+    verts = check_points("verts", np.asarray(verts, dtype=np.float64), n=len(xyz))
+    atomic_write_json(path, [xyz.tolist(), verts.tolist()])
+    return Path(path)
+
+
+def _ground_truth(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    from m3dhmr.data.freihand import load_annotations
+
+    ann = load_annotations(data_dir, split)
+    if ann.xyz is None or ann.verts is None:
+        missing = Path(data_dir) / f"{split}_xyz.json"
+        raise FileNotFoundError(f"{missing} not found: the {split} split of {data_dir} has no 3D ground truth "
+                                f"to score against")
+    return np.asarray(ann.xyz, dtype=np.float64), np.asarray(ann.verts, dtype=np.float64)
+
+
+def score_predictions(pred_xyz: np.ndarray, pred_verts: np.ndarray, data_dir: str | Path,
+                      split: str = "evaluation") -> MetricsResult:
+    """Score predictions against a split's ground truth.
+
+    Args:
+        pred_xyz: (N, 21, 3) keypoints; pred_verts: (N, V, 3) vertices (camera space, metres).
+        data_dir: FreiHAND-layout folder (read by :func:`m3dhmr.data.freihand.load_annotations`).
+        split: ``"evaluation"`` or ``"training"``.
+
+    Raises:
+        FileNotFoundError: no ground truth in the split (the missing file named).
+        ValueError: sample or vertex counts that differ from the split's (both named).
+    """
+    gt_xyz, gt_verts = _ground_truth(data_dir, split)
+    pred_xyz = np.asarray(pred_xyz)
+    pred_verts = np.asarray(pred_verts)
+    if pred_xyz.ndim < 1 or len(pred_xyz) != len(gt_xyz) or pred_verts.ndim < 1 or len(pred_verts) != len(gt_xyz):
+        n_p = len(pred_xyz) if pred_xyz.ndim else 0
+        raise ValueError(f"the prediction has {n_p} samples but the {split} split of {data_dir} has {len(gt_xyz)}")
+    if pred_verts.ndim != 3 or pred_verts.shape[1] != gt_verts.shape[1]:
+        raise ValueError(f"the predicted meshes have {pred_verts.shape[1] if pred_verts.ndim == 3 else '?'} "
+                         f"vertices but the ground truth in {data_dir} ({split}_verts.json) has {gt_verts.shape[1]}")
+    return freihand_metrics(pred_xyz, pred_verts, gt_xyz, gt_verts)
+
+
+def score_prediction_file(path: str | Path, data_dir: str | Path, split: str = "evaluation") -> MetricsResult:
+    """:func:`read_prediction_file` then :func:`score_predictions`; errors name ``path``."""
+    xyz, verts = read_prediction_file(path)
+    try:
+        return score_predictions(xyz, verts, data_dir, split)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def write_metrics(out_dir: str | Path, result: MetricsResult) -> list[Path]:
+    """Write ``metrics.json`` (summary) and ``per_sample_metrics.csv``; returns both paths.
+
+    CSV columns: ``index`` then :data:`m3dhmr.metrics.PER_SAMPLE_KEYS`.
+    """
+    out_dir = Path(out_dir)
+    metrics_path = out_dir / METRICS_FILE
+    csv_path = out_dir / PER_SAMPLE_FILE
+    atomic_write_json(metrics_path, result.summary, indent=2)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("index",) + PER_SAMPLE_KEYS)
+    columns = [getattr(result, k) for k in PER_SAMPLE_KEYS]
+    for i in range(result.num_samples):
+        writer.writerow([i] + [repr(float(c[i])) for c in columns])
+    atomic_write_text(csv_path, buf.getvalue())
+    log.info("wrote %s and %s", metrics_path, csv_path)
+    return [metrics_path, csv_path]

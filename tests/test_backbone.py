@@ -1,0 +1,71 @@
+from urllib.error import URLError
+
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from m3dhmr.models import backbone as bb
+from m3dhmr.models.backbone import StackResNet, soft_argmax
+
+
+def small(**kw):
+    return StackResNet("resnet18", stack_channels=8, stack2_channels=(8, 8, 16), latent_channels=12, **kw)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_shapes(batch):
+    net = small().eval()
+    out = net(torch.rand(batch, 3, 64, 64))
+    assert out.features.shape == (batch, 12, 16, 16)
+    assert out.joints2d.shape == (batch, 21, 2)
+    assert out.heatmaps2.shape == (batch, 21, 16, 16)
+    assert out.stack1.heatmaps.shape == (batch, 21, 16, 16)
+    assert out.stack1.joints2d.shape == (batch, 21, 2)
+    s1 = net.forward_stack1(torch.rand(batch, 3, 64, 64))
+    assert s1.features.shape == (batch, 8, 16, 16)
+
+
+def test_soft_argmax_matches_naive_and_pixel_convention():
+    hm = torch.randn(2, 3, 4, 5)
+    out = soft_argmax(hm, stride=4.0, beta=2.0)
+    for b in range(2):
+        for j in range(3):
+            p = torch.softmax(2.0 * hm[b, j].flatten(), 0).view(4, 5)
+            x = sum(p[i, k] * ((k + 0.5) * 4 - 0.5) for i in range(4) for k in range(5))
+            y = sum(p[i, k] * ((i + 0.5) * 4 - 0.5) for i in range(4) for k in range(5))
+            torch.testing.assert_close(out[b, j], torch.stack([x, y]))
+    # A sharp peak at cell (row 1, col 3) -> crop pixel (3.5*4-0.5, 1.5*4-0.5) = (13.5, 5.5).
+    peak = torch.zeros(1, 1, 4, 5)
+    peak[0, 0, 1, 3] = 100.0
+    torch.testing.assert_close(soft_argmax(peak, 4.0, 1.0)[0, 0], torch.tensor([13.5, 5.5]))
+
+
+def test_normalisation_inside_and_bad_input():
+    net = small()
+    assert torch.allclose(net.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        net(torch.rand(1, 3, 60, 64))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        net(torch.rand(1, 1, 64, 64))
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*a, **k):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match="copy it to .*resnet18-f37072fd.pth"):
+        small(pretrained=True)
+
+
+def test_pretrained_loads_from_hub_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    ref = resnet18(weights=None)
+    path = bb.imagenet_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), path)
+    net = small(pretrained=True)
+    torch.testing.assert_close(net.stem[0].weight, ref.conv1.weight)
+    torch.testing.assert_close(net.layers[3][1].conv2.weight, ref.layer4[1].conv2.weight)
