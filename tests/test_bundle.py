@@ -174,3 +174,17 @@ def test_flat_grid_with_boundary_builds():
     b = build_topology(v, f, reg, TopologyParams(levels=2))
     assert b.vertices[1].shape[0] < v.shape[0]
     assert (b.regions[b.roi_spirals] == b.regions[:, None]).all()
+
+
+def test_open_hand_default_bundle_builds():
+    # Regression: thin fingers made the 4th level's decimation collapse into a
+    # two-face "pillow" (duplicate face) at the decimator's default aggressiveness.
+    from m3dhmr.hand import load_template
+    from m3dhmr.mesh import TopologyParams, build_topology, check_triangle_mesh
+
+    t = load_template("open_hand")
+    b = build_topology(t.vertices, t.faces, t.joint_regressor, TopologyParams(), regions=t.regions)
+    assert len(b.vertices) == 4
+    for v, f in zip(b.vertices, b.faces):
+        check_triangle_mesh(v, f)
+    assert [v.shape[0] for v in b.vertices][-1] < 0.2 * t.vertices.shape[0]

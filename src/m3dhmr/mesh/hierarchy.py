@@ -162,6 +162,15 @@ def downsampling_matrix(source: np.ndarray, num_fine: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(src.size), (np.arange(src.size), src)), shape=(src.size, num_fine))
 
 
+def _decimate_once(v: np.ndarray, f: np.ndarray, target_faces: int,
+                   agg: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import fast_simplification  # the only compiled dependency, imported where used
+
+    _, _, collapses = fast_simplification.simplify(v, f, target_count=target_faces, agg=agg, return_collapses=True)
+    pts, tri, mapping = fast_simplification.replay_simplification(v, f, collapses)
+    return pts, np.asarray(tri, dtype=np.int64), np.asarray(mapping, dtype=np.int64)
+
+
 def decimate(vertices: np.ndarray, faces: np.ndarray,
              target_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quadric decimation to about ``target_vertices`` vertices, snapped onto the input.
@@ -174,8 +183,6 @@ def decimate(vertices: np.ndarray, faces: np.ndarray,
         vertices (V', 3) float64 (a subset of the input rows), faces (F', 3) int64 and
         source (V',) int64 with ``vertices == input_vertices[source]``.
     """
-    import fast_simplification  # the only compiled dependency, imported where used
-
     # Writable copies: the compiled decimator rejects read-only arrays (templates are frozen).
     v = np.array(vertices, dtype=np.float64, order="C")
     f = np.array(faces, dtype=np.int32, order="C")
@@ -183,28 +190,31 @@ def decimate(vertices: np.ndarray, faces: np.ndarray,
     if not 4 <= target_vertices < nv:
         raise MeshError(f"cannot decimate a {nv}-vertex mesh to {target_vertices} vertices "
                         f"(need 4 <= target < {nv}); use fewer levels or a smaller factor")
-    # Faces scale roughly like vertices (F ~ 2V); one corrective pass if far off.
-    target_faces = max(4, int(round(nf * target_vertices / nv)))
-    last_error: Exception | None = None
-    for attempt in range(3):
-        target_faces = min(target_faces, nf - 1)
-        _, _, collapses = fast_simplification.simplify(v, f, target_count=target_faces, return_collapses=True)
-        pts, tri, mapping = fast_simplification.replay_simplification(v, f, collapses)
-        tri = np.asarray(tri, dtype=np.int64)
-        mapping = np.asarray(mapping, dtype=np.int64)
-        n_out = pts.shape[0]
-        if n_out > target_vertices * 1.1 and attempt < 2:
-            target_faces = int(round(target_faces * target_vertices / n_out))
-            continue
-        try:
-            check_triangle_mesh(pts, tri, name=f"decimated mesh ({n_out} vertices)")
-        except MeshError as e:
-            last_error = e
-            target_faces += 2  # a slightly different stopping point usually avoids it
+    # Deterministic retries: per aggressiveness (the decimator's default 7 first; gentler
+    # settings avoid the pinched two-face "pillows" thin fingers can collapse into), the
+    # face budget corrected for size, then nearby stopping points (+2, -2, +4, -4 faces).
+    errors: list[str] = []
+    for agg in (7, 5, 3):
+        target_faces = max(4, int(round(nf * target_vertices / nv)))  # F ~ 2V
+        for _ in range(2):
+            n_out = _decimate_once(v, f, target_faces, agg)[0].shape[0]
+            if abs(n_out - target_vertices) <= 0.1 * target_vertices:
+                break
+            target_faces = max(4, min(int(round(target_faces * target_vertices / n_out)), nf - 1))
+        for nudge in (0, 2, -2, 4, -4):
+            pts, tri, mapping = _decimate_once(v, f, max(4, min(target_faces + nudge, nf - 1)), agg)
+            try:
+                check_triangle_mesh(pts, tri, name=f"decimated mesh ({pts.shape[0]} vertices)")
+            except MeshError as e:
+                errors.append(str(e))
+                continue
+            break
+        else:
             continue
         break
     else:
-        raise MeshError(f"decimation of a {nv}-vertex mesh did not give a valid mesh: {last_error}")
+        raise MeshError(f"decimation of a {nv}-vertex mesh did not give a valid mesh: {errors[-1]}")
+    n_out = pts.shape[0]
     # Source of each coarse vertex: the fine vertex of its cluster nearest to the
     # decimator's position (clusters are disjoint, so sources are distinct).
     d2 = ((v - pts[mapping]) ** 2).sum(1)

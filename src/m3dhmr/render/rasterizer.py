@@ -52,7 +52,7 @@ class Fragments:
     mask: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _raster_kernel(vertices, faces, K, near, cull, height, width, face_index, bary, zbuf):  # pragma: no cover - jitted
     # Projection, near-plane and backface tests are done here too: the numpy version of
     # those few (V,)- and (F,)-sized steps cost more than the rasterisation itself.

@@ -64,7 +64,7 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _vertex_normals_kernel(vertices, faces, out):  # pragma: no cover - jitted
     out[:] = 0.0
     for f in range(faces.shape[0]):
@@ -120,10 +120,11 @@ def _vertex_colors(colors, num_vertices: int) -> np.ndarray:
     return colors
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _shade_kernel(face_index, bary, vertices, faces, normals, albedo, light, two_sided, alpha, out):  # pragma: no cover
     # light = (lx, ly, lz, ambient, diffuse, specular, shininess, r, g, b), direction unit.
     lx, ly, lz = light[0], light[1], light[2]
+    ambient, diffuse, specular, shininess = light[3], light[4], light[5], light[6]
     for y in range(face_index.shape[0]):
         for x in range(face_index.shape[1]):
             f = face_index[y, x]
@@ -151,14 +152,23 @@ def _shade_kernel(face_index, bary, vertices, faces, normals, albedo, light, two
                 nx, ny, nz = -nx, -ny, -nz
             lam = max(nx * lx + ny * ly + nz * lz, 0.0)
             spec = 0.0
-            if lam > 0.0:  # no highlight on the side away from the light
+            if lam > 0.0 and specular > 0.0:  # no highlight on the side away from the light
                 hx, hy, hz = lx + vx, ly + vy, lz + vz
                 hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-12
-                spec = max((nx * hx + ny * hy + nz * hz) / hn, 0.0) ** light[6]
-            for c, alb in ((0, cr), (1, cg), (2, cb)):
-                val = alb * (light[3] + light[4] * lam * light[7 + c]) + light[5] * spec * light[7 + c]
-                val = min(max(val, 0.0), 1.0)
-                out[y, x, c] = alpha * val + (1.0 - alpha) * out[y, x, c]
+                nh = (nx * hx + ny * hy + nz * hz) / hn
+                if nh > 0.0:
+                    spec = specular * np.exp(shininess * np.log(nh))
+            r = min(max(cr * (ambient + diffuse * lam * light[7]) + spec * light[7], 0.0), 1.0)
+            g = min(max(cg * (ambient + diffuse * lam * light[8]) + spec * light[8], 0.0), 1.0)
+            b = min(max(cb * (ambient + diffuse * lam * light[9]) + spec * light[9], 0.0), 1.0)
+            if alpha == 1.0:
+                out[y, x, 0] = r
+                out[y, x, 1] = g
+                out[y, x, 2] = b
+            else:
+                out[y, x, 0] = alpha * r + (1.0 - alpha) * out[y, x, 0]
+                out[y, x, 1] = alpha * g + (1.0 - alpha) * out[y, x, 1]
+                out[y, x, 2] = alpha * b + (1.0 - alpha) * out[y, x, 2]
 
 
 def shade(
