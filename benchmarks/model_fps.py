@@ -1,4 +1,4 @@
-"""Frames per second of m3dhmr_r18 (DSC + ROI) vs the SpiralConv baseline, CPU.
+"""Frames per second of m3dhmr_r18 (DSC + ROI) vs the SpiralConv baseline (CPU by default).
 
 Batch 1, 128x128, eval mode, inference_mode, torch.set_num_threads(2); both models
 share the real open-hand topology and are timed in interleaved rounds (median of
@@ -32,23 +32,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--frames", type=int, default=15, help="frames per model per round")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (the issue's measurement) or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     names = ("m3dhmr_r18", "spiralconv_r18")
-    try:
-        topology = None
-        models = {n: build_model(load(n)).eval() for n in names}
-    except Exception as e:  # the hand topology is another module's; keep the benchmark usable
-        import sys
-
-        sys.path.insert(0, str(CONFIGS.parent / "tests"))
-        from model_helpers import tiny_topology
-
-        print(f"note: open-hand topology unavailable ({type(e).__name__}: {e}); using a 642-vertex icosphere")
-        topology = tiny_topology(levels=4, spiral_length=9, roi_length=9)
-        models = {n: build_model(load(n), topology).eval() for n in names}
-    x = torch.rand(1, 3, 128, 128)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    # Both models share the open hand's cached topology.
+    models = {n: build_model(load(n)).eval().to(device) for n in names}
+    x = torch.rand(1, 3, 128, 128, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     per_frame: dict[str, list[float]] = {n: [] for n in names}
     decoder: dict[str, list[float]] = {n: [] for n in names}
     with torch.inference_mode():
@@ -60,16 +55,20 @@ def main() -> None:
             for n, m in models.items():
                 ts = []
                 for _ in range(args.frames):
+                    sync()
                     t0 = time.perf_counter()
                     m(x)
+                    sync()
                     ts.append(time.perf_counter() - t0)
                 per_frame[n].append(statistics.median(ts))
+                sync()
                 t0 = time.perf_counter()
                 for _ in range(args.frames):
                     m.decoder(feats.features, feats.joints2d)
+                sync()
                 decoder[n].append((time.perf_counter() - t0) / args.frames)
     nv = models[names[0]].num_vertices
-    print(f"vertices={nv} threads={args.threads} rounds={args.rounds} frames/round={args.frames}")
+    print(f"device={device} vertices={nv} threads={args.threads} rounds={args.rounds} frames/round={args.frames}")
     for n in names:
         print(f"{n}: {statistics.median(per_frame[n]) * 1e3:.2f} ms/frame, decoder "
               f"{statistics.median(decoder[n]) * 1e3:.2f} ms")

@@ -1,14 +1,18 @@
-"""Synthetic data speed: end-to-end images/s with workers, plus single-process per-stage times.
+"""Synthetic data speed (issue 4): end-to-end images/s with workers, plus single-process
+per-stage times.
 
-    .venv/bin/python benchmarks/synth_speed.py [--n 600] [--workers 2]
+    .venv/bin/python benchmarks/synth_speed.py [--n 1000] [--workers 2]
 
 Prints ``synth_images_per_s=...`` last (end to end: pose, render, composite, JPEG
-encode, write, annotation JSON).
+encode, write, annotation JSON, including worker start-up). The goal is a FreiHAND-sized
+training set (32,560 samples) in under 5 minutes on 2 cores: >= 110 images/s.
+The load average is printed too: on a shared machine compare runs as ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,18 +22,18 @@ import numpy as np
 
 def stage_times(n: int) -> dict[str, float]:
     """Milliseconds per sample of each stage, one process."""
-    import cv2
 
     from m3dhmr.data import synth
     from m3dhmr.data.backgrounds import random_background
-    from m3dhmr.render.shading import render_mesh
 
     cfg = synth.SynthConfig()
-    synth._init_worker(tempfile.gettempdir(), 0, cfg)
+    synth._init_worker(tempfile.gettempdir(), 0, cfg)  # one thread, kernels compiled
     ctx = synth._STATE["ctx"]
     t = dict.fromkeys(["sample_params", "pose_batch", "render", "background", "compose_total", "encode_jpeg",
                        "write", "json"], 0.0)
     with tempfile.TemporaryDirectory() as tmp:
+        # Warm-up chunk, not timed (first calls allocate caches, load photos).
+        synth.render_range(ctx, cfg, 0, 0, n, n + synth.CHUNK)
         for start in range(0, n, synth.CHUNK):
             stop = min(start + synth.CHUNK, n)
             t0 = time.perf_counter()
@@ -40,23 +44,25 @@ def stage_times(n: int) -> dict[str, float]:
             t2 = time.perf_counter()
             t["sample_params"] += t1 - t0
             t["pose_batch"] += t2 - t1
-            for r, g, v, j in zip(rngs, geos, verts, joints):
+            for i, (r, g, v, j) in enumerate(zip(rngs, geos, verts, joints), start):
                 # Stand-alone render and background timing (same inputs as the real pipeline).
                 K = g["K"]
                 v_rr = (v - j[0]) @ g["R"].T
                 v_cam = v_rr + synth._place(v_rr, K, g["fill"], g["centre"], cfg.size)
                 a = time.perf_counter()
-                render_mesh(v_cam, ctx.faces, K, cfg.size)
+                synth.render_hand_box(v_cam, ctx.faces, K, cfg.size, np.full((len(v_cam), 3), 0.8),
+                                      synth.LightSettings())
                 b = time.perf_counter()
-                random_background(np.random.default_rng(0), cfg.size)
+                random_background(np.random.default_rng(i), cfg.size)  # the real mix of kinds
                 c = time.perf_counter()
                 s = synth.compose_sample(ctx, cfg, r, g, v, j)
                 d = time.perf_counter()
                 rgb = synth._encode_jpeg(s.rgb[:, :, ::-1], cfg.jpeg_quality)
                 mask = synth._encode_jpeg(s.mask.astype(np.uint8) * 255, cfg.jpeg_quality)
                 e = time.perf_counter()
-                (Path(tmp) / "rgb.jpg").write_bytes(rgb)
-                (Path(tmp) / "mask.jpg").write_bytes(mask)
+                # New files, as in a real run (overwriting one file is slower on ext4).
+                (Path(tmp) / f"rgb{i:08d}.jpg").write_bytes(rgb)
+                (Path(tmp) / f"mask{i:08d}.jpg").write_bytes(mask)
                 f = time.perf_counter()
                 synth.encode_annotations(s)
                 g_ = time.perf_counter()
@@ -69,9 +75,17 @@ def stage_times(n: int) -> dict[str, float]:
     return {k: 1000 * v / n for k, v in t.items()}
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=600)
+    ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--stage-n", type=int, default=128)
     args = ap.parse_args()
@@ -79,9 +93,12 @@ def main() -> None:
 
     stages = stage_times(args.stage_n)
     with tempfile.TemporaryDirectory() as tmp:
+        load0 = os.getloadavg()[0]
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         generate(Path(tmp) / "set", args.n, 0, seed=0, workers=args.workers, progress=False)
         dt = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
     one = 1000.0 / (stages["sample_params"] + stages["pose_batch"] + stages["compose_total"]
                      + stages["encode_jpeg"] + stages["write"] + stages["json"])
     print("per-sample stage times, one process (ms); compose_total includes render, background, "
@@ -89,6 +106,15 @@ def main() -> None:
     for k, v in stages.items():
         print(f"  {k:>14s}: {v:7.3f}")
     print(f"single_process_images_per_s={one:.1f}")
+    print(f"load_average_1min={os.getloadavg()[0]:.2f}")
+    # CPU seconds of the parent and its (finished) workers: unlike wall time this barely
+    # depends on what else runs on the machine. With W workers on >= W idle cores the run
+    # would take about cpu / W seconds (the parent's share is small), hence the estimate.
+    cores = min(args.workers, os.cpu_count() or 1)
+    print(f"load_average_1min_before_run={load0:.2f}")
+    print(f"synth_cpu_seconds={cpu:.2f}")
+    print(f"synth_images_per_cpu_s={args.n / cpu:.1f}")
+    print(f"synth_idle_estimate_images_per_s={args.n / max(cpu / cores, 1e-9):.1f}")
     print(f"synth_seconds={dt:.2f}")
     print(f"synth_workers={args.workers}")
     print(f"synth_images_per_s={args.n / dt:.1f}")

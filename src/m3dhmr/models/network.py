@@ -2,9 +2,16 @@
 
 Output units: the decoder predicts vertices divided by
 :data:`m3dhmr.conventions.VERTEX_NORMALISATION_M` (0.2 m, as in CMR/MobRecon); the
-network multiplies by it and subtracts the regressed wrist (row 0 of the joint
-regressor), so ``vertices`` are root-relative metres by construction and
-``joints3d = joint_regressor @ vertices`` has its wrist at the origin.
+network adds the rest template (a fixed buffer, in the same units), multiplies by it
+and subtracts the regressed wrist (row 0 of the joint regressor), so ``vertices`` are
+root-relative metres by construction and ``joints3d = joint_regressor @ vertices`` has
+its wrist at the origin.
+
+Why the template is added: the decoder's output starts near zero, and a collapsed mesh
+is a trap for the normal loss (eq. 7), whose unit edge directions have gradients that
+grow like 1 / |edge|: training from a near-zero mesh kept it collapsed (mesh loss flat).
+Starting from the rest hand gives the normal and edge terms well-defined edges from the
+first step; the decoder learns the offset, so expressiveness is unchanged.
 """
 
 from __future__ import annotations
@@ -96,6 +103,11 @@ class M3DHMR(nn.Module):
         )
         self.register_buffer("faces", torch.from_numpy(faces), persistent=False)
         self.register_buffer("joint_regressor", torch.from_numpy(jreg), persistent=False)
+        rest = np.asarray(topology.vertices[0], dtype=np.float64)
+        if rest.shape != (v0, 3) or not np.isfinite(rest).all():
+            raise ValueError(f"topology vertices[0] must be finite ({v0}, 3), got {rest.shape}")
+        rest = (rest - jreg[ROOT_JOINT].astype(np.float64) @ rest) / VERTEX_NORMALISATION_M
+        self.register_buffer("rest_vertices", torch.from_numpy(rest.astype(np.float32)), persistent=False)
 
     @property
     def num_vertices(self) -> int:
@@ -108,7 +120,7 @@ class M3DHMR(nn.Module):
     def forward(self, images: Tensor) -> ModelOutput:
         """images (B, 3, H, W) RGB in [0, 1] -> :class:`ModelOutput`."""
         out = self.backbone(images)
-        v = self.decoder(out.features, out.joints2d) * VERTEX_NORMALISATION_M  # (B, V, 3)
+        v = (self.decoder(out.features, out.joints2d) + self.rest_vertices) * VERTEX_NORMALISATION_M  # (B, V, 3)
         root = self.joint_regressor[ROOT_JOINT] @ v  # (B, 3)
         v = v - root.unsqueeze(1)
         return ModelOutput(
