@@ -45,12 +45,15 @@ def test_output_shapes_and_units(batch):
     assert raw.shape == (1, 162, 3)
 
 
-def test_metres_are_decoder_output_times_normalisation():
+def test_metres_are_decoder_output_plus_rest_times_normalisation():
     model = build_model(tiny_model_config(roi=False), TOPO).eval()
     x = torch.rand(1, 3, 64, 64)
+    rest = torch.as_tensor(TOPO.vertices[0], dtype=torch.float32)
+    rest_rr = (rest - model.joint_regressor[0] @ rest) / VERTEX_NORMALISATION_M
+    torch.testing.assert_close(model.rest_vertices, rest_rr)
     with torch.no_grad():
         bo = model.backbone(x)
-        raw = model.decoder(bo.features, bo.joints2d) * VERTEX_NORMALISATION_M
+        raw = (model.decoder(bo.features, bo.joints2d) + rest_rr) * VERTEX_NORMALISATION_M
         expected = raw - (model.joint_regressor[0] @ raw).unsqueeze(1)
         torch.testing.assert_close(model(x).vertices, expected)
 
@@ -86,3 +89,16 @@ def test_real_topology_if_available(tmp_path):
     model = build_model(cfg, topo)
     out = model(torch.rand(1, 3, 64, 64))
     assert out.vertices.shape == (1, len(v), 3) and torch.isfinite(out.vertices).all()
+
+
+def test_zero_decoder_output_gives_the_rest_template():
+    # The decoder predicts offsets from the rest hand: a zeroed head returns the template
+    # (root-relative), so training never starts from a collapsed mesh.
+    model = build_model(tiny_model_config(roi=False), TOPO).eval()
+    with torch.no_grad():
+        for p in model.decoder.head.parameters():
+            p.zero_()
+        v = model(torch.rand(2, 3, 64, 64)).vertices
+    rest = torch.as_tensor(TOPO.vertices[0], dtype=torch.float32)
+    expected = rest - model.joint_regressor[0] @ rest
+    torch.testing.assert_close(v, expected.expand(2, -1, -1), atol=1e-6, rtol=1e-5)
