@@ -108,8 +108,17 @@ def test_predict_left_mirrors_right(tmp_path, checkpoint, capsys):
     np.testing.assert_allclose(j2l[:, 0], W - 1 - j2r[:, 0], atol=0.05)
     np.testing.assert_allclose(j2l[:, 1], j2r[:, 1], atol=0.05)
     flip = np.array([-1.0, 1.0, 1.0])
-    np.testing.assert_allclose(np.array(l["joints3d"]), np.array(r["joints3d"]) * flip, atol=1e-4)
-    np.testing.assert_allclose(np.array(l["vertices"]), np.array(r["vertices"]) * flip, atol=1e-4)
+    j3r, j3l = np.array(r["joints3d"]), np.array(l["joints3d"])
+    vr, vl = np.array(r["vertices"]), np.array(l["vertices"])
+    # The mesh itself (root-relative) mirrors exactly. The camera-space placement does
+    # too whenever registration is well posed; this randomly initialised model's 2D and
+    # 3D joints are arbitrary, so a sub-0.05 px difference between the two crops may tip
+    # one of the two solves into its documented fallback: compare placement only when
+    # both succeeded.
+    np.testing.assert_allclose(j3l - j3l[:1], (j3r - j3r[:1]) * flip, atol=1e-4)
+    np.testing.assert_allclose(vl - j3l[:1], (vr - j3r[:1]) * flip, atol=1e-4)
+    if r["success"] and l["success"]:
+        np.testing.assert_allclose(j3l, j3r * flip, atol=1e-4)
     # The left mesh's faces are reversed so that it stays outward-facing.
     _, fr = read_mesh(tmp_path / "o" / "r" / "mesh.ply")
     _, fl = read_mesh(tmp_path / "o" / "l" / "mesh.ply")

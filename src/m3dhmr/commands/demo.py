@@ -23,8 +23,8 @@ _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "synthetic_cpu.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default: outputs/demo)")
     parser.add_argument("--config", type=Path, default=_REPO_CONFIG, help="training config (default: configs/synthetic_cpu.yaml)")
-    parser.add_argument("--train", type=int, default=3000, help="synthetic training samples (default: 3000)")
-    parser.add_argument("--eval", type=int, default=300, help="synthetic evaluation samples (default: 300)")
+    parser.add_argument("--train", type=int, default=1500, help="synthetic training samples (default: 1500)")
+    parser.add_argument("--eval", type=int, default=200, help="synthetic evaluation samples (default: 200)")
     parser.add_argument("--max-steps", type=int, default=None, help="cap on training steps (default: the config's schedule)")
     parser.add_argument("--predict", type=int, default=6, help="evaluation images to visualise (default: 6)")
     parser.add_argument("--workers", type=int, default=2, help="synthesis worker processes (default: 2)")
