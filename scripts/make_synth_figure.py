@@ -30,7 +30,7 @@ def draw_skeleton(img: np.ndarray, uv: np.ndarray, scale: int) -> np.ndarray:
     img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     p = np.round((uv + 0.5) * scale - 0.5).astype(int)
     for a, b in BONES:
-        cv2.line(img, tuple(p[a]), tuple(p[b]), COLOURS[finger_of_joint(b)], 1, cv2.LINE_AA)  # thin: the hand stays visible
+        cv2.line(img, tuple(p[a]), tuple(p[b]), COLOURS[finger_of_joint(b)], 1, cv2.LINE_AA)  # thin: hand visible
     for j, q in enumerate(p):
         cv2.circle(img, tuple(q), 2, COLOURS[finger_of_joint(j)], -1, cv2.LINE_AA)
     return img

@@ -114,3 +114,14 @@ def test_bad_inputs():
         LightSettings(direction=(0, 0, 0))
     with pytest.raises(ValueError, match="ambient"):
         LightSettings(ambient=-1)
+
+
+def test_vertex_normals_bad_inputs_and_empty():
+    v, f = _sphere()
+    with pytest.raises(ValueError, match=r"\(V, 3\)"):
+        vertex_normals(v[:, :2], f)
+    with pytest.raises(ValueError, match="outside"):
+        vertex_normals(v, f + len(v))
+    with pytest.raises(ValueError, match="integer"):
+        vertex_normals(v, f.astype(float))
+    np.testing.assert_array_equal(vertex_normals(v, np.zeros((0, 3), np.int64)), np.zeros_like(v))

@@ -185,3 +185,123 @@ def test_row_formatting_matches_json():
     assert synth._rows(np.zeros((0, 3))) == "[]"
     for i in range(2):  # the naive reference: json.dumps of the rounded rows
         np.testing.assert_allclose(parsed[i], json.loads(json.dumps(np.round(a[i], 6).tolist())), atol=1e-12)
+
+
+def test_rows_kernel_matches_percent_format():
+    rng = np.random.default_rng(1)
+
+    def naive(a):  # the former formatter, on values rounded like np.round
+        return "[" + ", ".join("[%.6f, %.6f, %.6f]" % tuple(r) for r in np.round(a, 6)) + "]"
+
+    for a in (rng.normal(0, 0.1, (50, 3)), rng.normal(0, 300, (7, 3)), np.array([[1.0, -2.5, 0.0]])):
+        assert synth._rows(a) == naive(a)
+    # Hand cases: tiny negatives print without a sign; huge values fall back to "%.6f".
+    assert synth._rows(np.array([[-4e-7, 12.0000004, -1.25]])) == "[[0.000000, 12.000000, -1.250000]]"
+    assert synth._rows(np.array([[1e13, 0.5, 2.0]])) == "[[10000000000000.000000, 0.500000, 2.000000]]"
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        synth._rows(np.zeros((2, 2)))
+
+
+def test_rotation_to_axis_angle_matches_scipy():
+    from scipy.spatial.transform import Rotation
+
+    mats = list(Rotation.random(50, random_state=0).as_matrix())
+    for angle in (0.0, 1e-9, 1e-4, np.pi / 2, np.pi - 1e-7, np.pi):
+        for axis in ([1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 2, -2]):
+            mats.append(Rotation.from_rotvec(np.array(axis) / np.linalg.norm(axis) * angle).as_matrix())
+    for R in mats:
+        rv = synth.rotation_to_axis_angle(R)
+        assert np.linalg.norm(rv) <= np.pi + 1e-12
+        np.testing.assert_allclose(Rotation.from_rotvec(rv).as_matrix(), R, atol=1e-12)
+    # Hand case: 90 degrees about z.
+    np.testing.assert_allclose(synth.rotation_to_axis_angle(synth._rot_z(np.pi / 2)), [0, 0, np.pi / 2], atol=1e-15)
+
+
+def test_projected_box_matches_numpy():
+    v = np.random.default_rng(2).normal(0, 0.05, (30, 3))
+    box = synth._projected_box(v, 0.01, -0.02, 0.5)
+    uv = (v[:, :2] + [0.01, -0.02]) / (v[:, 2:] + 0.5)
+    np.testing.assert_allclose(box, [*uv.min(0), *uv.max(0)], rtol=1e-14)
+
+
+def test_blend_matches_naive_loop():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    alpha = rng.uniform(0, 1, (5, 6)).astype(np.float32)
+    alpha[0] = 0.0
+    colour = rng.uniform(0, 255, (5, 6, 3)).astype(np.float32)
+    naive = img.astype(np.float64).copy()
+    for y in range(5):
+        for x in range(6):
+            naive[y, x] = img[y, x] * (1 - alpha[y, x]) + alpha[y, x] * colour[y, x]
+    out = img.copy()
+    synth._blend(out, alpha, colour)
+    assert np.abs(out - naive).max() <= 0.5 + 1e-3  # rounded
+    np.testing.assert_array_equal(out[0], img[0])  # alpha 0: untouched
+    pre = img.copy()
+    synth._blend(pre, alpha, alpha[:, :, None] * colour, premultiplied=True)
+    assert np.abs(pre.astype(int) - out).max() <= 1
+    solid = img.copy()  # a (3,) colour broadcasts; hand case: alpha 1 gives the colour
+    synth._blend(solid, np.ones((5, 6), np.float32), np.array([10.4, 20.6, 255.0], np.float32))
+    assert (solid == [10, 21, 255]).all()
+
+
+def test_box_render_equals_full_render():
+    from m3dhmr.render import LightSettings, render_mesh
+
+    ctx = synth._HandContext()
+    cfg = SynthConfig(size=96)
+    rng = synth.sample_rng(0, 0, 0)
+    g = synth._draw_geometry(ctx, cfg, rng)
+    v, j = ctx.pose(g["pose"][None], g["shape"][None])
+    v_rr = (v[0] - j[0, 0]) @ g["R"].T
+    v_cam = v_rr + synth._place(v_rr, g["K"], g["fill"], g["centre"], 96)
+    albedo = np.full((len(v_cam), 3), 0.7)
+    res, (ry, rx) = synth.render_hand_box(v_cam, ctx.faces, g["K"], 96, albedo, LightSettings())
+    full = render_mesh(v_cam, ctx.faces, g["K"], 96, colors=albedo)
+    assert full.mask.sum() > 100 and not full.mask[~np.pad(np.ones(res.mask.shape, bool), (
+        (ry.start, 96 - ry.stop), (rx.start, 96 - rx.stop)))].any()  # nothing outside the box
+    # A 2 px empty border on every side the image does not clip (the blur's reach).
+    assert not res.mask[:2].any() and not res.mask[-2:].any() and not res.mask[:, :2].any()
+    same = (res.mask == full.mask[ry, rx]).mean()
+    assert same >= 0.999  # only pixel centres exactly on an edge may differ (shifted K)
+    both = res.mask & full.mask[ry, rx]
+    np.testing.assert_allclose(res.rgb[both], full.rgb[ry, rx][both], atol=1e-4)
+
+
+def test_compose_is_a_function_of_the_sample_seed():
+    # Noise comes from cv2.randn seeded by the sample's generator: same seed, same image.
+    ctx = synth._HandContext()
+    cfg = SynthConfig(size=96, noise_prob=1.0, blur_prob=1.0, occluder_prob=1.0)
+    outs = []
+    for _ in range(2):
+        rng = synth.sample_rng(4, 0, 1)
+        g = synth._draw_geometry(ctx, cfg, rng)
+        v, j = ctx.pose(g["pose"][None], g["shape"][None])
+        outs.append(synth.compose_sample(ctx, cfg, rng, g, v[0], j[0]))
+    np.testing.assert_array_equal(outs[0].rgb, outs[1].rgb)
+    np.testing.assert_array_equal(outs[0].mask, outs[1].mask)
+    assert outs[0].params["noise_sigma"] > 0 and outs[0].rgb.dtype == np.uint8
+
+
+def test_single_worker_run_restores_thread_settings(tmp_path):
+    import torch
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    generate(tmp_path / "s", 1, 0, config=CFG, progress=False)
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+
+
+def test_skin_tones_span_light_to_dark_and_light_is_bright():
+    ctx = synth._HandContext()
+    rng = np.random.default_rng(0)
+    tones = np.array([synth._skin(ctx, rng)[1] for _ in range(400)])
+    lum = tones @ [0.299, 0.587, 0.114]
+    assert lum.max() > 0.8 and lum.min() < 0.3  # both ends of SKIN_TONES occur
+    assert 0.45 < np.mean(lum > 0.6) < 0.8      # lighter tones somewhat more often
+    # Hue stays skin-like: red > green > blue for every tone.
+    assert np.all((tones[:, 0] > tones[:, 1]) & (tones[:, 1] > tones[:, 2]))
+    # Lighting facing the camera: ambient + diffuse * n.l with n = (0, 0, -1) averages ~1.
+    lights = [synth._light(rng) for _ in range(200)]
+    gain = [lt.ambient + lt.diffuse * max(-lt.direction[2], 0.0) for lt in lights]
+    assert 0.9 < np.mean(gain) < 1.2

@@ -178,17 +178,23 @@ def photo_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, s
     f = 2.0 ** -lev
     A = _crop_affine(x0 * f, y0 * f, side * f, size, flip_x, flip_y)  # edge coordinates scale by f
     out = cv2.warpAffine(levels[lev], A, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    # Recolour in one saturating pass: channel permutation (sometimes), per-channel gain,
-    # contrast about the mean and brightness are one affine colour map M x + b.
     perm = rng.permutation(3) if rng.random() < 0.3 else np.arange(3)
     gain = rng.uniform(0.7, 1.3, 3)
     contrast = rng.uniform(0.6, 1.2)
     brightness = rng.uniform(-40, 40)
-    P = np.eye(3)[perm]                     # out[c] = in[perm[c]]
-    G = gain[:, None] * P                   # then gain per output channel
-    mean = float(np.dot(G @ np.array(cv2.mean(out)[:3]), np.full(3, 1 / 3)))
+    return recolour(out, perm, gain, contrast, brightness), name
+
+
+def recolour(img: np.ndarray, perm: np.ndarray, gain: np.ndarray, contrast: float, brightness: float) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) uint8: channel permutation (out[c] = in[perm[c]]),
+    per-channel gain (3,), contrast about the image mean, brightness offset, clipped.
+
+    All four are one affine colour map ``M x + b``, applied in one saturating pass by
+    ``cv2.transform`` (the float version made four full-image temporaries)."""
+    G = np.asarray(gain, dtype=np.float64)[:, None] * np.eye(3)[np.asarray(perm)]
+    mean = float((G @ np.array(cv2.mean(img)[:3])).mean())  # mean of the gained image
     M = np.concatenate([contrast * G, np.full((3, 1), (1 - contrast) * mean + brightness)], axis=1)
-    return cv2.transform(out, M), name
+    return cv2.transform(img, M)
 
 
 def random_background(rng: np.random.Generator, size: int, photo_prob: float = 0.6) -> tuple[np.ndarray, str]:

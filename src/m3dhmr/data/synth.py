@@ -28,6 +28,14 @@ Determinism: sample ``i`` of split ``s`` draws everything from its own generator
 :data:`CHUNK` indices, whatever the number of workers, so the same seed gives
 byte-identical annotation JSONs and images for any ``--workers``.
 
+Speed (issue 4; goal: FreiHAND's 32,560 training samples in < 5 min on 2 cores): the
+hand is rendered only inside its projected box (:func:`render_hand_box`); compositing,
+occluders, blur and noise work on the uint8 image with OpenCV and small numba kernels;
+backgrounds are one ``warpAffine`` + one ``cv2.transform`` from a per-process photo
+pyramid; the vertex JSON is formatted by a numba kernel; hands are posed 32 at a time;
+every worker uses one thread and inherits the compiled kernels from the parent (fork).
+``benchmarks/synth_speed.py`` measures it.
+
 Completeness: a run first writes ``.synth_in_progress`` and deletes any previous
 annotation JSONs and ``synth_info.json``; images are written as they are made; the
 annotation JSONs are streamed into hidden temporary files and renamed into place only
