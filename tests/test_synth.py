@@ -305,3 +305,23 @@ def test_skin_tones_span_light_to_dark_and_light_is_bright():
     lights = [synth._light(rng) for _ in range(200)]
     gain = [lt.ambient + lt.diffuse * max(-lt.direction[2], 0.0) for lt in lights]
     assert 0.9 < np.mean(gain) < 1.2
+
+
+def _die(task):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_dead_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    # A worker killed by the OS (out of memory, a crash in a native library) must end
+    # the run with an error; multiprocessing.Pool would wait for it forever.
+    from concurrent.futures.process import BrokenProcessPool
+
+    from m3dhmr.data import synth
+
+    monkeypatch.setattr(synth, "_work", _die)
+    with pytest.raises(BrokenProcessPool):
+        synth.generate(tmp_path / "set", 4, 2, seed=0, workers=2, progress=False)
+    assert not synth.is_complete(tmp_path / "set")

@@ -53,6 +53,7 @@ import math
 import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -779,9 +780,12 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
                 # forked workers inherit them instead of each loading them again.
                 warm_up()
                 _photo_pyramids()
-            pool = stack.enter_context(multiprocessing.get_context(method).Pool(
-                workers, initializer=_init_worker, initargs=(str(out), int(seed), config)))
-            results = pool.imap(_work, tasks, chunksize=1)
+            # A process pool that notices a dead worker (BrokenProcessPool) instead of
+            # waiting for it forever, as multiprocessing.Pool does; results stay in order.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                       initializer=_init_worker, initargs=(str(out), int(seed), config))
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            results = pool.map(_work, tasks, chunksize=1)
         for split, n, entries in results:
             for e in entries:
                 sep = ", " if written[split] else ""
