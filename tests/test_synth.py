@@ -316,12 +316,28 @@ def _die(task):
 
 def test_dead_worker_is_an_error_not_a_hang(tmp_path, monkeypatch):
     # A worker killed by the OS (out of memory, a crash in a native library) must end
-    # the run with an error; multiprocessing.Pool would wait for it forever.
-    from concurrent.futures.process import BrokenProcessPool
-
+    # the run with an error; a bare multiprocessing.Pool would wait for it forever.
     from m3dhmr.data import synth
 
     monkeypatch.setattr(synth, "_work", _die)
-    with pytest.raises(BrokenProcessPool):
+    with pytest.raises(synth.WorkerDied):
         synth.generate(tmp_path / "set", 4, 2, seed=0, workers=2, progress=False)
     assert not synth.is_complete(tmp_path / "set")
+
+
+def test_forked_workers_survive_a_parent_opencv_thread_pool(tmp_path):
+    # Regression: with OpenCV's thread pool started in the parent (as any cv2 call with
+    # threads > 1 does), forked workers hung in their first OpenCV call. Run in a child
+    # process so that a regression fails on the timeout instead of hanging the suite.
+    import subprocess
+    import sys
+
+    code = (
+        "import cv2, numpy as np\n"
+        "cv2.setNumThreads(2)\n"
+        "cv2.resize(np.zeros((1500, 1500, 3), np.uint8), (700, 700))\n"
+        "from m3dhmr.data.synth import generate, is_complete\n"
+        f"generate({str(tmp_path / 'set')!r}, 8, 2, seed=0, workers=2, progress=False)\n"
+        f"assert is_complete({str(tmp_path / 'set')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=180)

@@ -53,7 +53,6 @@ import math
 import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -777,15 +776,16 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
             method = start_method or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             if method == "fork":
                 # numba kernels and photo pyramids only (no torch op, no thread pool): the
-                # forked workers inherit them instead of each loading them again.
+                # forked workers inherit them instead of each loading them again. OpenCV
+                # must stay single-threaded here: a forked child of a process whose OpenCV
+                # thread pool has started hangs in its first OpenCV call.
+                stack.callback(cv2.setNumThreads, cv2.getNumThreads())
+                cv2.setNumThreads(1)
                 warm_up()
                 _photo_pyramids()
-            # A process pool that notices a dead worker (BrokenProcessPool) instead of
-            # waiting for it forever, as multiprocessing.Pool does; results stay in order.
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                       initializer=_init_worker, initargs=(str(out), int(seed), config))
-            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-            results = pool.map(_work, tasks, chunksize=1)
+            pool = stack.enter_context(multiprocessing.get_context(method).Pool(
+                workers, initializer=_init_worker, initargs=(str(out), int(seed), config)))
+            results = _watched(pool.imap(_work, tasks, chunksize=1), pool)
         for split, n, entries in results:
             for e in entries:
                 sep = ", " if written[split] else ""
@@ -802,6 +802,29 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
     (out / IN_PROGRESS).unlink(missing_ok=True)
     log.info("wrote %d training and %d evaluation samples to %s", num_train, num_eval, out)
     return out
+
+
+class WorkerDied(RuntimeError):
+    """A synthesis worker process ended without finishing its chunk."""
+
+
+def _watched(results: Any, pool: Any) -> Any:
+    """Yield ``pool.imap`` results in order; raise :class:`WorkerDied` if a worker is lost.
+
+    multiprocessing.Pool quietly replaces a worker the OS killed (out of memory, a crash
+    in a native library) and then waits forever for the lost chunk; polling with a
+    timeout and comparing the worker pids turns that hang into an error.
+    """
+    pids = {p.pid for p in pool._pool}  # noqa: SLF001 - Pool exposes no public worker list
+    while True:
+        try:
+            yield results.next(timeout=2.0)
+        except StopIteration:
+            return
+        except multiprocessing.TimeoutError:
+            if {p.pid for p in pool._pool} != pids:  # noqa: SLF001
+                raise WorkerDied("a synth worker process died (killed by the OS?); nothing was "
+                                 "marked complete, rerun to replace the partial set") from None
 
 
 def is_complete(out: str | Path) -> bool:
