@@ -50,16 +50,21 @@ def _as_box(box, where: str = "box") -> np.ndarray:
     return b
 
 
-def parse_box(text: str, where: str = "--bbox") -> np.ndarray:
-    """``"x,y,w,h"`` -> (4,) float64; errors name ``where``."""
+def _four_numbers(text: str, names: str, where: str) -> list[float]:
+    """``"a,b,c,d"`` (commas or spaces) -> four floats; errors name ``where`` and ``names``."""
     parts = [p for p in str(text).replace(" ", ",").split(",") if p]
     try:
         values = [float(p) for p in parts]
     except ValueError as e:
-        raise ValueError(f"{where}: expected x,y,w,h numbers, got {text!r}") from e
+        raise ValueError(f"{where}: expected {names} numbers, got {text!r}") from e
     if len(values) != 4:
-        raise ValueError(f"{where}: expected 4 numbers x,y,w,h, got {len(values)} in {text!r}")
-    return _as_box(values, where)
+        raise ValueError(f"{where}: expected 4 numbers {names}, got {len(values)} in {text!r}")
+    return values
+
+
+def parse_box(text: str, where: str = "--bbox") -> np.ndarray:
+    """``"x,y,w,h"`` -> (4,) float64; errors name ``where``."""
+    return _as_box(_four_numbers(text, "x,y,w,h", where), where)
 
 
 def validate_box(box, height: int, width: int, where: str = "box") -> np.ndarray:
@@ -156,14 +161,7 @@ def intrinsics_from_values(values, where: str = "--K") -> np.ndarray:
 
 def parse_intrinsics(text: str, where: str = "--K") -> np.ndarray:
     """``"fx,fy,cx,cy"`` -> (3, 3) K."""
-    parts = [p for p in str(text).replace(" ", ",").split(",") if p]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError as e:
-        raise ValueError(f"{where}: expected fx,fy,cx,cy numbers, got {text!r}") from e
-    if len(values) != 4:
-        raise ValueError(f"{where}: expected 4 numbers fx,fy,cx,cy, got {len(values)} in {text!r}")
-    return intrinsics_from_values(values, where)
+    return intrinsics_from_values(_four_numbers(text, "fx,fy,cx,cy", where), where)
 
 
 def load_boxes_json(path: str | Path) -> dict[str, np.ndarray]:
