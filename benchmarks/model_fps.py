@@ -1,8 +1,10 @@
 """Frames per second of m3dhmr_r18 (DSC + ROI) vs the SpiralConv baseline (CPU by default).
 
 Batch 1, 128x128, eval mode, inference_mode, torch.set_num_threads(2); both models
-share the real open-hand topology and are timed in interleaved rounds (median of
-each round's per-frame time) so that machine load affects both alike.
+share the real open-hand topology. The models alternate frame by frame (A B, then
+B A, ...) so that the bursts of load on a shared machine fall on both alike; each
+model's FPS is 1 / its median frame time. The decoders (F^e and L^p -> vertices) are
+timed the same way after the backbones.
 Prints ``fps_m3dhmr_r18``, ``fps_spiralconv_r18`` and their ratio last.
 """
 
@@ -29,8 +31,7 @@ def load(name: str) -> ModelConfig:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--frames", type=int, default=15, help="frames per model per round")
+    parser.add_argument("--pairs", type=int, default=200, help="frames per model, alternated")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu (the issue's measurement) or cuda")
     args = parser.parse_args()
@@ -46,29 +47,26 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     per_frame: dict[str, list[float]] = {n: [] for n in names}
     decoder: dict[str, list[float]] = {n: [] for n in names}
+
+    def timed(fn) -> float:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t0
+
     with torch.inference_mode():
-        feats = models[names[0]].backbone(x)
+        feats = {n: m.backbone(x) for n, m in models.items()}
         for m in models.values():  # warm-up
-            for _ in range(3):
+            for _ in range(5):
                 m(x)
-        for _ in range(args.rounds):
-            for n, m in models.items():
-                ts = []
-                for _ in range(args.frames):
-                    sync()
-                    t0 = time.perf_counter()
-                    m(x)
-                    sync()
-                    ts.append(time.perf_counter() - t0)
-                per_frame[n].append(statistics.median(ts))
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(args.frames):
-                    m.decoder(feats.features, feats.joints2d)
-                sync()
-                decoder[n].append((time.perf_counter() - t0) / args.frames)
+        for i in range(args.pairs):
+            for n in names if i % 2 == 0 else names[::-1]:
+                m, f = models[n], feats[n]
+                per_frame[n].append(timed(lambda: m(x)))
+                decoder[n].append(timed(lambda: m.decoder(f.features, f.joints2d)))
     nv = models[names[0]].num_vertices
-    print(f"device={device} vertices={nv} threads={args.threads} rounds={args.rounds} frames/round={args.frames}")
+    print(f"device={device} vertices={nv} threads={args.threads} frames per model={args.pairs}")
     for n in names:
         print(f"{n}: {statistics.median(per_frame[n]) * 1e3:.2f} ms/frame, decoder "
               f"{statistics.median(decoder[n]) * 1e3:.2f} ms")

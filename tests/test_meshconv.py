@@ -83,6 +83,30 @@ def test_dsc_matches_eqs_4_to_6(kernels, cin, cout):
     torch.testing.assert_close(conv(x), dsc_naive(conv, x))
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_dsc_forms_agree_in_values_and_gradients(batch):
+    # Eager CPU runs the per-position loop; CUDA and tracing (ONNX export) the gathered form.
+    conv = DSC(5, 4, random_spirals(s=6), kernels=3).double()
+    with torch.no_grad():
+        conv.spatial_bias.normal_()
+        conv.channel_bias.normal_()
+        conv.attention2.weight.mul_(5)
+    x = torch.randn(batch, 11, 5, dtype=torch.float64)
+    results = []
+    for form in (conv.forward_by_position, conv.forward_gathered):
+        conv.zero_grad()
+        xr = x.clone().requires_grad_(True)
+        y = form(xr)
+        y.pow(2).sum().backward()
+        results.append((y.detach(), xr.grad, *(p.grad.clone() for p in conv.parameters())))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(conv(x), results[0][0])
+    traced = torch.jit.trace(conv, x)
+    assert "addcmul" not in str(traced.graph)  # the gathered form
+    torch.testing.assert_close(traced(x), results[0][0])
+
+
 def test_dsc_with_one_kernel_equals_dsconv():
     sp = random_spirals()
     dsc = DSC(4, 6, sp, kernels=1)

@@ -124,14 +124,21 @@ class DSC(_SpiralBase):
     feature). The aggregated kernel is ``W^_j(v) = sum_k pi_k(v) W_j^k`` and likewise the
     biases, and ``DSC(v) = W^_2(v) (W^_1(v) * f(k-disk(v)) + b^_1(v)) + b^_2(v)``.
 
-    Computed without materialising per-vertex (C_out, C_in) matrices:
-    ``[W^_1 | b^_1](v) = pi(v) @ [W_1 | b_1]`` is one (K, (S+1) C_in) GEMM (cost
-    B V K S C_in), and because ``sum_k pi_k = 1``,
-    ``W^_2 h = [W_2^1 ... W_2^K] [pi_1 h; ...; pi_K h]``: one GEMM with inner size
+    Computed without materialising per-vertex (C_out, C_in) matrices, in one of two
+    forms with the same result. :meth:`forward_gathered` gathers all S neighbours at
+    once, (B, V, S, C_in), and mixes the spatial weights by one GEMM.
+    :meth:`forward_by_position` loops over the S positions,
+    ``h += x[spiral[:, s]] * (pi @ W_1[s])``, with temporaries of only (B V, C_in).
+    Eager CPU uses the loop: the S-times-larger buffers pushed the heap past its
+    high-water mark on every call, glibc trimmed it and thousands of page faults
+    followed (a third of the decoder's time at batch 1). CUDA, tracing and ONNX export
+    use the gathered form (fewer kernels; ONNX Runtime's arena has no such problem and
+    runs it about 2x faster than the loop).
+    Because ``sum_k pi_k = 1``, the channel step
+    ``W^_2 h = [W_2^1 ... W_2^K] [pi_1 h; ...; pi_K h]`` is one GEMM with inner size
     K C_in (cost B V K C_in C_out, below SpiralConv's B V S C_in C_out when K < S).
-    (Measured against a per-vertex bmm mix and per-kernel depth-wise passes: fastest.)
 
-    Shapes: x (B, V, C_in) -> (B, V, C_out); ``spatial_weight`` (K, S, C_in),
+    Shapes: x (B, V, C_in) -> (B, V, C_out); ``spatial_weight`` (S, K, C_in),
     ``spatial_bias`` (K, C_in), ``channel_weight`` (K, C_in, C_out) (kernel k is
     ``channel_weight[k].T``), ``channel_bias`` (K, C_out).
     """
@@ -141,11 +148,14 @@ class DSC(_SpiralBase):
         if kernels < 1:
             raise ValueError(f"DSC kernels must be >= 1, got {kernels}")
         self.kernels = kernels
+        # Column j of the spirals as a contiguous row: the j-th neighbour of every vertex.
+        columns = self.flat_index.view(self.num_vertices, self.seq_length).t().contiguous()
+        self.register_buffer("spiral_columns", columns, persistent=False)
         hidden = max(1, in_channels // 2)
         self.attention1 = nn.Linear(in_channels, hidden)
         self.attention2 = nn.Linear(hidden, kernels)
-        # Layouts chosen so that forward needs only views, never a weight copy.
-        self.spatial_weight = nn.Parameter(torch.empty(kernels, self.seq_length, in_channels))
+        # (S, K, C_in): the loop's per-position weights are contiguous views.
+        self.spatial_weight = nn.Parameter(torch.empty(self.seq_length, kernels, in_channels))
         self.spatial_bias = nn.Parameter(torch.zeros(kernels, in_channels))
         self.channel_weight = nn.Parameter(torch.empty(kernels, in_channels, out_channels))
         self.channel_bias = nn.Parameter(torch.zeros(kernels, out_channels))
@@ -160,7 +170,7 @@ class DSC(_SpiralBase):
     def kernel_weights(self, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Kernel k as a :class:`DSConv`'s: W1 (C_in, S), b1 (C_in,), W2 (C_out, C_in), b2 (C_out,)."""
         return (
-            self.spatial_weight[k].t(),
+            self.spatial_weight[:, k].t(),
             self.spatial_bias[k],
             self.channel_weight[k].t(),
             self.channel_bias[k],
@@ -172,15 +182,45 @@ class DSC(_SpiralBase):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
+        if x.device.type == "cpu" and not torch.jit.is_tracing():
+            return self.forward_by_position(x)
+        return self.forward_gathered(x)
+
+    def forward_gathered(self, x: Tensor) -> Tensor:
+        """The DSC with one (B, V, S, C_in) gather: x (B, V, C_in) -> (B, V, C_out).
+
+        Batch-agnostic under tracing (no Python branch on B), so ONNX export keeps a
+        dynamic batch axis.
+        """
         b, v, c = x.shape
         k, s, o = self.kernels, self.seq_length, self.out_channels
         pi = self.attention(x)  # (B, V, K)
         g = gather_spirals(x, self.flat_index, s)  # (B, V, S, C_in)
-        spatial = torch.cat([self.spatial_weight.view(k, s * c), self.spatial_bias], dim=1)
-        w1 = pi @ spatial  # (B, V, (S+1) C_in): mixed spatial weights, then mixed bias
-        h = (g * w1[..., : s * c].view(b, v, s, c)).sum(2) + w1[..., s * c :]  # (B, V, C_in)
-        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).view(b, v, k * c)  # (B, V, K*C_in)
+        w1 = (pi @ self.spatial_weight.transpose(0, 1).reshape(k, s * c)).view(b, v, s, c)
+        h = (g * w1).sum(2) + pi @ self.spatial_bias  # (B, V, C_in)
+        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).flatten(-2)  # (B, V, K C_in)
         return mixed @ self.channel_weight.view(k * c, o) + pi @ self.channel_bias
+
+    def forward_by_position(self, x: Tensor) -> Tensor:
+        """The same DSC, one spiral position at a time (temporaries (B V, C_in)).
+
+        x (B, V, C_in) -> (B, V, C_out); rows are flattened to B V so that every step is
+        one 2D op (per-op dispatch dominates at batch 1).
+        """
+        b, v, c = x.shape
+        k, o, n = self.kernels, self.out_channels, b * v
+        xf = x.reshape(n, c)
+        pi = self.attention(xf)  # (B V, K)
+        cols = self.spiral_columns  # (S, V): rows of xf, offset per sample below
+        if b > 1:
+            offsets = torch.arange(0, n, v, device=cols.device).view(1, b, 1)
+            cols = (cols.unsqueeze(1) + offsets).view(self.seq_length, n)
+        h = torch.mm(pi, self.spatial_bias)  # (B V, C_in)
+        for idx, w in zip(cols.unbind(0), self.spatial_weight.unbind(0)):
+            h.addcmul_(xf.index_select(0, idx), torch.mm(pi, w))
+        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).view(n, k * c)  # (B V, K C_in)
+        out = torch.addmm(torch.mm(pi, self.channel_bias), mixed, self.channel_weight.view(k * c, o))
+        return out.view(b, v, o)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", K={self.kernels}"

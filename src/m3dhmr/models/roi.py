@@ -49,4 +49,4 @@ class ROILayer(nn.Module):
         self.conv = SpiralConv(channels, channels, torch.as_tensor(np.asarray(roi_spirals)).long())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(x + self.conv(x))
+        return self.conv(x).add_(x).relu_()
