@@ -134,6 +134,10 @@ class OnnxNetwork:
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        # Idle workers sleep instead of spinning: between runs the same cores do the
+        # pre-processing and registration (and, in `bench`, the PyTorch backend), which
+        # spinning threads slowed by a quarter on 2 cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if str(device).startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():

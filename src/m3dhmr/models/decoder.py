@@ -9,7 +9,7 @@
 4. The ROI layer at full resolution (when enabled), then a SpiralConv head to 3D.
 
 Up-sampling matrices have a few non-zeros per row, so they are stored padded
-(``(V_l, P)`` indices and weights) and applied as a gather and a weighted sum: no
+(``(V_l, P)`` indices and weights) and applied as P gathers and a weighted sum: no
 sparse kernels (ONNX-friendly) and much cheaper than a dense (V_l, V_{l+1}) matmul.
 """
 
@@ -69,6 +69,10 @@ def padded_sparse(matrix: sp.spmatrix | np.ndarray) -> tuple[Tensor, Tensor]:
 class Upsample(nn.Module):
     """Apply a sparse (V_out, V_in) matrix to vertex features.
 
+    Row i of the matrix has at most P non-zeros (3 for barycentric up-sampling), so
+    ``y = sum_p w_p * x[idx_p]`` over the P padded columns: P gathers of (B, V_out, C),
+    no sparse kernel and no shape arithmetic in a traced (ONNX) graph.
+
     Shapes: x (B, V_in, C) -> (B, V_out, C).
     """
 
@@ -77,15 +81,16 @@ class Upsample(nn.Module):
         idx, wts = padded_sparse(matrix)
         self.num_in = int(sp.csr_matrix(matrix).shape[1])
         self.num_out, self.width = idx.shape
-        self.register_buffer("index", idx.reshape(-1).contiguous(), persistent=False)
-        self.register_buffer("weight", wts.unsqueeze(-1).contiguous(), persistent=False)
+        self.register_buffer("index", idx.t().contiguous(), persistent=False)  # (P, V_out)
+        self.register_buffer("weight", wts.t().unsqueeze(-1).contiguous(), persistent=False)  # (P, V_out, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, v, c = x.shape
-        if v != self.num_in:
+        if x.ndim != 3 or x.shape[1] != self.num_in:
             raise ValueError(f"Upsample expects (B, {self.num_in}, C), got {tuple(x.shape)}")
-        g = x.index_select(1, self.index).view(b, self.num_out, self.width, c)
-        return (g * self.weight).sum(2)
+        y = x.index_select(1, self.index[0]) * self.weight[0]
+        for p in range(1, self.width):
+            y = y + x.index_select(1, self.index[p]) * self.weight[p]
+        return y
 
 
 class MeshDecoder(nn.Module):

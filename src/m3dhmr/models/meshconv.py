@@ -35,20 +35,6 @@ def _check_spirals(spiral_indices: Tensor | object) -> Tensor:
     return spirals.to(torch.long).contiguous()
 
 
-def gather_spirals(x: Tensor, flat_index: Tensor, seq_length: int) -> Tensor:
-    """Neighbourhood features of every vertex.
-
-    Args:
-        x: (B, V, C) vertex features.
-        flat_index: (V*S,) the spirals, flattened row-major.
-        seq_length: S.
-    Returns:
-        (B, V, S, C).
-    """
-    b, v, c = x.shape
-    return x.index_select(1, flat_index).view(b, -1, seq_length, c)
-
-
 class _SpiralBase(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor) -> None:
         super().__init__()
@@ -59,6 +45,15 @@ class _SpiralBase(nn.Module):
         self.out_channels = out_channels
         self.num_vertices, self.seq_length = spirals.shape
         self.register_buffer("flat_index", spirals.reshape(-1), persistent=False)
+
+    def gather(self, x: Tensor) -> Tensor:
+        """Neighbourhood features of every vertex: x (B, V, C_in) -> (B, V, S, C_in).
+
+        Sizes other than B are the layer's constants, so a traced graph (ONNX) carries
+        no shape arithmetic, only a dynamic batch axis.
+        """
+        g = x.index_select(1, self.flat_index)
+        return g.view(-1, self.num_vertices, self.seq_length, self.in_channels)
 
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 3 or x.shape[1] != self.num_vertices or x.shape[2] != self.in_channels:
@@ -85,9 +80,7 @@ class SpiralConv(_SpiralBase):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        b, v, c = x.shape
-        g = x.index_select(1, self.flat_index).view(b, v, self.seq_length * c)
-        return self.layer(g)
+        return self.layer(self.gather(x).flatten(2))
 
 
 class DSConv(_SpiralBase):
@@ -111,8 +104,7 @@ class DSConv(_SpiralBase):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        g = gather_spirals(x, self.flat_index, self.seq_length)  # (B, V, S, C_in)
-        h = (g * self.spatial_weight.t()).sum(2) + self.spatial_bias  # (B, V, C_in)
+        h = (self.gather(x) * self.spatial_weight.t()).sum(2) + self.spatial_bias  # (B, V, C_in)
         return self.channel(h)
 
 
@@ -192,13 +184,11 @@ class DSC(_SpiralBase):
         Batch-agnostic under tracing (no Python branch on B), so ONNX export keeps a
         dynamic batch axis.
         """
-        b, v, c = x.shape
-        k, s, o = self.kernels, self.seq_length, self.out_channels
+        k, s, c, o = self.kernels, self.seq_length, self.in_channels, self.out_channels
         pi = self.attention(x)  # (B, V, K)
-        g = gather_spirals(x, self.flat_index, s)  # (B, V, S, C_in)
-        w1 = (pi @ self.spatial_weight.transpose(0, 1).reshape(k, s * c)).view(b, v, s, c)
-        h = (g * w1).sum(2) + pi @ self.spatial_bias  # (B, V, C_in)
-        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).flatten(-2)  # (B, V, K C_in)
+        w1 = (pi @ self.spatial_weight.transpose(0, 1).reshape(k, s * c)).view(-1, self.num_vertices, s, c)
+        h = (self.gather(x) * w1).sum(2) + pi @ self.spatial_bias  # (B, V, C_in)
+        mixed = (pi.unsqueeze(-1) * h.unsqueeze(-2)).view(-1, self.num_vertices, k * c)  # (B, V, K C_in)
         return mixed @ self.channel_weight.view(k * c, o) + pi @ self.channel_bias
 
     def forward_by_position(self, x: Tensor) -> Tensor:
