@@ -52,6 +52,18 @@ class Fragments:
     mask: np.ndarray
 
 
+@njit(cache=True, nogil=True, inline="always")
+def face_normal_at(vertices, a, b, c):  # pragma: no cover - jitted
+    """Unnormalised outward normal ``(b - a) x (c - a)`` of one triangle, as (nx, ny, nz)."""
+    e1x = vertices[b, 0] - vertices[a, 0]
+    e1y = vertices[b, 1] - vertices[a, 1]
+    e1z = vertices[b, 2] - vertices[a, 2]
+    e2x = vertices[c, 0] - vertices[a, 0]
+    e2y = vertices[c, 1] - vertices[a, 1]
+    e2z = vertices[c, 2] - vertices[a, 2]
+    return e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _raster_kernel(vertices, faces, K, near, cull, height, width, face_index, bary, zbuf):  # pragma: no cover - jitted
     # Projection, near-plane and backface tests are done here too: the numpy version of
@@ -75,15 +87,7 @@ def _raster_kernel(vertices, faces, K, near, cull, height, width, face_index, ba
         if cull:
             # Back face: outward normal (b - a) x (c - a) points away from the camera,
             # i.e. dot(n, centroid) >= 0 (decided in 3D, not from the 2D winding).
-            e1x = vertices[b, 0] - vertices[a, 0]
-            e1y = vertices[b, 1] - vertices[a, 1]
-            e1z = vertices[b, 2] - vertices[a, 2]
-            e2x = vertices[c, 0] - vertices[a, 0]
-            e2y = vertices[c, 1] - vertices[a, 1]
-            e2z = vertices[c, 2] - vertices[a, 2]
-            nx = e1y * e2z - e1z * e2y
-            ny = e1z * e2x - e1x * e2z
-            nz = e1x * e2y - e1y * e2x
+            nx, ny, nz = face_normal_at(vertices, a, b, c)
             d = (nx * (vertices[a, 0] + vertices[b, 0] + vertices[c, 0])
                  + ny * (vertices[a, 1] + vertices[b, 1] + vertices[c, 1])
                  + nz * (vertices[a, 2] + vertices[b, 2] + vertices[c, 2]))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from m3dhmr.render.rasterizer import Fragments, rasterize
+from m3dhmr.render.rasterizer import Fragments, face_normal_at, rasterize
 
 
 @dataclass(frozen=True)
@@ -69,15 +69,7 @@ def _vertex_normals_kernel(vertices, faces, out):  # pragma: no cover - jitted
     out[:] = 0.0
     for f in range(faces.shape[0]):
         a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        e1x = vertices[b, 0] - vertices[a, 0]
-        e1y = vertices[b, 1] - vertices[a, 1]
-        e1z = vertices[b, 2] - vertices[a, 2]
-        e2x = vertices[c, 0] - vertices[a, 0]
-        e2y = vertices[c, 1] - vertices[a, 1]
-        e2z = vertices[c, 2] - vertices[a, 2]
-        nx = e1y * e2z - e1z * e2y
-        ny = e1z * e2x - e1x * e2z
-        nz = e1x * e2y - e1y * e2x
+        nx, ny, nz = face_normal_at(vertices, a, b, c)
         for v in (a, b, c):
             out[v, 0] += nx
             out[v, 1] += ny
