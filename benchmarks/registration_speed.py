@@ -14,7 +14,11 @@ start from scratch on the same data, single-threaded:
 Reprojection error is the mean pixel distance over the joints that were *not*
 corrupted (the same joints for both methods), averaged over samples.
 
-Run: ``.venv/bin/python benchmarks/registration_speed.py [--batch 256] [--slsqp-samples 64]``
+Batch size 1 (one hand per frame, as in the Predictor): the torch function against its
+NumPy twin :func:`m3dhmr.geometry.registration_numpy.register_camera_space_numpy`, one
+call each per sample in turn (interleaved), median milliseconds per call.
+
+Run: ``.venv/bin/python benchmarks/registration_speed.py [--batch 256] [--slsqp-samples 64] [--b1-calls 400]``
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.registration import register_camera_space
+from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
 
 
 def make_data(B: int, seed: int, outlier_frac: float = 0.1, noise_px: float = 1.5):
@@ -83,6 +88,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--slsqp-samples", type=int, default=64, help="samples solved by SLSQP (timed per sample)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--b1-calls", type=int, default=400, help="batch-size-1 calls timed per implementation")
     args = ap.parse_args()
     torch.set_num_threads(1)
     X, t, K, uv, outlier = make_data(args.batch, seed=0)
@@ -115,11 +121,35 @@ def main() -> None:
     print(f"translation error (mm), same {n} samples: ours {np.linalg.norm(t_ours[:n] - t[:n], axis=1).mean() * 1e3:.2f}, "
           f"slsqp {np.linalg.norm(t_sl - t[:n], axis=1).mean() * 1e3:.2f}")
     print(f"reprojection error on the same {n} samples (px): ours {e_ours[:n].mean():.3f}, slsqp {e_sl.mean():.3f}")
+    # Batch size 1: torch vs NumPy, interleaved call by call over the samples.
+    for i in range(20):  # warm-up
+        register_camera_space(Xt[i:i + 1], uvt[i:i + 1], Kt[i:i + 1])
+        register_camera_space_numpy(X[i:i + 1], uv[i:i + 1], K[i:i + 1])
+    b1_torch, b1_numpy, b1_diff, b1_same = [], [], 0.0, True
+    for c in range(args.b1_calls):
+        i = c % args.batch
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            r_t = register_camera_space(Xt[i:i + 1], uvt[i:i + 1], Kt[i:i + 1])
+        t1 = time.perf_counter()
+        r_n = register_camera_space_numpy(X[i:i + 1], uv[i:i + 1], K[i:i + 1])
+        t2 = time.perf_counter()
+        b1_torch.append(t1 - t0)
+        b1_numpy.append(t2 - t1)
+        b1_diff = max(b1_diff, float(np.abs(r_t.translation.numpy() - r_n.translation).max()))
+        b1_same &= bool((r_t.success.numpy() == r_n.success).all() and (r_t.inliers.numpy() == r_n.inliers).all())
+    b1_t_ms, b1_n_ms = float(np.median(b1_torch)) * 1e3, float(np.median(b1_numpy)) * 1e3
+    print(f"batch size 1, {args.b1_calls} calls each: torch {b1_t_ms:.3f} ms, numpy {b1_n_ms:.3f} ms (medians); "
+          f"max |t_torch - t_numpy| {b1_diff:.1e} m, same inliers and success: {b1_same}")
+    # The figures, last, as name=value lines.
     print(f"registration_ours_ms_per_sample={ours_ms:.4f}")
     print(f"registration_slsqp_ms_per_sample={slsqp_ms:.3f}")
     print(f"registration_reproj_px_ours={e_ours[:n].mean():.4f}")
     print(f"registration_reproj_px_slsqp={e_sl.mean():.4f}")
     print(f"registration_speedup={slsqp_ms / ours_ms:.1f}")
+    print(f"registration_ms_per_call_b1_torch={b1_t_ms:.3f}")
+    print(f"registration_ms_per_call_b1_numpy={b1_n_ms:.3f}")
+    print(f"registration_numpy_speedup_b1={b1_t_ms / b1_n_ms:.1f}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from m3dhmr.geometry.camera import crop_intrinsics, project, unproject
 from m3dhmr.geometry.procrustes import align_w_scale, align_w_scale_batch
 from m3dhmr.geometry.registration import RegistrationResult, register_camera_space
+from m3dhmr.geometry.registration_numpy import (
+    RegistrationResultNumpy,
+    register_camera_space_numpy,
+)
 
 __all__ = ["project", "unproject", "crop_intrinsics", "align_w_scale", "align_w_scale_batch",
-           "RegistrationResult", "register_camera_space"]
+           "RegistrationResult", "register_camera_space", "RegistrationResultNumpy", "register_camera_space_numpy"]

@@ -10,8 +10,10 @@ Pipeline (each stage is a method, so :mod:`m3dhmr.inference.bench` can time them
    vertices and joints (metres) and 2D joints (crop pixels).
 3. :meth:`Predictor.finish`: left hands are mirrored back (``x -> -x`` in 3D,
    ``u -> S - 1 - u`` in the crop, faces' winding reversed), the translation is solved
-   by :func:`m3dhmr.geometry.registration.register_camera_space` with the crop
-   intrinsics, and the 2D joints are mapped back to original image pixels.
+   with the crop intrinsics by
+   :func:`m3dhmr.geometry.registration_numpy.register_camera_space_numpy` (the NumPy
+   twin of the batched torch solver: one sample at a time, torch's per-op overhead
+   would cost ~15 ms a frame), and the 2D joints are mapped back to image pixels.
 
 Left hands: the network only knows right hands. The flipped crop of a left hand looks
 like a right hand seen by the mirrored crop camera (``cx -> S - 1 - cx``); mirroring the
@@ -263,7 +265,7 @@ class Predictor:
 
     def finish(self, prepared: PreparedInput, net: NetworkOutput, index: int = 0) -> PredictionResult:
         """Mirror back (left hands), register in camera space, map 2D joints to the image."""
-        from m3dhmr.geometry.registration import register_camera_space
+        from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
 
         v = net.vertices[index].astype(np.float64)
         j3 = net.joints3d[index].astype(np.float64)
@@ -274,15 +276,14 @@ class Predictor:
             j3 = j3 * [-1.0, 1.0, 1.0]
             j2 = np.stack([self.input_size - 1 - j2[:, 0], j2[:, 1]], axis=1)
             faces = faces[:, ::-1].copy()  # mirroring turns the winding inside out
-        reg = register_camera_space(torch.from_numpy(j3)[None], torch.from_numpy(j2)[None],
-                                    torch.from_numpy(prepared.crop.K)[None], torch.from_numpy(v)[None])
+        reg = register_camera_space_numpy(j3[None], j2[None], prepared.crop.K[None], v[None])
         joints2d = apply_affine_np(j2, crops.invert_affine(prepared.crop.affine))
         return PredictionResult(
             joints2d=joints2d,
-            joints3d=reg.joints[0].numpy(),
-            vertices=reg.vertices[0].numpy(),
+            joints3d=reg.joints[0],
+            vertices=reg.vertices[0],
             faces=faces,
-            translation=reg.translation[0].numpy(),
+            translation=reg.translation[0],
             success=bool(reg.success[0]),
             reprojection_error=float(reg.reprojection_error[0]),
             box=prepared.crop.box,
