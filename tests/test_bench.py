@@ -29,8 +29,8 @@ def test_time_frame_stages_add_up(predictor):
 
 
 def test_run_bench_interleaves_and_formats(predictor):
-    res = run_bench({"a": predictor, "b": predictor}, seconds=0.01, warmup=1, min_frames=3, image_size=96)
-    assert res["a"].frames == res["b"].frames >= 3
+    res = run_bench({"a": predictor, "b": predictor}, seconds=0.01, warmup=1, min_frames=3, image_size=96, block=2)
+    assert res["a"].frames == res["b"].frames == 4  # two turns of two timed frames
     lines = format_results(res)
     values = dict(line.split("=") for line in lines)
     for name in ("a", "b"):
@@ -47,3 +47,5 @@ def test_bench_result_and_errors(predictor):
         run_bench({})
     with pytest.raises(ValueError, match="--seconds"):
         run_bench({"a": predictor}, seconds=0)
+    with pytest.raises(ValueError, match="block"):
+        run_bench({"a": predictor}, block=0)

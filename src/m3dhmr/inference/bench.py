@@ -8,8 +8,12 @@ Stages of one frame at batch 1 (decoding excluded: a synthetic image is reused):
 - ``registration``: camera-space translation and mapping back to image pixels
   (:meth:`Predictor.finish`).
 
-Backends are interleaved frame by frame, so a load spike on a shared machine hits all
-of them alike and their ratio stays meaningful.
+Backends take turns in blocks of a few frames, so a load spike on a shared machine hits
+all of them alike and their ratio stays meaningful. The first frame of each turn is run
+but not timed: the other backend's idle worker threads are still spinning down then
+(libgomp's, for PyTorch), which cost ONNX Runtime about 2 ms a frame when the backends
+alternated every frame. Timed frames thus show each backend as a user running only that
+one would see it.
 """
 
 from __future__ import annotations
@@ -63,12 +67,14 @@ def time_frame(predictor, image: np.ndarray, box: np.ndarray) -> dict[str, float
 
 
 def run_bench(predictors: dict[str, object], seconds: float = 10.0, warmup: int = 5, min_frames: int = 5,
-              image_size: int = 224) -> dict[str, BenchResult]:
-    """Time each named predictor, interleaved frame by frame, for about ``seconds`` in all."""
+              image_size: int = 224, block: int = 8) -> dict[str, BenchResult]:
+    """Time each named predictor, in turns of ``block`` timed frames, for about ``seconds`` in all."""
     if not predictors:
         raise ValueError("run_bench: no backends to time")
     if not seconds > 0:
         raise ValueError(f"--seconds must be > 0, got {seconds}")
+    if block < 1:
+        raise ValueError(f"run_bench: block must be >= 1, got {block}")
     image, box = synthetic_frame(image_size)
     for p in predictors.values():
         for _ in range(warmup):
@@ -77,7 +83,8 @@ def run_bench(predictors: dict[str, object], seconds: float = 10.0, warmup: int 
     start = time.perf_counter()
     while True:
         for name, p in predictors.items():
-            samples[name].append(time_frame(p, image, box))
+            time_frame(p, image, box)  # untimed: the previous backend's threads wind down
+            samples[name].extend(time_frame(p, image, box) for _ in range(block))
         n = len(next(iter(samples.values())))
         if n >= min_frames and time.perf_counter() - start >= seconds:
             break
