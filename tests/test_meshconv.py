@@ -102,6 +102,7 @@ def test_dsc_forms_agree_in_values_and_gradients(batch):
     for a, b in zip(*results):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(conv(x), results[0][0])
+    assert conv(x[:0]).shape == (0, 11, 4)  # an empty batch
     traced = torch.jit.trace(conv, x)
     assert "addcmul" not in str(traced.graph)  # the gathered form
     torch.testing.assert_close(traced(x), results[0][0])

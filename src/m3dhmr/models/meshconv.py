@@ -202,7 +202,7 @@ class DSC(_SpiralBase):
         xf = x.reshape(n, c)
         pi = self.attention(xf)  # (B V, K)
         cols = self.spiral_columns  # (S, V): rows of xf, offset per sample below
-        if b > 1:
+        if b != 1:
             offsets = torch.arange(0, n, v, device=cols.device).view(1, b, 1)
             cols = (cols.unsqueeze(1) + offsets).view(self.seq_length, n)
         h = torch.mm(pi, self.spatial_bias)  # (B V, C_in)
