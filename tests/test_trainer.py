@@ -127,3 +127,72 @@ def test_stage1_weights(tiny_config):
     w1 = stage_loss_weights(cfg, 1)
     assert (w1.mesh, w1.pose2d, w1.con3d, w1.heatmap, w1.pose2d_stack1) == (0, 0, 0, 1, 1)
     assert stage_loss_weights(cfg, 2) == cfg.loss
+
+
+def _memory_cfg(cfg, **train_kw):
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, pipeline="memory"),
+                               train=dataclasses.replace(cfg.train, **train_kw))
+
+
+@pytest.fixture(scope="module")
+def memory_run(full_run, tiny_data, tmp_path_factory):
+    """The in-memory pipeline (the GPU path) on CPU, with bf16, channels_last and a learning curve."""
+    cfg = _memory_cfg(full_run[0], amp="bf16", channels_last=True, eval_every=2, eval_samples=3)
+    run = tmp_path_factory.mktemp("mem") / "run"
+    return cfg, run, train(cfg, tiny_data, run, progress_bar=False)
+
+
+def test_memory_pipeline_trains_with_a_learning_curve(memory_run):
+    from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
+
+    cfg, run, result = memory_run
+    assert result.steps_run == 6 and result.progress.finished
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.last_losses.values())
+    rows = read_metrics_csv(run / CSV_NAME)
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert [r["stage"] for r in rows] == [1, 2, 2]
+    # Stage 1 scores the first stack's 2D only; stage 2 every metric.
+    assert rows[0]["err2d_px"] > 0 and rows[0]["pa_mpjpe_mm"] != rows[0]["pa_mpjpe_mm"]
+    for r in rows[1:]:
+        assert r["num_samples"] == 3 and 0 < r["pa_mpjpe_mm"] < 200 and 0 <= r["f5"] <= r["f15"] <= 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert {"eval/pa_mpjpe_mm", "eval/err2d_px", "eval/f5"} <= set(acc.Tags()["scalars"])
+
+
+def test_memory_pipeline_resumes_exactly(memory_run, tiny_data, tmp_path):
+    from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
+
+    cfg, ref_run, _ = memory_run
+    run = tmp_path / "run"
+    train(cfg, tiny_data, run, max_steps=3, progress_bar=False)
+    r2 = train(cfg, tiny_data, run, resume=True, progress_bar=False)
+    assert r2.steps_run == 3 and r2.progress.finished
+    ref, got = _weights(ref_run), _weights(run)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
+    # The curve holds each step once, also the step the first call stopped at (3).
+    assert [r["step"] for r in read_metrics_csv(run / CSV_NAME)] == [2, 3, 4, 6]
+
+
+def test_no_learning_curve_without_ground_truth(full_run, tiny_data, tmp_path, caplog):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for kind in ("xyz", "verts"):
+        (data / f"evaluation_{kind}.json").unlink()
+    cfg = dataclasses.replace(full_run[0], train=dataclasses.replace(full_run[0].train, eval_every=1))
+    train(cfg, data, tmp_path / "run", max_steps=1, progress_bar=False)
+    assert "no ground truth" in caplog.text and not (tmp_path / "run" / "eval_metrics.csv").exists()
+
+
+def test_resolve_amp_on_cpu_and_cuda_names():
+    from m3dhmr.train.trainer import resolve_amp
+
+    cpu = torch.device("cpu")
+    assert resolve_amp("bf16", cpu) is torch.bfloat16
+    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
+    assert resolve_amp("fp16", cpu) is None  # fp16 autocast is CUDA-only: full precision, with a warning

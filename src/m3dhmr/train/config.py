@@ -40,9 +40,17 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip_norm: float | None = None
     seed: int = 0
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
+    # auto: bf16 (or fp16) on CUDA, off on CPU. bf16 also runs on CPU (autocast; fast
+    # where oneDNN has bf16 kernels, e.g. Intel AMX: benchmarks/train_throughput.py).
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool = False  # NHWC images and backbone weights (faster with bf16 on CPU and CUDA)
     log_every: int = 10  # TensorBoard scalars every this many steps
     keep_epoch_checkpoints: bool = True  # epoch_XXX.safetensors besides last.safetensors
+    # Learning curve: score data.eval_split every this many steps (and at the end of the
+    # run) into RUN/eval_metrics.csv and TensorBoard's eval/ scalars; 0 turns it off.
+    eval_every: int = 0
+    eval_samples: int = 500  # first this many samples of the split (0: all)
+    eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -69,6 +77,9 @@ class TrainConfig:
             raise ValueError(f"train.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
         if self.log_every < 1:
             raise ValueError(f"train.log_every must be >= 1, got {self.log_every}")
+        if self.eval_every < 0 or self.eval_samples < 0 or self.eval_batch_size < 1:
+            raise ValueError(f"train.eval_every ({self.eval_every}) and train.eval_samples ({self.eval_samples}) "
+                             f"must be >= 0 and train.eval_batch_size ({self.eval_batch_size}) >= 1")
 
 
 @dataclass(frozen=True)
@@ -80,13 +91,19 @@ class DataConfig:
 
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     two_view: bool = True  # stage 2: two augmented views per image for the consistency losses
-    num_workers: int = 2  # loader processes; results do not depend on it
+    # "loader": per-sample crops in DataLoader workers (OpenCV); "memory": the split decoded
+    # once into uint8 memory (on the GPU when it fits) and whole batches cropped and
+    # jittered on the training device (m3dhmr.data.batched): no workers, no host copies.
+    pipeline: Literal["loader", "memory"] = "loader"
+    num_workers: int = 2  # loader processes (pipeline: loader); results do not depend on it
     train_split: str = "training"
     eval_split: str = "evaluation"
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.pipeline not in ("loader", "memory"):
+            raise ValueError(f"data.pipeline must be 'loader' or 'memory', got {self.pipeline!r}")
 
 
 @dataclass(frozen=True)

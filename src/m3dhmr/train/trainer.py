@@ -53,10 +53,18 @@ def learning_rate(cfg: ExperimentConfig, stage: int, epoch_in_stage: int) -> flo
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``train.amp`` on ``device`` (None: full precision)."""
-    if device.type != "cuda" or amp == "off":
-        if amp in ("bf16", "fp16") and device.type != "cuda":
-            log.warning("train.amp=%s ignored on %s (mixed precision is for CUDA)", amp, device)
+    """Autocast dtype for ``train.amp`` on ``device`` (None: full precision).
+
+    ``auto`` is bf16 (fp16 without bf16 support) on CUDA and off on CPU; ``bf16`` also
+    runs on CPU, where oneDNN's bf16 kernels (Intel AMX/AVX512-BF16) make it faster.
+    """
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp == "bf16":
+            return torch.bfloat16
+        if amp == "fp16":
+            log.warning("train.amp=fp16 ignored on %s (fp16 autocast is for CUDA; use bf16)", device)
         return None
     if amp == "fp16":
         return torch.float16
@@ -82,6 +90,7 @@ class StepLoss(nn.Module):
         self.weights = stage_loss_weights(cfg, stage)
         self.two_view = two_view and stage == 2
         self.amp_dtype = amp_dtype
+        self.channels_last = cfg.train.channels_last
 
     def forward(self, batch: dict[str, torch.Tensor]):
         from m3dhmr.losses import compute_losses
@@ -89,6 +98,8 @@ class StepLoss(nn.Module):
         images = batch["image"]
         if self.two_view:
             images = torch.cat([images, batch["image_2"]], dim=0)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         dev_type = images.device.type
         with torch.autocast(dev_type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext():
             out = self.model.forward_stack1(images) if self.stage == 1 else self.model(images)
@@ -233,6 +244,8 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
         log.warning("%s already holds a run; starting over and overwriting its checkpoints (use --resume to continue)",
                     run_dir)
     model.to(dev)
+    if tcfg.channels_last:
+        model.to(memory_format=torch.channels_last)
 
     plan = epoch_plan(cfg)
     if dist.is_main:
@@ -256,8 +269,14 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=progress.global_step or None)
+    curve = _LearningCurve(cfg, data_root, run_dir, model, dev, amp_dtype, writer, progress.global_step) \
+        if dist.is_main and tcfg.eval_every > 0 else None
 
     datasets: dict[bool, object] = {}
+    memory = cfg.data.pipeline == "memory"
+    in_memory = None
+    # Loss values are read back (a host sync) only on logging steps on CUDA.
+    sync_every_step = dev.type != "cuda"
     num_vertices = int(model.num_vertices) if hasattr(model, "num_vertices") else None
     per_rank_batch = tcfg.batch_size // dist.world_size
     seen: list[int] = []
@@ -270,9 +289,18 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
         for epoch_index in range(progress.epoch_index, len(plan)):
             stage, epoch_in_stage = plan[epoch_index]
             two_view = stage == 2 and cfg.data.two_view
-            if two_view not in datasets:
-                datasets[two_view] = _make_dataset(cfg, data_root, two_view, num_vertices)
-            dataset = datasets[two_view]
+            if memory:
+                if in_memory is None:
+                    from m3dhmr.data.batched import load_split
+
+                    in_memory = load_split(data_root, cfg.data.train_split, device=dev, num_vertices=num_vertices,
+                                           progress=progress_bar and dist.is_main)
+                num_samples = len(in_memory)
+            else:
+                if two_view not in datasets:
+                    datasets[two_view] = _make_dataset(cfg, data_root, two_view, num_vertices)
+                dataset = datasets[two_view]
+                num_samples = len(dataset)
             if opt_stage != stage:
                 # A fresh Adam per stage: stage 2 starts from stage 1's weights, not its moments.
                 optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(cfg, stage, 0),
@@ -292,17 +320,20 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            dataset.set_epoch(epoch_index)
-            batches = epoch_batches(len(dataset), tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
+            batches = epoch_batches(num_samples, tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
                                     dist.world_size)
             if not batches:
-                raise ValueError(f"{data_root}: {len(dataset)} training samples are fewer than one batch "
+                raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
                                  f"(train.batch_size={tcfg.batch_size})")
             skip = progress.batch_in_epoch if epoch_index == progress.epoch_index else 0
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=batches[skip:], num_workers=cfg.data.num_workers,
-                pin_memory=dev.type == "cuda",
-            )
+            if memory:
+                loader = _memory_batches(in_memory, batches, skip, cfg, epoch_index, two_view, dist)
+            else:
+                dataset.set_epoch(epoch_index)
+                loader = torch.utils.data.DataLoader(
+                    dataset, batch_sampler=batches[skip:], num_workers=cfg.data.num_workers,
+                    pin_memory=dev.type == "cuda",
+                )
             model.train()
             running: dict[str, float] = {}
             bar = None
@@ -318,8 +349,10 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                 batch = _to_device(batch, dev)
                 terms = step_module(batch)
                 loss = terms.total
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {progress.global_step + 1} "
+                step_no = progress.global_step + 1
+                log_step = step_no % tcfg.log_every == 0 or step_no == 1 or batch_in_epoch + 1 == len(batches)
+                if (sync_every_step or log_step) and not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} by step {step_no} "
                                              f"(stage {stage}, epoch {epoch_in_stage + 1}); lower train.lr?")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -332,13 +365,15 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                 batch_in_epoch += 1
                 steps_run += 1
                 progress = ckpt.Progress(epoch_index, batch_in_epoch, progress.global_step + 1)
-                last_losses = {k: float(v) for k, v in terms.as_dict().items()}
-                for k, v in last_losses.items():  # running mean for the bar
-                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+                if sync_every_step or log_step:
+                    last_losses = {k: float(v) for k, v in terms.as_dict().items()}
+                    for k, v in last_losses.items():  # running mean for the bar
+                        running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
-                if writer is not None and (progress.global_step % tcfg.log_every == 0 or progress.global_step == 1):
+                    if log_step:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+                if writer is not None and log_step:
                     for k, v in last_losses.items():
                         writer.add_scalar(f"loss_stage{stage}/{k}", v, progress.global_step)
                     writer.add_scalar("lr", lr, progress.global_step)
@@ -346,6 +381,9 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                     stop = True
                 if max_seconds is not None and _any_rank(dist, time.perf_counter() - t0 > max_seconds, dev):
                     stop = True
+                last_batch = batch_in_epoch == len(batches) and epoch_index + 1 == len(plan)
+                if curve is not None and (progress.global_step % tcfg.eval_every == 0 or stop or last_batch):
+                    curve.evaluate(progress.global_step, stage, epoch_index, time.perf_counter() - t0)
                 if stop:
                     break
             if bar is not None:
@@ -376,6 +414,60 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     if dist.is_main:
         log.info("trained %d steps in %.1f s; checkpoints in %s", steps_run, secs, ckdir)
     return TrainResult(run_dir, progress, steps_run, secs, last_losses)
+
+
+def _memory_batches(split, batches: list[list[int]], skip: int, cfg: ExperimentConfig, epoch_index: int,
+                    two_view: bool, dist: DistInfo):
+    """Batches of the in-memory pipeline; each one's random draws are keyed by its place in the run."""
+    from m3dhmr.data.batched import make_batch
+
+    for b in range(skip, len(batches)):
+        yield make_batch(split, batches[b], cfg.data.augment, cfg.model.input_size, seed=cfg.train.seed,
+                         epoch=epoch_index, batch=b * dist.world_size + dist.rank, two_view=two_view)
+
+
+class _LearningCurve:
+    """Periodic scores on ``data.eval_split`` (rank 0): ``RUN/eval_metrics.csv`` and ``eval/*`` scalars."""
+
+    def __init__(self, cfg: ExperimentConfig, data_root: Path, run_dir: Path, model: nn.Module,
+                 device: torch.device, amp_dtype, writer, start_step: int) -> None:
+        from m3dhmr.data.freihand import FreiHANDDataset, no_augment
+        from m3dhmr.train.validation import MetricsLog
+
+        self.model, self.device, self.amp_dtype, self.writer = model, device, amp_dtype, writer
+        self.batch_size, self.channels_last = cfg.train.eval_batch_size, cfg.train.channels_last
+        self.dataset = None
+        self.log = MetricsLog(run_dir, resume_step=start_step)
+        self.last_step = -1
+        split = cfg.data.eval_split
+        try:
+            ds = FreiHANDDataset(data_root, split, crop_size=cfg.model.input_size, augment=no_augment(cfg.data.augment),
+                                 num_vertices=getattr(model, "num_vertices", None))
+        except (FileNotFoundError, ValueError) as e:
+            log.warning("train.eval_every: cannot score the %s split (%s); no learning curve", split, e)
+            return
+        if not ds.ann.has_3d:
+            log.warning("train.eval_every: the %s split of %s has no ground truth; no learning curve", split, data_root)
+            return
+        n = min(len(ds), ds.num_annotations)
+        if cfg.train.eval_samples:
+            n = min(n, cfg.train.eval_samples)
+        self.dataset = torch.utils.data.Subset(ds, range(n))
+
+    def evaluate(self, step: int, stage: int, epoch_index: int, seconds: float) -> None:
+        if self.dataset is None or step == self.last_step:
+            return
+        from m3dhmr.train.validation import LOGGED, evaluate_model
+
+        self.last_step = step
+        m = evaluate_model(self.model, self.dataset, stage=stage, batch_size=self.batch_size, device=self.device,
+                           amp_dtype=self.amp_dtype, channels_last=self.channels_last)
+        self.log.add({"step": step, "stage": stage, "epoch": epoch_index, **m, "seconds": seconds})
+        for k in LOGGED:
+            if m[k] == m[k]:  # not NaN
+                self.writer.add_scalar(f"eval/{k}", m[k], step)
+        log.info("step %d (stage %d) eval on %d samples: %s", step, stage, m["num_samples"],
+                 ", ".join(f"{k} {m[k]:.4g}" for k in LOGGED if m[k] == m[k]))
 
 
 def _broadcast_buffers(model: nn.Module, dist: DistInfo) -> None:
