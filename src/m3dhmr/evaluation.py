@@ -125,6 +125,29 @@ def score_prediction_file(path: str | Path, data_dir: str | Path, split: str = "
         raise ValueError(f"{path}: {e}") from None
 
 
+def mean_pose_prediction(reference_xyz: np.ndarray, reference_verts: np.ndarray,
+                         target_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The trivial baseline: one mean root-relative hand for every sample, at its true root.
+
+    Args:
+        reference_xyz: (M, 21, 3) and reference_verts: (M, V, 3) camera-space hands whose
+            root-relative mean is the guess (a training set, or the scored set itself).
+        target_xyz: (N, 21, 3) the scored samples' true joints (only their roots are used).
+    Returns:
+        xyz (N, 21, 3) and verts (N, V, 3), float64 metres. PA metrics ignore the
+        placement; it only keeps the root error at zero.
+    """
+    from m3dhmr.conventions import ROOT_JOINT
+
+    ref_xyz = check_points("reference_xyz", np.asarray(reference_xyz, np.float64), p=NUM_JOINTS)
+    ref_verts = check_points("reference_verts", np.asarray(reference_verts, np.float64), n=len(ref_xyz))
+    tgt = check_points("target_xyz", np.asarray(target_xyz, np.float64), p=NUM_JOINTS)
+    root = ref_xyz[:, ROOT_JOINT:ROOT_JOINT + 1]
+    mean_xyz, mean_verts = (ref_xyz - root).mean(0), (ref_verts - root).mean(0)
+    t = tgt[:, ROOT_JOINT:ROOT_JOINT + 1]
+    return mean_xyz[None] + t, mean_verts[None] + t
+
+
 def write_metrics(out_dir: str | Path, result: MetricsResult) -> list[Path]:
     """Write ``metrics.json`` (summary) and ``per_sample_metrics.csv``; returns both paths.
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "evaluate a checkpoint or score a pred.json (FreiHAND protocol)"
+HELP = "evaluate the packaged model, a checkpoint or a pred.json (FreiHAND protocol)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="weights (RUN/checkpoints/last.safetensors)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path,
+                     help="weights (RUN/checkpoints/last.safetensors); without it and --pred: the packaged model")
     src.add_argument("--pred", type=Path, help="an existing pred.json to score")
     parser.add_argument("--data", type=Path, required=True, help="data folder in FreiHAND's layout")
     parser.add_argument("--split", default="evaluation", choices=("evaluation", "training"))
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     pred_path = out / "pred.json"
 
-    if args.checkpoint is not None:
+    if args.pred is None:
         from m3dhmr.predict_split import predict_split
         from m3dhmr.train.checkpoint import load_model_from_checkpoint
         from m3dhmr.train.config import load_experiment
@@ -56,7 +57,15 @@ def run(args: argparse.Namespace) -> int:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         experiment = load_experiment(args.config) if args.config is not None else None
-        model, cfg = load_model_from_checkpoint(args.checkpoint, device=device, experiment=experiment)
+        if args.checkpoint is None:
+            from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
+
+            if experiment is not None:
+                raise UserError("--config applies to --checkpoint; the packaged model carries its own")
+            model, cfg = load_pretrained(DEFAULT_MODEL, device=device)
+            print(f"scoring the packaged model {DEFAULT_MODEL} (docs/MODEL_CARD.md)")
+        else:
+            model, cfg = load_model_from_checkpoint(args.checkpoint, device=device, experiment=experiment)
         # The evaluation box without randomness (the config's eval_box choice is kept).
         augment = dataclasses.replace(cfg.data.augment, enabled=False)
         dataset = FreiHANDDataset(args.data, args.split, crop_size=cfg.model.input_size, augment=augment,

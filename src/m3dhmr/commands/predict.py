@@ -11,7 +11,8 @@ success, left). Per video: ``OUT/<stem>_annotated.mp4`` and ``OUT/<stem>_results
 Without ``--K`` the intrinsics come from an assumed horizontal field of view (``--fov``,
 default 60 degrees; see :mod:`m3dhmr.inference.crops`). A ``--bbox`` (or a box from
 ``--bbox-json``) is a box around the hand; it is squared and enlarged by
-``--box-scale`` (default 1.7) so the hand fills the crop as in training. Without a box
+``--box-scale`` (default: the factor that matches the model's training crops) so the
+hand fills the crop as in training. Without ``--checkpoint`` the packaged model runs. Without a box
 the whole image is the crop.
 """
 
@@ -21,7 +22,7 @@ import argparse
 import logging
 from pathlib import Path
 
-HELP = "run a checkpoint on images, folders or videos"
+HELP = "run the packaged model (or a checkpoint) on images, folders or videos"
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from m3dhmr.inference.crops import DEFAULT_BOX_SCALE, DEFAULT_FOV_DEG
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or videos")
-    parser.add_argument("--checkpoint", required=True, help="model weights (.safetensors from m3dhmr train)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="model weights (.safetensors from m3dhmr train); default: the packaged model "
+                             "(docs/MODEL_CARD.md)")
     parser.add_argument("--out", required=True, help="output folder")
     box = parser.add_mutually_exclusive_group()
     box.add_argument("--bbox", help="hand box x,y,w,h in pixels (same for every input)")
     box.add_argument("--bbox-json", help='JSON {"file name or stem": [x, y, w, h], ...}')
-    parser.add_argument("--box-scale", type=float, default=DEFAULT_BOX_SCALE,
-                        help=f"enlarge a given hand box by this factor (default {DEFAULT_BOX_SCALE})")
+    parser.add_argument("--box-scale", type=float, default=None,
+                        help="enlarge a given hand box by this factor (default: what matches the model's training "
+                             f"crops, {DEFAULT_BOX_SCALE} for a model without that record)")
     parser.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: from --fov)")
     parser.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                         help=f"assumed horizontal field of view in degrees without --K (default {DEFAULT_FOV_DEG:g})")
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from m3dhmr.inference.video import predict_video
 
     items = collect_inputs(args.inputs)
-    if args.box_scale <= 0 or not np.isfinite(args.box_scale):
+    if args.box_scale is not None and (args.box_scale <= 0 or not np.isfinite(args.box_scale)):
         raise UserError(f"--box-scale must be a positive number, got {args.box_scale}")
     if args.view_size < 16:
         raise UserError(f"--view-size must be >= 16, got {args.view_size}")
@@ -122,8 +126,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--onnx needs --backend onnxruntime")
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend, onnx_path=args.onnx,
-                                          device=args.device, threads=args.threads, fov_deg=args.fov)
+    if args.checkpoint is None:
+        predictor = Predictor.from_pretrained(backend=args.backend, onnx_path=args.onnx, device=args.device,
+                                              threads=args.threads, fov_deg=args.fov)
+    else:
+        predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend, onnx_path=args.onnx,
+                                              device=args.device, threads=args.threads, fov_deg=args.fov)
+    box_scale = predictor.box_scale if args.box_scale is None else args.box_scale
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -134,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             if box is None:
                 log.warning("%s: no box in %s; using the whole image", item.path, args.bbox_json)
         # The user's box is tight around the hand: square and enlarge it like training crops.
-        crop_box = None if box is None else crops.square_box(box, args.box_scale)
+        crop_box = None if box is None else crops.square_box(box, box_scale)
         if item.kind == "video":
             summary = predict_video(predictor, item.path, out / f"{name}_annotated.mp4", out / f"{name}_results.jsonl",
                                     box=crop_box, K=K, left=args.left, smooth=args.smooth,

@@ -141,7 +141,7 @@ def load_split(root: str | Path, split: str = "training", device: str | torch.de
             images = images.pin_memory()
 
     def f32(a: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(a, dtype=np.float32)).to(device)
+        return torch.from_numpy(np.array(a, dtype=np.float32)).to(device)
 
     return InMemorySplit(images=images, K=f32(ann.K), xyz=f32(ann.xyz), verts=f32(ann.verts))
 
@@ -221,15 +221,17 @@ def warp_images(images: Tensor, affine: Tensor, crop_size: int) -> Tensor:
     b, h, w, _ = images.shape
     dev = images.device
     A = affine.to(dev, torch.float64)
-    Minv = torch.linalg.inv(A[:, :, :2])  # (B, 2, 2): crop -> original
-    q = torch.arange(crop_size, device=dev, dtype=torch.float64)
-    qy, qx = torch.meshgrid(q, q, indexing="ij")
-    grid = torch.stack([qx, qy], -1).reshape(1, -1, 2) - A[:, None, :, 2]  # (B, S*S, 2)
-    p = grid @ Minv.transpose(1, 2)  # original pixel coordinates
-    size = torch.tensor([w, h], device=dev, dtype=torch.float64)
-    norm = ((p + 0.5) / size * 2 - 1).to(torch.float32).view(b, crop_size, crop_size, 2)
+    Minv = torch.linalg.inv(A[:, :, :2])  # (B, 2, 2): crop -> original pixels
+    # One affine map from normalised crop coordinates (align_corners=False) to normalised
+    # image coordinates: crop q = (S/2) x + (S-1)/2, p = Minv (q - t), x' = (2p + 1) / size - 1.
+    to_in = torch.tensor([2.0 / w, 2.0 / h], device=dev, dtype=torch.float64)
+    lin = to_in[None, :, None] * Minv * (crop_size / 2.0)
+    off = to_in * (Minv @ ((crop_size - 1) / 2.0 - A[:, :, 2:])).squeeze(-1) + torch.tensor(
+        [1.0 / w - 1.0, 1.0 / h - 1.0], device=dev, dtype=torch.float64)
+    theta = torch.cat([lin, off.unsqueeze(-1)], dim=-1).to(torch.float32)
+    grid = F.affine_grid(theta, [b, 3, crop_size, crop_size], align_corners=False)
     src = images.permute(0, 3, 1, 2).to(torch.float32)
-    out = F.grid_sample(src, norm, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.mul_(1.0 / 255.0)
 
 

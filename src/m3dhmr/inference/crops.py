@@ -27,13 +27,32 @@ import numpy as np
 
 #: Assumed horizontal field of view (degrees) when the user gives no intrinsics.
 DEFAULT_FOV_DEG: float = 60.0
-#: Side of the square crop around predicted landmarks, as a multiple of their extent:
-#: the training crops' ``AugmentConfig.base_box_scale`` (the joints span half the crop).
+#: Side of the square crop around predicted landmarks, as a multiple of their extent,
+#: for a model whose training crops are unknown. A model's own value is
+#: :func:`training_crop_scales` of its training config (the Predictor uses that).
 DEFAULT_TRACK_MARGIN: float = 2.0
-#: A user's box (tight around the hand) is squared and enlarged by this factor so the
-#: hand fills the crop as in training: joints span ~0.85 of the silhouette, so
-#: ``2.0 * 0.85 = 1.7`` (see :mod:`m3dhmr.data.augment`).
+#: A user's box (tight around the hand) is squared and enlarged by this factor, for a
+#: model whose training crops are unknown (see :func:`training_crop_scales`).
 DEFAULT_BOX_SCALE: float = 1.7
+#: The joints' extent as a fraction of the hand silhouette's (fingertip joints sit at
+#: the tips, the wrist joint inside the wrist; measured on the synthetic sets).
+JOINTS_PER_SILHOUETTE: float = 0.87
+
+
+def training_crop_scales(augment) -> tuple[float, float]:
+    """``(track_margin, box_scale)`` that reproduce a model's typical training crop.
+
+    The training box is the joints' extent times ``base_box_scale`` times a log-uniform
+    factor in ``scale_range`` (geometric mean ``sqrt(lo * hi)``): that product is the
+    margin around tracked landmarks; a user's box around the visible hand is about
+    ``extent / JOINTS_PER_SILHOUETTE``, hence ``box_scale = margin * JOINTS_PER_SILHOUETTE``.
+
+    Args:
+        augment: an :class:`m3dhmr.data.augment.AugmentConfig`.
+    """
+    lo, hi = augment.scale_range
+    margin = float(augment.base_box_scale) * math.sqrt(lo * hi)
+    return margin, margin * JOINTS_PER_SILHOUETTE
 
 
 def _as_box(box, where: str = "box") -> np.ndarray:

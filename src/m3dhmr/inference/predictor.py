@@ -183,12 +183,19 @@ class Predictor:
     """
 
     def __init__(self, network, faces: np.ndarray, input_size: int,
-                 fov_deg: float = crops.DEFAULT_FOV_DEG, backend: Backend = "torch") -> None:
+                 fov_deg: float = crops.DEFAULT_FOV_DEG, backend: Backend = "torch",
+                 box_scale: float = crops.DEFAULT_BOX_SCALE,
+                 track_margin: float = crops.DEFAULT_TRACK_MARGIN) -> None:
         self.network = network
         self.faces = np.asarray(faces, dtype=np.int64)
         self.input_size = int(input_size)
         self.fov_deg = float(fov_deg)
         self.backend = backend
+        # How a tight hand box and tracked landmarks become crops like the training ones.
+        self.box_scale = float(box_scale)
+        self.track_margin = float(track_margin)
+        if not (self.box_scale > 0 and self.track_margin > 0):
+            raise ValueError(f"box_scale and track_margin must be > 0, got {box_scale}, {track_margin}")
         crops.default_intrinsics(2, 2, self.fov_deg)  # validates the field of view early
 
     @classmethod
@@ -206,13 +213,29 @@ class Predictor:
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         model, exp = load_model_from_checkpoint(checkpoint, "cpu" if backend == "onnxruntime" else device)
         return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
-                              fov_deg=fov_deg)
+                              fov_deg=fov_deg, augment=exp.data.augment)
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, backend: Backend = "torch",
+                        onnx_path: str | Path | None = None, device: str = "cpu", threads: int | None = None,
+                        fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
+        """The model that ships with the package (:data:`m3dhmr.pretrained.DEFAULT_MODEL`
+        unless ``name`` is given), loaded offline; see ``docs/MODEL_CARD.md`` for what it is."""
+        from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
+
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+        model, exp = load_pretrained(name or DEFAULT_MODEL, "cpu" if backend == "onnxruntime" else device)
+        return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
+                              fov_deg=fov_deg, augment=exp.data.augment)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, backend: Backend = "torch", onnx_path: str | Path | None = None,
                    device: str = "cpu", threads: int | None = None,
-                   fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
-        """Wrap an :class:`m3dhmr.models.M3DHMR` (see :meth:`from_checkpoint`)."""
+                   fov_deg: float = crops.DEFAULT_FOV_DEG, augment=None) -> "Predictor":
+        """Wrap an :class:`m3dhmr.models.M3DHMR` (see :meth:`from_checkpoint`); ``augment``, the
+        model's training :class:`~m3dhmr.data.augment.AugmentConfig`, sets the box enlargement
+        and tracking margin (:func:`m3dhmr.inference.crops.training_crop_scales`)."""
         if backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
         size = int(model.cfg.input_size)
@@ -237,7 +260,9 @@ class Predictor:
             if network.input_size is not None and network.input_size != size:
                 raise ValueError(f"{onnx_path}: ONNX input is {network.input_size} px but the checkpoint's "
                                  f"model.input_size is {size}; export this checkpoint again")
-        return cls(network, faces, size, fov_deg=fov_deg, backend=backend)
+        margin, box_scale = (crops.DEFAULT_TRACK_MARGIN, crops.DEFAULT_BOX_SCALE) if augment is None \
+            else crops.training_crop_scales(augment)
+        return cls(network, faces, size, fov_deg=fov_deg, backend=backend, box_scale=box_scale, track_margin=margin)
 
     # ------------------------------------------------------------------ stages
 

@@ -213,7 +213,8 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                     H, W = frame.shape[:2]
                     if tracker is None:
                         init = None if box is None else crops.validate_box(box, H, W, "--bbox")
-                        tracker = HandTracker(H, W, init)
+                        tracker = HandTracker(H, W, init, margin=getattr(predictor, "track_margin",
+                                                                         crops.DEFAULT_TRACK_MARGIN))
                         writer = open_writer(tmp_video, info.fps, W, H)
                     t = n / info.fps
                     tracked = tracker.tracking
