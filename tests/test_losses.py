@@ -151,3 +151,18 @@ def test_bad_targets_and_weights():
         from_dict(LossWeights, {"mesh": -1.0})
     with pytest.raises(ConfigError, match="unknown config key"):
         from_dict(LossWeights, {"meshh": 1.0})
+
+
+def test_second_stack_heatmap_term():
+    pred = fake_pred(seed=2)
+    pred.heatmaps2 = torch.randn(2, 21, 8, 8, generator=torch.Generator().manual_seed(5))
+    target = {"vertices": torch.randn(2, 4, 3) * 0.05, "joints2d": torch.rand(2, 21, 2) * 128}
+    w = LossWeights(mesh=0, pose2d=0, normal=0, edge=0, con3d=0, con2d=0, heatmap2=2.0)
+    terms = compute_losses(pred, target, FACES, w)
+    hm = heatmap_targets(target["joints2d"], (8, 8), 2.0, (128, 128))
+    torch.testing.assert_close(terms.heatmap2, ((pred.heatmaps2 - hm) ** 2).mean())
+    torch.testing.assert_close(terms.total, 2.0 * terms.heatmap2)
+    assert float(terms.heatmap) == 0.0
+    pred.heatmaps2 = None
+    with pytest.raises(ValueError, match="heatmaps2"):
+        compute_losses(pred, target, FACES, w)

@@ -196,3 +196,29 @@ def test_resolve_amp_on_cpu_and_cuda_names():
     assert resolve_amp("bf16", cpu) is torch.bfloat16
     assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
     assert resolve_amp("fp16", cpu) is None  # fp16 autocast is CUDA-only: full precision, with a warning
+
+
+def test_init_from_copies_only_the_chosen_tensors(full_run, tiny_data, tmp_path):
+    cfg, ref_run, _ = full_run
+    src = ref_run / "checkpoints" / "last.safetensors"
+    trained = _weights(ref_run)
+    init_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, init_from=str(src), init_from_prefixes=("backbone.",), stage1_epochs=0, epochs=1))
+    run = tmp_path / "ft"
+    # max_steps=0 runs no step: the first checkpoint would be the initial weights.
+    from m3dhmr.models import build_model
+    from m3dhmr.train.trainer import init_weights_from
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model)
+    fresh = ck.dense_state_dict(model)
+    n = init_weights_from(model, str(src), ("backbone.",))
+    got = ck.dense_state_dict(model)
+    assert n > 0
+    for k in got:
+        want = trained[k] if k.startswith("backbone.") else fresh[k]
+        assert torch.equal(got[k], want), k
+    r = train(init_cfg, tiny_data, run, max_steps=1, progress_bar=False)
+    assert r.steps_run == 1
+    with pytest.raises(ValueError, match="no tensors start with"):
+        init_weights_from(model, str(src), ("nothing.",))

@@ -32,6 +32,8 @@ class LossWeights:
 
     ``heatmap`` (MSE to Gaussian heatmaps) and ``pose2d_stack1`` (L1 on the first
     stack's landmarks) are for the first stack's pretraining and default to 0;
+    ``heatmap2`` (the same MSE on the second stack's heatmaps, whose soft-argmax is
+    ``L^p``) is an auxiliary term of stage 2, 0 in the paper's configurations;
     ``heatmap_sigma`` is the Gaussian's standard deviation in heatmap cells.
     """
 
@@ -43,6 +45,7 @@ class LossWeights:
     con2d: float = 1.0
     heatmap: float = 0.0
     pose2d_stack1: float = 0.0
+    heatmap2: float = 0.0
     heatmap_sigma: float = 2.0
 
     def __post_init__(self) -> None:
@@ -54,7 +57,7 @@ class LossWeights:
             raise ValueError(f"loss.heatmap_sigma: {self.heatmap_sigma} must be > 0")
 
 
-TERMS = ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap", "pose2d_stack1")
+TERMS = ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap", "pose2d_stack1", "heatmap2")
 
 
 @dataclass
@@ -70,6 +73,7 @@ class LossTerms:
     con2d: Tensor
     heatmap: Tensor
     pose2d_stack1: Tensor
+    heatmap2: Tensor
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for logging."""
@@ -215,7 +219,9 @@ def compute_losses(
         if bad:
             raise ValueError(f"a first-stack output has no {', '.join(bad)} terms; set those loss weights to 0")
 
-    if weights.pose2d > 0 or weights.pose2d_stack1 > 0 or weights.heatmap > 0:
+    if stack1_only and weights.heatmap2 > 0:
+        raise ValueError("a first-stack output has no heatmap2 term; set loss.heatmap2 to 0")
+    if weights.pose2d > 0 or weights.pose2d_stack1 > 0 or weights.heatmap > 0 or weights.heatmap2 > 0:
         _check("joints2d", target["joints2d"], (b, ref.shape[1], 2))
         gt2d = target["joints2d"]
         if weights.pose2d > 0 and not stack1_only:
@@ -227,6 +233,12 @@ def compute_losses(
             hm = pred.heatmaps
             tgt = heatmap_targets(gt2d, tuple(hm.shape[-2:]), weights.heatmap_sigma, image_size)
             terms["heatmap"] = ((hm - tgt) ** 2).mean()
+        if weights.heatmap2 > 0:
+            hm2 = pred.heatmaps2
+            if hm2 is None:
+                raise ValueError("loss.heatmap2 > 0 needs the second stack's heatmaps (ModelOutput.heatmaps2)")
+            tgt2 = heatmap_targets(gt2d, tuple(hm2.shape[-2:]), weights.heatmap_sigma, image_size)
+            terms["heatmap2"] = ((hm2 - tgt2) ** 2).mean()
 
     if not stack1_only and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0):
         v = pred.vertices

@@ -15,6 +15,7 @@ sparse kernels (ONNX-friendly) and much cheaper than a dense (V_l, V_{l+1}) matm
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -137,9 +138,11 @@ class MeshDecoder(nn.Module):
                 raise ValueError(f"up[{l}] has shape {shape}, expected (V_{l}, V_{l + 1}) = {want}")
         self.num_vertices = spirals_t[0].shape[0]
         coarse = spirals_t[-1].shape[0]
-        # Lifting matrix M (eq. 2); small uniform start so every joint contributes.
-        self.lift = nn.Parameter(torch.full((coarse, num_joints), 1.0 / num_joints)
-                                 + 0.01 * torch.randn(coarse, num_joints))
+        # Lifting matrix M (eq. 2): variance 1 / J, so the lifted features keep the pose
+        # features' scale and differ from vertex to vertex (a start at 1 / J everywhere
+        # gave every coarse vertex the same mean feature).
+        a = math.sqrt(3.0 / num_joints)
+        self.lift = nn.Parameter(torch.empty(coarse, num_joints).uniform_(-a, a))
         self.convs = nn.ModuleList()
         self.ups = nn.ModuleList()
         cin = latent_channels
@@ -158,6 +161,11 @@ class MeshDecoder(nn.Module):
                 )
             self.roi = ROILayer(channels[0], roi_spirals, regions)
         self.head = SpiralConv(channels[0], 3, spirals_t[0])
+        # The hidden layers keep their inputs' scale (meshconv.init_depth_separable); the
+        # head starts 10x smaller so the first mesh is the rest template plus offsets of
+        # a few millimetres, not a crumpled one.
+        with torch.no_grad():
+            self.head.layer.weight.mul_(0.1)
 
     def forward(self, features: Tensor, joints2d: Tensor) -> Tensor:
         x = self.lift @ sample_features(features, joints2d, self.stride)  # (B, V_{L-1}, C)

@@ -41,6 +41,7 @@ class ModelOutput:
         joints3d: (B, 21, 3) root-relative metres, ``joint_regressor @ vertices``.
         joints2d: (B, 21, 2) crop pixels, second stack (L^p).
         heatmaps: (B, 21, H/4, W/4) first stack's heatmaps.
+        heatmaps2: (B, 21, H/4, W/4) second stack's heatmaps (their soft-argmax is ``joints2d``).
         joints2d_stack1: (B, 21, 2) crop pixels, first stack.
         image_size: (H, W) of the input crop in pixels.
     """
@@ -51,6 +52,7 @@ class ModelOutput:
     heatmaps: Tensor
     joints2d_stack1: Tensor
     image_size: tuple[int, int]
+    heatmaps2: Tensor | None = None
 
 
 class M3DHMR(nn.Module):
@@ -128,6 +130,7 @@ class M3DHMR(nn.Module):
             joints3d=self.joint_regressor @ v,
             joints2d=out.joints2d,
             heatmaps=out.stack1.heatmaps,
+            heatmaps2=out.heatmaps2,
             joints2d_stack1=out.stack1.joints2d,
             image_size=(int(images.shape[2]), int(images.shape[3])),
         )

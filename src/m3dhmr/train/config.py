@@ -51,6 +51,11 @@ class TrainConfig:
     eval_every: int = 0
     eval_samples: int = 500  # first this many samples of the split (0: all)
     eval_batch_size: int = 64
+    # Start from trained weights instead of random ones (a new run only; --resume ignores
+    # it): a checkpoint path, or "pretrained" / "pretrained:NAME" for a packaged model.
+    # init_from_prefixes limits it to tensors whose names start so (e.g. ["backbone."]).
+    init_from: str | None = None
+    init_from_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -77,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"train.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
         if self.log_every < 1:
             raise ValueError(f"train.log_every must be >= 1, got {self.log_every}")
+        if self.init_from is not None and not str(self.init_from).strip():
+            raise ValueError("train.init_from must be a checkpoint path, 'pretrained[:NAME]' or null")
         if self.eval_every < 0 or self.eval_samples < 0 or self.eval_batch_size < 1:
             raise ValueError(f"train.eval_every ({self.eval_every}) and train.eval_samples ({self.eval_samples}) "
                              f"must be >= 0 and train.eval_batch_size ({self.eval_batch_size}) >= 1")

@@ -120,7 +120,7 @@ def stage_loss_weights(cfg: ExperimentConfig, stage: int):
     if stage == 2:
         return cfg.loss
     t = cfg.train
-    zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d")}
+    zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap2")}
     return dataclasses.replace(cfg.loss, **zero, heatmap=t.stage1_heatmap_weight,
                                pose2d_stack1=t.stage1_landmark_weight)
 
@@ -238,9 +238,11 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                              f"(step {progress.global_step}) disagree; the run was killed while checkpointing")
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, progress.global_step,
                  progress.epoch_index, progress.batch_in_epoch)
-    elif resume:
+    if state is None and tcfg.init_from is not None:
+        init_weights_from(model, tcfg.init_from, tcfg.init_from_prefixes)
+    if resume and state is None:
         log.warning("--resume: no %s yet; starting a new run", state_path)
-    elif state_path.is_file() and dist.is_main:
+    elif not resume and state_path.is_file() and dist.is_main:
         log.warning("%s already holds a run; starting over and overwriting its checkpoints (use --resume to continue)",
                     run_dir)
     model.to(dev)
@@ -414,6 +416,33 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     if dist.is_main:
         log.info("trained %d steps in %.1f s; checkpoints in %s", steps_run, secs, ckdir)
     return TrainResult(run_dir, progress, steps_run, secs, last_losses)
+
+
+def init_weights_from(model: nn.Module, source: str, prefixes: tuple[str, ...] = ()) -> int:
+    """Copy trained tensors into ``model`` (``train.init_from``); returns how many were copied.
+
+    ``source``: a checkpoint path, or ``"pretrained"`` / ``"pretrained:NAME"`` (a packaged
+    model). Only tensors whose names start with one of ``prefixes`` are taken (all when
+    empty); each must exist in ``model`` with the same shape, else a ValueError names it.
+    """
+    if source == "pretrained" or source.startswith("pretrained:"):
+        from m3dhmr.pretrained import DEFAULT_MODEL, read_pretrained_tensors
+
+        name = source.partition(":")[2] or DEFAULT_MODEL
+        tensors, _ = read_pretrained_tensors(name)
+    else:
+        tensors, _ = ckpt.read_weights(source)
+    own = model.state_dict()
+    chosen = {k: v for k, v in tensors.items() if not prefixes or k.startswith(tuple(prefixes))}
+    if not chosen:
+        raise ValueError(f"train.init_from {source}: no tensors start with {list(prefixes)}")
+    bad = [k for k, v in chosen.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)]
+    if bad:
+        raise ValueError(f"train.init_from {source}: {len(bad)} tensors do not fit this model "
+                         f"(e.g. {bad[:3]}); use init_from_prefixes to take a part")
+    model.load_state_dict(chosen, strict=False)
+    log.info("initialised %d tensors from %s", len(chosen), source)
+    return len(chosen)
 
 
 def _memory_batches(split, batches: list[list[int]], skip: int, cfg: ExperimentConfig, epoch_index: int,
