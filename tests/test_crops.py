@@ -158,3 +158,14 @@ def test_crop_hand_matches_augment_and_projection():
     inv = crops.invert_affine(c.affine)
     p = rng.uniform(0, 16, size=(7, 2))
     np.testing.assert_allclose(apply_affine_np(apply_affine_np(p, inv), c.affine), p, atol=1e-9)
+
+
+def test_training_crop_scales_hand_case():
+    import math
+
+    from m3dhmr.data.augment import AugmentConfig
+    from m3dhmr.inference.crops import JOINTS_PER_SILHOUETTE, training_crop_scales
+
+    margin, box = training_crop_scales(AugmentConfig(base_box_scale=1.5, scale_range=(0.9, 1.2)))
+    assert margin == pytest.approx(1.5 * math.sqrt(1.08))
+    assert box == pytest.approx(margin * JOINTS_PER_SILHOUETTE)

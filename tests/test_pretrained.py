@@ -83,3 +83,67 @@ def test_package_rejects_a_foreign_file(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
     with pytest.raises(ValueError, match="not an m3dhmr checkpoint"):
         pt.package_weights(tmp_path / "x.safetensors", "x", tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- the shipped model
+
+
+@pytest.fixture(scope="module")
+def benchmark_subset(tmp_path_factory):
+    """The first 48 images of the synthetic benchmark (seed 7, no training set uses it)."""
+    from m3dhmr.commands.synth_benchmark import BENCHMARK_SEED
+    from m3dhmr.data.synth import generate
+
+    return generate(tmp_path_factory.mktemp("bench") / "data", 0, 48, seed=BENCHMARK_SEED, workers=1, progress=False)
+
+
+def test_the_packaged_model_loads_offline_and_recovers_hands(benchmark_subset):
+    """Not a smoke test: a missing, corrupt or untrained weight file fails the bound."""
+    import dataclasses
+
+    import numpy as np
+
+    from m3dhmr.data.freihand import FreiHANDDataset
+    from m3dhmr.evaluation import mean_pose_prediction, score_predictions
+    from m3dhmr.predict_split import predict_split
+
+    info = pt.read_manifest()
+    assert info.name == pt.DEFAULT_MODEL and info.licence == "Apache-2.0"
+    model, cfg = pt.load_pretrained()
+    assert (cfg.model.backbone, cfg.model.input_size, cfg.model.conv, cfg.model.dsc_kernels, cfg.model.roi) == \
+        ("resnet18", 128, "dsc", 8, True)  # M3DHMR-R18 as the paper builds it
+    ds = FreiHANDDataset(benchmark_subset, "evaluation", crop_size=128,
+                         augment=dataclasses.replace(cfg.data.augment, enabled=False), num_vertices=model.num_vertices)
+    pred = predict_split(model, ds, batch_size=16)
+    s = score_predictions(pred.xyz, pred.verts, benchmark_subset, "evaluation").summary
+    ann = ds.ann
+    base = score_predictions(*mean_pose_prediction(np.asarray(ann.xyz), np.asarray(ann.verts), np.asarray(ann.xyz)),
+                             benchmark_subset, "evaluation").summary
+    # docs/MODEL_CARD.md: about half the mean pose's error on the full benchmark.
+    assert s["pa_mpjpe_mm"] < 0.75 * base["pa_mpjpe_mm"], (s, base)
+    assert s["pa_mpvpe_mm"] < 0.75 * base["pa_mpvpe_mm"], (s, base)
+    assert s["f15"] > base["f15"] + 0.1
+    assert pred.success.mean() >= 0.9
+
+
+def test_cli_runs_the_packaged_model_without_a_checkpoint(benchmark_subset, tmp_path, capsys):
+    from m3dhmr.cli import main
+
+    img = benchmark_subset / "evaluation" / "rgb" / "00000003.jpg"
+    assert main(["predict", str(img), "--out", str(tmp_path / "p"), "--bbox", "40,40,140,140"]) == 0
+    res = json.loads((tmp_path / "p" / "00000003" / "result.json").read_text())
+    assert len(res["vertices"]) == 900 and res["success"]
+    assert main(["eval", "--data", str(benchmark_subset), "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    assert "packaged model" in out and (tmp_path / "e" / "metrics.json").is_file()
+
+
+def test_predictor_from_pretrained_uses_the_training_crop_scale():
+    from m3dhmr.inference.crops import training_crop_scales
+    from m3dhmr.inference.predictor import Predictor
+
+    p = Predictor.from_pretrained()
+    _, cfg = pt.load_pretrained()
+    margin, box_scale = training_crop_scales(cfg.data.augment)
+    assert p.track_margin == pytest.approx(margin) and p.box_scale == pytest.approx(box_scale)
+    assert 1.4 < margin < 1.7  # the tight crops of configs/synthetic_r18.yaml

@@ -108,3 +108,18 @@ def test_make_panel():
     assert np.all(p[:, 40:42] == 255)
     with pytest.raises(ValueError, match="no tiles"):
         viz.make_panel([])
+
+
+def test_plot_learning_curve_writes_a_png(tmp_path):
+    rows = [{"step": 10.0, "pa_mpjpe_mm": float("nan"), "pa_mpvpe_mm": float("nan"), "err2d_px": 20.0},
+            {"step": 20.0, "pa_mpjpe_mm": 30.0, "pa_mpvpe_mm": 32.0, "err2d_px": 12.0},
+            {"step": 30.0, "pa_mpjpe_mm": 25.0, "pa_mpvpe_mm": 27.0, "err2d_px": 9.0}]
+    path = tmp_path / "curve.png"
+    viz.plot_learning_curve(rows, path, title="t", baseline={"pa_mpjpe_mm": 35.0})
+    import cv2
+
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[0] > 200 and img.shape[1] > 600
+    with pytest.raises(ValueError, match="no rows"):
+        viz.plot_learning_curve([], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "run the packaged model (or a checkpoint) on images, folders or videos"),
     "export-onnx": ("export_onnx", "export a checkpoint to ONNX"),
     "bench": ("bench", "frames per second end to end and per stage"),
-    "demo": ("demo", "the main job: synthesise, train, evaluate and predict on built-in data"),
+    "demo": ("demo", "the main job: score and run the packaged model, and train a small one, on built-in data"),
 }
 
 

@@ -141,3 +141,46 @@ def make_panel(tiles: list[np.ndarray], height: int = 256, gap: int = 4) -> np.n
         if i < len(tiles) - 1 and gap > 0:
             parts.append(np.full((height, gap, 3), 255, np.uint8))
     return np.concatenate(parts, axis=1)
+
+
+def plot_learning_curve(rows: list[dict[str, float]], path, title: str = "", baseline: dict[str, float] | None = None) -> None:
+    """A PNG of a training run's ``eval_metrics.csv`` rows (:func:`m3dhmr.train.validation.read_metrics_csv`).
+
+    Left: PA-MPJPE and PA-MPVPE (mm) over steps; right: the 2D error (original pixels).
+    ``baseline`` (e.g. the mean pose's ``pa_mpjpe_mm``/``pa_mpvpe_mm``) is drawn dashed.
+    Written atomically (matplotlib's Agg backend, no display needed).
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from m3dhmr.fileio import atomic_write_bytes
+
+    if not rows:
+        raise ValueError("plot_learning_curve: no rows (did the run evaluate? set train.eval_every)")
+    steps = [r["step"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for key, label in (("pa_mpjpe_mm", "PA-MPJPE"), ("pa_mpvpe_mm", "PA-MPVPE")):
+        pts = [(s, r[key]) for s, r in zip(steps, rows) if r[key] == r[key]]
+        if pts:
+            line, = a.plot(*zip(*pts), marker="o", ms=3, label=label)
+            if baseline and key in baseline:
+                a.axhline(baseline[key], ls="--", lw=1, color=line.get_color(), label=f"{label}, mean pose")
+    a.set_xlabel("step")
+    a.set_ylabel("mm (evaluation split)")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    b.plot(steps, [r["err2d_px"] for r in rows], marker="o", ms=3, color="tab:green")
+    b.set_xlabel("step")
+    b.set_ylabel("2D joint error (image px)")
+    b.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
