@@ -97,3 +97,29 @@ def test_scoring_errors(tmp_path):
         score_predictions(gt_xyz, gt_verts, tmp_path / "nogt")
     with pytest.raises(FileNotFoundError):
         score_predictions(gt_xyz, gt_verts, tmp_path / "missing")
+
+
+def test_constant_baselines_hand_case_and_loop():
+    import numpy as np
+
+    from m3dhmr.evaluation import constant_prediction, mean_pose_prediction
+
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(5, 21, 3))
+    verts = rng.normal(size=(5, 7, 3))
+    tgt = rng.normal(size=(3, 21, 3))
+    pj, pv = mean_pose_prediction(xyz, verts, tgt)
+    for n in range(3):  # naive loop: the mean of root-relative hands, moved to each target root
+        mj = sum(xyz[i] - xyz[i, 0] for i in range(5)) / 5
+        mv = sum(verts[i] - xyz[i, 0] for i in range(5)) / 5
+        np.testing.assert_allclose(pj[n], mj + tgt[n, 0], atol=1e-12)
+        np.testing.assert_allclose(pv[n], mv + tgt[n, 0], atol=1e-12)
+    # A constant hand: two vertices, the wrist regressed from the first one.
+    v = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 3.0]])
+    jreg = np.zeros((21, 2))
+    jreg[:, 0] = 1.0
+    cj, cv = constant_prediction(v, jreg, tgt)
+    np.testing.assert_allclose(cv[1], [[0, 0, 0], [1, 0, 0]] + tgt[1, 0])
+    np.testing.assert_allclose(cj[2], np.zeros((21, 3)) + tgt[2, 0])
+    with pytest.raises(ValueError, match="joint_regressor"):
+        constant_prediction(v, jreg[:, :1], tgt)

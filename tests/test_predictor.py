@@ -136,3 +136,16 @@ def test_cuda_matches_cpu(model):
     model.cpu()
     np.testing.assert_allclose(gpu.joints2d, cpu.joints2d, atol=1e-2)
     np.testing.assert_allclose(gpu.vertices - gpu.translation, cpu.vertices - cpu.translation, atol=1e-4)
+
+
+def test_hand_box_is_enlarged_like_the_training_crops(predictor):
+    from m3dhmr.inference import crops
+
+    img = random_image(120, 160)
+    hand = (40.0, 30.0, 50.0, 40.0)
+    a = predictor.predict(img, hand_box=hand)
+    b = predictor.predict(img, crops.square_box(hand, predictor.box_scale))
+    np.testing.assert_allclose(a.box, b.box)
+    np.testing.assert_allclose(a.vertices, b.vertices)
+    with pytest.raises(ValueError, match="not both"):
+        predictor.predict(img, box=hand, hand_box=hand)

@@ -148,6 +148,33 @@ def mean_pose_prediction(reference_xyz: np.ndarray, reference_verts: np.ndarray,
     return mean_xyz[None] + t, mean_verts[None] + t
 
 
+def constant_prediction(vertices: np.ndarray, joint_regressor: np.ndarray,
+                        target_xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Another trivial baseline: one fixed hand (e.g. the template at rest) for every sample.
+
+    Args:
+        vertices: (V, 3) the hand. joint_regressor: (21, V).
+        target_xyz: (N, 21, 3) the scored samples' true joints (their roots place it).
+    Returns:
+        xyz (N, 21, 3) and verts (N, V, 3), float64 metres.
+
+    Unlike :func:`mean_pose_prediction`, whose average over global orientations is a
+    shrunken blob, a rest hand keeps a hand's shape, which is what the aligned (PA)
+    metrics score: it is the stronger constant baseline for them.
+    """
+    from m3dhmr.conventions import ROOT_JOINT
+
+    v = np.asarray(vertices, np.float64)
+    jreg = np.asarray(joint_regressor, np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or jreg.shape != (NUM_JOINTS, v.shape[0]):
+        raise ValueError(f"constant_prediction: vertices (V, 3) and joint_regressor (21, V) expected, "
+                         f"got {v.shape} and {jreg.shape}")
+    j = jreg @ v
+    v, j = v - j[ROOT_JOINT], j - j[ROOT_JOINT]
+    t = check_points("target_xyz", np.asarray(target_xyz, np.float64), p=NUM_JOINTS)[:, ROOT_JOINT:ROOT_JOINT + 1]
+    return j[None] + t, v[None] + t
+
+
 def write_metrics(out_dir: str | Path, result: MetricsResult) -> list[Path]:
     """Write ``metrics.json`` (summary) and ``per_sample_metrics.csv``; returns both paths.
 

@@ -34,6 +34,8 @@ class LossWeights:
     stack's landmarks) are for the first stack's pretraining and default to 0;
     ``heatmap2`` (the same MSE on the second stack's heatmaps, whose soft-argmax is
     ``L^p``) is an auxiliary term of stage 2, 0 in the paper's configurations;
+    ``mesh_aligned`` (L1 after a Procrustes alignment of the prediction onto the truth,
+    :func:`aligned_vertex_loss`) is an auxiliary shape term, 0 in the paper's configurations;
     ``heatmap_sigma`` is the Gaussian's standard deviation in heatmap cells.
     """
 
@@ -46,6 +48,7 @@ class LossWeights:
     heatmap: float = 0.0
     pose2d_stack1: float = 0.0
     heatmap2: float = 0.0
+    mesh_aligned: float = 0.0
     heatmap_sigma: float = 2.0
 
     def __post_init__(self) -> None:
@@ -57,7 +60,7 @@ class LossWeights:
             raise ValueError(f"loss.heatmap_sigma: {self.heatmap_sigma} must be > 0")
 
 
-TERMS = ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap", "pose2d_stack1", "heatmap2")
+TERMS = ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap", "pose2d_stack1", "heatmap2", "mesh_aligned")
 
 
 @dataclass
@@ -74,6 +77,7 @@ class LossTerms:
     heatmap: Tensor
     pose2d_stack1: Tensor
     heatmap2: Tensor
+    mesh_aligned: Tensor
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for logging."""
@@ -116,6 +120,34 @@ def edge_length_loss(pred: Tensor, gt: Tensor, faces: Tensor) -> Tensor:
     lp = (pred[:, e[..., 0]] - pred[:, e[..., 1]]).norm(dim=-1)
     lg = (gt[:, e[..., 0]] - gt[:, e[..., 1]]).norm(dim=-1)
     return (lp - lg).abs().mean()
+
+
+def aligned_vertex_loss(pred: Tensor, gt: Tensor) -> Tensor:
+    """Mean L1 between ``gt`` and ``pred`` aligned onto it by the FreiHAND Procrustes (scale,
+    rotation, translation; :func:`m3dhmr.geometry.procrustes.align_w_scale_batch`).
+
+    The camera-frame mesh L1 is dominated by the global orientation: while the network
+    is unsure of it, the L1-optimal mesh is an average over orientations, a shrunken,
+    curled hand whose aligned (PA) error is larger than a constant open hand's. This
+    term scores the articulated shape alone. The alignment (its rotation, scale and
+    target centre) is computed without gradient, so the gradient is that of an L1 on
+    fixed-frame points: no SVD derivative, which is unstable at repeated singular values.
+
+    pred, gt: (B, V, 3) -> 0-dim.
+    """
+    from m3dhmr.geometry.procrustes import NORM_EPS
+
+    with torch.no_grad():
+        p, g = pred.detach(), gt
+        g_mean = g.mean(1, keepdim=True)
+        g_c, p_c = g - g_mean, p - p.mean(1, keepdim=True)
+        s_g = torch.linalg.vector_norm(g_c, dim=(1, 2), keepdim=True) + NORM_EPS
+        s_p = torch.linalg.vector_norm(p_c, dim=(1, 2), keepdim=True) + NORM_EPS
+        u, w, vt = torch.linalg.svd((g_c / s_g).transpose(1, 2) @ (p_c / s_p))
+        rot = u @ vt  # (B, 3, 3); prediction rows map by x @ rot^T
+        scale = w.sum(-1)[:, None, None] * s_g / s_p
+    aligned = (pred - pred.mean(1, keepdim=True)) @ rot.transpose(1, 2) * scale + g_mean
+    return (aligned - gt).abs().mean()
 
 
 def heatmap_targets(joints2d: Tensor, size: tuple[int, int], sigma: float, image_size: tuple[int, int]) -> Tensor:
@@ -215,7 +247,7 @@ def compute_losses(
     b = ref.shape[0]
     stack1_only = not hasattr(pred, "vertices")
     if stack1_only:
-        bad = [n for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d") if getattr(weights, n) > 0]
+        bad = [n for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "mesh_aligned") if getattr(weights, n) > 0]
         if bad:
             raise ValueError(f"a first-stack output has no {', '.join(bad)} terms; set those loss weights to 0")
 
@@ -240,7 +272,7 @@ def compute_losses(
             tgt2 = heatmap_targets(gt2d, tuple(hm2.shape[-2:]), weights.heatmap_sigma, image_size)
             terms["heatmap2"] = ((hm2 - tgt2) ** 2).mean()
 
-    if not stack1_only and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0):
+    if not stack1_only and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0 or weights.mesh_aligned > 0):
         v = pred.vertices
         _check("vertices", target["vertices"], tuple(v.shape))
         mask = target.get("has_3d")
@@ -254,6 +286,8 @@ def compute_losses(
                 terms["normal"] = normal_loss(pv, gv, faces)
             if weights.edge > 0:
                 terms["edge"] = edge_length_loss(pv, gv, faces)
+            if weights.mesh_aligned > 0:
+                terms["mesh_aligned"] = aligned_vertex_loss(pv, gv)
 
     if not stack1_only and pred_view2 is not None and (weights.con3d > 0 or weights.con2d > 0):
         m = view_mapping(target) if mapping is None else mapping

@@ -168,7 +168,7 @@ def plot_learning_curve(rows: list[dict[str, float]], path, title: str = "", bas
         if pts:
             line, = a.plot(*zip(*pts), marker="o", ms=3, label=label)
             if baseline and key in baseline:
-                a.axhline(baseline[key], ls="--", lw=1, color=line.get_color(), label=f"{label}, mean pose")
+                a.axhline(baseline[key], ls="--", lw=1, color=line.get_color(), label=f"{label}, baseline")
     a.set_xlabel("step")
     a.set_ylabel("mm (evaluation split)")
     a.grid(alpha=0.3)

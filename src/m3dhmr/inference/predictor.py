@@ -317,8 +317,18 @@ class Predictor:
             left=prepared.left,
         )
 
-    def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool = False) -> PredictionResult:
+    def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool = False, *,
+                hand_box=None) -> PredictionResult:
         """image (H, W, 3) uint8 RGB; box (4,) x, y, w, h crop box or None (whole image);
-        K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``) -> :class:`PredictionResult`."""
+        K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``) -> :class:`PredictionResult`.
+
+        ``hand_box`` (4,) x, y, w, h tight around the visible hand (a detector's or a
+        user's box) instead of ``box``: it is squared and enlarged by :attr:`box_scale`,
+        so the crop frames the hand as the model's training crops did.
+        """
+        if hand_box is not None:
+            if box is not None:
+                raise ValueError("give either box (the crop) or hand_box (around the hand), not both")
+            box = crops.square_box(hand_box, self.box_scale)
         prepared = self.prepare(image, box, K, left)
         return self.finish(prepared, self.run_network(prepared.images))

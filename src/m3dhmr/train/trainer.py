@@ -120,7 +120,7 @@ def stage_loss_weights(cfg: ExperimentConfig, stage: int):
     if stage == 2:
         return cfg.loss
     t = cfg.train
-    zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap2")}
+    zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap2", "mesh_aligned")}
     return dataclasses.replace(cfg.loss, **zero, heatmap=t.stage1_heatmap_weight,
                                pose2d_stack1=t.stage1_landmark_weight)
 
