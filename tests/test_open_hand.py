@@ -1,4 +1,3 @@
-import hashlib
 
 import numpy as np
 import pytest
@@ -174,8 +173,22 @@ def test_rigging(template):
     assert np.quantile(jumps, 0.99) < 0.6
 
 
-def test_asset_small_and_rebuild_is_bit_for_bit():
+def test_asset_small_and_rebuild_reproduces_it():
+    """The build reproduces the shipped asset: integer arrays exactly, floats to float64
+    rounding (numpy/BLAS versions change the last bits; measured 1e-14 with numpy 2.4)."""
+    from safetensors.numpy import load_file
+
     data = ASSET_PATH.read_bytes()
     assert len(data) < 1_000_000
-    rebuilt = asset_bytes(build_open_hand())
-    assert hashlib.sha256(rebuilt).hexdigest() == hashlib.sha256(data).hexdigest()
+    shipped = load_file(str(ASSET_PATH))
+    rebuilt = build_open_hand()
+    assert set(shipped) == set(rebuilt)
+    for k, v in shipped.items():
+        got = np.asarray(rebuilt[k])
+        assert got.shape == v.shape and got.dtype == v.dtype, k
+        if np.issubdtype(v.dtype, np.floating):
+            np.testing.assert_allclose(got, v, rtol=0, atol=1e-12, err_msg=k)
+        else:
+            np.testing.assert_array_equal(got, v, err_msg=k)
+    # Serialisation is deterministic: the shipped arrays serialise to the shipped file.
+    assert asset_bytes(shipped) == data

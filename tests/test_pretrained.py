@@ -104,7 +104,8 @@ def test_the_packaged_model_loads_offline_and_recovers_hands(benchmark_subset):
     import numpy as np
 
     from m3dhmr.data.freihand import FreiHANDDataset
-    from m3dhmr.evaluation import mean_pose_prediction, score_predictions
+    from m3dhmr.evaluation import constant_prediction, mean_pose_prediction, score_predictions
+    from m3dhmr.hand import load_template
     from m3dhmr.predict_split import predict_split
 
     info = pt.read_manifest()
@@ -117,12 +118,18 @@ def test_the_packaged_model_loads_offline_and_recovers_hands(benchmark_subset):
     pred = predict_split(model, ds, batch_size=16)
     s = score_predictions(pred.xyz, pred.verts, benchmark_subset, "evaluation").summary
     ann = ds.ann
-    base = score_predictions(*mean_pose_prediction(np.asarray(ann.xyz), np.asarray(ann.verts), np.asarray(ann.xyz)),
+    mean = score_predictions(*mean_pose_prediction(np.asarray(ann.xyz), np.asarray(ann.verts), np.asarray(ann.xyz)),
                              benchmark_subset, "evaluation").summary
-    # docs/MODEL_CARD.md: about half the mean pose's error on the full benchmark.
-    assert s["pa_mpjpe_mm"] < 0.75 * base["pa_mpjpe_mm"], (s, base)
-    assert s["pa_mpvpe_mm"] < 0.75 * base["pa_mpvpe_mm"], (s, base)
-    assert s["f15"] > base["f15"] + 0.1
+    t = load_template("open_hand")
+    rest = score_predictions(*constant_prediction(t.vertices, t.joint_regressor, np.asarray(ann.xyz)),
+                             benchmark_subset, "evaluation").summary
+    # Measured on these 48 images: PA-MPJPE 9.0 mm, F@15 0.972, root-relative MPJPE 22.6 mm
+    # (rest hand 9.2 / 0.944 / 152 mm, mean pose 19.2 mm PA-MPJPE; on all 1,000 images the
+    # model scores 7.95 against the rest hand's 10.46: docs/MODEL_CARD.md).
+    assert s["pa_mpjpe_mm"] < 12.0 and s["pa_mpjpe_mm"] < 0.6 * mean["pa_mpjpe_mm"], (s, mean)
+    assert s["f15"] > 0.95 and s["f15"] > rest["f15"], (s, rest)
+    # The orientation and pose of each hand, which no constant knows.
+    assert s["mpjpe_rr_mm"] < 0.25 * rest["mpjpe_rr_mm"], (s, rest)
     assert pred.success.mean() >= 0.9
 
 
@@ -147,3 +154,13 @@ def test_predictor_from_pretrained_uses_the_training_crop_scale():
     margin, box_scale = training_crop_scales(cfg.data.augment)
     assert p.track_margin == pytest.approx(margin) and p.box_scale == pytest.approx(box_scale)
     assert 1.4 < margin < 1.7  # the tight crops of configs/synthetic_r18.yaml
+
+
+def test_shards_are_readable_by_everyone(packaged):
+    import os
+    import stat
+
+    folder, _ = packaged
+    for f in pt.read_manifest("tiny", folder).files:
+        mode = os.stat(folder / f["file"]).st_mode
+        assert mode & stat.S_IROTH, oct(mode)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,10 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
         fname = f"{name}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
         with atomic_path(out_dir / fname) as tmp:
             save_file(shard, str(tmp), metadata={"name": name})
+            # safetensors writes through its own temporary file (mode 0600): readable by all, as package data is.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         files.append({"file": fname, "bytes": (out_dir / fname).stat().st_size, "sha256": _sha256(out_dir / fname)})
     manifest = {
         "format": MANIFEST_FORMAT,

@@ -25,10 +25,10 @@ import torch
 from m3dhmr.fileio import atomic_write_text
 
 #: Columns of ``RUN/eval_metrics.csv``, in order.
-CSV_COLUMNS = ("step", "stage", "epoch", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "err2d_px", "num_samples",
-               "seconds")
+CSV_COLUMNS = ("step", "stage", "epoch", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm", "err2d_px",
+               "num_samples", "seconds")
 #: Metrics that also go to TensorBoard (under ``eval/``).
-LOGGED = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "err2d_px")
+LOGGED = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm", "err2d_px")
 CSV_NAME = "eval_metrics.csv"
 
 
@@ -44,8 +44,9 @@ def evaluate_model(model: torch.nn.Module, dataset, *, stage: int = 2, batch_siz
             ``vertices (V, 3)`` and ``box (4,)`` per sample (``SAMPLE_KEYS``).
         stage: 1 scores the first stack's landmarks only; 2 the whole network.
     Returns:
-        ``{"pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "err2d_px", "num_samples"}``; the mesh
-        metrics are NaN for stage 1.
+        ``{"pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm", "err2d_px", "num_samples"}``
+        (``mpjpe_rr_mm``: joint error with only the wrists aligned, so it also scores the
+        orientation); the mesh metrics are NaN for stage 1.
     """
     from m3dhmr.metrics import freihand_metrics
 
@@ -77,13 +78,14 @@ def evaluate_model(model: torch.nn.Module, dataset, *, stage: int = 2, batch_siz
         model.train(was_training)
     result = {"err2d_px": float(np.concatenate(err2d).mean()), "num_samples": int(sum(len(e) for e in err2d))}
     if stage == 1:
-        return {"pa_mpjpe_mm": math.nan, "pa_mpvpe_mm": math.nan, "f5": math.nan, "f15": math.nan, **result}
+        return {"pa_mpjpe_mm": math.nan, "pa_mpvpe_mm": math.nan, "f5": math.nan, "f15": math.nan,
+                "mpjpe_rr_mm": math.nan, **result}
     pred_xyz, pred_verts = np.concatenate(xyz).astype(np.float64), np.concatenate(verts).astype(np.float64)
     if not (np.isfinite(pred_xyz).all() and np.isfinite(pred_verts).all()):
         raise FloatingPointError("evaluate_model: the model predicted NaN or infinite vertices")
     m = freihand_metrics(pred_xyz, pred_verts, np.concatenate(gt_xyz).astype(np.float64),
                          np.concatenate(gt_verts).astype(np.float64)).summary
-    return {k: float(m[k]) for k in ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15")} | result
+    return {k: float(m[k]) for k in ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm")} | result
 
 
 class MetricsLog:
