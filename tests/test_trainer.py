@@ -205,7 +205,6 @@ def test_init_from_copies_only_the_chosen_tensors(full_run, tiny_data, tmp_path)
     init_cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, init_from=str(src), init_from_prefixes=("backbone.",), stage1_epochs=0, epochs=1))
     run = tmp_path / "ft"
-    # max_steps=0 runs no step: the first checkpoint would be the initial weights.
     from m3dhmr.models import build_model
     from m3dhmr.train.trainer import init_weights_from
 
