@@ -15,6 +15,16 @@ spread (min-max over seeds) next to two constant baselines (the rest hand, the m
 
 The variants differ from the config only in ``model.conv`` and ``model.roi``; each
 run's YAML is written beside it. Runs that finished are reused (``--fresh`` retrains).
+
+At the packaged model's scale the variants share one first stack, as in the paper (whose
+first stack is pretrained before the mesh is trained): ``--init-from`` names a stage-1
+checkpoint whose backbone every run starts from, and the runs train stage 2 only; the
+seeds then vary the decoder's initialisation, the sample order and the augmentation::
+
+    .venv/bin/python scripts/ablation.py --config configs/synthetic_r18.yaml \
+        --data /data/train30k --train-samples 15000 --stage2-epochs 3 --milestones 2 \
+        --init-from RUN/checkpoints/epoch_002.safetensors --bench-dir /data/bench --bench 1000 \
+        --variants m3dhmr spiralconv --seeds 0 1 --out outputs/ablation_r18
 """
 
 from __future__ import annotations
@@ -51,12 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=REPO / "configs" / "demo_cpu.yaml")
     p.add_argument("--variants", nargs="+", default=["m3dhmr", "spiralconv"], choices=sorted(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--steps", type=int, default=700, help="optimiser steps per run (stage 1 included)")
+    p.add_argument("--steps", type=int, default=700,
+                   help="optimiser steps per run (stage 1 included); 0: the whole schedule")
     p.add_argument("--train", type=int, default=3000, help="synthetic training samples (set seed 1)")
     p.add_argument("--bench", type=int, default=300, help="benchmark images to score")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "ablation")
+    p.add_argument("--data", type=Path, default=None,
+                   help="train on this rendered set instead of rendering --train samples under --out")
+    p.add_argument("--train-samples", type=int, default=0, help="data.train_samples: the set's first N (0: all)")
+    p.add_argument("--init-from", default=None,
+                   help="stage-1 checkpoint whose backbone every run starts from (runs then train stage 2 only)")
+    p.add_argument("--stage2-epochs", type=int, default=None, help="train.epochs (stage 2) for every run")
+    p.add_argument("--milestones", type=int, nargs="*", default=None, help="train.lr_milestones (stage-2 epochs)")
+    p.add_argument("--bench-dir", type=Path, default=None, help="benchmark folder (default: under --out)")
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
+    if args.steps <= 0 and args.stage2_epochs is None:
+        p.error("--steps 0 (no cap) needs --stage2-epochs")
 
     import yaml
 
@@ -66,11 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     from m3dhmr.train.checkpoint import LAST_WEIGHTS, checkpoint_dir, progress_from_metadata, read_weights
     from m3dhmr.train.config import load_experiment
 
-    data, bench = args.out / "data", args.out / "benchmark"
-    if args.fresh or not is_complete(data):
-        _call(["synth", "--out", str(data), "--train", str(args.train), "--eval", "200", "--seed", "1",
-               "--overwrite", "--workers", "2", "--no-progress"])
+    bench = args.bench_dir or args.out / "benchmark"
+    if args.data is not None:
+        data = args.data
+        if not is_complete(data):
+            raise SystemExit(f"--data {data}: not a complete rendered set (m3dhmr synth writes one)")
+    else:
+        data = args.out / "data"
+        if args.fresh or not is_complete(data):
+            _call(["synth", "--out", str(data), "--train", str(args.train), "--eval", "200", "--seed", "1",
+                   "--overwrite", "--workers", "2", "--no-progress"])
     base = load_experiment(args.config)
+    train_over: dict = {}
+    if args.init_from is not None:
+        train_over.update(init_from=str(Path(args.init_from).resolve()), init_from_prefixes=("backbone.",),
+                          stage1_epochs=0)
+    if args.stage2_epochs is not None:
+        train_over["epochs"] = args.stage2_epochs
+    if args.milestones is not None:
+        train_over["lr_milestones"] = tuple(args.milestones)
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, **train_over),
+                               data=dataclasses.replace(base.data, train_samples=args.train_samples))
     results: dict[str, list[dict]] = {}
     baseline = None
     for v in args.variants:
@@ -81,11 +118,16 @@ def main(argv: list[str] | None = None) -> int:
             yml = args.out / "configs" / f"{v}.yaml"
             atomic_write_text(yml, yaml.safe_dump(to_dict(cfg), sort_keys=False))
             weights = checkpoint_dir(run) / LAST_WEIGHTS
-            done = weights.is_file() and progress_from_metadata(read_weights(weights)[1]).global_step >= args.steps
+            done = False
+            if weights.is_file():
+                prog = progress_from_metadata(read_weights(weights)[1])
+                done = prog.global_step >= args.steps if args.steps > 0 else prog.finished
             t0 = time.perf_counter()
             if args.fresh or not done:
+                cap = ["--max-steps", str(args.steps)] if args.steps > 0 else []
+                resume = ["--resume"] if weights.is_file() and not args.fresh else []
                 _call(["train", "--config", str(yml), "--data", str(data), "--out", str(run), "--seed", str(seed),
-                       "--max-steps", str(args.steps), "--no-progress"])
+                       *cap, *resume, "--no-progress"])
             train_s = time.perf_counter() - t0
             score_dir = args.out / "scores" / f"{v}_seed{seed}"
             _call(["benchmark", "--checkpoint", str(weights), "--data", str(bench), "--num", str(args.bench),
@@ -111,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                 ("{:.2f}" if k.endswith("mm") else "{:.3f}").format(row[k]) for k in KEYS) + " | - |")
     table = "\n".join(lines)
     print()
-    print(f"{args.steps} steps per run on {args.train} training images; {args.bench} benchmark images; "
+    steps = f"{args.steps} steps per run" if args.steps > 0 else f"{base.train.epochs} stage-2 epochs per run"
+    start = f", from the first stack of {args.init_from}" if args.init_from else ""
+    samples = f"first {args.train_samples} of " if args.train_samples else ""
+    print(f"{steps}{start} on the {samples}{data}; {args.bench} benchmark images; "
           f"mean (min-max) over seeds {args.seeds}; config {args.config.name}")
     print(table)
     atomic_write_text(args.out / "ablation.md", table + "\n")

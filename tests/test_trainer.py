@@ -221,3 +221,22 @@ def test_init_from_copies_only_the_chosen_tensors(full_run, tiny_data, tmp_path)
     assert r.steps_run == 1
     with pytest.raises(ValueError, match="no tensors start with"):
         init_weights_from(model, str(src), ("nothing.",))
+
+
+@pytest.mark.parametrize("pipeline", ["loader", "memory"])
+def test_train_samples_limits_training_to_the_first_samples(tiny_data, tiny_config, tmp_path, pipeline):
+    cfg = load_experiment(tiny_config)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_samples=4, pipeline=pipeline,
+                                                            num_workers=0))
+    result = train(cfg, tiny_data, tmp_path / "run", progress_bar=False, rank_dump_dir=tmp_path / "dump")
+    seen = load_file(tmp_path / "dump" / "rank0.safetensors")["__seen_indices__"].tolist()
+    # 3 epochs of one 4-sample batch each, all from samples 0-3 of the 8.
+    assert sorted(seen) == sorted([0, 1, 2, 3] * 3)
+    assert result.steps_run == 3
+
+
+def test_train_samples_must_not_be_negative():
+    from m3dhmr.train.config import DataConfig
+
+    with pytest.raises(ValueError, match="data.train_samples"):
+        DataConfig(train_samples=-1)

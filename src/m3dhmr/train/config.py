@@ -105,8 +105,14 @@ class DataConfig:
     num_workers: int = 2  # loader processes (pipeline: loader); results do not depend on it
     train_split: str = "training"
     eval_split: str = "evaluation"
+    # Train on the split's first this many samples only (0: all of them); for quick
+    # experiments and ablations on a subset of one rendered set. FreiHAND's training split
+    # lists its 4 image versions one after another, so a cap below 32,560 keeps the first.
+    train_samples: int = 0
 
     def __post_init__(self) -> None:
+        if self.train_samples < 0:
+            raise ValueError(f"data.train_samples must be >= 0 (0: the whole split), got {self.train_samples}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.pipeline not in ("loader", "memory"):

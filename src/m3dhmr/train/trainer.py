@@ -303,6 +303,8 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                     datasets[two_view] = _make_dataset(cfg, data_root, two_view, num_vertices)
                 dataset = datasets[two_view]
                 num_samples = len(dataset)
+            if cfg.data.train_samples:
+                num_samples = min(num_samples, cfg.data.train_samples)
             if opt_stage != stage:
                 # A fresh Adam per stage: stage 2 starts from stage 1's weights, not its moments.
                 optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(cfg, stage, 0),
