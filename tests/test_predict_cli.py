@@ -17,7 +17,7 @@ from m3dhmr.train.config import ExperimentConfig
 
 TINY = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32], "latent_channels": 32,
         "decoder_channels": [8, 8, 8, 8], "dsc_kernels": 2}
-OUTPUTS = ("pose2d.jpg", "overlay.jpg", "front.png", "side.png", "panel.jpg", "mesh.obj", "mesh.ply", "result.json")
+HAND_OUTPUTS = ("pose2d.jpg", "overlay.jpg", "front.png", "side.png", "panel.jpg", "mesh.obj", "mesh.ply")
 
 
 @pytest.fixture(scope="module")
@@ -62,26 +62,31 @@ def test_predict_images_folder_and_formats(tmp_path, checkpoint, capsys):
     cv2.imwrite(str(d / "rgba.png"), np.concatenate([img[:, :, ::-1], np.full(img.shape[:2] + (1,), 255, np.uint8)], 2))
     cv2.imwrite(str(d / "deep.png"), img[:, :, ::-1].astype(np.uint16) * 257)
     out = tmp_path / "out"
-    code, stdout, err = run_cli(capsys, "predict", d, "--checkpoint", ckpt, "--out", out, "--view-size", 64)
+    code, stdout, err = run_cli(capsys, "predict", d, "--checkpoint", ckpt, "--out", out, "--view-size", 64,
+                                "--whole-image")
     assert code == 0, err
     V, F = model.num_vertices, int(model.faces.shape[0])
     for stem in ("rgb", "gray", "rgba", "deep"):
-        for name in OUTPUTS:
-            assert (out / stem / name).is_file(), (stem, name)
-        r = json.loads((out / stem / "result.json").read_text())
+        for name in HAND_OUTPUTS:
+            assert (out / stem / "hand_0" / name).is_file(), (stem, name)
+        doc = json.loads((out / stem / "result.json").read_text())
+        assert doc["image_size"] == [96, 128] and np.array(doc["K"]).shape == (3, 3) and len(doc["hands"]) == 1
+        r = doc["hands"][0]
         assert np.array(r["joints2d"]).shape == (21, 2) and np.array(r["joints3d"]).shape == (21, 3)
         assert np.array(r["vertices"]).shape == (V, 3) and np.array(r["K"]).shape == (3, 3)
         assert len(r["translation"]) == 3 and len(r["box"]) == 4 and r["left"] is False
+        assert r["handedness"] == "right" and r["score"] is None
+        np.testing.assert_allclose(r["crop_box"], crops.full_image_box(96, 128), atol=1e-3)
         assert isinstance(r["success"], bool)
-        v, f = read_mesh(out / stem / "mesh.ply")
+        v, f = read_mesh(out / stem / "hand_0" / "mesh.ply")
         assert v.shape == (V, 3) and f.shape == (F, 3)
         np.testing.assert_allclose(v, r["vertices"], atol=1e-6)
-        assert read_mesh(out / stem / "mesh.obj")[0].shape == (V, 3)
+        assert read_mesh(out / stem / "hand_0" / "mesh.obj")[0].shape == (V, 3)
         assert cv2.imread(str(out / stem / "overlay.jpg")).shape == (96, 128, 3)
-        assert cv2.imread(str(out / stem / "front.png")).shape == (64, 64, 3)
+        assert cv2.imread(str(out / stem / "hand_0" / "front.png")).shape == (64, 64, 3)
     # 16-bit and RGBA inputs convert to the same 8-bit image: identical predictions.
-    a = json.loads((out / "deep" / "result.json").read_text())
-    b = json.loads((out / "rgba" / "result.json").read_text())
+    a = json.loads((out / "deep" / "result.json").read_text())["hands"][0]
+    b = json.loads((out / "rgba" / "result.json").read_text())["hands"][0]
     np.testing.assert_allclose(a["joints2d"], b["joints2d"])
     assert not list(out.rglob(".*tmp*"))
 
@@ -101,9 +106,10 @@ def test_predict_left_mirrors_right(tmp_path, checkpoint, capsys):
     bm = crops.mirror_box(box, W)
     assert run_cli(capsys, "predict", tmp_path / "l.png", "--bbox", ",".join(map(str, bm)), "--K", k(Km), "--left",
                    *args)[0] == 0
-    r = json.loads((tmp_path / "o" / "r" / "result.json").read_text())
-    l = json.loads((tmp_path / "o" / "l" / "result.json").read_text())
-    assert l["left"] is True
+    r = json.loads((tmp_path / "o" / "r" / "result.json").read_text())["hands"][0]
+    l = json.loads((tmp_path / "o" / "l" / "result.json").read_text())["hands"][0]
+    assert l["left"] is True and l["handedness"] == "left" and r["handedness"] == "right"
+    np.testing.assert_allclose(r["box"], box)  # the box around the hand, as given
     j2r, j2l = np.array(r["joints2d"]), np.array(l["joints2d"])
     np.testing.assert_allclose(j2l[:, 0], W - 1 - j2r[:, 0], atol=0.05)
     np.testing.assert_allclose(j2l[:, 1], j2r[:, 1], atol=0.05)
@@ -120,8 +126,8 @@ def test_predict_left_mirrors_right(tmp_path, checkpoint, capsys):
     if r["success"] and l["success"]:
         np.testing.assert_allclose(j3l, j3r * flip, atol=1e-4)
     # The left mesh's faces are reversed so that it stays outward-facing.
-    _, fr = read_mesh(tmp_path / "o" / "r" / "mesh.ply")
-    _, fl = read_mesh(tmp_path / "o" / "l" / "mesh.ply")
+    _, fr = read_mesh(tmp_path / "o" / "r" / "hand_0" / "mesh.ply")
+    _, fl = read_mesh(tmp_path / "o" / "l" / "hand_0" / "mesh.ply")
     np.testing.assert_array_equal(fl, fr[:, ::-1])
 
 
@@ -130,13 +136,14 @@ def test_predict_video_round_trip(tmp_path, checkpoint, capsys):
     frames = [np.roll(hand_image(model, seed=2), 4 * i, axis=1) for i in range(5)]
     write_video(tmp_path / "clip.mp4", frames, fps=10.0)
     code, stdout, err = run_cli(capsys, "predict", tmp_path / "clip.mp4", "--checkpoint", ckpt, "--out",
-                                tmp_path / "o", "--smooth")
+                                tmp_path / "o", "--smooth", "--whole-image")
     assert code == 0, err
     with VideoReader(tmp_path / "o" / "clip_annotated.mp4") as r:
         got = list(r)
     assert len(got) == 5 and got[0].shape == frames[0].shape
     lines = (tmp_path / "o" / "clip_results.jsonl").read_text().splitlines()
     assert len(lines) == 5 and [json.loads(x)["frame"] for x in lines] == list(range(5))
+    assert all(len(json.loads(x)["hands"]) == 1 for x in lines)
 
 
 @pytest.mark.parametrize("make, extra, message", [
@@ -158,6 +165,44 @@ def test_bad_inputs_give_one_line_errors(tmp_path, checkpoint, capsys, make, ext
     code, _, err = run_cli(capsys, "predict", tmp_path / name, "--checkpoint", ckpt, "--out", tmp_path / "o", *extra)
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_predict_finds_every_hand_without_a_box(tmp_path, checkpoint, capsys, tiny_data):
+    ckpt, model = checkpoint
+    a = cv2.imread(str(tiny_data / "training" / "rgb" / "00000007.jpg"))
+    b = cv2.imread(str(tiny_data / "training" / "rgb" / "00000002.jpg"))[:, ::-1]
+    canvas = np.full((300, 520, 3), 90, np.uint8)
+    canvas[40:264, 10:234] = a
+    canvas[60:284, 286:510] = b
+    cv2.imwrite(str(tmp_path / "two.png"), canvas)
+    cv2.imwrite(str(tmp_path / "empty.png"), np.full((200, 240, 3), 128, np.uint8))
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(capsys, "predict", tmp_path / "two.png", tmp_path / "empty.png", "--checkpoint", ckpt,
+                                "--out", out, "--view-size", 32)
+    assert code == 0, err
+    doc = json.loads((out / "two" / "result.json").read_text())
+    hands = doc["hands"]
+    assert len(hands) == 2 and sorted(h["handedness"] for h in hands) == ["left", "right"]
+    for i, h in enumerate(hands):
+        assert 0.5 <= h["score"] <= 1 and len(h["box"]) == 4 and np.array(h["joints3d"]).shape == (21, 3)
+        assert h["left"] == (h["handedness"] == "left")
+        for name in HAND_OUTPUTS:
+            assert (out / "two" / f"hand_{i}" / name).is_file()
+    assert cv2.imread(str(out / "two" / "overlay.jpg")).shape == (300, 520, 3)
+    assert "2 hand(s)" in stdout and "no hand found" in stdout
+    assert json.loads((out / "empty" / "result.json").read_text())["hands"] == []
+    # --max-hands 1 keeps one; --right forces the side of every hand.
+    code, _, err = run_cli(capsys, "predict", tmp_path / "two.png", "--checkpoint", ckpt, "--out", tmp_path / "o1",
+                           "--view-size", 32, "--max-hands", "1", "--right")
+    assert code == 0, err
+    hands = json.loads((tmp_path / "o1" / "two" / "result.json").read_text())["hands"]
+    assert len(hands) == 1 and hands[0]["handedness"] == "right"
+    for bad, message in ((["--max-hands", "0"], "--max-hands"), (["--min-score", "2"], "--min-score")):
+        code, _, err = run_cli(capsys, "predict", tmp_path / "two.png", "--checkpoint", ckpt, "--out", out, *bad)
+        assert code == 2 and message in err, err
+    with pytest.raises(SystemExit):  # argparse: mutually exclusive
+        run_cli(capsys, "predict", tmp_path / "two.png", "--checkpoint", ckpt, "--out", out, "--left", "--right")
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_missing_and_broken_checkpoint(tmp_path, capsys):
@@ -184,10 +229,10 @@ def test_export_onnx_then_predict_and_bench(tmp_path, checkpoint, capsys):
     for backend in ("torch", "onnxruntime"):
         extra = ["--onnx", onnx_path] if backend == "onnxruntime" else []
         code, _, err = run_cli(capsys, "predict", tmp_path / "h.png", "--checkpoint", ckpt, "--out",
-                               tmp_path / backend, "--backend", backend, "--view-size", 32, *extra)
+                               tmp_path / backend, "--backend", backend, "--view-size", 32, "--whole-image", *extra)
         assert code == 0, err
-    a = json.loads((tmp_path / "torch" / "h" / "result.json").read_text())
-    b = json.loads((tmp_path / "onnxruntime" / "h" / "result.json").read_text())
+    a = json.loads((tmp_path / "torch" / "h" / "result.json").read_text())["hands"][0]
+    b = json.loads((tmp_path / "onnxruntime" / "h" / "result.json").read_text())["hands"][0]
     np.testing.assert_allclose(b["joints2d"], a["joints2d"], atol=1e-2)
     np.testing.assert_allclose(np.array(b["vertices"]) - b["translation"], np.array(a["vertices"]) - a["translation"],
                                atol=1e-4)

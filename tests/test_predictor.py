@@ -30,7 +30,7 @@ def random_image(h=72, w=96, seed=0):
 
 def test_result_shapes_and_internal_consistency(predictor, model):
     img = random_image()
-    r = predictor.predict(img)
+    r = predictor.predict(img, crops.full_image_box(72, 96))
     V = model.num_vertices
     assert isinstance(r, PredictionResult)
     assert r.joints2d.shape == (21, 2) and r.joints3d.shape == (21, 3) and r.vertices.shape == (V, 3)
@@ -81,7 +81,8 @@ def test_left_hand_is_mirror_of_right(predictor, use_box):
         box, K = np.array([10.0, 6.0, 48.0, 48.0]), np.array([[150.0, 0, 50.0], [0, 150.0, 33.0], [0, 0, 1]])
         box_m, K_m = crops.mirror_box(box, W), crops.mirror_intrinsics(K, W)
     else:
-        box = K = box_m = K_m = None
+        box = box_m = crops.full_image_box(H, W)
+        K = K_m = None
     right = predictor.predict(img, box, K)
     left = predictor.predict(mirrored, box_m, K_m, left=True)
     assert left.left and not right.left
@@ -131,8 +132,9 @@ def test_stages_compose_to_predict(predictor):
 @pytest.mark.gpu
 def test_cuda_matches_cpu(model):
     img = random_image(seed=4)
-    cpu = Predictor.from_model(model, device="cpu").predict(img)
-    gpu = Predictor.from_model(model, device="cuda").predict(img)
+    box = crops.full_image_box(*img.shape[:2])
+    cpu = Predictor.from_model(model, device="cpu").predict(img, box)
+    gpu = Predictor.from_model(model, device="cuda").predict(img, box)
     model.cpu()
     np.testing.assert_allclose(gpu.joints2d, cpu.joints2d, atol=1e-2)
     np.testing.assert_allclose(gpu.vertices - gpu.translation, cpu.vertices - cpu.translation, atol=1e-4)
@@ -149,3 +151,34 @@ def test_hand_box_is_enlarged_like_the_training_crops(predictor):
     np.testing.assert_allclose(a.vertices, b.vertices)
     with pytest.raises(ValueError, match="not both"):
         predictor.predict(img, box=hand, hand_box=hand)
+
+
+def test_without_a_box_every_detected_hand_is_predicted(predictor, tiny_data):
+    from m3dhmr.inference.images import load_image
+
+    a = load_image(tiny_data / "training" / "rgb" / "00000007.jpg")
+    b = load_image(tiny_data / "training" / "rgb" / "00000002.jpg")[:, ::-1]
+    canvas = np.full((300, 520, 3), 90, np.uint8)
+    canvas[40:264, 10:234] = a
+    canvas[60:284, 286:510] = b
+    results = predictor.predict(canvas)
+    assert isinstance(results, list) and len(results) == 2
+    hands = predictor.detector.detect(canvas)
+    for r, h in zip(results, hands):  # same order: highest presence first
+        assert r.handedness == h.handedness and r.left == (h.handedness == "left")
+        np.testing.assert_allclose(r.hand_box, h.box)
+        assert r.score == pytest.approx(h.score)
+        # Cropped around the landmarks like the training crops (joints' extent x margin).
+        np.testing.assert_allclose(r.box, crops.square_box(h.box, predictor.track_margin))
+        one = predictor.predict(canvas, r.box, left=r.left)  # the same crop, one at a time
+        np.testing.assert_allclose(one.vertices - one.translation, r.vertices - r.translation, atol=1e-5)
+        np.testing.assert_allclose(one.joints2d, r.joints2d, atol=1e-3)
+        j = r.to_json()
+        assert j["handedness"] == r.handedness and j["box"] == np.round(h.box, 3).tolist()
+        assert j["crop_box"] == np.round(r.box, 3).tolist()
+    assert sorted(r.handedness for r in results) == ["left", "right"]
+    forced = predictor.predict(canvas, left=False)
+    assert [r.left for r in forced] == [False, False]
+    assert predictor.predict(np.full((100, 120, 3), 128, np.uint8)) == []
+    with pytest.raises(ValueError, match="--K"):
+        predictor.predict(np.full((100, 120, 3), 128, np.uint8), K=[1, 2, 3])

@@ -115,18 +115,20 @@ def test_predict_video_round_trip(tmp_path, predictor, smooth):
     src = tmp_path / "in.mp4"
     write_video(src, clip(), fps=10.0)
     rec = Recording(predictor)
-    s = predict_video(rec, src, tmp_path / "out.mp4", tmp_path / "out.jsonl", smooth=smooth)
-    assert s.frames == 5 and s.successes == 5
+    s = predict_video(rec, src, tmp_path / "out.mp4", tmp_path / "out.jsonl", whole_frame=True, smooth=smooth)
+    assert s.frames == 5 and s.successes == 5 and s.hands == 1
     with VideoReader(tmp_path / "out.mp4") as r:
         assert len(list(r)) == 5 and (r.info.width, r.info.height) == (64, 48)
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [d["frame"] for d in lines] == list(range(5))
     assert lines[1]["time_s"] == pytest.approx(0.1)
-    assert np.array(lines[0]["joints3d"]).shape == (21, 3) and "vertices" not in lines[0]
-    assert [d["tracked_box"] for d in lines] == [False, True, True, True, True]
+    hands = [d["hands"] for d in lines]
+    assert all(len(h) == 1 and h[0]["id"] == 0 for h in hands)
+    assert np.array(hands[0][0]["joints3d"]).shape == (21, 3) and "vertices" not in hands[0][0]
+    assert [h[0]["tracked"] for h in hands] == [False, True, True, True, True]
     # First frame: the whole frame; then the box around the previous frame's landmarks.
     np.testing.assert_allclose(rec.boxes[0], crops.full_image_box(48, 64))
-    expected = crops.box_from_points(np.array(lines[0]["joints2d"]), 48, 64)
+    expected = crops.box_from_points(np.array(hands[0][0]["joints2d"]), 48, 64)
     if not smooth:  # smoothing changes the written landmarks, not the tracking input
         np.testing.assert_allclose(rec.boxes[1], expected, atol=1e-2)
 
@@ -136,4 +138,55 @@ def test_predict_video_bad_box(tmp_path, predictor):
     write_video(src, clip(2), fps=10.0)
     with pytest.raises(ValueError, match="entirely outside"):
         predict_video(predictor, src, tmp_path / "o.mp4", tmp_path / "o.jsonl", box=np.array([500.0, 0, 10, 10]))
+    with pytest.raises(ValueError, match="entirely outside"):
+        predict_video(predictor, src, tmp_path / "o.mp4", tmp_path / "o.jsonl",
+                      hand_box=np.array([500.0, 0, 10, 10]))
+    with pytest.raises(ValueError, match="at most one"):
+        predict_video(predictor, src, tmp_path / "o.mp4", tmp_path / "o.jsonl", box=np.ones(4), whole_frame=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.avi"]  # nothing half-written
+
+
+def _two_hand_clip(root, n=8):
+    """Two rendered hands (a right one, and a mirrored one: left) moving towards each other."""
+    from m3dhmr.inference.images import load_image
+
+    a = load_image(root / "training" / "rgb" / "00000007.jpg")
+    b = load_image(root / "training" / "rgb" / "00000002.jpg")[:, ::-1]
+    frames = []
+    for i in range(n):
+        c = np.full((300, 520, 3), 90, np.uint8)
+        c[40:264, 10 + 4 * i:234 + 4 * i] = a
+        c[60:284, 286 - 4 * i:510 - 4 * i] = b
+        frames.append(c)
+    return frames
+
+
+def test_two_hands_keep_their_ids(tmp_path, predictor, tiny_data):
+    write_video(tmp_path / "two.mp4", _two_hand_clip(tiny_data), fps=10.0)
+    s = predict_video(predictor, tmp_path / "two.mp4", tmp_path / "o.mp4", tmp_path / "o.jsonl", smooth=True)
+    assert s.frames == 8 and s.hands == 2
+    lines = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    for d in lines:
+        by_x = sorted(d["hands"], key=lambda h: h["box"][0])
+        assert [h["id"] for h in by_x] == [0, 1], d["frame"]  # the right hand was found first (higher score)
+        assert [h["handedness"] for h in by_x] == ["right", "left"]
+    assert [h["tracked"] for h in lines[0]["hands"]] == [False, False]
+    assert all(h["tracked"] for d in lines[1:] for h in d["hands"])  # followed, not re-detected
+    # The boxes follow the motion: 4 px a frame towards each other.
+    x = np.array([[h["box"][0] for h in sorted(d["hands"], key=lambda h: h["id"])] for d in lines])
+    assert np.all(np.diff(x[:, 0]) > 0) and np.all(np.diff(x[:, 1]) < 0)
+
+
+def test_multi_hand_tracker_redetects_after_a_loss(tiny_data):
+    from m3dhmr.detect import HandDetector
+    from m3dhmr.inference.video import MultiHandTracker
+
+    frames = _two_hand_clip(tiny_data, 3)
+    tr = MultiHandTracker(HandDetector(max_hands=2), redetect_every=100)
+    assert [i for i, _, _ in tr.update(frames[0])] == [0, 1]
+    blank = np.full_like(frames[0], 90)
+    assert tr.update(blank) == []  # both lost; detection finds nothing
+    ids = [i for i, _, followed in tr.update(frames[2])]
+    assert ids == [2, 3]  # found again: new ids
+    with pytest.raises(ValueError, match="redetect_every"):
+        MultiHandTracker(None, redetect_every=0)

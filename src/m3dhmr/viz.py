@@ -80,6 +80,35 @@ def overlay_mesh(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: 
     return res.rgb_uint8()
 
 
+def draw_hands(image: np.ndarray, results, ids=None) -> np.ndarray:
+    """Every predicted hand on a copy of ``image`` (H, W, 3) uint8: its mesh, skeleton,
+    the box around it and a label (handedness, and the detector's score when known).
+
+    results: :class:`~m3dhmr.inference.predictor.PredictionResult` list (may be empty);
+    labels start with ``ids[i]`` (e.g. video track ids), default the index in the list
+    (its ``hand_<i>`` folder).
+    """
+    out = _check_image(image).copy()
+    size = max(out.shape[:2])
+    for r in results:
+        out = overlay_mesh(out, r.vertices, r.faces, r.K)
+    for r in results:
+        out = draw_pose2d(out, r.joints2d)
+    thick = max(1, round(size / 300))
+    for i, r in enumerate(results):
+        box = r.box if r.hand_box is None else r.hand_box
+        x0, y0 = int(round(box[0])), int(round(box[1]))
+        x1, y1 = int(round(box[0] + box[2])), int(round(box[1] + box[3]))
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), thick, cv2.LINE_AA)
+        label = f"{i if ids is None else ids[i]}: {r.handedness}" + ("" if r.score is None else f" {r.score:.2f}")
+        scale = max(0.35, size / 1000)
+        cv2.putText(out, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2,
+                    cv2.LINE_AA)
+        cv2.putText(out, label, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
+                    cv2.LINE_AA)
+    return out
+
+
 def rotation_y(angle_rad: float) -> np.ndarray:
     """(3, 3) rotation about the camera's y axis (down): ``x_new = R @ x``."""
     c, s = math.cos(angle_rad), math.sin(angle_rad)

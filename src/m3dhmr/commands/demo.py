@@ -153,7 +153,7 @@ def _gallery(pred_dir: Path, stems: list[str], path: Path) -> Path | None:
 
     rows = []
     for s in stems:
-        p = pred_dir / s / "panel.jpg"
+        p = pred_dir / s / "hand_0" / "panel.jpg"
         if p.is_file():
             rows.append(cv2.imread(str(p))[:, :, ::-1])
     if not rows:

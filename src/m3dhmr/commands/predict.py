@@ -1,19 +1,26 @@
-"""``m3dhmr predict``: run a checkpoint on image files, folders and videos.
+"""``m3dhmr predict``: find and reconstruct the hands in image files, folders and videos.
 
-Per image, in ``OUT/<stem>/``: ``pose2d.jpg`` (2D skeleton on the image), ``overlay.jpg``
-(mesh projected on the image), ``front.png`` / ``side.png`` (camera-space mesh seen from
-the front and turned 90 degrees, like the paper's figures 1 and 4), ``panel.jpg`` (the
-four side by side), ``mesh.obj`` / ``mesh.ply`` (camera space, metres) and
-``result.json`` (joints2d px, joints3d and vertices in metres, translation, K, box,
-success, left). Per video: ``OUT/<stem>_annotated.mp4`` and ``OUT/<stem>_results.jsonl``
-(one JSON object per frame).
+Without a box, the packaged hand detector (:mod:`m3dhmr.detect`) finds every hand
+(``--max-hands``, ``--min-score``) with its handedness; left hands are flipped,
+predicted and mirrored back (``--left`` / ``--right`` force one side for every hand).
+``--bbox`` (or a box from ``--bbox-json``) is a box around one hand instead: it is
+squared and enlarged by ``--box-scale`` (default: the factor that matches the model's
+training crops), the same as ``Predictor.predict(image, hand_box=...)``.
+``--whole-image`` takes each image as the crop (images that are hand crops already).
+
+Per image, in ``OUT/<stem>/``: ``result.json`` (the image's size and K, and a ``hands``
+list: per hand ``box`` x, y, w, h around it, ``handedness``, ``score``, ``joints2d``
+px, ``joints3d`` and ``vertices`` in metres, ``translation``, the registration fields),
+``overlay.jpg`` (every hand's mesh, skeleton and label on the image), and one folder
+``hand_<i>/`` per hand: ``pose2d.jpg``, ``overlay.jpg``, ``front.png`` / ``side.png``
+(the camera-space mesh seen from the front and turned 90 degrees, like the paper's
+figures 1 and 4), ``panel.jpg`` (the four side by side), ``mesh.obj`` / ``mesh.ply``
+(camera space, metres). Per video: ``OUT/<stem>_annotated.mp4`` and
+``OUT/<stem>_results.jsonl`` (one JSON object per frame, each hand with a stable ``id``).
 
 Without ``--K`` the intrinsics come from an assumed horizontal field of view (``--fov``,
-default 60 degrees; see :mod:`m3dhmr.inference.crops`). A ``--bbox`` (or a box from
-``--bbox-json``) is a box around the hand; it is squared and enlarged by
-``--box-scale`` (default: the factor that matches the model's training crops) so the
-hand fills the crop as in training. Without ``--checkpoint`` the packaged model runs. Without a box
-the whole image is the crop.
+default 60 degrees; see :mod:`m3dhmr.inference.crops`). Without ``--checkpoint`` the
+packaged model runs.
 """
 
 from __future__ import annotations
@@ -44,7 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--K", dest="K", help="intrinsics fx,fy,cx,cy in pixels (default: from --fov)")
     parser.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                         help=f"assumed horizontal field of view in degrees without --K (default {DEFAULT_FOV_DEG:g})")
-    parser.add_argument("--left", action="store_true", help="the hands are left hands (flip, predict, mirror back)")
+    box.add_argument("--whole-image", action="store_true",
+                     help="each image is the crop (inputs that are hand crops already): no detection")
+    side = parser.add_mutually_exclusive_group()
+    side.add_argument("--left", action="store_true", help="every hand is a left hand (default: the detector's call)")
+    side.add_argument("--right", action="store_true", help="every hand is a right hand")
+    parser.add_argument("--max-hands", type=int, default=4, help="most hands per image or frame (default 4)")
+    parser.add_argument("--min-score", type=float, default=0.5,
+                        help="hand presence threshold of the detector in [0, 1] (default 0.5)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--onnx", help="ONNX model for --backend onnxruntime (default: export the checkpoint)")
     parser.add_argument("--smooth", action="store_true", help="videos: One-Euro smoothing of joints and root")
@@ -79,12 +93,9 @@ def write_image(path: Path, rgb, quality: int = 92) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
-def save_image_outputs(out_dir: Path, image, result, view_size: int = 256) -> list[Path]:
-    """Write every per-image output of one prediction into ``out_dir``; returns the paths."""
-    import json
-
+def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256) -> list[Path]:
+    """Write the pictures and meshes of one predicted hand into ``out_dir``; returns the paths."""
     from m3dhmr import viz
-    from m3dhmr.fileio import atomic_write_text
     from m3dhmr.mesh.io import write_mesh
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,14 +104,38 @@ def save_image_outputs(out_dir: Path, image, result, view_size: int = 256) -> li
     front, side = viz.render_front_side(result.vertices, result.faces, view_size)
     panel = viz.make_panel([pose, overlay, front, side], height=view_size)
     paths = {name: out_dir / name for name in
-             ("pose2d.jpg", "overlay.jpg", "front.png", "side.png", "panel.jpg", "mesh.obj", "mesh.ply", "result.json")}
+             ("pose2d.jpg", "overlay.jpg", "front.png", "side.png", "panel.jpg", "mesh.obj", "mesh.ply")}
     for name, img in (("pose2d.jpg", pose), ("overlay.jpg", overlay), ("front.png", front), ("side.png", side),
                       ("panel.jpg", panel)):
         write_image(paths[name], img)
     write_mesh(paths["mesh.obj"], result.vertices, result.faces)
     write_mesh(paths["mesh.ply"], result.vertices, result.faces)
-    atomic_write_text(paths["result.json"], json.dumps(result.to_json(), indent=1))
     return list(paths.values())
+
+
+def image_result_json(path, image, results, K) -> dict:
+    """``result.json`` of one image: its size, the (3, 3) K used and the ``hands`` list."""
+    H, W = image.shape[:2]
+    return {"image": str(path), "image_size": [H, W], "K": [list(map(float, row)) for row in K],
+            "units": {"joints3d": "m", "vertices": "m", "joints2d": "px", "camera": "opencv"},
+            "hands": [r.to_json() for r in results]}
+
+
+def save_image_outputs(out_dir: Path, path, image, results, K, view_size: int = 256) -> list[Path]:
+    """Every output of one image (see the module docstring); returns the paths written."""
+    import json
+
+    from m3dhmr import viz
+    from m3dhmr.fileio import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, r in enumerate(results):
+        written += save_hand_outputs(out_dir / f"hand_{i}", image, r, view_size)
+    overlay = viz.draw_hands(image, results)
+    write_image(out_dir / "overlay.jpg", overlay)
+    atomic_write_text(out_dir / "result.json", json.dumps(image_result_json(path, image, results, K), indent=1))
+    return written + [out_dir / "overlay.jpg", out_dir / "result.json"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from m3dhmr.cli import UserError
+    from m3dhmr.detect import HandDetector
     from m3dhmr.inference import crops
     from m3dhmr.inference.images import collect_inputs, load_image
     from m3dhmr.inference.predictor import Predictor
@@ -118,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--box-scale must be a positive number, got {args.box_scale}")
     if args.view_size < 16:
         raise UserError(f"--view-size must be >= 16, got {args.view_size}")
+    if args.max_hands < 1:
+        raise UserError(f"--max-hands must be >= 1, got {args.max_hands}")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise UserError(f"--min-score must be in [0, 1], got {args.min_score}")
     K = crops.parse_intrinsics(args.K) if args.K else None
     crops.default_intrinsics(2, 2, args.fov)  # validate --fov before loading anything
     user_box = crops.parse_box(args.bbox) if args.bbox else None
@@ -132,33 +172,49 @@ def run(args: argparse.Namespace) -> int:
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend, onnx_path=args.onnx,
                                               device=args.device, threads=args.threads, fov_deg=args.fov)
-    box_scale = predictor.box_scale if args.box_scale is None else args.box_scale
+    if args.box_scale is not None:
+        predictor.box_scale = float(args.box_scale)
+    predictor.detector = HandDetector(max_hands=args.max_hands, min_presence=args.min_score)
+    left = True if args.left else False if args.right else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed = empty = 0
     for item, name in zip(items, _output_names(items)):
         box = user_box
         if boxes is not None:
             box = crops.box_for(boxes, item.path)
             if box is None:
-                log.warning("%s: no box in %s; using the whole image", item.path, args.bbox_json)
-        # The user's box is tight around the hand: square and enlarge it like training crops.
-        crop_box = None if box is None else crops.square_box(box, box_scale)
+                log.warning("%s: no box in %s; finding the hands instead", item.path, args.bbox_json)
         if item.kind == "video":
             summary = predict_video(predictor, item.path, out / f"{name}_annotated.mp4", out / f"{name}_results.jsonl",
-                                    box=crop_box, K=K, left=args.left, smooth=args.smooth,
+                                    hand_box=box, whole_frame=args.whole_image, K=K, left=left, smooth=args.smooth,
                                     include_vertices=args.video_vertices)
-            print(f"{item.path}: {summary.frames} frames ({summary.successes} registered) -> {summary.video_path}")
+            print(f"{item.path}: {summary.frames} frames, {summary.hands} hand track(s), "
+                  f"{summary.successes} hand(s) registered -> {summary.video_path}")
             continue
         image = load_image(item.path)
         H, W = image.shape[:2]
         if box is not None:
             crops.validate_box(box, H, W, f"box of {item.path}")
-        result = predictor.predict(image, crop_box, K, args.left)
-        save_image_outputs(out / name, image, result, args.view_size)
-        failed += int(not result.success)
-        status = "ok" if result.success else "registration failed (fallback depth)"
-        print(f"{item.path}: {status}, wrist at {np.round(result.translation, 3).tolist()} m -> {out / name}")
+            results = [predictor.predict(image, K=K, left=bool(left), hand_box=box)]
+        elif args.whole_image:
+            results = [predictor.predict(image, crops.full_image_box(H, W), K, bool(left))]
+        else:
+            results = predictor.predict(image, K=K, left=left)
+        K_used = results[0].K if results else (
+            crops.default_intrinsics(H, W, predictor.fov_deg) if K is None else K)
+        save_image_outputs(out / name, item.path, image, results, K_used, args.view_size)
+        if not results:
+            empty += 1
+            print(f"{item.path}: no hand found (give --bbox, lower --min-score, or --whole-image for a hand crop) "
+                  f"-> {out / name}")
+            continue
+        failed += sum(not r.success for r in results)
+        desc = "; ".join(f"{r.handedness} hand {'ok' if r.success else 'registration failed (fallback depth)'}, "
+                         f"wrist at {np.round(r.translation, 3).tolist()} m" for r in results)
+        print(f"{item.path}: {len(results)} hand(s): {desc} -> {out / name}")
     if failed:
-        log.warning("%d image(s) had a failed registration; their camera-space position is a guess", failed)
+        log.warning("%d hand(s) had a failed registration; their camera-space position is a guess", failed)
+    if empty:
+        log.warning("%d image(s) with no hand found", empty)
     return 0

@@ -75,7 +75,10 @@ class PredictionResult:
     + translation = camera space); success: registration succeeded;
     reprojection_error: mean pixel error of the registration in crop pixels;
     box: (4,) square crop box x, y, w, h in image pixels; K: (3, 3) intrinsics used;
-    image_size: (H, W); left: predicted as a left hand.
+    image_size: (H, W); left: predicted as a left hand; hand_box: (4,) x, y, w, h
+    around the hand (the detector's box around its landmarks, or the box the caller
+    gave; the crop box when only a crop was given); score: the detector's hand presence
+    in [0, 1] (None when the caller gave the box).
     """
 
     joints2d: np.ndarray
@@ -89,15 +92,29 @@ class PredictionResult:
     K: np.ndarray
     image_size: tuple[int, int]
     left: bool
+    hand_box: np.ndarray | None = None
+    score: float | None = None
+
+    @property
+    def handedness(self) -> str:
+        """"left" or "right": the hand as predicted (see :attr:`left`)."""
+        return "left" if self.left else "right"
 
     def to_json(self, include_vertices: bool = True) -> dict[str, Any]:
-        """Plain-data form (lists) for ``result.json`` / ``results.jsonl``; units: metres, pixels."""
+        """Plain-data form (lists) for ``result.json`` / ``results.jsonl``; units: metres, pixels.
+
+        ``box`` is the box around the hand (:attr:`hand_box`), ``crop_box`` the square
+        crop the network saw."""
+        hand_box = self.box if self.hand_box is None else self.hand_box
         d = {
+            "box": np.round(hand_box, 3).tolist(),
+            "handedness": self.handedness,
+            "score": None if self.score is None else round(float(self.score), 4),
             "joints2d": np.round(self.joints2d, 3).tolist(),
             "joints3d": np.round(self.joints3d, 6).tolist(),
             "translation": np.round(self.translation, 6).tolist(),
             "K": self.K.tolist(),
-            "box": np.round(self.box, 3).tolist(),
+            "crop_box": np.round(self.box, 3).tolist(),
             "image_size": list(self.image_size),
             "success": bool(self.success),
             "reprojection_error_px": float(self.reprojection_error),
@@ -194,6 +211,7 @@ class Predictor:
         # How a tight hand box and tracked landmarks become crops like the training ones.
         self.box_scale = float(box_scale)
         self.track_margin = float(track_margin)
+        self._detector = None
         if not (self.box_scale > 0 and self.track_margin > 0):
             raise ValueError(f"box_scale and track_margin must be > 0, got {box_scale}, {track_margin}")
         crops.default_intrinsics(2, 2, self.fov_deg)  # validates the field of view early
@@ -288,8 +306,11 @@ class Predictor:
                 raise ValueError(f"the network returned NaN or inf {name} (broken checkpoint?)")
         return out
 
-    def finish(self, prepared: PreparedInput, net: NetworkOutput, index: int = 0) -> PredictionResult:
-        """Mirror back (left hands), register in camera space, map 2D joints to the image."""
+    def finish(self, prepared: PreparedInput, net: NetworkOutput, index: int = 0, *, hand_box=None,
+               score: float | None = None) -> PredictionResult:
+        """Mirror back (left hands), register in camera space, map 2D joints to the image.
+
+        ``hand_box`` and ``score`` are passed through to the result (see :class:`PredictionResult`)."""
         from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
 
         v = net.vertices[index].astype(np.float64)
@@ -315,20 +336,64 @@ class Predictor:
             K=prepared.K,
             image_size=prepared.image_size,
             left=prepared.left,
+            hand_box=None if hand_box is None else np.asarray(hand_box, dtype=np.float64),
+            score=None if score is None else float(score),
         )
 
-    def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool = False, *,
-                hand_box=None) -> PredictionResult:
-        """image (H, W, 3) uint8 RGB; box (4,) x, y, w, h crop box or None (whole image);
-        K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``) -> :class:`PredictionResult`.
+    @property
+    def detector(self):
+        """The :class:`m3dhmr.detect.HandDetector` that finds hands when no box is given
+        (built on first use; assign one to change its thresholds or ``max_hands``)."""
+        if self._detector is None:
+            from m3dhmr.detect import HandDetector
 
-        ``hand_box`` (4,) x, y, w, h tight around the visible hand (a detector's or a
-        user's box) instead of ``box``: it is squared and enlarged by :attr:`box_scale`,
-        so the crop frames the hand as the model's training crops did.
+            self._detector = HandDetector()
+        return self._detector
+
+    @detector.setter
+    def detector(self, detector) -> None:
+        self._detector = detector
+
+    def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool | None = None, *,
+                hand_box=None) -> PredictionResult | list[PredictionResult]:
+        """image (H, W, 3) uint8 RGB; K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``).
+
+        - Neither ``box`` nor ``hand_box``: every hand the :attr:`detector` finds, as a list
+          of :class:`PredictionResult` (highest presence first; empty when there is none),
+          each cropped around its landmarks like the training crops and predicted as the
+          detector's handedness unless ``left`` forces one.
+        - ``hand_box`` (4,) x, y, w, h tight around the visible hand (a detector's or a
+          user's box): squared and enlarged by :attr:`box_scale`, so the crop frames the
+          hand as the model's training crops did -> one :class:`PredictionResult`.
+        - ``box`` (4,) x, y, w, h: the crop itself (squared about its centre, not
+          enlarged; :func:`m3dhmr.inference.crops.full_image_box` for the whole image)
+          -> one :class:`PredictionResult`.
+
+        ``left``: True/False forces the hand side (flip, predict, mirror back); None takes
+        the detector's handedness, or a right hand for a given box.
         """
+        if box is None and hand_box is None:
+            return self.predict_hands(image, K, left)
         if hand_box is not None:
             if box is not None:
                 raise ValueError("give either box (the crop) or hand_box (around the hand), not both")
             box = crops.square_box(hand_box, self.box_scale)
-        prepared = self.prepare(image, box, K, left)
-        return self.finish(prepared, self.run_network(prepared.images))
+        prepared = self.prepare(image, box, K, bool(left))
+        return self.finish(prepared, self.run_network(prepared.images), hand_box=hand_box)
+
+    def predict_hands(self, image: np.ndarray, K: np.ndarray | None = None, left: bool | None = None,
+                      hands=None) -> list[PredictionResult]:
+        """Predict every hand in ``image``: those the :attr:`detector` finds, or the given
+        ``hands`` (:class:`m3dhmr.detect.DetectedHand` list, e.g. tracked ones), in one
+        network batch. See :meth:`predict` for ``K`` and ``left``."""
+        image = _check_image(image)
+        if K is not None:
+            K = crops.intrinsics_from_values(K)  # a bad K is an error even when no hand is found
+        if hands is None:
+            hands = self.detector.detect(image)
+        if not hands:
+            return []
+        prepared = [self.prepare(image, crops.square_box(h.box, self.track_margin), K,
+                                 h.left if left is None else bool(left)) for h in hands]
+        net = self.run_network(np.concatenate([p.images for p in prepared]))
+        return [self.finish(p, net, i, hand_box=h.box, score=h.score) for i, (p, h) in enumerate(zip(prepared, hands))]

@@ -1,16 +1,24 @@
-"""Videos: frame reading and writing, a box that follows the hand, One-Euro smoothing.
+"""Videos: frame reading and writing, hands followed from frame to frame, One-Euro smoothing.
 
-Tracking: the crop box of frame ``t + 1`` is the square around frame ``t``'s predicted
-2D landmarks, ``margin`` times their extent (the training crops' proportion, see
-:data:`m3dhmr.inference.crops.DEFAULT_TRACK_MARGIN`), shifted inside the frame. When the
-hand is lost (registration failed, or the landmarks left the frame) the next frame
-falls back to the initial box (the user's box, or the whole frame) and the smoothing
-filters restart.
+Two ways to follow hands:
 
-Smoothing (optional): One-Euro filters (:mod:`m3dhmr.inference.one_euro`) on the 2D
-joints (pixels), the root-relative 3D joints and vertices, and the root translation
-(metres), with per-unit settings in :class:`SmoothingConfig`; timestamps come from the
-video's frame rate.
+- Without a box (the default of ``m3dhmr predict``), :class:`MultiHandTracker`: the
+  packaged detector (:mod:`m3dhmr.detect`) finds the hands on the first frame; each
+  hand is then followed from its previous landmarks (MediaPipe's landmark model on the
+  region they give, no palm detection), with a stable ``id``. Detection runs again when
+  a hand is lost and, while fewer than ``max_hands`` are followed, every
+  ``redetect_every`` frames, so that hands entering the picture are found.
+- With a box (or the whole frame), :class:`HandTracker`, one hand: the crop box of
+  frame ``t + 1`` is the square around frame ``t``'s predicted 2D landmarks, ``margin``
+  times their extent (the training crops' proportion, see
+  :data:`m3dhmr.inference.crops.DEFAULT_TRACK_MARGIN`), shifted inside the frame; when
+  the hand is lost (registration failed, or the landmarks left the frame) the next
+  frame falls back to the initial box.
+
+Smoothing (optional): One-Euro filters (:mod:`m3dhmr.inference.one_euro`) per hand on
+the 2D joints (pixels), the root-relative 3D joints and vertices, and the root
+translation (metres), with per-unit settings in :class:`SmoothingConfig`; timestamps
+come from the video's frame rate; a hand's filters restart when it is lost.
 """
 
 from __future__ import annotations
@@ -170,39 +178,118 @@ class TemporalSmoother:
         return dataclasses.replace(result, joints2d=j2, joints3d=j_rr + tr, vertices=v_rr + tr, translation=tr)
 
 
+class MultiHandTracker:
+    """Hands followed through a video with stable ids (see the module docstring).
+
+    detector: a :class:`m3dhmr.detect.HandDetector` (its ``max_hands`` caps the tracks);
+    match_iou: a detection overlapping a followed hand by more than this is that hand.
+    """
+
+    def __init__(self, detector, redetect_every: int = 10, match_iou: float = 0.3) -> None:
+        if redetect_every < 1:
+            raise ValueError(f"redetect_every must be >= 1, got {redetect_every}")
+        self.detector = detector
+        self.redetect_every, self.match_iou = int(redetect_every), float(match_iou)
+        self.tracks: list[_Track] = []
+        self.next_id = 0
+        self._since_detect = 0
+
+    def update(self, frame: np.ndarray) -> list[tuple[int, object, bool]]:
+        """Hands in ``frame``: ``(id, DetectedHand, followed)`` per hand (``followed``:
+        from the previous frame's landmarks, not a new detection), oldest id first."""
+        from m3dhmr.detect.hands import box_iou_xywh
+
+        lost = False
+        followed_ids: set[int] = set()
+        if self.tracks:
+            kept = []
+            for t, h in zip(self.tracks, self.detector.track(frame, [t.hand for t in self.tracks])):
+                if h is None:
+                    lost = True
+                    continue
+                t.observe(h)
+                if any(box_iou_xywh(t.hand.box, k.hand.box) > 0.5 for k in kept):
+                    continue  # two tracks converged onto one hand: the older one stays
+                kept.append(t)
+                followed_ids.add(t.id)
+            self.tracks = kept
+        self._since_detect += 1
+        room = len(self.tracks) < self.detector.max_hands
+        if not self.tracks or lost or (room and self._since_detect >= self.redetect_every):
+            self._since_detect = 0
+            for d in self.detector.detect(frame):
+                if len(self.tracks) >= self.detector.max_hands:
+                    break
+                if any(box_iou_xywh(d.box, t.hand.box) > self.match_iou for t in self.tracks):
+                    continue
+                track = _Track(self.next_id)
+                track.observe(d)
+                self.tracks.append(track)
+                self.next_id += 1
+        return [(t.id, t.hand, t.id in followed_ids) for t in self.tracks]
+
+
+class _Track:
+    """One followed hand; its handedness is the running mean over the track (one
+    frame's call can flip on a hand seen edge-on)."""
+
+    def __init__(self, track_id: int) -> None:
+        self.id = track_id
+        self.hand = None
+        self._p_right = 0.0
+        self._n = 0
+
+    def observe(self, hand) -> None:
+        p = hand.handedness_score if hand.handedness == "right" else 1.0 - hand.handedness_score
+        self._p_right += p
+        self._n += 1
+        mean = self._p_right / self._n
+        side = "right" if mean >= 0.5 else "left"
+        self.hand = dataclasses.replace(hand, handedness=side, handedness_score=max(mean, 1 - mean))
+
+
 @dataclass(frozen=True)
 class VideoSummary:
-    """What :func:`predict_video` did: frames processed, frames where the hand was
-    registered, the annotated video and the JSON-lines file written."""
+    """What :func:`predict_video` did: frames processed, hands registered (summed over
+    frames), distinct hands followed (track ids), the annotated video and the JSON-lines file."""
 
     frames: int
     successes: int
+    hands: int
     video_path: Path
     jsonl_path: Path
     info: VideoInfo
 
 
 def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out: str | Path, *,
-                  box: np.ndarray | None = None, K: np.ndarray | None = None, left: bool = False,
+                  hand_box: np.ndarray | None = None, box: np.ndarray | None = None, whole_frame: bool = False,
+                  K: np.ndarray | None = None, left: bool | None = None,
                   smooth: bool = False, smoothing: SmoothingConfig = SmoothingConfig(),
-                  include_vertices: bool = False,
-                  annotate: Callable[[np.ndarray, object], np.ndarray] | None = None) -> VideoSummary:
-    """Run ``predictor`` on every frame of a video with a tracked box.
+                  include_vertices: bool = False, redetect_every: int = 10,
+                  annotate: Callable[[np.ndarray, list], np.ndarray] | None = None) -> VideoSummary:
+    """Run ``predictor`` (a :class:`~m3dhmr.inference.predictor.Predictor`) on every frame.
 
-    box: (4,) initial crop box (x, y, w, h) or None (the whole frame); K: (3, 3) or None
-    (from the predictor's field of view). Writes ``video_out`` (each frame annotated by
-    ``annotate(frame, result)``, default: mesh overlay + 2D pose) and ``jsonl_out`` (one
-    JSON object per frame: index, time, tracked flag and the result), both atomically.
+    Hands: found and followed by :class:`MultiHandTracker` with the predictor's
+    detector (default), or one hand from a box: ``hand_box`` (4,) x, y, w, h around the
+    hand in the first frame (enlarged like :meth:`Predictor.predict`'s), ``box`` (4,)
+    the first crop itself, or ``whole_frame`` (the whole frame as the first crop),
+    followed by :class:`HandTracker`. K: (3, 3) or None (from the predictor's field of
+    view); ``left``: force the hand side (None: the detector's call; right with a box).
+
+    Writes ``video_out`` (each frame annotated by ``annotate(frame, results)``, default:
+    every hand's mesh, skeleton, box and id) and ``jsonl_out`` (one JSON object per frame:
+    ``frame``, ``time_s`` and ``hands``, each with its ``id``, ``tracked`` and the
+    result), both atomically.
     """
     from m3dhmr import viz
 
-    if annotate is None:
-        def annotate(frame, res):
-            return viz.draw_pose2d(viz.overlay_mesh(frame, res.vertices, res.faces, res.K), res.joints2d)
-
+    if sum(x is not None for x in (hand_box, box)) + bool(whole_frame) > 1:
+        raise ValueError("give at most one of hand_box, box and whole_frame")
     video_out, jsonl_out = Path(video_out), Path(jsonl_out)
-    smoother = TemporalSmoother(smoothing) if smooth else None
+    one_hand = hand_box is not None or box is not None or whole_frame
+    smoothers: dict[int, TemporalSmoother] = {}
     n = ok = 0
+    ids: set[int] = set()
     with VideoReader(path) as reader, atomic_path(video_out) as tmp_video, atomic_path(jsonl_out) as tmp_jsonl:
         info = reader.info
         writer = None
@@ -212,25 +299,48 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                 for frame in reader:
                     H, W = frame.shape[:2]
                     if tracker is None:
-                        init = None if box is None else crops.validate_box(box, H, W, "--bbox")
-                        tracker = HandTracker(H, W, init, margin=getattr(predictor, "track_margin",
-                                                                         crops.DEFAULT_TRACK_MARGIN))
+                        if one_hand:
+                            if hand_box is not None:
+                                init = crops.square_box(crops.validate_box(hand_box, H, W, "--bbox"),
+                                                        predictor.box_scale)
+                            elif box is not None:
+                                init = crops.validate_box(box, H, W, "box")
+                            else:
+                                init = None
+                            tracker = HandTracker(H, W, init, margin=getattr(predictor, "track_margin",
+                                                                             crops.DEFAULT_TRACK_MARGIN))
+                        else:
+                            tracker = MultiHandTracker(predictor.detector, redetect_every=redetect_every)
                         writer = open_writer(tmp_video, info.fps, W, H)
                     t = n / info.fps
-                    tracked = tracker.tracking
-                    res = predictor.predict(frame, tracker.box, K, left)
-                    tracker.update(res.joints2d, res.success)
-                    if smoother is not None:
-                        res = smoother(res, t)
-                    ok += int(res.success)
-                    writer.write(np.ascontiguousarray(annotate(frame, res)[:, :, ::-1]))
-                    lines.write(json.dumps({"frame": n, "time_s": round(t, 6), "tracked_box": tracked,
-                                            **res.to_json(include_vertices=include_vertices)}) + "\n")
+                    if one_hand:
+                        tracked = [tracker.tracking]
+                        results = [predictor.predict(frame, tracker.box, K, bool(left))]
+                        tracker.update(results[0].joints2d, results[0].success)
+                        frame_ids = [0]
+                    else:
+                        hands = tracker.update(frame)
+                        frame_ids = [h[0] for h in hands]
+                        tracked = [h[2] for h in hands]
+                        results = predictor.predict_hands(frame, K, left, hands=[h[1] for h in hands])
+                    for dead in set(smoothers) - set(frame_ids):
+                        del smoothers[dead]  # lost: a returning id would restart anyway
+                    if smooth:
+                        results = [smoothers.setdefault(i, TemporalSmoother(smoothing))(r, t)
+                                   for i, r in zip(frame_ids, results)]
+                    ids.update(i for i, r in zip(frame_ids, results))
+                    ok += sum(r.success for r in results)
+                    picture = viz.draw_hands(frame, results, frame_ids) if annotate is None else annotate(frame, results)
+                    writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
+                    record = {"frame": n, "time_s": round(t, 6), "hands": [
+                        {"id": i, "tracked": bool(tr), **r.to_json(include_vertices=include_vertices)}
+                        for i, tr, r in zip(frame_ids, tracked, results)]}
+                    lines.write(json.dumps(record) + "\n")
                     n += 1
         finally:
             if writer is not None:
                 writer.release()
         if n == 0:
             raise ValueError(f"{path}: the video has no readable frames")
-    log.info("%s: %d frames, hand registered in %d", path, n, ok)
-    return VideoSummary(frames=n, successes=ok, video_path=video_out, jsonl_path=jsonl_out, info=info)
+    log.info("%s: %d frames, %d hand track(s), %d hand(s) registered", path, n, len(ids), ok)
+    return VideoSummary(frames=n, successes=ok, hands=len(ids), video_path=video_out, jsonl_path=jsonl_out, info=info)

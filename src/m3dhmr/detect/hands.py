@@ -1,0 +1,306 @@
+"""Finding hands in whole images: MediaPipe's palm detector and hand landmarker.
+
+The two models (Google's MediaPipe Hands, Apache-2.0; provenance and hashes in
+``m3dhmr/detect/models/README.md``) ship inside the package and run on LiteRT
+(``ai-edge-litert``, Google's standalone TensorFlow Lite runtime wheel, which sends no
+usage data). The graph around them (anchors, weighted NMS, rotated hand regions) is in
+:mod:`m3dhmr.detect.anchors` and :mod:`m3dhmr.detect.rois`.
+
+Road of one image (H, W, 3) uint8 RGB:
+
+1. letterbox to 192 x 192 (and square tiles of a wide image) -> palm detector -> palms
+   (box, 7 keypoints, score);
+2. each palm -> a rotated square around the whole hand (:func:`rois.square_from_palm`)
+   -> 224 x 224 crop -> landmark model -> 21 landmarks, hand presence, handedness;
+3. duplicates (two palms on one hand) are merged, the best ``max_hands`` kept.
+
+In videos, :meth:`HandDetector.track` skips step 1 for hands seen in the previous frame:
+their landmarks give the next square (:func:`rois.square_from_landmarks`).
+
+Handedness is reported for the image as given (not mirrored), as the person's left or
+right hand; MediaPipe's own labels assume a mirrored selfie image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from m3dhmr.detect import anchors as anc
+from m3dhmr.detect import rois
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = Path(__file__).resolve().parent / "models"
+#: The packaged model files: name -> (bytes, SHA-256); checked before a file is used.
+MODEL_FILES: dict[str, tuple[int, str]] = {
+    "hand_detector.tflite": (2_339_878, "945f713bc23570bd4ed60f848c401dc8eaf95713183d43ba14cf12e467d27a7d"),
+    "hand_landmarks_detector.tflite": (5_478_949,
+                                       "6acda74af3fbf40e68265c20c7394b2bad81a16a481dcd79ad7a081887c3d6b9"),
+}
+DETECTOR_SIZE = 192
+LANDMARK_SIZE = 224
+#: Images with a side below this are rejected: the detector sees a hand as >= ~20 px.
+MIN_IMAGE_SIDE = 32
+
+Handedness = Literal["left", "right"]
+
+
+@dataclass(frozen=True)
+class DetectedHand:
+    """One hand found in an image (pixels of that image, x right, y down).
+
+    box: (4,) x, y, w, h tight around the 21 landmarks; landmarks: (21, 2) in the
+    package's joint order (:mod:`m3dhmr.conventions`, the same as MediaPipe's);
+    depth: (21,) landmark depth relative to the wrist, in the landmark crop's pixels
+    (MediaPipe's z; smaller is nearer); handedness: "left" or "right" hand of the person;
+    handedness_score: its probability in [0.5, 1]; score: the landmark model's hand
+    presence in [0, 1]; square: the rotated region the landmarks were read from.
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    depth: np.ndarray
+    handedness: Handedness
+    handedness_score: float
+    score: float
+    square: rois.RotatedSquare
+
+    @property
+    def left(self) -> bool:
+        return self.handedness == "left"
+
+    def to_json(self) -> dict:
+        return {"box": np.round(self.box, 2).tolist(), "handedness": self.handedness,
+                "handedness_score": round(float(self.handedness_score), 4), "score": round(float(self.score), 4),
+                "landmarks2d": np.round(self.landmarks, 2).tolist()}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_path(name: str, model_dir: Path = MODEL_DIR) -> Path:
+    """Path of a packaged model file, after checking its size and SHA-256."""
+    if name not in MODEL_FILES:
+        raise ValueError(f"unknown detector model {name!r}; packaged: {sorted(MODEL_FILES)}")
+    path = Path(model_dir) / name
+    size, digest = MODEL_FILES[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the packaged hand detector model is missing; reinstall m3dhmr")
+    if path.stat().st_size != size or _sha256(path) != digest:
+        raise ValueError(f"{path}: size or SHA-256 does not match the pinned hash (damaged file); reinstall m3dhmr")
+    return path
+
+
+def _interpreter(path: Path, threads: int | None):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise ImportError("hand detection needs LiteRT: pip install ai-edge-litert") from e
+    with _native_stderr_silenced():  # LiteRT prints an INFO line per interpreter to the C stderr
+        it = Interpreter(model_path=str(path), num_threads=threads or 1)
+        it.allocate_tensors()
+    return it
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the block (Python errors still raise)."""
+    import os
+    import sys
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of at least :data:`MIN_IMAGE_SIDE` px, else a ValueError saying why."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape} "
+                         "(m3dhmr.load_image converts grayscale, RGBA and 16-bit files)")
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+        raise ValueError(f"image of {image.shape[1]} x {image.shape[0]} px is too small to find hands in "
+                         f"(at least {MIN_IMAGE_SIDE} px a side)")
+    return image
+
+
+class HandDetector:
+    """Finds hands, their 21 landmarks and handedness in RGB images.
+
+    Args:
+        max_hands: most hands returned per image (highest presence first).
+        min_detection_score: palm detector score threshold.
+        min_presence: landmark model hand-presence threshold (below it, no hand; in
+            tracking, the hand is lost).
+        threads: CPU threads of each model (default 1: the models take ~5-8 ms each).
+        tiles: also look at square tiles of wide or tall images (see :meth:`detect_palms`).
+    """
+
+    def __init__(self, max_hands: int = 4, min_detection_score: float = 0.5, min_presence: float = 0.5,
+                 threads: int | None = None, nms_iou: float = 0.3, duplicate_iou: float = 0.5,
+                 tiles: bool = True) -> None:
+        if max_hands < 1:
+            raise ValueError(f"max_hands must be >= 1, got {max_hands}")
+        for name, v in (("min_detection_score", min_detection_score), ("min_presence", min_presence)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        self.max_hands = int(max_hands)
+        self.min_detection_score = float(min_detection_score)
+        self.min_presence = float(min_presence)
+        self.nms_iou, self.duplicate_iou = float(nms_iou), float(duplicate_iou)
+        self.tiles = bool(tiles)
+        self._palm = _interpreter(model_path("hand_detector.tflite"), threads)
+        self._hand = _interpreter(model_path("hand_landmarks_detector.tflite"), threads)
+        self._anchors = anc.ssd_anchor_centres()
+        self._palm_in = self._palm.get_input_details()[0]["index"]
+        outs = {tuple(d["shape"][1:]): d["index"] for d in self._palm.get_output_details()}
+        self._palm_boxes, self._palm_scores = outs[(len(self._anchors), 18)], outs[(len(self._anchors), 1)]
+        self._hand_in = self._hand.get_input_details()[0]["index"]
+        # Outputs by name: Identity (63 landmarks), _1 presence, _2 handedness, _3 world landmarks.
+        byname = {d["name"]: d["index"] for d in self._hand.get_output_details()}
+        self._hand_out = [byname[n] for n in ("Identity", "Identity_1", "Identity_2")]
+
+    # ------------------------------------------------------------------ stages
+
+    def detect_palms(self, image: np.ndarray) -> anc.Detections:
+        """Palms in ``image`` (after NMS), as :class:`~m3dhmr.detect.anchors.Detections`
+        in image pixels (boxes x_min, y_min, x_max, y_max; keypoints (N, 7, 2)).
+
+        The detector sees the whole image letterboxed to 192 px, where a hand in a wide
+        photo shrinks to ~25 px and is missed; so an image longer than 1.3 times its
+        short side is also seen as overlapping square tiles of the short side (``tiles``),
+        and the palms of all views are merged by the same weighted NMS.
+        """
+        image = check_image(image)
+        H, W = image.shape[:2]
+        views = [(0, 0, W, H)]
+        short, long_ = min(H, W), max(H, W)
+        if self.tiles and long_ > 1.3 * short:
+            n = math.ceil((long_ - short) / (short / 2)) + 1
+            starts = np.linspace(0, long_ - short, n).round().astype(int)
+            views += [(s, 0, short, short) if W > H else (0, s, short, short) for s in starts]
+        found = [self._palms_in(image[y:y + h, x:x + w], x, y) for x, y, w, h in views]
+        det = anc.Detections(np.concatenate([d.boxes for d in found]), np.concatenate([d.keypoints for d in found]),
+                             np.concatenate([d.scores for d in found]))
+        return anc.weighted_nms(det, self.nms_iou, max_detections=2 * self.max_hands)
+
+    def _palms_in(self, view: np.ndarray, x0: int, y0: int) -> anc.Detections:
+        """Palms of one view (a region of the image at x0, y0), in image pixels."""
+        H, W = view.shape[:2]
+        s = DETECTOR_SIZE / max(H, W)
+        w, h = max(1, round(W * s)), max(1, round(H * s))
+        small = cv2.resize(np.ascontiguousarray(view), (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        px, py = (DETECTOR_SIZE - w) // 2, (DETECTOR_SIZE - h) // 2
+        canvas = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
+        canvas[py:py + h, px:px + w] = small * np.float32(1 / 255)
+        self._palm.set_tensor(self._palm_in, canvas[None])
+        self._palm.invoke()
+        raw_boxes = self._palm.get_tensor(self._palm_boxes)[0]
+        raw_scores = self._palm.get_tensor(self._palm_scores)[0]
+        det = anc.decode_boxes(raw_boxes, raw_scores, self._anchors, DETECTOR_SIZE, self.min_detection_score)
+        det = anc.weighted_nms(det, self.nms_iou, max_detections=2 * self.max_hands)
+        # Detector input (normalised, letterboxed) -> continuous view coordinates -> image pixel centres.
+        pad, scale, origin = np.array([px, py], float), np.array([W / w, H / h]), np.array([x0, y0], float)
+
+        def to_px(xy):
+            return (xy * DETECTOR_SIZE - pad) * scale + origin - 0.5
+
+        boxes = np.concatenate([to_px(det.boxes[:, :2]), to_px(det.boxes[:, 2:])], axis=1)
+        return anc.Detections(boxes, to_px(det.keypoints), det.scores)
+
+    def landmarks(self, image: np.ndarray, square: rois.RotatedSquare) -> DetectedHand:
+        """Run the landmark model on the rotated ``square`` of ``image``."""
+        H, W = image.shape[:2]
+        # Downscale first when the square is much larger than the crop (bilinear warps alias).
+        f = square.side / (2 * LANDMARK_SIZE)
+        src, sq = image, square
+        if f > 1:
+            src = cv2.resize(image, (max(1, round(W / f)), max(1, round(H / f))), interpolation=cv2.INTER_AREA)
+            sq = rois.RotatedSquare((square.cx + 0.5) / f - 0.5, (square.cy + 0.5) / f - 0.5, square.side / f,
+                                    square.rotation)
+        crop, _ = rois.crop_square(src, sq, LANDMARK_SIZE)
+        A = square.crop_to_image(LANDMARK_SIZE)
+        self._hand.set_tensor(self._hand_in, (crop.astype(np.float32) * np.float32(1 / 255))[None])
+        self._hand.invoke()
+        lm, presence, handed = (self._hand.get_tensor(i).reshape(-1) for i in self._hand_out)
+        lm = lm.reshape(21, 3).astype(np.float64)
+        pts = (lm[:, :2] - 0.5) @ A[:, :2].T + A[:, 2]
+        # P(right hand) for the image as given (MediaPipe's labels assume a mirrored selfie
+        # image; measured on rendered right hands and their mirror images).
+        p_right = float(presence_to_prob(handed[0]))
+        handedness: Handedness = "right" if p_right >= 0.5 else "left"
+        lo, hi = pts.min(0), pts.max(0)
+        return DetectedHand(box=np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]), landmarks=pts,
+                            depth=lm[:, 2] - lm[0, 2], handedness=handedness,
+                            handedness_score=max(p_right, 1 - p_right), score=float(presence_to_prob(presence[0])),
+                            square=square)
+
+    # ------------------------------------------------------------------ whole images and videos
+
+    def detect(self, image: np.ndarray) -> list[DetectedHand]:
+        """Every hand in ``image`` (H, W, 3) uint8 RGB, highest presence first (at most
+        ``max_hands``; an empty list when there is none)."""
+        palms = self.detect_palms(image)
+        hands = [self.landmarks(image, rois.square_from_palm(palms.boxes[i], palms.keypoints[i]))
+                 for i in range(len(palms))]
+        return self._keep(hands)
+
+    def track(self, image: np.ndarray, previous: list[DetectedHand]) -> list[DetectedHand | None]:
+        """Each hand of the previous frame, followed into ``image`` from its landmarks
+        (None where it is lost: presence below ``min_presence``)."""
+        image = check_image(image)
+        out: list[DetectedHand | None] = []
+        for hand in previous:
+            new = self.landmarks(image, rois.square_from_landmarks(hand.landmarks))
+            out.append(new if new.score >= self.min_presence else None)
+        return out
+
+    def _keep(self, hands: list[DetectedHand]) -> list[DetectedHand]:
+        hands = sorted((h for h in hands if h.score >= self.min_presence), key=lambda h: -h.score)
+        kept: list[DetectedHand] = []
+        for h in hands:
+            if all(box_iou_xywh(h.box, k.box) <= self.duplicate_iou for k in kept):
+                kept.append(h)
+            if len(kept) == self.max_hands:
+                break
+        return kept
+
+
+def presence_to_prob(x: float) -> float:
+    """The landmark model's presence and handedness outputs are probabilities already
+    (the model ends in a sigmoid); clipped to [0, 1] against rounding."""
+    return min(max(float(x), 0.0), 1.0)
+
+
+def box_iou_xywh(a, b) -> float:
+    """Intersection over union of two x, y, w, h boxes."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(anc.box_iou(np.r_[a[:2], a[:2] + a[2:]][None], np.r_[b[:2], b[:2] + b[2:]][None])[0, 0])
+
+
