@@ -5,6 +5,9 @@
 - ``docs/images/predictions.jpg``: benchmark images (seed 7, never trained on) predicted
   by the packaged model with a detector-like box from the ground truth: the input with
   its 2D pose, the mesh over the image, and front and side renders of the mesh.
+- ``docs/images/whole_photo.jpg``: two benchmark images pasted into one 520 x 300
+  picture, the second mirrored into a left hand, predicted with no box: the packaged
+  hand detector finds both and tells left from right (``Predictor.predict(image)``).
 - ``docs/images/packaged_learning_curve.png`` (with ``--run``): the training run's
   ``eval_metrics.csv``, with a constant rest hand dashed for reference.
 """
@@ -25,6 +28,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="the run's data set (for the rest-hand line)")
     ap.add_argument("--bench", type=Path, default=REPO / "outputs" / "benchmark")
     ap.add_argument("--images", type=int, nargs="+", default=[0, 3, 5, 8, 13, 21])
+    ap.add_argument("--pair", type=int, nargs=2, default=[0, 2], help="benchmark images of the whole photo")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = ap.parse_args()
 
@@ -52,6 +56,17 @@ def main() -> None:
     path = args.out / "predictions.jpg"
     write_image(path, np.ascontiguousarray(np.concatenate(rows, axis=0)), quality=88)
     print(f"wrote {path}")
+
+    a = load_image(bench / "evaluation" / "rgb" / f"{args.pair[0]:08d}.jpg")
+    b = load_image(bench / "evaluation" / "rgb" / f"{args.pair[1]:08d}.jpg")[:, ::-1]
+    canvas = np.full((300, 520, 3), 90, np.uint8)
+    canvas[40:264, 10:234] = a
+    canvas[60:284, 286:510] = b
+    hands = predictor.predict(canvas)
+    path = args.out / "whole_photo.jpg"
+    write_image(path, np.concatenate([canvas, np.full((300, 4, 3), 255, np.uint8), viz.draw_hands(canvas, hands)], 1),
+                quality=90)
+    print(f"wrote {path}: " + ", ".join(f"{h.handedness} ({h.score:.2f})" for h in hands))
     if args.run is not None:
         from m3dhmr.evaluation import constant_prediction
         from m3dhmr.data.freihand import load_annotations

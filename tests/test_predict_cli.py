@@ -157,6 +157,7 @@ def test_predict_video_round_trip(tmp_path, checkpoint, capsys):
     (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--fov", "0"], "--fov"),
     (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--onnx", "m.onnx"],
      "--onnx needs --backend onnxruntime"),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), [], "too small to find hands"),
 ])
 def test_bad_inputs_give_one_line_errors(tmp_path, checkpoint, capsys, make, extra, message):
     ckpt, _ = checkpoint
@@ -205,6 +206,19 @@ def test_predict_finds_every_hand_without_a_box(tmp_path, checkpoint, capsys, ti
     assert "not allowed with" in capsys.readouterr().err
 
 
+def test_huge_and_16_bit_images_without_a_box(tmp_path, checkpoint, capsys):
+    ckpt, _ = checkpoint
+    cv2.imwrite(str(tmp_path / "wide.png"), np.full((40, 8200, 3), 100, np.uint8))  # > 8k px: letterboxed, searched
+    cv2.imwrite(str(tmp_path / "deep.png"), np.full((64, 80), 30000, np.uint16))  # 16-bit grayscale
+    code, stdout, err = run_cli(capsys, "predict", tmp_path / "wide.png", tmp_path / "deep.png", "--checkpoint", ckpt,
+                                "--out", tmp_path / "o")
+    assert code == 0, err
+    assert stdout.count("no hand found") == 2
+    for stem, size in (("wide", [40, 8200]), ("deep", [64, 80])):
+        doc = json.loads((tmp_path / "o" / stem / "result.json").read_text())
+        assert doc["hands"] == [] and doc["image_size"] == size
+
+
 def test_missing_and_broken_checkpoint(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "x.png"), np.zeros((20, 30, 3), np.uint8))
     code, _, err = run_cli(capsys, "predict", tmp_path / "x.png", "--checkpoint", tmp_path / "no.safetensors",
@@ -239,6 +253,15 @@ def test_export_onnx_then_predict_and_bench(tmp_path, checkpoint, capsys):
 
     code, out, err = run_cli(capsys, "bench", "--checkpoint", ckpt, "--onnx", onnx_path, "--seconds", "0.05",
                              "--threads", "1")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[-2].startswith("fps_end_to_end_whole_image_detect=")
+    assert lines[-1].startswith("fps_end_to_end_whole_image_track=")
+    whole = dict(line.split("=") for line in lines if "whole_image" in line or line.startswith("ms_detection"))
+    assert {"ms_detection_detect", "ms_detection_track", "ms_end_to_end_whole_image_detect"} <= set(whole)
+    assert all(float(v) > 0 for v in whole.values())
+    code, out, err = run_cli(capsys, "bench", "--checkpoint", ckpt, "--onnx", onnx_path, "--seconds", "0.05",
+                             "--threads", "1", "--no-detection")
     assert code == 0, err
     lines = out.strip().splitlines()
     assert lines[-2].startswith("fps_end_to_end_torch=") and lines[-1].startswith("fps_end_to_end_onnxruntime=")

@@ -48,6 +48,8 @@ MODEL_FILES: dict[str, tuple[int, str]] = {
 }
 DETECTOR_SIZE = 192
 LANDMARK_SIZE = 224
+#: Images longer than this times their short side are also searched in square tiles.
+TILE_ASPECT = 1.5
 #: Images with a side below this are rejected: the detector sees a hand as >= ~20 px.
 MIN_IMAGE_SIDE = 32
 
@@ -193,7 +195,7 @@ class HandDetector:
         in image pixels (boxes x_min, y_min, x_max, y_max; keypoints (N, 7, 2)).
 
         The detector sees the whole image letterboxed to 192 px, where a hand in a wide
-        photo shrinks to ~25 px and is missed; so an image longer than 1.3 times its
+        photo shrinks to ~25 px and is missed; so an image longer than :data:`TILE_ASPECT` times its
         short side is also seen as overlapping square tiles of the short side (``tiles``),
         and the palms of all views are merged by the same weighted NMS.
         """
@@ -201,7 +203,7 @@ class HandDetector:
         H, W = image.shape[:2]
         views = [(0, 0, W, H)]
         short, long_ = min(H, W), max(H, W)
-        if self.tiles and long_ > 1.3 * short:
+        if self.tiles and long_ > TILE_ASPECT * short:
             n = math.ceil((long_ - short) / (short / 2)) + 1
             starts = np.linspace(0, long_ - short, n).round().astype(int)
             views += [(s, 0, short, short) if W > H else (0, s, short, short) for s in starts]

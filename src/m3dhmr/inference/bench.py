@@ -8,6 +8,12 @@ Stages of one frame at batch 1 (decoding excluded: a synthetic image is reused):
 - ``registration``: camera-space translation and mapping back to image pixels
   (:meth:`Predictor.finish`).
 
+Whole images (:func:`run_whole_image_bench`): the packaged hand detector finds the hand
+in a 640 x 480 frame (``detection``: palm detector + landmark model), then the same
+three stages run on its crop (``hand``); ``detect`` runs the palm detector on every
+frame, ``track`` follows the hand from the previous frame's landmarks (landmark model
+only), as videos do.
+
 Backends take turns in blocks of a few frames, so a load spike on a shared machine hits
 all of them alike and their ratio stays meaningful. The first frame of each turn is run
 but not timed: the other backend's idle worker threads are still spinning down then
@@ -111,4 +117,88 @@ def format_results(results: dict[str, BenchResult]) -> list[str]:
         lines.append(f"ms_end_to_end_median_{name}={r.ms_median['total']:.3f}")
     for name, r in results.items():
         lines.append(f"fps_end_to_end_{name}={r.fps:.2f}")
+    return lines
+
+
+WHOLE_IMAGE_MODES: tuple[str, ...] = ("detect", "track")
+
+
+def whole_image_frame(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    """(height, width, 3) uint8 RGB: the open hand, palm to the camera, fingers up, 0.5 m
+    away, rendered over a blurred noise background (the detector finds it)."""
+    import cv2
+
+    from m3dhmr.hand import load_template
+    from m3dhmr.inference import crops
+    from m3dhmr.render import render_mesh
+
+    rng = np.random.default_rng(seed)
+    bg = cv2.GaussianBlur(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), (31, 31), 0)
+    t = load_template("open_hand")
+    # Rest frame (fingers +x, back of the hand +y, thumb -z) -> camera: fingers up, palm to the camera.
+    R = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    v = t.vertices @ R.T
+    v = v - v.mean(0) + [0.05, 0.0, 0.5]
+    K = crops.default_intrinsics(height, width)
+    return render_mesh(v, t.faces, K, (height, width), colors=np.array([0.85, 0.65, 0.55]),
+                       background=bg).rgb_uint8()
+
+
+def time_whole_frame(predictor, image: np.ndarray, previous=None) -> tuple[dict[str, float], list]:
+    """Milliseconds of ``detection``, ``hand`` (crop, network, registration of every hand)
+    and ``total`` for one frame; ``previous``: hands to follow instead of detecting."""
+    det = predictor.detector
+    t0 = time.perf_counter()
+    if previous is None:
+        hands = det.detect(image)
+    else:
+        hands = [h for h in det.track(image, previous) if h is not None]
+    t1 = time.perf_counter()
+    predictor.predict_hands(image, hands=hands)
+    t2 = time.perf_counter()
+    return {"detection": 1e3 * (t1 - t0), "hand": 1e3 * (t2 - t1), "total": 1e3 * (t2 - t0)}, hands
+
+
+def run_whole_image_bench(predictor, seconds: float = 10.0, warmup: int = 3, min_frames: int = 5,
+                          block: int = 8, image: np.ndarray | None = None) -> dict[str, BenchResult]:
+    """Time whole frames with detection on every frame (``detect``) and with tracking
+    (``track``), in turns of ``block`` frames, for about ``seconds`` in all."""
+    if not seconds > 0:
+        raise ValueError(f"--seconds must be > 0, got {seconds}")
+    image = whole_image_frame() if image is None else image
+    _, first = time_whole_frame(predictor, image)
+    if not first:
+        raise ValueError("run_whole_image_bench: the detector finds no hand in the frame")
+    for _ in range(warmup):
+        time_whole_frame(predictor, image)
+        time_whole_frame(predictor, image, first)
+    samples: dict[str, list[dict[str, float]]] = {m: [] for m in WHOLE_IMAGE_MODES}
+    start = time.perf_counter()
+    while True:
+        samples["detect"].extend(time_whole_frame(predictor, image)[0] for _ in range(block))
+        prev = first
+        for _ in range(block):
+            t, hands = time_whole_frame(predictor, image, prev)
+            prev = hands or first  # a lost hand would end the track; the static frame never loses it
+            samples["track"].append(t)
+        if len(samples["track"]) >= min_frames and time.perf_counter() - start >= seconds:
+            break
+    keys = ("detection", "hand", "total")
+    return {m: BenchResult(backend=m, frames=len(rows),
+                           ms_mean={k: float(np.mean([r[k] for r in rows])) for k in keys},
+                           ms_median={k: float(np.median([r[k] for r in rows])) for k in keys})
+            for m, rows in samples.items()}
+
+
+def format_whole_image_results(results: dict[str, BenchResult], backend: str) -> list[str]:
+    """``name=value`` lines: ``ms_detection_<mode>``, ``ms_hand_<mode>``,
+    ``ms_end_to_end_whole_image_<mode>`` and ``fps_end_to_end_whole_image_<mode>``."""
+    lines = []
+    for m, r in results.items():
+        lines.append(f"frames_whole_image_{m}={r.frames}")
+        lines.append(f"ms_detection_{m}={r.ms_mean['detection']:.3f}")
+        lines.append(f"ms_hand_{m}_{backend}={r.ms_mean['hand']:.3f}")
+        lines.append(f"ms_end_to_end_whole_image_{m}={r.ms_mean['total']:.3f}")
+    for m, r in results.items():
+        lines.append(f"fps_end_to_end_whole_image_{m}={r.fps:.2f}")
     return lines
