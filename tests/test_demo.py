@@ -18,6 +18,6 @@ def test_demo_runs_every_step(tmp_path, capsys):
     assert rc == 0, text
     for f in ("benchmark_packaged/benchmark.json", "benchmark_demo_model/benchmark.json", "predictions.jpg",
               "learning_curve.png", "run/eval_metrics.csv", "predictions/00000000/hand_0/panel.jpg",
-              "predictions/00000001/mesh.obj"):
+              "predictions/00000001/hand_0/mesh.obj"):
         assert (out / f).is_file(), f
     assert "packaged model" in text and "rest hand" in text and "learning curve" in text

@@ -138,7 +138,7 @@ def test_cli_runs_the_packaged_model_without_a_checkpoint(benchmark_subset, tmp_
 
     img = benchmark_subset / "evaluation" / "rgb" / "00000003.jpg"
     assert main(["predict", str(img), "--out", str(tmp_path / "p"), "--bbox", "40,40,140,140"]) == 0
-    res = json.loads((tmp_path / "p" / "00000003" / "result.json").read_text())
+    res = json.loads((tmp_path / "p" / "00000003" / "result.json").read_text())["hands"][0]
     assert len(res["vertices"]) == 900 and res["success"]
     assert main(["eval", "--data", str(benchmark_subset), "--out", str(tmp_path / "e")]) == 0
     out = capsys.readouterr().out
