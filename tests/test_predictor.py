@@ -182,3 +182,37 @@ def test_without_a_box_every_detected_hand_is_predicted(predictor, tiny_data):
     assert predictor.predict(np.full((100, 120, 3), 128, np.uint8)) == []
     with pytest.raises(ValueError, match="--K"):
         predictor.predict(np.full((100, 120, 3), 128, np.uint8), K=[1, 2, 3])
+
+
+def test_predict_batch_matches_one_at_a_time(predictor):
+    imgs = [random_image(seed=s) for s in (5, 6, 7)] + [random_image(90, 60, seed=8)]
+    boxes = [(10, 10, 40, 30), (20, 5, 30, 30), (0, 0, 50, 50), (5, 20, 30, 40)]
+    batch = predictor.predict_batch(imgs, boxes, batch_size=3)  # two network calls: 3 + 1
+    assert len(batch) == 4
+    for img, box, r in zip(imgs, boxes, batch):
+        one = predictor.predict(img, hand_box=box)
+        np.testing.assert_allclose(r.vertices - r.translation, one.vertices - one.translation, atol=1e-5)
+        np.testing.assert_allclose(r.joints2d, one.joints2d, atol=1e-3)
+        np.testing.assert_allclose(r.hand_box, box)
+    assert predictor.predict_batch([], []) == []
+    with pytest.raises(ValueError, match="2 images but 1 hand boxes"):
+        predictor.predict_batch(imgs[:2], boxes[:1])
+
+
+def test_top_level_api():
+    import m3dhmr
+
+    assert {"Predictor", "PredictionResult", "load_image", "HandDetector", "ModelConfig", "build_model"} <= set(
+        dir(m3dhmr))
+    assert m3dhmr.Predictor is Predictor and m3dhmr.PredictionResult is PredictionResult
+    with pytest.raises(AttributeError, match="no attribute 'predictor'"):
+        m3dhmr.predictor
+
+
+def test_three_line_api_on_a_photo(tiny_data, tmp_path):
+    import m3dhmr
+
+    hands = m3dhmr.Predictor.from_pretrained().predict(
+        m3dhmr.load_image(tiny_data / "training" / "rgb" / "00000007.jpg"))
+    assert len(hands) == 1 and hands[0].success and hands[0].handedness == "right"
+    assert hands[0].vertices.shape == (900, 3) and 0.1 < hands[0].translation[2] < 3.0

@@ -2,9 +2,9 @@
 
 Heavy modules (torch, onnxruntime) are imported by the submodules that need them::
 
-    from m3dhmr.inference.predictor import Predictor
+    from m3dhmr.inference.predictor import Predictor     # also m3dhmr.Predictor
     p = Predictor.from_checkpoint("run/checkpoints/last.safetensors")
-    result = p.predict(load_image("hand.jpg"))      # PredictionResult, camera space
+    hands = p.predict(load_image("hand.jpg"))        # list of PredictionResult, camera space
 """
 
 from m3dhmr.inference.crops import DEFAULT_BOX_SCALE, DEFAULT_FOV_DEG, DEFAULT_TRACK_MARGIN

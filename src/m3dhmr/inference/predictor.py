@@ -381,6 +381,29 @@ class Predictor:
         prepared = self.prepare(image, box, K, bool(left))
         return self.finish(prepared, self.run_network(prepared.images), hand_box=hand_box)
 
+    def predict_batch(self, images, hand_boxes, K: np.ndarray | None = None, left: bool = False,
+                      batch_size: int = 32) -> list[PredictionResult]:
+        """One hand per image, the network run on ``batch_size`` crops at a time.
+
+        images: sequence of (H, W, 3) uint8 RGB (sizes may differ); hand_boxes: one
+        (4,) x, y, w, h box around the hand per image (see :meth:`predict`); K: one
+        (3, 3) for all images or None (each image's from ``fov_deg``); left: every hand's side.
+        """
+        images = list(images)
+        hand_boxes = list(hand_boxes)
+        if len(images) != len(hand_boxes):
+            raise ValueError(f"predict_batch: {len(images)} images but {len(hand_boxes)} hand boxes")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out: list[PredictionResult] = []
+        for start in range(0, len(images), batch_size):
+            chunk = range(start, min(start + batch_size, len(images)))
+            prepared = [self.prepare(images[i], crops.square_box(hand_boxes[i], self.box_scale), K, left)
+                        for i in chunk]
+            net = self.run_network(np.concatenate([p.images for p in prepared]))
+            out += [self.finish(p, net, k, hand_box=hand_boxes[i]) for k, (p, i) in enumerate(zip(prepared, chunk))]
+        return out
+
     def predict_hands(self, image: np.ndarray, K: np.ndarray | None = None, left: bool | None = None,
                       hands=None) -> list[PredictionResult]:
         """Predict every hand in ``image``: those the :attr:`detector` finds, or the given
