@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from m3dhmr.data import augment as aug
+from m3dhmr.geometry import crop
 from m3dhmr.data.batched import (
     colour_matrices,
     crop_affines,
@@ -36,9 +37,9 @@ def test_crop_affines_and_cameras_match_the_loop():
     A = crop_affines(torch.from_numpy(boxes), 128).numpy()
     Kc, rot = crop_cameras(torch.from_numpy(Ks), torch.from_numpy(A))
     for i, b in enumerate(boxes):
-        ref = aug.crop_affine(aug.CropBox(*b), 128)
+        ref = crop.crop_affine(crop.CropBox(*b), 128)
         np.testing.assert_allclose(A[i], ref, atol=1e-10)
-        kc, r = aug.crop_camera(Ks[i], ref)
+        kc, r = crop.crop_camera(Ks[i], ref)
         np.testing.assert_allclose(Kc[i].numpy(), kc, atol=1e-9)
         np.testing.assert_allclose(rot[i].numpy(), r, atol=1e-12)
 
@@ -58,7 +59,7 @@ def test_warp_matches_opencv_within_a_grey_level():
     A = crop_affines(torch.from_numpy(boxes), 48)
     ours = warp_images(torch.from_numpy(np.stack([img] * 4)), A, 48).numpy()
     for i in range(4):
-        ref = aug.warp_image(img, A[i].numpy(), 48).astype(np.float32) / 255.0
+        ref = crop.warp_image(img, A[i].numpy(), 48).astype(np.float32) / 255.0
         diff = np.abs(ours[i].transpose(1, 2, 0) - ref)
         assert diff.max() <= 1.0 / 255.0 + 1e-5, diff.max()
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from m3dhmr.geometry.camera import crop_intrinsics, project, unproject
+from m3dhmr.geometry.camera import project
 
 
 def _naive_project(points, K):
@@ -41,30 +41,6 @@ def test_project_depth_handling():
     t = torch.tensor([[0.1, 0.2, 0.0]], requires_grad=True)
     project(t, torch.eye(3), min_depth=1e-3).sum().backward()
     assert torch.isfinite(t.grad).all()
-
-
-def test_unproject_inverts_project():
-    rng = np.random.default_rng(1)
-    pts = rng.uniform(-0.2, 0.2, (3, 5, 3)) + [0, 0, 1.0]
-    K = np.array([[300.0, 0.7, 60], [0, 310.0, 70], [0, 0, 1]])
-    back = unproject(project(pts, K), pts[..., 2], K)
-    np.testing.assert_allclose(back, pts, atol=1e-12)
-    back_t = unproject(torch.from_numpy(project(pts, K)), torch.from_numpy(pts[..., 2]), torch.from_numpy(K))
-    np.testing.assert_allclose(back_t.numpy(), pts, atol=1e-12)
-
-
-def test_crop_intrinsics_consistent_with_pixels():
-    rng = np.random.default_rng(2)
-    pts = rng.uniform(-0.2, 0.2, (6, 3)) + [0, 0, 1.0]
-    K = np.array([[300.0, 0, 112], [0, 300.0, 112], [0, 0, 1]])
-    box = np.array([40.0, 30.0, 100.0, 80.0])
-    Kc = crop_intrinsics(K, box, (128, 64))
-    uv = project(pts, K)
-    expected = np.stack([(uv[:, 0] - 40) * 128 / 100 - 0.5, (uv[:, 1] - 30) * 64 / 80 - 0.5], -1)
-    np.testing.assert_allclose(project(pts, Kc), expected, atol=1e-10)
-    Kt = crop_intrinsics(torch.from_numpy(K).expand(2, 3, 3), torch.from_numpy(box).expand(2, 4), 128)
-    assert Kt.shape == (2, 3, 3)
-    np.testing.assert_allclose(Kt[1].numpy(), crop_intrinsics(K, box, 128))
 
 
 def test_shape_errors_name_the_argument():

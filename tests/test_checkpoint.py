@@ -37,7 +37,7 @@ def test_weights_round_trip_with_metadata(tmp_path):
     tensors, meta = ck.read_weights(path)
     assert meta["format"] == ck.FORMAT and int(meta["format_version"]) == ck.FORMAT_VERSION
     assert ck.progress_from_metadata(meta) == ck.Progress(2, 1, 7, False)
-    assert ck.read_experiment(path) == cfg
+    assert ck.experiment_from_json(meta["experiment"], where=str(path)) == cfg
     assert tensors.keys() == net.state_dict().keys()  # BatchNorm buffers included
     other = Net()
     ck.load_weights_into(other, tensors, str(path))

@@ -14,11 +14,9 @@ from m3dhmr.data import (
     VIEW_KEYS,
     AugmentConfig,
     FreiHANDDataset,
-    apply_affine,
-    apply_rotation,
     load_annotations,
-    view_mapping,
 )
+from m3dhmr.geometry.crop import apply_affine, apply_rotation, view_mapping
 from m3dhmr.geometry.camera import project
 
 N, V = 4, 30

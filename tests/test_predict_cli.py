@@ -14,6 +14,7 @@ from m3dhmr.inference.video import VideoReader, write_video
 from m3dhmr.mesh.io import read_mesh
 from m3dhmr.train.checkpoint import Progress, save_weights
 from m3dhmr.train.config import ExperimentConfig
+from image_helpers import mirror_box, mirror_intrinsics
 
 TINY = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32], "latent_channels": 32,
         "decoder_channels": [8, 8, 8, 8], "dsc_kernels": 2}
@@ -99,11 +100,11 @@ def test_predict_left_mirrors_right(tmp_path, checkpoint, capsys):
     cv2.imwrite(str(tmp_path / "l.png"), img[:, ::-1, ::-1])
     box = np.array([30.0, 20.0, 50.0, 44.0])
     K = np.array([[110.0, 0, 60.0], [0, 110.0, 47.0], [0, 0, 1]])
-    Km = crops.mirror_intrinsics(K, W)
+    Km = mirror_intrinsics(K, W)
     args = ["--checkpoint", ckpt, "--out", tmp_path / "o", "--view-size", 32]
     k = lambda K: f"{K[0, 0]},{K[1, 1]},{K[0, 2]},{K[1, 2]}"
     assert run_cli(capsys, "predict", tmp_path / "r.png", "--bbox", ",".join(map(str, box)), "--K", k(K), *args)[0] == 0
-    bm = crops.mirror_box(box, W)
+    bm = mirror_box(box, W)
     assert run_cli(capsys, "predict", tmp_path / "l.png", "--bbox", ",".join(map(str, bm)), "--K", k(Km), "--left",
                    *args)[0] == 0
     r = json.loads((tmp_path / "o" / "r" / "result.json").read_text())["hands"][0]

@@ -8,6 +8,7 @@ from m3dhmr.inference import crops
 from m3dhmr.inference.predictor import PredictionResult, Predictor
 from m3dhmr.models import M3DHMR
 from model_helpers import tiny_model_config, tiny_topology
+from image_helpers import mirror_box, mirror_intrinsics
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_left_hand_is_mirror_of_right(predictor, use_box):
     mirrored = np.ascontiguousarray(img[:, ::-1])
     if use_box:
         box, K = np.array([10.0, 6.0, 48.0, 48.0]), np.array([[150.0, 0, 50.0], [0, 150.0, 33.0], [0, 0, 1]])
-        box_m, K_m = crops.mirror_box(box, W), crops.mirror_intrinsics(K, W)
+        box_m, K_m = mirror_box(box, W), mirror_intrinsics(K, W)
     else:
         box = box_m = crops.full_image_box(H, W)
         K = K_m = None

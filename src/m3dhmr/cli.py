@@ -1,7 +1,7 @@
 """The ``m3dhmr`` command line: one subcommand per module in :mod:`m3dhmr.commands`.
 
-Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their command runs, so
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``; the
+one-line help of every command is here, in :data:`COMMANDS`. Modules are imported only when their command runs, so
 ``m3dhmr --help`` stays fast and a heavy import never slows another command.
 """
 
@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model (one process, or torchrun for DDP)"),
     "eval": ("evaluate", "evaluate the packaged model, a checkpoint or a pred.json (FreiHAND protocol)"),
     "benchmark": ("synth_benchmark", "score the packaged model (or a checkpoint) on the synthetic benchmark"),
-    "predict": ("predict", "run the packaged model (or a checkpoint) on images, folders or videos"),
+    "predict": ("predict", "find and reconstruct the hands in images, folders or videos"),
     "export-onnx": ("export_onnx", "export a checkpoint to ONNX"),
     "bench": ("bench", "frames per second end to end and per stage"),
     "demo": ("demo", "the main job: score and run the packaged model, and train a small one, on built-in data"),

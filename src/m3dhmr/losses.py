@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from m3dhmr.conventions import VERTEX_NORMALISATION_M
+from m3dhmr.geometry import crop as crop_maths
 
 
 @dataclass(frozen=True)
@@ -177,26 +178,13 @@ def heatmap_targets(joints2d: Tensor, size: tuple[int, int], sigma: float, image
 
 
 def view_mapping(target: dict[str, Tensor]) -> dict[str, Tensor]:
-    """View 1 -> view 2 maps from a two-view sample: ``R12 = rot_2 rot_1^T`` (B, 3, 3)
-    and ``A12 = affine_2 o affine_1^-1`` (B, 2, 3)."""
+    """View 1 -> view 2 maps of a two-view batch (:func:`m3dhmr.geometry.crop.view_mapping`):
+    ``{"R12": (B, 3, 3), "A12": (B, 2, 3)}``."""
     for key in ("rot", "rot_2", "affine", "affine_2"):
         if key not in target:
             raise ValueError(f"view_mapping needs target[{key!r}] (a two-view batch)")
-    r12 = target["rot_2"] @ target["rot"].transpose(1, 2)
-    a1 = _homogeneous(target["affine"])
-    a2 = _homogeneous(target["affine_2"])
-    return {"R12": r12, "A12": (a2 @ torch.linalg.inv(a1))[:, :2]}
-
-
-def _homogeneous(affine: Tensor) -> Tensor:
-    b = affine.shape[0]
-    row = affine.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)
-    return torch.cat([affine, row], dim=1)
-
-
-def _apply_affine(a: Tensor, p: Tensor) -> Tensor:
-    """a (B, 2, 3), p (B, J, 2) -> (B, J, 2)."""
-    return p @ a[:, :, :2].transpose(1, 2) + a[:, :, 2].unsqueeze(1)
+    r12, a12 = crop_maths.view_mapping(target["rot"], target["affine"], target["rot_2"], target["affine_2"])
+    return {"R12": r12, "A12": a12}
 
 
 # --- the combined loss ---------------------------------------------------------------
@@ -295,7 +283,7 @@ def compute_losses(
             v1in2 = pred.vertices @ m["R12"].transpose(1, 2)
             terms["con3d"] = ((v1in2 - pred_view2.vertices) / VERTEX_NORMALISATION_M).abs().mean()
         if weights.con2d > 0:
-            p1in2 = _apply_affine(m["A12"], pred.joints2d)
+            p1in2 = crop_maths.apply_affine(pred.joints2d, m["A12"])
             terms["con2d"] = ((p1in2 - pred_view2.joints2d) / scale2d).abs().mean()
 
     total = sum(getattr(weights, n) * terms[n] for n in TERMS if getattr(weights, n) > 0)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "frames per second end to end and per stage"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()

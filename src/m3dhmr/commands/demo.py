@@ -21,8 +21,6 @@ import json
 import time
 from pathlib import Path
 
-HELP = "the main job: score and run the packaged model, and train a small model, on built-in data"
-
 _REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo_cpu.yaml"
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "export a checkpoint to ONNX"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="model weights (.safetensors from m3dhmr train)")

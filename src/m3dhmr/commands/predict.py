@@ -29,8 +29,6 @@ import argparse
 import logging
 from pathlib import Path
 
-HELP = "run the packaged model (or a checkpoint) on images, folders or videos"
-
 log = logging.getLogger(__name__)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "render a synthetic data set in FreiHAND's layout"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (FreiHAND layout)")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "write the open hand (or MANO) template, joint regressor and regions"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")

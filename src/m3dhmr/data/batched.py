@@ -178,7 +178,7 @@ def sample_boxes(base: Tensor, u: Tensor, cfg: AugmentConfig) -> Tensor:
 
 
 def crop_affines(boxes: Tensor, crop_size: int) -> Tensor:
-    """Batched :func:`m3dhmr.data.augment.crop_affine`: (B, 4) boxes -> (B, 2, 3) ``q = s R (p - c) + (S-1)/2``."""
+    """Batched :func:`m3dhmr.geometry.crop.crop_affine`: (B, 4) boxes -> (B, 2, 3) ``q = s R (p - c) + (S-1)/2``."""
     s = crop_size / boxes[:, 2]
     c, sn = torch.cos(boxes[:, 3]), torch.sin(boxes[:, 3])
     M = torch.stack([torch.stack([c, -sn], -1), torch.stack([sn, c], -1)], -2) * s[:, None, None]  # (B, 2, 2)
@@ -194,7 +194,7 @@ def rotations_z(phi: Tensor) -> Tensor:
 
 
 def crop_cameras(K: Tensor, affine: Tensor) -> tuple[Tensor, Tensor]:
-    """Batched :func:`m3dhmr.data.augment.crop_camera`: K (B, 3, 3), affine (B, 2, 3) -> Kc (B, 3, 3), rot (B, 3, 3)."""
+    """Batched :func:`m3dhmr.geometry.crop.crop_camera`: K (B, 3, 3), affine (B, 2, 3) -> Kc (B, 3, 3), rot (B, 3, 3)."""
     M = affine[:, :, :2] @ K[:, :2, :2]
     d = torch.hypot(M[:, 1, 0], M[:, 1, 1])
     if not bool((d > 0).all()):

@@ -39,17 +39,13 @@ from torch.utils.data import Dataset
 from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT
 from m3dhmr.data.augment import (
     AugmentConfig,
-    CropBox,
-    apply_affine_np,
     apply_colour,
-    crop_affine,
-    crop_camera,
     image_box,
     joints_box,
     sample_box,
     sample_colour,
-    warp_image,
 )
+from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
 from m3dhmr.fileio import atomic_path
 from m3dhmr.geometry.camera import project
 

@@ -1,6 +1,6 @@
-"""Pure geometry functions: camera projection, Procrustes alignment, registration."""
+"""Pure geometry functions: camera projection, crop maths, Procrustes alignment, registration."""
 
-from m3dhmr.geometry.camera import crop_intrinsics, project, unproject
+from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.procrustes import align_w_scale, align_w_scale_batch
 from m3dhmr.geometry.registration import RegistrationResult, register_camera_space
 from m3dhmr.geometry.registration_numpy import (
@@ -8,5 +8,5 @@ from m3dhmr.geometry.registration_numpy import (
     register_camera_space_numpy,
 )
 
-__all__ = ["project", "unproject", "crop_intrinsics", "align_w_scale", "align_w_scale_batch",
+__all__ = ["project", "align_w_scale", "align_w_scale_batch",
            "RegistrationResult", "register_camera_space", "RegistrationResultNumpy", "register_camera_space_numpy"]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from m3dhmr.geometry.crop import CropBox, crop_affine, crop_camera, warp_image
+
 #: Assumed horizontal field of view (degrees) when the user gives no intrinsics.
 DEFAULT_FOV_DEG: float = 60.0
 #: Side of the square crop around predicted landmarks, as a multiple of their extent,
@@ -209,20 +211,6 @@ def box_for(boxes: dict[str, np.ndarray], path: str | Path) -> np.ndarray | None
     return None
 
 
-def mirror_box(box, width: int) -> np.ndarray:
-    """Box of the horizontally mirrored image (``u -> W - 1 - u``): (4,) -> (4,)."""
-    b = _as_box(box)
-    return np.array([width - 1 - b[0] - b[2], b[1], b[2], b[3]])
-
-
-def mirror_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
-    """K of the horizontally mirrored image: ``cx -> W - 1 - cx`` (and skew sign flips)."""
-    K = np.array(K, dtype=np.float64)
-    K[0, 2] = width - 1 - K[0, 2]
-    K[0, 1] = -K[0, 1]
-    return K
-
-
 @dataclass(frozen=True)
 class HandCrop:
     """A square, unrotated crop of an image, made with the training crop maths.
@@ -242,12 +230,10 @@ def crop_hand(image: np.ndarray, box, K: np.ndarray, size: int) -> HandCrop:
     """Cut the square ``box`` (x, y, w, h; squared about its centre if needed) out of
     ``image`` (H, W, 3) and resize it to ``size`` x ``size``, padding with black.
 
-    Reuses :mod:`m3dhmr.data.augment` (:func:`crop_affine`, :func:`crop_camera`,
+    Uses :mod:`m3dhmr.geometry.crop` (:func:`crop_affine`, :func:`crop_camera`,
     :func:`warp_image`) with no rotation, so inference crops equal evaluation crops
     (and the crop camera keeps the original camera's axes).
     """
-    from m3dhmr.data.augment import CropBox, crop_affine, crop_camera, warp_image
-
     b = square_box(box)
     cb = CropBox(cx=b[0] + b[2] / 2, cy=b[1] + b[3] / 2, side=b[2], theta=0.0)
     A = crop_affine(cb, int(size))
@@ -255,9 +241,3 @@ def crop_hand(image: np.ndarray, box, K: np.ndarray, size: int) -> HandCrop:
     # An unrotated crop of an upper-triangular K needs no camera rotation.
     assert np.allclose(rot, np.eye(3)), rot
     return HandCrop(image=warp_image(image, A, int(size)), affine=A, K=Kc, box=b)
-
-
-def invert_affine(A: np.ndarray) -> np.ndarray:
-    """Inverse of a (2, 3) affine, as (2, 3)."""
-    M = np.linalg.inv(A[:, :2])
-    return np.concatenate([M, -(M @ A[:, 2])[:, None]], axis=1)

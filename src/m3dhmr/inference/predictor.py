@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from m3dhmr.data.augment import apply_affine_np
+from m3dhmr.geometry.crop import apply_affine_np, invert_affine
 from m3dhmr.inference import crops
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ class Predictor:
             j2 = np.stack([self.input_size - 1 - j2[:, 0], j2[:, 1]], axis=1)
             faces = faces[:, ::-1].copy()  # mirroring turns the winding inside out
         reg = register_camera_space_numpy(j3[None], j2[None], prepared.crop.K[None], v[None])
-        joints2d = apply_affine_np(j2, crops.invert_affine(prepared.crop.affine))
+        joints2d = apply_affine_np(j2, invert_affine(prepared.crop.affine))
         return PredictionResult(
             joints2d=joints2d,
             joints3d=reg.joints[0],

@@ -95,8 +95,3 @@ class ModelConfig:
             raise ValueError(f"model.softargmax_beta: {self.softargmax_beta} must be > 0")
         if not self.template:
             raise ValueError("model.template: must not be empty")
-
-    @property
-    def heatmap_size(self) -> int:
-        """Side of the heatmaps and of F^e: the input at stride 4."""
-        return self.input_size // 4

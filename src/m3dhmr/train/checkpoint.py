@@ -102,12 +102,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, meta
 
 
-def read_experiment(path: str | Path) -> ExperimentConfig:
-    """The experiment config stored in a weights file's metadata."""
-    _, meta = read_weights(path)
-    return experiment_from_json(meta.get("experiment", "null"), where=str(path))
-
-
 def progress_from_metadata(meta: dict[str, str]) -> Progress:
     return Progress(
         epoch_index=int(meta.get("epoch_index", 0)),

@@ -546,8 +546,4 @@ def _dump_rank(folder: Path, rank: int, model: nn.Module, seen: list[int]) -> No
         save_file(tensors, str(tmp))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-__all__ = ["TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp", "count_parameters"]
+__all__ = ["TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp"]
