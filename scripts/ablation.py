@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(v, []).append({**{k: b["model"][k] for k in KEYS}, "train_s": train_s})
 
     lines = [
-        f"| Variant | PA-MPJPE (mm) | PA-MPVPE (mm) | F@5 | F@15 | Seeds |",
+        "| Variant | PA-MPJPE (mm) | PA-MPVPE (mm) | F@5 | F@15 | Seeds |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for v, rows in results.items():

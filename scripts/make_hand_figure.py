@@ -18,7 +18,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
 
 from m3dhmr.conventions import REGION_NAMES  # noqa: E402
 from m3dhmr.fileio import atomic_path  # noqa: E402
-from m3dhmr.hand import open_hand, sample_poses, sample_shapes  # noqa: E402
+from m3dhmr.hand import load_open_hand, sample_poses, sample_shapes  # noqa: E402
 
 REGION_COLOURS = np.array([[0.80, 0.78, 0.74], [0.86, 0.33, 0.30], [0.95, 0.62, 0.22],
                            [0.40, 0.72, 0.35], [0.30, 0.52, 0.85], [0.62, 0.40, 0.78]])
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    hand = open_hand(torch.float64)
+    hand = load_open_hand(torch.float64)
     t = hand.template
     faces, regions = t.faces, t.regions
     rng = np.random.default_rng(args.seed)

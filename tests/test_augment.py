@@ -2,14 +2,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from m3dhmr.config import ConfigError, from_dict, to_dict
 from m3dhmr.data import augment as aug
-from m3dhmr.geometry import crop
 from m3dhmr.data.augment import AugmentConfig, ColourJitter
 from m3dhmr.geometry.crop import CropBox
-from m3dhmr.geometry.camera import project
 
 
 def _random_box(rng, w=224):

@@ -1,8 +1,6 @@
-import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
 from m3dhmr.models.decoder import MeshDecoder, Upsample, padded_sparse, sample_features
 from model_helpers import tiny_topology

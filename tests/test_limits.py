@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from m3dhmr.hand.build import KINEMATIC_JOINTS
+from m3dhmr.conventions import KINEMATIC_JOINTS
 from m3dhmr.hand.limits import JOINT_KIND_LIMITS, clamp_pose, joint_kind, pose_limits, within_limits
 
 

@@ -13,8 +13,8 @@ import torch
 
 from m3dhmr import conventions as cv
 from m3dhmr.cli import main as cli_main
-from m3dhmr.hand import load_mano, load_template, open_hand
-from m3dhmr.hand.build import KINEMATIC_JOINTS
+from m3dhmr.hand import load_mano, load_template, load_open_hand
+from m3dhmr.conventions import KINEMATIC_JOINTS
 from m3dhmr.hand.kinematics import batch_rodrigues
 from m3dhmr.hand.mano import MANO_TO_FREIHAND, read_mano_pickle
 from m3dhmr.hand.open_hand import load_open_hand_asset
@@ -176,7 +176,7 @@ def test_same_hand_as_open_hand(tmp_path):
     d, order = mano_dict(posedirs_scale=0.0)
     path = tmp_path / "m.pkl"
     write_pickle(path, d)
-    mano, oh = load_mano(path, dtype=torch.float64), open_hand(torch.float64)
+    mano, oh = load_mano(path, dtype=torch.float64), load_open_hand(torch.float64)
     local = torch.tensor(np.random.default_rng(2).normal(0, 0.5, size=(3, 16, 3)))
     world = torch.einsum("jxy,bjy->bjx", oh.frames, local)       # the open hand's frames -> world axes
     mano_pose = torch.zeros_like(world)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from m3dhmr.inference.onnx_export import PARITY_TOLERANCE, ExportWrapper, check_parity, export_onnx
-from m3dhmr.inference.predictor import OnnxNetwork, Predictor
+from m3dhmr.inference.networks import OnnxNetwork
+from m3dhmr.inference.predictor import Predictor
 from m3dhmr.models import M3DHMR
 from model_helpers import tiny_model_config, tiny_topology
 

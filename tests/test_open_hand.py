@@ -4,14 +4,16 @@ import pytest
 import torch
 
 from m3dhmr import conventions as cv
-from m3dhmr.hand import HandOutput, SHAPE_NAMES, SHAPE_RANGES, load_template, open_hand
-from m3dhmr.hand.build import ASSET_PATH, KINEMATIC_JOINTS, asset_bytes, build_open_hand
+from m3dhmr.hand import HandOutput, SHAPE_NAMES, SHAPE_RANGES, load_template, load_open_hand
+from m3dhmr.conventions import KINEMATIC_JOINTS
+from m3dhmr.hand.build import asset_bytes, build_open_hand
+from m3dhmr.hand.open_hand import ASSET_PATH
 from m3dhmr.mesh.adjacency import edges
 
 
 @pytest.fixture(scope="module")
 def hand():
-    return open_hand(torch.float64)
+    return load_open_hand(torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def test_rest_pose_is_template_exactly(hand, template):
         assert torch.equal(out.vertices[1], torch.tensor(template.vertices))
         # The regressor's output at rest is the skeleton the model poses.
         np.testing.assert_allclose(out.joints[0].numpy(), template.rest_joints(), rtol=0, atol=1e-15)
-    h32 = open_hand()
+    h32 = load_open_hand()
     v32 = h32(torch.zeros(1, 48)).vertices[0]
     assert v32.dtype == torch.float32 and torch.equal(v32, torch.tensor(template.vertices, dtype=torch.float32))
 
@@ -104,7 +106,7 @@ def test_gradcheck_and_finite_gradients_at_rest(hand):
     assert torch.autograd.gradcheck(f, (pose, shape))
     pose0 = torch.zeros(2, 48, requires_grad=True)
     shape0 = torch.zeros(2, 9, requires_grad=True)
-    out = open_hand()(pose0, shape0)
+    out = load_open_hand()(pose0, shape0)
     (out.vertices.square().sum() + out.joints.sum()).backward()
     assert torch.isfinite(pose0.grad).all() and torch.isfinite(shape0.grad).all()
     assert pose0.grad.abs().sum() > 0 and shape0.grad.abs().sum() > 0

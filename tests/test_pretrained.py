@@ -4,7 +4,6 @@ model that ships with the package (its weights load offline and it recovers hand
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch

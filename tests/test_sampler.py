@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from m3dhmr import conventions as cv
-from m3dhmr.hand import SHAPE_NAMES, SHAPE_RANGES, open_hand, sample_poses, sample_shapes
-from m3dhmr.hand.build import KINEMATIC_JOINTS
+from m3dhmr.hand import SHAPE_NAMES, SHAPE_RANGES, load_open_hand, sample_poses, sample_shapes
+from m3dhmr.conventions import KINEMATIC_JOINTS
 from m3dhmr.hand.limits import within_limits
 from m3dhmr.hand.sampler import ALL_KINDS
 
@@ -49,7 +49,7 @@ def test_shapes_within_ranges():
 
 
 def test_sampled_hands_are_plausible():
-    hand = open_hand(torch.float64)
+    hand = load_open_hand(torch.float64)
     rng = np.random.default_rng(3)
     out = hand(torch.tensor(sample_poses(64, rng)), torch.tensor(sample_shapes(64, rng)))
     length = (out.joints[:, 12] - out.joints[:, 0]).norm(dim=-1)
@@ -60,7 +60,7 @@ def test_sampled_hands_are_plausible():
 
 
 def test_pinch_brings_thumb_and_index_together():
-    hand = open_hand(torch.float64)
+    hand = load_open_hand(torch.float64)
     rng = np.random.default_rng(4)
     pinch = hand(torch.tensor(sample_poses(64, rng, "pinch"))).joints
     open_ = hand(torch.tensor(sample_poses(64, rng, "open"))).joints

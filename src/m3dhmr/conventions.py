@@ -56,6 +56,12 @@ BONES: Final[tuple[tuple[int, int], ...]] = tuple(
     (p, c) for c, p in enumerate(JOINT_PARENTS) if p >= 0
 )
 TIP_JOINTS: Final[tuple[int, ...]] = (4, 8, 12, 16, 20)
+#: The 16 joints that rotate (all but the tips), FreiHAND indices, in pose order.
+KINEMATIC_JOINTS: Final[tuple[int, ...]] = tuple(j for j in range(NUM_JOINTS) if j not in TIP_JOINTS)
+#: Parent of each kinematic joint, as an index into :data:`KINEMATIC_JOINTS`.
+KINEMATIC_PARENTS: Final[tuple[int, ...]] = tuple(
+    -1 if j == 0 else KINEMATIC_JOINTS.index(JOINT_PARENTS[j]) for j in KINEMATIC_JOINTS
+)
 #: FreiHAND's scale joint pair: |xyz[9] - xyz[10]| is ``training_scale.json``.
 SCALE_BONE: Final[tuple[int, int]] = (9, 10)
 

@@ -167,6 +167,6 @@ def _plot_curve(run_dir: Path, path: Path, baseline: dict) -> Path:
     from m3dhmr.viz import plot_learning_curve
 
     rows = read_metrics_csv(run_dir / CSV_NAME)
-    plot_learning_curve(rows, path, title=f"demo model on its set's evaluation split; dashed: a constant rest hand",
+    plot_learning_curve(rows, path, title="demo model on its set's evaluation split; dashed: a constant rest hand",
                         baseline={k: baseline[k] for k in ("pa_mpjpe_mm", "pa_mpvpe_mm")})
     return path

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hand.template import load_template, write_template_dir
+    from ..hand.load import load_template
+    from ..hand.template import write_template_dir
 
     template = load_template(f"mano:{args.mano}" if args.mano else "open_hand")
     written = write_template_dir(args.out, template)

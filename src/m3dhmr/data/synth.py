@@ -51,7 +51,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import shutil
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -233,9 +232,9 @@ class _HandContext:
     def __init__(self) -> None:
         import torch
 
-        from m3dhmr.hand import open_hand
+        from m3dhmr.hand import load_open_hand
 
-        self.model = open_hand()
+        self.model = load_open_hand()
         self.model.eval()
         self.template = self.model.template
         self.num_shape = int(self.model.num_shape)

@@ -34,8 +34,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from m3dhmr.detect import anchors as anc
-from m3dhmr.detect import rois
+import m3dhmr.detect.anchors as anc
+import m3dhmr.detect.rois as rois
 
 log = logging.getLogger(__name__)
 

@@ -2,17 +2,16 @@
 
 See :mod:`m3dhmr.hand.model` (the interface), :mod:`m3dhmr.hand.open_hand`,
 :mod:`m3dhmr.hand.mano`, :mod:`m3dhmr.hand.limits` and :mod:`m3dhmr.hand.sampler`.
-Note: ``m3dhmr.hand.open_hand`` is the function (the module of the same name is
-reachable through ``import m3dhmr.hand.open_hand as ...`` / ``sys.modules``).
 """
 
 from __future__ import annotations
 
-from .template import HandTemplate, load_template
+from .template import HandTemplate
 from .model import HandModel, HandOutput
-from .open_hand import SHAPE_NAMES, SHAPE_RANGES, open_hand  # noqa: E402  (function shadows the module name)
+from .open_hand import SHAPE_NAMES, SHAPE_RANGES, load_open_hand
 from .mano import load_mano
+from .load import load_template
 from .sampler import sample_poses, sample_shapes
 
-__all__ = ["HandTemplate", "load_template", "HandModel", "HandOutput", "open_hand", "load_mano",
+__all__ = ["HandTemplate", "load_template", "HandModel", "HandOutput", "load_open_hand", "load_mano",
            "sample_poses", "sample_shapes", "SHAPE_NAMES", "SHAPE_RANGES"]

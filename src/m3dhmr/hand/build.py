@@ -36,18 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import conventions as cv
+from .open_hand import ASSET_PATH
 
 log = logging.getLogger(__name__)
 
-ASSET_PATH = Path(__file__).resolve().parent / "assets" / "open_hand.safetensors"
 ASSET_VERSION = "1"
-
-#: The 16 joints that rotate (all but the tips), FreiHAND indices, in pose order.
-KINEMATIC_JOINTS: tuple[int, ...] = tuple(j for j in range(cv.NUM_JOINTS) if j not in cv.TIP_JOINTS)
-#: Parent of each kinematic joint, as an index into :data:`KINEMATIC_JOINTS`.
-KINEMATIC_PARENTS: tuple[int, ...] = tuple(
-    -1 if j == 0 else KINEMATIC_JOINTS.index(cv.JOINT_PARENTS[j]) for j in KINEMATIC_JOINTS
-)
+KINEMATIC_JOINTS, KINEMATIC_PARENTS = cv.KINEMATIC_JOINTS, cv.KINEMATIC_PARENTS
 
 GRID_SPACING = 0.0012
 TARGET_VERTICES = 900

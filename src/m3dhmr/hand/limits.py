@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from .. import conventions as cv
-from .build import KINEMATIC_JOINTS
 
 #: (lower, upper) per component (flexion, abduction, twist) for each joint kind.
 JOINT_KIND_LIMITS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -48,9 +47,9 @@ def joint_kind(j: int) -> str:
 
 def pose_limits() -> tuple[np.ndarray, np.ndarray]:
     """(lower (48,), upper (48,)) float64; the global rotation's entries are -inf/+inf."""
-    lower = np.full((len(KINEMATIC_JOINTS), 3), -np.inf)
-    upper = np.full((len(KINEMATIC_JOINTS), 3), np.inf)
-    for k, j in enumerate(KINEMATIC_JOINTS[1:], start=1):
+    lower = np.full((len(cv.KINEMATIC_JOINTS), 3), -np.inf)
+    upper = np.full((len(cv.KINEMATIC_JOINTS), 3), np.inf)
+    for k, j in enumerate(cv.KINEMATIC_JOINTS[1:], start=1):
         lo, hi = JOINT_KIND_LIMITS[joint_kind(j)]
         lower[k], upper[k] = lo, hi
     return lower.reshape(-1), upper.reshape(-1)

@@ -20,15 +20,18 @@ rest frame; vertices follow by their skinning weights, joints follow the chain e
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import conventions as cv
-from .build import ASSET_PATH, KINEMATIC_JOINTS, KINEMATIC_PARENTS
 from .kinematics import batch_rodrigues, forward_kinematics, linear_blend_skinning
 from .model import HandModel, HandOutput
 from .template import HandTemplate
+
+#: The built open hand (``python -m m3dhmr.hand.build`` writes it; it ships with the package).
+ASSET_PATH = Path(__file__).resolve().parent / "assets" / "open_hand.safetensors"
 
 SHAPE_NAMES: tuple[str, ...] = (
     "scale", "palm_length", "palm_width",
@@ -80,7 +83,7 @@ class OpenHand(HandModel):
         super().__init__(asset.template, SHAPE_NAMES)
         a = asset.arrays
         rest = a["rest_joints"]
-        kin = list(KINEMATIC_JOINTS)
+        kin = list(cv.KINEMATIC_JOINTS)
         child = [j + 1 for j in kin]      # FreiHAND order: a non-tip joint's child is the next index
         dirs = rest[child] - rest[kin]
         dirs[0] = 0.0                      # the wrist owns the palm, not a bone
@@ -92,7 +95,7 @@ class OpenHand(HandModel):
         self.register_buffer("frames", torch.tensor(a["joint_frames"], dtype=f32), persistent=False)
         self.register_buffer("bone_dirs", torch.tensor(dirs, dtype=f32), persistent=False)
         self.register_buffer("tip_vertices", torch.tensor(a["tip_vertices"], dtype=torch.long), persistent=False)
-        self.parents = KINEMATIC_PARENTS
+        self.parents = cv.KINEMATIC_PARENTS
         # Which shape value stretches each kinematic joint's bone (-1: the wrist's palm).
         length_index = [-1] + [SHAPE_NAMES.index(f"{cv.FINGER_NAMES[cv.finger_of_joint(j) - 1]}_length")
                                for j in kin[1:]]
@@ -141,11 +144,11 @@ class OpenHand(HandModel):
         joints16, transforms = forward_kinematics(rot, j_rest, self.parents)
         vertices = linear_blend_skinning(v_rest, self.weights, transforms)
         joints = vertices.new_zeros(B, cv.NUM_JOINTS, 3)
-        joints[:, list(KINEMATIC_JOINTS)] = joints16
+        joints[:, list(cv.KINEMATIC_JOINTS)] = joints16
         joints[:, list(cv.TIP_JOINTS)] = vertices[:, self.tip_vertices]
         return HandOutput(vertices=vertices, joints=joints)
 
 
-def open_hand(dtype: torch.dtype = torch.float32) -> OpenHand:
+def load_open_hand(dtype: torch.dtype = torch.float32) -> OpenHand:
     """The package's own hand model, buffers in ``dtype`` (use torch.float64 for exact geometry)."""
     return OpenHand(dtype=dtype)

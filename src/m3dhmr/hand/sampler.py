@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import conventions as cv
-from .build import KINEMATIC_JOINTS
 from .limits import clamp_pose
 
 KINDS: tuple[str, ...] = ("open", "relaxed", "fist", "point", "pinch", "grasp")
@@ -36,7 +35,7 @@ _NOISE = (0.12, 0.05, 0.04)    # std of (flexion, abduction, twist) noise, radia
 
 def _kind_pose(kind: str, spread: float) -> np.ndarray:
     """(16, 3) mean local pose of ``kind``; row 0 (global) is zero."""
-    p = np.zeros((len(KINEMATIC_JOINTS), 3))
+    p = np.zeros((len(cv.KINEMATIC_JOINTS), 3))
     curls = {f: "open" for f in cv.FINGER_NAMES[1:]}
     thumb = "open"
     if kind in ("relaxed", "fist", "grasp"):
@@ -53,10 +52,10 @@ def _kind_pose(kind: str, spread: float) -> np.ndarray:
         raise ValueError(f"unknown pose kind {kind!r}; expected one of {', '.join(ALL_KINDS)}")
     for i, f in enumerate(cv.FINGER_NAMES[1:]):
         for k, j in enumerate(cv.FINGER_JOINTS[f][:3]):
-            p[KINEMATIC_JOINTS.index(j), 0] = _CURL[curls[f]][k]
+            p[cv.KINEMATIC_JOINTS.index(j), 0] = _CURL[curls[f]][k]
         # Fingers spread less when curled.
-        p[KINEMATIC_JOINTS.index(cv.FINGER_JOINTS[f][0]), 1] = spread * _SPREAD[i] * (1.0 - _CURL[curls[f]][0] / 1.6)
-    cmc, mcp, ip = (KINEMATIC_JOINTS.index(j) for j in cv.FINGER_JOINTS["thumb"][:3])
+        p[cv.KINEMATIC_JOINTS.index(cv.FINGER_JOINTS[f][0]), 1] = spread * _SPREAD[i] * (1.0 - _CURL[curls[f]][0] / 1.6)
+    cmc, mcp, ip = (cv.KINEMATIC_JOINTS.index(j) for j in cv.FINGER_JOINTS["thumb"][:3])
     t = _THUMB[thumb]
     p[cmc, 0], p[cmc, 1], p[cmc, 2], p[mcp, 0], p[ip, 0] = t
     return p
@@ -77,7 +76,7 @@ def sample_poses(n: int, rng: np.random.Generator, kind: str | None = None) -> n
         raise ValueError(f"n must be >= 0, got {n}")
     if kind is not None and kind not in ALL_KINDS:
         raise ValueError(f"unknown pose kind {kind!r}; expected one of {', '.join(ALL_KINDS)}")
-    out = np.zeros((n, len(KINEMATIC_JOINTS), 3))
+    out = np.zeros((n, len(cv.KINEMATIC_JOINTS), 3))
     for i in range(n):
         k = kind if kind is not None else ALL_KINDS[rng.integers(len(ALL_KINDS))]
         spread = rng.uniform(0.0, 1.5)
@@ -90,12 +89,12 @@ def sample_poses(n: int, rng: np.random.Generator, kind: str | None = None) -> n
         # Each finger curls a bit more or less as a whole, then joint-level noise.
         curl = rng.normal(1.0, 0.12, size=5)
         for f, c in zip(cv.FINGER_NAMES, curl):
-            rows = [KINEMATIC_JOINTS.index(j) for j in cv.FINGER_JOINTS[f][:3]]
+            rows = [cv.KINEMATIC_JOINTS.index(j) for j in cv.FINGER_JOINTS[f][:3]]
             p[rows, 0] *= c
-        p[1:] += rng.normal(0.0, 1.0, size=(len(KINEMATIC_JOINTS) - 1, 3)) * np.asarray(_NOISE)
+        p[1:] += rng.normal(0.0, 1.0, size=(len(cv.KINEMATIC_JOINTS) - 1, 3)) * np.asarray(_NOISE)
         out[i] = p
     out[:, 0] = 0.0
-    return clamp_pose(out.reshape(n, 3 * len(KINEMATIC_JOINTS)))
+    return clamp_pose(out.reshape(n, 3 * len(cv.KINEMATIC_JOINTS)))
 
 
 def sample_shapes(n: int, rng: np.random.Generator) -> np.ndarray:

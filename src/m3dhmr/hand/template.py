@@ -1,16 +1,11 @@
 """Hand templates: what the network and the topology need from a hand (numpy only, no torch).
 
-``load_template(spec)`` accepts
-    ``"open_hand"``                  the package's own right hand (see :mod:`m3dhmr.hand.open_hand`);
-    ``"mano:/path/MANO_RIGHT.pkl"``  MANO's template, read without chumpy (see :mod:`m3dhmr.hand.mano`);
-    a folder                          with ``template.ply``, ``j_reg.npy`` (21, V), ``regions.npy`` (V,)
-                                      and optionally ``skinning_weights.npy`` (V, 16), as written by
-                                      ``m3dhmr template --out DIR``.
+:class:`HandTemplate`, and a template folder's reading and writing; a template by
+name (``"open_hand"``, ``"mano:..."`` or a folder) is :func:`m3dhmr.hand.load.load_template`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,23 +73,6 @@ class HandTemplate:
     def rest_joints(self) -> np.ndarray:
         """(21, 3) rest skeleton: ``joint_regressor @ vertices``."""
         return self.joint_regressor @ self.vertices
-
-
-def load_template(spec: str | Path) -> HandTemplate:
-    """Load a template: ``"open_hand"``, ``"mano:/path/MANO_RIGHT.pkl"`` or a folder (see module doc)."""
-    s = str(spec)
-    if s == "open_hand":
-        from .open_hand import load_open_hand_asset
-
-        return dataclasses.replace(load_open_hand_asset().template)   # a fresh copy per call
-    if s.startswith("mano:"):
-        from .mano import mano_template, read_mano_pickle
-
-        return mano_template(read_mano_pickle(s[len("mano:"):]))
-    folder = Path(s)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"template {s!r}: not 'open_hand', 'mano:/path/MANO_RIGHT.pkl' or an existing folder")
-    return read_template_dir(folder)
 
 
 TEMPLATE_FILES = ("template.ply", "j_reg.npy", "regions.npy")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from m3dhmr.fileio import atomic_path
-from m3dhmr.inference.predictor import ONNX_INPUT, ONNX_OUTPUTS
+from m3dhmr.inference.networks import ONNX_INPUT, ONNX_OUTPUTS, OnnxNetwork
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,6 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET) 
 def check_parity(model: nn.Module, path: str | Path, batch: int = 2, seed: int = 0,
                  threads: int | None = None) -> ParityReport:
     """Run PyTorch and ONNX Runtime on the same random batch; max abs difference per output."""
-    from m3dhmr.inference.predictor import OnnxNetwork
-
     size = int(model.cfg.input_size)
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, 3, size, size, generator=g)

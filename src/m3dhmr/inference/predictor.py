@@ -26,32 +26,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from m3dhmr.geometry.crop import apply_affine_np, invert_affine
 from m3dhmr.inference import crops
+from m3dhmr.inference.networks import BACKENDS, Backend, NetworkOutput, OnnxNetwork, TorchNetwork
 
 log = logging.getLogger(__name__)
-
-Backend = Literal["torch", "onnxruntime"]
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
-#: ONNX graph input and output names (shared with :mod:`m3dhmr.inference.onnx_export`).
-ONNX_INPUT = "images"
-ONNX_OUTPUTS = ("vertices", "joints3d", "joints2d")
-
-
-@dataclass(frozen=True)
-class NetworkOutput:
-    """Network output as float32 numpy: vertices (B, V, 3) and joints3d (B, 21, 3)
-    root-relative metres, joints2d (B, 21, 2) crop pixels."""
-
-    vertices: np.ndarray
-    joints3d: np.ndarray
-    joints2d: np.ndarray
-
 
 @dataclass(frozen=True)
 class PreparedInput:
@@ -124,59 +108,6 @@ class PredictionResult:
         if include_vertices:
             d["vertices"] = np.round(self.vertices, 6).tolist()
         return d
-
-
-class TorchNetwork:
-    """The PyTorch model as ``images (B, 3, S, S) float32 numpy -> NetworkOutput``."""
-
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-
-    @torch.inference_mode()
-    def __call__(self, images: np.ndarray) -> NetworkOutput:
-        out = self.model(torch.from_numpy(images).to(self.device))
-        return NetworkOutput(*(t.float().cpu().numpy() for t in (out.vertices, out.joints3d, out.joints2d)))
-
-
-class OnnxNetwork:
-    """An exported ONNX graph run by ONNX Runtime (graph optimisations on)."""
-
-    def __init__(self, path: str | Path, threads: int | None = None, device: str = "cpu") -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        # Idle workers sleep instead of spinning: between runs the same cores do the
-        # pre-processing and registration (and, in `bench`, the PyTorch backend), which
-        # spinning threads slowed by a quarter on 2 cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if str(device).startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ValueError("--device cuda with --backend onnxruntime needs onnxruntime-gpu "
-                                 f"(available providers: {ort.get_available_providers()})")
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"{path}: ONNX Runtime cannot load the model ({e})") from e
-        names = [o.name for o in self.session.get_outputs()]
-        if tuple(names[:3]) != ONNX_OUTPUTS or self.session.get_inputs()[0].name != ONNX_INPUT:
-            raise ValueError(f"{path}: not an m3dhmr export (input {self.session.get_inputs()[0].name!r}, "
-                             f"outputs {names}; expected {ONNX_INPUT!r} -> {list(ONNX_OUTPUTS)})")
-        shape = self.session.get_inputs()[0].shape
-        self.input_size = shape[-1] if isinstance(shape[-1], int) else None
-
-    def __call__(self, images: np.ndarray) -> NetworkOutput:
-        v, j3, j2 = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: images})
-        return NetworkOutput(v, j3, j2)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -280,7 +280,6 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     # Loss values are read back (a host sync) only on logging steps on CUDA.
     sync_every_step = dev.type != "cuda"
     num_vertices = int(model.num_vertices) if hasattr(model, "num_vertices") else None
-    per_rank_batch = tcfg.batch_size // dist.world_size
     seen: list[int] = []
     steps_run = 0
     last_losses: dict[str, float] = {}
