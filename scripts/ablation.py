@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="train on this rendered set instead of rendering --train samples under --out")
     p.add_argument("--train-samples", type=int, default=0, help="data.train_samples: the set's first N (0: all)")
     p.add_argument("--init-from", default=None,
-                   help="stage-1 checkpoint whose backbone every run starts from (runs then train stage 2 only)")
+                   help="checkpoint (or pretrained[:NAME]) whose backbone every run starts from "
+                        "(runs then train stage 2 only)")
+    p.add_argument("--freeze", nargs="*", default=None,
+                   help="train.freeze_prefixes for every run (e.g. backbone.: compare decoders on one backbone)")
     p.add_argument("--stage2-epochs", type=int, default=None, help="train.epochs (stage 2) for every run")
     p.add_argument("--milestones", type=int, nargs="*", default=None, help="train.lr_milestones (stage-2 epochs)")
     p.add_argument("--bench-dir", type=Path, default=None, help="benchmark folder (default: under --out)")
@@ -100,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     base = load_experiment(args.config)
     train_over: dict = {}
     if args.init_from is not None:
-        train_over.update(init_from=str(Path(args.init_from).resolve()), init_from_prefixes=("backbone.",),
-                          stage1_epochs=0)
+        src = args.init_from if args.init_from.startswith("pretrained") else str(Path(args.init_from).resolve())
+        train_over.update(init_from=src, init_from_prefixes=("backbone.",), stage1_epochs=0)
+    if args.freeze is not None:
+        train_over["freeze_prefixes"] = tuple(args.freeze)
     if args.stage2_epochs is not None:
         train_over["epochs"] = args.stage2_epochs
     if args.milestones is not None:
@@ -154,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print()
     steps = f"{args.steps} steps per run" if args.steps > 0 else f"{base.train.epochs} stage-2 epochs per run"
-    start = f", from the first stack of {args.init_from}" if args.init_from else ""
+    start = f", from the backbone of {args.init_from}" if args.init_from else ""
+    if args.freeze:
+        start += f" (frozen: {' '.join(args.freeze)})"
     samples = f"first {args.train_samples} of " if args.train_samples else ""
     print(f"{steps}{start} on the {samples}{data}; {args.bench} benchmark images; "
           f"mean (min-max) over seeds {args.seeds}; config {args.config.name}")

@@ -240,3 +240,23 @@ def test_train_samples_must_not_be_negative():
 
     with pytest.raises(ValueError, match="data.train_samples"):
         DataConfig(train_samples=-1)
+
+
+def test_freeze_prefixes_keep_the_backbone_as_loaded(tiny_data, tiny_config, tmp_path):
+    cfg = load_experiment(tiny_config)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, stage1_epochs=0, epochs=1,
+                                                             freeze_prefixes=("backbone.",)))
+    before = _initial(cfg)
+    train(cfg, tiny_data, tmp_path / "run", progress_bar=False)
+    after = _weights(tmp_path / "run")
+    backbone = [k for k in before if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in backbone)  # BatchNorm statistics are checked too
+    for k in backbone:
+        assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    with pytest.raises(ValueError, match="leave nothing to train"):
+        frozen_all = dataclasses.replace(cfg.train, freeze_prefixes=("backbone.", "decoder."))
+        train(dataclasses.replace(cfg, train=frozen_all), tiny_data, tmp_path / "r2", progress_bar=False)
+    with pytest.raises(ValueError, match="no parameter name starts so"):
+        bad = dataclasses.replace(cfg.train, freeze_prefixes=("nothing.",))
+        train(dataclasses.replace(cfg, train=bad), tiny_data, tmp_path / "r3", progress_bar=False)

@@ -56,6 +56,9 @@ class TrainConfig:
     # init_from_prefixes limits it to tensors whose names start so (e.g. ["backbone."]).
     init_from: str | None = None
     init_from_prefixes: tuple[str, ...] = ()
+    # Parameters whose names start so are not trained (and their BatchNorm statistics
+    # stay as loaded), e.g. ["backbone."] to train a decoder on a trained backbone.
+    freeze_prefixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"train.log_every must be >= 1, got {self.log_every}")
         if self.init_from is not None and not str(self.init_from).strip():
             raise ValueError("train.init_from must be a checkpoint path, 'pretrained[:NAME]' or null")
+        if any(not str(p).strip() for p in self.freeze_prefixes):
+            raise ValueError(f"train.freeze_prefixes: empty prefix in {list(self.freeze_prefixes)}")
         if self.eval_every < 0 or self.eval_samples < 0 or self.eval_batch_size < 1:
             raise ValueError(f"train.eval_every ({self.eval_every}) and train.eval_samples ({self.eval_samples}) "
                              f"must be >= 0 and train.eval_batch_size ({self.eval_batch_size}) >= 1")

@@ -240,6 +240,7 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                  progress.epoch_index, progress.batch_in_epoch)
     if state is None and tcfg.init_from is not None:
         init_weights_from(model, tcfg.init_from, tcfg.init_from_prefixes)
+    frozen_modules = freeze(model, tcfg.freeze_prefixes)
     if resume and state is None:
         log.warning("--resume: no %s yet; starting a new run", state_path)
     elif not resume and state_path.is_file() and dist.is_main:
@@ -306,7 +307,11 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                 num_samples = min(num_samples, cfg.data.train_samples)
             if opt_stage != stage:
                 # A fresh Adam per stage: stage 2 starts from stage 1's weights, not its moments.
-                optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate(cfg, stage, 0),
+                trainable = [p for p in model.parameters() if p.requires_grad]
+                if not trainable:
+                    raise ValueError(f"stage {stage}: train.freeze_prefixes {list(tcfg.freeze_prefixes)} "
+                                     "leave nothing to train")
+                optimizer = torch.optim.Adam(trainable, lr=learning_rate(cfg, stage, 0),
                                              weight_decay=tcfg.weight_decay)
                 if state is not None and state["progress"]["epoch_index"] == epoch_index and \
                         state.get("optimizer_stage") == stage:
@@ -338,6 +343,8 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
                     pin_memory=dev.type == "cuda",
                 )
             model.train()
+            for m in frozen_modules:
+                m.eval()  # frozen BatchNorm keeps its loaded statistics
             running: dict[str, float] = {}
             bar = None
             if progress_bar and dist.is_main:
@@ -417,6 +424,23 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     if dist.is_main:
         log.info("trained %d steps in %.1f s; checkpoints in %s", steps_run, secs, ckdir)
     return TrainResult(run_dir, progress, steps_run, secs, last_losses)
+
+
+def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
+    """Stop training the parameters whose names start with one of ``prefixes``; returns
+    the modules wholly inside those prefixes (to be kept in eval mode while training)."""
+    if not prefixes:
+        return []
+    prefixes = tuple(prefixes)
+    hit = 0
+    for name, p in model.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+            hit += 1
+    if hit == 0:
+        raise ValueError(f"train.freeze_prefixes {list(prefixes)}: no parameter name starts so "
+                         f"(e.g. {[n for n, _ in model.named_parameters()][:3]})")
+    return [m for name, m in model.named_modules() if name and (name + ".").startswith(prefixes)]
 
 
 def init_weights_from(model: nn.Module, source: str, prefixes: tuple[str, ...] = ()) -> int:
