@@ -41,8 +41,22 @@ def test_soft_argmax_matches_naive_and_pixel_convention():
 
 
 def test_normalisation_inside_and_bad_input():
-    net = small()
+    net = small().eval()
     assert torch.allclose(net.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    # The network normalises its [0, 1] input itself: feeding the ImageNet mean colour is
+    # feeding zeros to the stem, and changing the buffers changes the output.
+    x = torch.rand(2, 3, 64, 64)
+    mean_image = net.mean.expand(1, 3, 64, 64)
+    with torch.no_grad():
+        stem_in = []
+        h = net.stem.register_forward_hook(lambda m, inp, out: stem_in.append(inp[0]))
+        net.forward_stack1(mean_image)
+        h.remove()
+        assert torch.allclose(stem_in[0], torch.zeros_like(stem_in[0]), atol=1e-6)
+        a = net.forward_stack1(x).heatmaps
+        net.mean.add_(0.1)
+        b = net.forward_stack1(x).heatmaps
+    assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="multiples of 32"):
         net(torch.rand(1, 3, 60, 64))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):

@@ -184,3 +184,25 @@ def test_aligned_vertex_loss_ignores_similarity_transforms_and_matches_the_metri
     p = pred.clone().requires_grad_(True)
     aligned_vertex_loss(p, gt).backward()
     assert p.grad is not None and torch.isfinite(p.grad).all() and float(p.grad.abs().sum()) > 0
+
+
+def test_no_3d_ground_truth_leaves_only_2d_terms_and_finite_gradients():
+    pred = fake_pred(requires_grad=True)
+    target = {"vertices": torch.randn(2, 4, 3) * 0.05, "joints2d": torch.rand(2, 21, 2) * 128,
+              "has_3d": torch.tensor([False, False])}
+    w = LossWeights(mesh_aligned=1.0)
+    terms = compute_losses(pred, target, FACES, w)
+    for name in ("mesh", "normal", "edge", "mesh_aligned"):
+        assert float(getattr(terms, name)) == 0.0, name
+    torch.testing.assert_close(terms.total, terms.pose2d)
+    terms.total.backward()
+    assert torch.isfinite(pred.joints2d.grad).all() and pred.joints2d.grad.abs().sum() > 0
+    assert pred.vertices.grad is None or float(pred.vertices.grad.abs().sum()) == 0.0
+
+
+def test_empty_batch_is_zero_not_nan():
+    pred = fake_pred(b=0, requires_grad=True)
+    target = {"vertices": torch.zeros(0, 4, 3), "joints2d": torch.zeros(0, 21, 2), "has_3d": torch.zeros(0, dtype=bool)}
+    terms = compute_losses(pred, target, FACES, LossWeights(con3d=0.0, con2d=0.0))
+    for name, value in terms.as_dict().items():
+        assert math.isfinite(float(value)), name

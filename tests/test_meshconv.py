@@ -198,3 +198,32 @@ def test_dsc_kernels_start_close_but_distinct():
     w = conv.spatial_weight  # (S, K, C_in)
     rel = (w - w[:, :1]).abs().max() / w[:, :1].abs().max()
     assert 0 < float(rel) < 0.4
+
+
+@pytest.mark.parametrize("form", ["forward_by_position", "forward_gathered"])
+def test_dsc_gradcheck_float64(form):
+    """Analytic gradients of both DSC forms against finite differences, for the input and
+    every parameter (attention, spatial and channel weights and biases)."""
+    torch.manual_seed(0)
+    conv = DSC(3, 2, random_spirals(s=4), kernels=2).double()
+    with torch.no_grad():
+        conv.spatial_bias.normal_()
+        conv.channel_bias.normal_()
+
+    class Form(torch.nn.Module):  # forward = the chosen form, so functional_call can swap parameters
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return getattr(self.conv, form)(x)
+
+    wrapper = Form()
+    names = [f"conv.{n}" for n, _ in conv.named_parameters()]
+    x = torch.randn(2, 11, 3, dtype=torch.float64, requires_grad=True)
+    params = tuple(p.detach().clone().requires_grad_(True) for p in conv.parameters())
+
+    def fn(x, *ps):
+        return torch.func.functional_call(wrapper, dict(zip(names, ps)), (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-6)

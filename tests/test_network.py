@@ -69,10 +69,8 @@ def test_topology_mismatch_is_a_clear_error():
         build_model(ModelConfig(input_size=64), TOPO)
 
 
-def test_real_topology_if_available(tmp_path):
-    mesh = pytest.importorskip("m3dhmr.mesh")
-    if not hasattr(mesh, "build_topology"):
-        pytest.skip("m3dhmr.mesh.build_topology not available yet")
+def test_real_topology_builder_feeds_the_network(tmp_path):
+    from m3dhmr import mesh
     import trimesh
     import numpy as np
 

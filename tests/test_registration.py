@@ -132,3 +132,10 @@ def test_shape_errors():
         register_camera_space(X[0], uv, K)
     with pytest.raises(ValueError, match="weights"):
         register_camera_space(X, uv, K, weights=torch.ones(2, 20))
+
+
+def test_empty_batch():
+    X, t, K, uv = _hands(2)
+    res = register_camera_space(X[:0], uv[:0], K[:0], X[:0])
+    assert res.translation.shape == (0, 3) and res.success.shape == (0,)
+    assert res.vertices.shape == (0, 21, 3) and res.joints.shape == (0, 21, 3)

@@ -223,3 +223,9 @@ def test_shape_errors_name_the_argument():
         register_camera_space_numpy(X, uv, K, np.zeros((3, 10, 3)))
     with pytest.raises(ValueError, match="vertices_rr"):
         register_camera_space_numpy(X, uv, K, np.zeros((2, 10)))
+
+
+def test_empty_batch():
+    res = register_camera_space_numpy(np.zeros((0, 21, 3)), np.zeros((0, 21, 2)), np.zeros((0, 3, 3)),
+                                      np.zeros((0, 21, 3)))
+    assert res.translation.shape == (0, 3) and res.success.shape == (0,) and res.vertices.shape == (0, 21, 3)

@@ -54,8 +54,17 @@ def test_stage1_trains_only_the_first_stack(full_run):
     after1 = load_file(run / "checkpoints" / "epoch_001.safetensors")
     after_all = _weights(run)
     changed1 = {k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, after1[k])}
-    assert changed1 and not any(k.startswith("decoder.") for k in changed1)
-    assert any(k.startswith("decoder.") and not torch.equal(init[k], after_all[k]) for k in init)
+    # The first stack: stem, ResNet layers, its decoder and heatmap head (forward_stack1).
+    stack1 = ("backbone.stem.", "backbone.layers.", "backbone.decoder1.", "backbone.heatmap1.")
+    assert changed1 and all(k.startswith(stack1) for k in changed1), sorted(changed1 - {
+        k for k in changed1 if k.startswith(stack1)})[:5]
+    for part in stack1:
+        assert any(k.startswith(part) for k in changed1), part
+    # Stage 2 then trains the second stack and the mesh decoder too.
+    changed2 = {k for k, v in init.items() if v.is_floating_point() and not torch.equal(after1[k], after_all[k])}
+    for part in ("backbone.encoder2.", "backbone.decoder2.", "backbone.heatmap2.", "backbone.latent.",
+                 "decoder.lift", "decoder.convs.", "decoder.head."):
+        assert any(k.startswith(part) for k in changed2), part
 
 
 def test_resume_reaches_the_same_weights(full_run, tiny_data, tmp_path):

@@ -241,6 +241,9 @@ def compute_losses(
 
     if stack1_only and weights.heatmap2 > 0:
         raise ValueError("a first-stack output has no heatmap2 term; set loss.heatmap2 to 0")
+    if b == 0:  # an empty batch: every mean would be 0 / 0; zero terms, still in the graph
+        empty = ref.sum() * 0.0
+        return LossTerms(total=empty, **dict.fromkeys(TERMS, empty))
     if weights.pose2d > 0 or weights.pose2d_stack1 > 0 or weights.heatmap > 0 or weights.heatmap2 > 0:
         _check("joints2d", target["joints2d"], (b, ref.shape[1], 2))
         gt2d = target["joints2d"]
