@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--num", type=int, default=200)
     args = ap.parse_args()
 
-    from m3dhmr.commands.synth_benchmark import ensure_benchmark
+    from m3dhmr.evaluation.benchmark import ensure_benchmark
     from m3dhmr.detect import HandDetector
     from m3dhmr.inference.images import load_image
 

@@ -47,15 +47,6 @@ VARIANTS = {
 KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15")
 
 
-def _call(argv: list[str]) -> None:
-    from m3dhmr.cli import main
-
-    print("$ m3dhmr " + " ".join(argv), flush=True)
-    rc = main(argv)
-    if rc != 0:
-        raise SystemExit(f"step failed (exit {rc}): m3dhmr {' '.join(argv)}")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, default=REPO / "configs" / "demo_cpu.yaml")
@@ -88,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     from m3dhmr.data.synth import is_complete
     from m3dhmr.fileio import atomic_write_text
     from m3dhmr.train.checkpoint import LAST_WEIGHTS, checkpoint_dir, progress_from_metadata, read_weights
+    from m3dhmr.data.synth import generate
+    from m3dhmr.evaluation.benchmark import score_benchmark
     from m3dhmr.train.config import load_experiment
+    from m3dhmr.train.trainer import train
 
     bench = args.bench_dir or args.out / "benchmark"
     if args.data is not None:
@@ -98,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data = args.out / "data"
         if args.fresh or not is_complete(data):
-            _call(["synth", "--out", str(data), "--train", str(args.train), "--eval", "200", "--seed", "1",
-                   "--overwrite", "--workers", "2", "--no-progress"])
+            generate(data, args.train, 200, seed=1, workers=2, overwrite=True, progress=False)
     base = load_experiment(args.config)
     train_over: dict = {}
     if args.init_from is not None:
@@ -128,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
                 prog = progress_from_metadata(read_weights(weights)[1])
                 done = prog.global_step >= args.steps if args.steps > 0 else prog.finished
             t0 = time.perf_counter()
-            if args.fresh or not done:
-                cap = ["--max-steps", str(args.steps)] if args.steps > 0 else []
-                resume = ["--resume"] if weights.is_file() and not args.fresh else []
-                _call(["train", "--config", str(yml), "--data", str(data), "--out", str(run), "--seed", str(seed),
-                       *cap, *resume, "--no-progress"])
-            train_s = time.perf_counter() - t0
             score_dir = args.out / "scores" / f"{v}_seed{seed}"
-            _call(["benchmark", "--checkpoint", str(weights), "--data", str(bench), "--num", str(args.bench),
-                   "--out", str(score_dir)])
+            if args.fresh or not done:
+                print(f"training {v} seed {seed} -> {run}", flush=True)
+                run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+                train(run_cfg, data, run, resume=weights.is_file() and not args.fresh,
+                      max_steps=args.steps if args.steps > 0 else None, progress_bar=False)
+                (score_dir / "benchmark.json").unlink(missing_ok=True)
+            train_s = time.perf_counter() - t0
+            if not (score_dir / "benchmark.json").is_file():  # scored once per trained run
+                score_benchmark(bench, args.bench, checkpoint=weights, out=score_dir)
             b = json.loads((score_dir / "benchmark.json").read_text())
             baseline = b["rest_hand"], b["mean_pose"]
             results.setdefault(v, []).append({**{k: b["model"][k] for k in KEYS}, "train_s": train_s})

@@ -34,8 +34,8 @@ def main() -> None:
 
     from m3dhmr import viz
     from m3dhmr.commands.demo import detector_boxes
-    from m3dhmr.commands.predict import write_image
-    from m3dhmr.commands.synth_benchmark import ensure_benchmark
+    from m3dhmr.inference.outputs import write_image
+    from m3dhmr.evaluation.benchmark import ensure_benchmark
     from m3dhmr.inference.images import load_image
     from m3dhmr.inference.predictor import Predictor
 
@@ -68,10 +68,10 @@ def main() -> None:
                 quality=90)
     print(f"wrote {path}: " + ", ".join(f"{h.handedness} ({h.score:.2f})" for h in hands))
     if args.run is not None:
-        from m3dhmr.evaluation import constant_prediction
+        from m3dhmr.evaluation.scoring import constant_prediction
         from m3dhmr.data.freihand import load_annotations
         from m3dhmr.hand import load_template
-        from m3dhmr.metrics import freihand_metrics
+        from m3dhmr.evaluation.metrics import freihand_metrics
         from m3dhmr.train.config import load_experiment
         from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
 

@@ -90,7 +90,7 @@ def test_package_rejects_a_foreign_file(tmp_path):
 @pytest.fixture(scope="module")
 def benchmark_subset(tmp_path_factory):
     """The first 48 images of the synthetic benchmark (seed 7, no training set uses it)."""
-    from m3dhmr.commands.synth_benchmark import BENCHMARK_SEED
+    from m3dhmr.evaluation.benchmark import BENCHMARK_SEED
     from m3dhmr.data.synth import generate
 
     return generate(tmp_path_factory.mktemp("bench") / "data", 0, 48, seed=BENCHMARK_SEED, workers=1, progress=False)
@@ -103,9 +103,9 @@ def test_the_packaged_model_loads_offline_and_recovers_hands(benchmark_subset):
     import numpy as np
 
     from m3dhmr.data.freihand import FreiHANDDataset
-    from m3dhmr.evaluation import constant_prediction, mean_pose_prediction, score_predictions
+    from m3dhmr.evaluation.scoring import constant_prediction, mean_pose_prediction, score_predictions
     from m3dhmr.hand import load_template
-    from m3dhmr.predict_split import predict_split
+    from m3dhmr.evaluation.predict_split import predict_split
 
     info = pt.read_manifest()
     assert info.name == pt.DEFAULT_MODEL and info.licence == "Apache-2.0"

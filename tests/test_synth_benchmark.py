@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from m3dhmr.commands.synth_benchmark import BENCHMARK_SEED, ensure_benchmark
+from m3dhmr.evaluation.benchmark import BENCHMARK_SEED, ensure_benchmark
 
 
 def test_renders_once_and_reuses(tmp_path):

@@ -17,17 +17,14 @@ Each step is the code of its own command (``benchmark``, ``predict``, ``synth``,
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-_REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo_cpu.yaml"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default: outputs/demo)")
-    parser.add_argument("--config", type=Path, default=_REPO_CONFIG,
-                        help="config of the model trained from scratch (default: configs/demo_cpu.yaml)")
+    parser.add_argument("--config", default="demo_cpu",
+                        help="config of the model trained from scratch: a YAML or a packaged config's name "
+                             "(default: demo_cpu, configs/demo_cpu.yaml)")
     parser.add_argument("--bench", type=int, default=300, help="benchmark images to score (default: 300)")
     parser.add_argument("--train", type=int, default=3000, help="synthetic training samples (default: 3000)")
     parser.add_argument("--eval", type=int, default=200, help="their evaluation samples (default: 200)")
@@ -67,61 +64,58 @@ def detector_boxes(data: Path, split: str, names: list[str]) -> dict[str, list[f
 
 
 def run(args: argparse.Namespace) -> int:
-    from m3dhmr.cli import UserError, main
+    import m3dhmr
+    from m3dhmr.cli import UserError
+    from m3dhmr.data.synth import generate
+    from m3dhmr.evaluation.benchmark import score_benchmark
+    from m3dhmr.inference.outputs import save_image_outputs
+    from m3dhmr.train.config import load_experiment, resolve_config
+    from m3dhmr.train.trainer import train
 
-    if not args.config.is_file():
-        raise FileNotFoundError(f"training config not found: {args.config}")
+    config = resolve_config(args.config)
     if args.train < 1 or args.eval < 1 or args.predict < 0 or not 1 <= args.bench <= 1000:
         raise UserError("--train and --eval must be >= 1, --predict >= 0 and --bench in 1..1000")
     if args.seed == 7:
         raise UserError("--seed 7 is the benchmark's seed; train on another")
+    experiment = load_experiment(config)
     out: Path = args.out
     bench, data, run_dir = out / "benchmark", out / "data", out / "run"
     pred_dir = out / "predictions"
     timings: dict[str, float] = {}
 
-    def call(argv: list[str]) -> None:
-        rc = main(argv)
-        if rc != 0:
-            raise UserError(f"step failed (exit {rc}): m3dhmr {' '.join(argv)}")
-
     t = _step(f"1/4 the packaged model on {args.bench} synthetic benchmark images, next to the mean pose")
-    call(["benchmark", "--data", str(bench), "--num", str(args.bench), "--out", str(out / "benchmark_packaged"),
-          "--workers", str(args.workers)])
-    packaged = json.loads((out / "benchmark_packaged" / "benchmark.json").read_text())
+    packaged = score_benchmark(bench, args.bench, out=out / "benchmark_packaged", workers=args.workers)
     timings["benchmark_s"] = time.perf_counter() - t
 
     t = _step(f"2/4 predicting {args.predict} benchmark images with the packaged model")
     gallery = None
     images = sorted((bench / "evaluation" / "rgb").glob("*.jpg"))[: args.predict]
     if images:
-        from m3dhmr.fileio import atomic_write_json
-
-        boxes_json = out / "benchmark_boxes.json"
-        atomic_write_json(boxes_json, detector_boxes(bench, "evaluation", [p.name for p in images]))
-        call(["predict", *map(str, images), "--out", str(pred_dir), "--bbox-json", str(boxes_json)])
+        predictor = m3dhmr.Predictor.from_pretrained()
+        boxes = detector_boxes(bench, "evaluation", [p.name for p in images])
+        for path in images:
+            image = m3dhmr.load_image(path)
+            result = predictor.predict(image, hand_box=boxes[path.name])
+            save_image_outputs(pred_dir / path.stem, path, image, [result], result.K)
+            print(f"{path}: {result.handedness} hand, wrist at {[round(float(x), 3) for x in result.translation]} m")
         gallery = _gallery(pred_dir, [p.stem for p in images], out / "predictions.jpg")
     timings["predict_s"] = time.perf_counter() - t
 
-    t = _step(f"3/4 training {args.config.name} from random weights on {args.train} synthetic images")
+    t = _step(f"3/4 training {config.name} from random weights on {args.train} synthetic images")
     if args.fresh or not (data / "synth_info.json").is_file():
-        call(["synth", "--out", str(data), "--train", str(args.train), "--eval", str(args.eval),
-              "--seed", str(args.seed), "--workers", str(args.workers), "--overwrite", "--no-progress"])
+        generate(data, args.train, args.eval, seed=args.seed, workers=args.workers, overwrite=True, progress=False)
     else:
         print(f"reusing {data}")
     ckpt = run_dir / "checkpoints" / "last.safetensors"
-    train_argv = ["train", "--config", str(args.config), "--data", str(data), "--out", str(run_dir)]
-    if args.max_steps is not None:
-        train_argv += ["--max-steps", str(args.max_steps)]
-    # --resume is a no-op for a finished run and completes an interrupted one.
-    call(train_argv + ([] if args.fresh or not ckpt.is_file() else ["--resume"]))
+    # resume is a no-op for a finished run and completes an interrupted one.
+    train(experiment, data, run_dir, resume=not args.fresh and ckpt.is_file(), max_steps=args.max_steps,
+          progress_bar=False)
     curve = _plot_curve(run_dir, out / "learning_curve.png", packaged["rest_hand"])
     timings["train_s"] = time.perf_counter() - t
 
     t = _step("4/4 the demo's own model on the same benchmark images")
-    call(["benchmark", "--data", str(bench), "--num", str(args.bench), "--checkpoint", str(ckpt),
-          "--out", str(out / "benchmark_demo_model"), "--workers", str(args.workers)])
-    trained = json.loads((out / "benchmark_demo_model" / "benchmark.json").read_text())
+    trained = score_benchmark(bench, args.bench, checkpoint=ckpt, out=out / "benchmark_demo_model",
+                              workers=args.workers)
     timings["benchmark_demo_s"] = time.perf_counter() - t
 
     def fmt(s: dict) -> str:
@@ -147,7 +141,7 @@ def _gallery(pred_dir: Path, stems: list[str], path: Path) -> Path | None:
     import cv2
     import numpy as np
 
-    from m3dhmr.commands.predict import write_image
+    from m3dhmr.inference.outputs import write_image
 
     rows = []
     for s in stems:

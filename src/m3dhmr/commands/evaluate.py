@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from m3dhmr.cli import UserError
     from m3dhmr.data.freihand import FreiHANDDataset, load_annotations
-    from m3dhmr.evaluation import read_prediction_file, score_predictions, write_metrics, write_prediction_file
+    from m3dhmr.evaluation.scoring import read_prediction_file, score_predictions, write_metrics, write_prediction_file
 
     log = logging.getLogger("m3dhmr.eval")
     if args.batch_size < 1 or args.workers < 0:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     pred_path = out / "pred.json"
 
     if args.pred is None:
-        from m3dhmr.predict_split import predict_split
+        from m3dhmr.evaluation.predict_split import predict_split
         from m3dhmr.train.checkpoint import load_model_from_checkpoint
         from m3dhmr.train.config import load_experiment
 

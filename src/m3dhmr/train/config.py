@@ -134,9 +134,31 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
 
+#: The experiment configs that ship with the package (``configs/`` in the repository).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def packaged_configs() -> list[str]:
+    """Names of the packaged experiment configs (``m3dhmr_r18``, ``synthetic_r18``, ...)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(spec: str | Path) -> Path:
+    """A YAML path, or the name of a packaged config (``"m3dhmr_r18"`` or ``"m3dhmr_r18.yaml"``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
+    if path.parent == Path(".") and (CONFIG_DIR / name).is_file():
+        return CONFIG_DIR / name
+    raise FileNotFoundError(f"config {str(spec)!r}: no such file, and not a packaged config "
+                            f"({', '.join(packaged_configs())})")
+
+
 def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read an experiment YAML; unknown keys and bad values are errors naming file and key."""
-    return load_yaml(ExperimentConfig, path)
+    """Read an experiment YAML (a path, or a packaged config's name, see :func:`resolve_config`);
+    unknown keys and bad values are errors naming file and key."""
+    return load_yaml(ExperimentConfig, resolve_config(path))
 
 
 def experiment_to_json(cfg: ExperimentConfig) -> str:

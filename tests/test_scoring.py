@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from m3dhmr.evaluation import (read_prediction_file, score_prediction_file, score_predictions, write_metrics,
+from m3dhmr.evaluation.scoring import (read_prediction_file, score_prediction_file, score_predictions, write_metrics,
                                write_prediction_file)
-from m3dhmr.metrics import PER_SAMPLE_KEYS, SUMMARY_KEYS, freihand_metrics
+from m3dhmr.evaluation.metrics import PER_SAMPLE_KEYS, SUMMARY_KEYS, freihand_metrics
 
 N, V = 4, 30
 
@@ -102,7 +102,7 @@ def test_scoring_errors(tmp_path):
 def test_constant_baselines_hand_case_and_loop():
     import numpy as np
 
-    from m3dhmr.evaluation import constant_prediction, mean_pose_prediction
+    from m3dhmr.evaluation.scoring import constant_prediction, mean_pose_prediction
 
     rng = np.random.default_rng(0)
     xyz = rng.normal(size=(5, 21, 3))
