@@ -4,7 +4,7 @@ import scipy.optimize
 import torch
 
 from m3dhmr.geometry.camera import project
-from m3dhmr.geometry.registration import RegistrationResult, register_camera_space
+from m3dhmr.geometry.registration import RegistrationResult, RegistrationSettings, register_camera_space
 
 
 def _hands(B, seed=0, dtype=torch.float64):
@@ -78,7 +78,7 @@ def test_outliers_20_percent_within_5mm():
     assert (res.inliers & mask).sum() <= 0.05 * mask.sum()
     assert (res.inliers | mask).all()
     # Without robustness the same data is much worse: the test can fail.
-    plain = register_camera_space(X, uv_bad, K, outlier_rounds=0, huber_px=0.0)
+    plain = register_camera_space(X, uv_bad, K, settings=RegistrationSettings(outlier_rounds=0, huber_px=0.0))
     assert (plain.translation - t).norm(dim=-1).mean() > 3 * err.mean()
 
 
@@ -87,7 +87,7 @@ def test_matches_per_sample_least_squares_loop():
     X, t, K, uv = _hands(6, seed=4)
     g = torch.Generator().manual_seed(5)
     uv = uv + torch.randn(uv.shape, generator=g, dtype=uv.dtype) * 1.5
-    res = register_camera_space(X, uv, K, outlier_rounds=0, huber_px=0.0, iterations=8)
+    res = register_camera_space(X, uv, K, settings=RegistrationSettings(outlier_rounds=0, huber_px=0.0, iterations=8))
     for b in range(6):
         Xb, uvb, Kb = X[b].numpy(), uv[b].numpy(), K[b].numpy()
 
@@ -139,3 +139,9 @@ def test_empty_batch():
     res = register_camera_space(X[:0], uv[:0], K[:0], X[:0])
     assert res.translation.shape == (0, 3) and res.success.shape == (0,)
     assert res.vertices.shape == (0, 21, 3) and res.joints.shape == (0, 21, 3)
+
+
+def test_settings_are_checked():
+    for bad in ({"iterations": -1}, {"min_inliers": 2}, {"fallback_depth": 0.0}, {"outlier_px": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RegistrationSettings(**bad)

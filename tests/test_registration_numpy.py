@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_registration import _hands, _outliers
 
-from m3dhmr.geometry import RegistrationResultNumpy, register_camera_space_numpy
+from m3dhmr.geometry import RegistrationResult, RegistrationSettings, register_camera_space_numpy
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.registration import register_camera_space
 from m3dhmr.geometry.registration_numpy import _LOOP_MAX_B, _solve3
@@ -29,10 +29,11 @@ def _noisy(B, seed, noise_px=0.5, dtype=torch.float64):
     return X, t, K, uv + torch.randn(uv.shape, generator=g, dtype=dtype) * noise_px
 
 
-def _both(X, uv, K, V=None, **kw):
+def _both(X, uv, K, V=None, weights=None, **settings):
     """Run the torch and the NumPy registration on the same (torch) inputs."""
-    ref = register_camera_space(X, uv, K, V, **kw)
-    kw_np = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+    st = RegistrationSettings(**settings)
+    ref = register_camera_space(X, uv, K, V, weights=weights, settings=st)
+    kw_np = {"weights": None if weights is None else weights.numpy(), "settings": st}
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # degenerate input must not warn either
         res = register_camera_space_numpy(X.numpy(), uv.numpy(), K.numpy(), None if V is None else V.numpy(), **kw_np)
@@ -40,7 +41,7 @@ def _both(X, uv, K, V=None, **kw):
 
 
 def _assert_same(ref, res, t_atol=T_ATOL):
-    assert isinstance(res, RegistrationResultNumpy)
+    assert isinstance(res, RegistrationResult) and isinstance(res.translation, np.ndarray)
     np.testing.assert_array_equal(res.success, ref.success.numpy())
     np.testing.assert_array_equal(res.inliers, ref.inliers.numpy())
     assert res.success.dtype == bool and res.inliers.dtype == bool
@@ -223,9 +224,3 @@ def test_shape_errors_name_the_argument():
         register_camera_space_numpy(X, uv, K, np.zeros((3, 10, 3)))
     with pytest.raises(ValueError, match="vertices_rr"):
         register_camera_space_numpy(X, uv, K, np.zeros((2, 10)))
-
-
-def test_empty_batch():
-    res = register_camera_space_numpy(np.zeros((0, 21, 3)), np.zeros((0, 21, 2)), np.zeros((0, 3, 3)),
-                                      np.zeros((0, 21, 3)))
-    assert res.translation.shape == (0, 3) and res.success.shape == (0,) and res.vertices.shape == (0, 21, 3)

@@ -24,9 +24,10 @@ together, degenerate inputs included: change one, change the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
+
+from m3dhmr.geometry.registration import RegistrationResult, RegistrationSettings, check_inputs
 
 _TINY = float(np.finfo(np.float64).tiny)
 _MAX = float(np.finfo(np.float64).max)
@@ -52,18 +53,6 @@ def _gather_index() -> np.ndarray:
 
 
 _GATHER = _gather_index()
-
-
-@dataclass(frozen=True)
-class RegistrationResultNumpy:
-    """Output of :func:`register_camera_space_numpy` (dtype of the 3D input)."""
-
-    translation: np.ndarray          # (B, 3) metres; camera point = root-relative point + t
-    joints: np.ndarray               # (B, J, 3) camera-space joints
-    vertices: np.ndarray | None      # (B, V, 3) camera-space vertices, or None
-    success: np.ndarray              # (B,) bool
-    reprojection_error: np.ndarray   # (B,) mean pixel distance over the inliers (inf if none)
-    inliers: np.ndarray              # (B, J) bool, joints used in the final solve
 
 
 def _solve3(M: np.ndarray, lam: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -124,16 +113,8 @@ def register_camera_space_numpy(
     vertices_rr: np.ndarray | None = None,
     *,
     weights: np.ndarray | None = None,
-    iterations: int = 4,
-    refine_iterations: int = 2,
-    outlier_rounds: int = 4,
-    min_inliers: int = 13,
-    outlier_px: float = 5.0,
-    huber_px: float = 4.0,
-    min_depth: float = 0.01,
-    fallback_depth: float = 0.6,
-    min_rcond: float = 1e-7,
-) -> RegistrationResultNumpy:
+    settings: RegistrationSettings | None = None,
+) -> RegistrationResult:
     """Solve the camera-space translation of a batch of root-relative hands (NumPy).
 
     Same arguments, defaults and results as
@@ -148,38 +129,28 @@ def register_camera_space_numpy(
         weights: optional (B, J) non-negative joint weights; zero-weight joints are excluded.
 
     Returns:
-        :class:`RegistrationResultNumpy`, in the dtype of ``joints3d_rr`` (success and
-        inliers bool).
+        :class:`~m3dhmr.geometry.registration.RegistrationResult` of NumPy arrays, in the
+        dtype of ``joints3d_rr`` (success and inliers bool).
 
     Raises:
         ValueError: an input has the wrong shape (the message names it).
     """
     joints3d_rr, joints2d, K = np.asarray(joints3d_rr), np.asarray(joints2d), np.asarray(K)
-    if joints3d_rr.ndim != 3 or joints3d_rr.shape[-1] != 3:
-        raise ValueError(f"joints3d_rr: expected shape (B, J, 3), got {joints3d_rr.shape}")
-    B, J, _ = joints3d_rr.shape
-    if joints2d.shape != (B, J, 2):
-        raise ValueError(f"joints2d: expected shape ({B}, {J}, 2) to match joints3d_rr, got {joints2d.shape}")
+    vertices_rr = None if vertices_rr is None else np.asarray(vertices_rr)
+    weights = None if weights is None else np.asarray(weights)
+    B, J = check_inputs(joints3d_rr, joints2d, K, vertices_rr, weights)
     if K.shape == (3, 3):
         K = np.broadcast_to(K, (B, 3, 3))
-    if K.shape != (B, 3, 3):
-        raise ValueError(f"K: expected shape ({B}, 3, 3) or (3, 3), got {K.shape}")
-    if vertices_rr is not None:
-        vertices_rr = np.asarray(vertices_rr)
-        if vertices_rr.ndim != 3 or vertices_rr.shape[0] != B or vertices_rr.shape[-1] != 3:
-            raise ValueError(f"vertices_rr: expected shape ({B}, V, 3), got {vertices_rr.shape}")
-    if weights is not None:
-        weights = np.asarray(weights)
-        if weights.shape != (B, J):
-            raise ValueError(f"weights: expected shape ({B}, {J}), got {weights.shape}")
+    st = RegistrationSettings() if settings is None else settings
     # Degenerate samples divide by zero, subtract inf from inf, ...: flagged, not warned about.
     with np.errstate(all="ignore"):
-        return _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine_iterations,
-                         outlier_rounds, min_inliers, outlier_px, huber_px, min_depth, fallback_depth, min_rcond)
+        return _register(joints3d_rr, joints2d, K, vertices_rr, weights, st.iterations, st.refine_iterations,
+                         st.outlier_rounds, st.min_inliers, st.outlier_px, st.huber_px, st.min_depth,
+                         st.fallback_depth, st.min_rcond)
 
 
 def _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine_iterations, outlier_rounds,
-              min_inliers, outlier_px, huber_px, min_depth, fallback_depth, min_rcond) -> RegistrationResultNumpy:
+              min_inliers, outlier_px, huber_px, min_depth, fallback_depth, min_rcond) -> RegistrationResult:
     """Body of :func:`register_camera_space_numpy`, on validated arrays."""
     B, J, _ = joints3d_rr.shape
     f64 = np.float64
@@ -349,5 +320,5 @@ def _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine
     t_out = t.astype(out_dtype, copy=False)
     joints = joints3d_rr + t_out[:, None]
     verts = None if vertices_rr is None else vertices_rr + t_out.astype(vertices_rr.dtype, copy=False)[:, None]
-    return RegistrationResultNumpy(translation=t_out, joints=joints, vertices=verts, success=success,
+    return RegistrationResult(translation=t_out, joints=joints, vertices=verts, success=success,
                                    reprojection_error=reproj.astype(out_dtype, copy=False), inliers=inl)
