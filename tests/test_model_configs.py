@@ -8,7 +8,6 @@ import torch
 import yaml
 
 from m3dhmr.config import ConfigError, from_dict
-from m3dhmr.losses import LossWeights
 from m3dhmr.models import ModelConfig, build_model
 from model_helpers import tiny_topology
 

@@ -15,7 +15,6 @@ size; the model runs in float32, and the error this adds is far below the model'
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from m3dhmr.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,6 @@ def read_manifest(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGHTS_DIR) ->
         raise ValueError(f"{path}: not a valid m3dhmr weights manifest ({e})") from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_pretrained_tensors(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGHTS_DIR,
                             ) -> tuple[dict[str, torch.Tensor], PretrainedInfo]:
     """All tensors of a packaged model (floats as float32), after checking sizes and hashes."""
@@ -95,7 +88,7 @@ def read_pretrained_tensors(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGH
         if not path.is_file():
             raise FileNotFoundError(f"packaged weights {path} are missing (listed in {name}.json); reinstall m3dhmr")
         size = path.stat().st_size
-        if size != f["bytes"] or _sha256(path) != f["sha256"]:
+        if size != f["bytes"] or sha256_file(path) != f["sha256"]:
             raise ValueError(f"packaged weights {path} are corrupt ({size} bytes, expected {f['bytes']} with "
                              f"SHA-256 {f['sha256'][:16]}...); reinstall m3dhmr")
         for k, v in load_file(str(path)).items():
@@ -164,7 +157,7 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
-        files.append({"file": fname, "bytes": (out_dir / fname).stat().st_size, "sha256": _sha256(out_dir / fname)})
+        files.append({"file": fname, "bytes": (out_dir / fname).stat().st_size, "sha256": sha256_file(out_dir / fname)})
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": name,

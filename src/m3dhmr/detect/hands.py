@@ -24,7 +24,6 @@ right hand; MediaPipe's own labels assume a mirrored selfie image.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 
 import m3dhmr.detect.anchors as anc
 import m3dhmr.detect.rois as rois
+from m3dhmr.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,6 @@ class DetectedHand:
                 "landmarks2d": np.round(self.landmarks, 2).tolist()}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def model_path(name: str, model_dir: Path = MODEL_DIR) -> Path:
     """Path of a packaged model file, after checking its size and SHA-256."""
     if name not in MODEL_FILES:
@@ -102,7 +94,7 @@ def model_path(name: str, model_dir: Path = MODEL_DIR) -> Path:
     size, digest = MODEL_FILES[name]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the packaged hand detector model is missing; reinstall m3dhmr")
-    if path.stat().st_size != size or _sha256(path) != digest:
+    if path.stat().st_size != size or sha256_file(path) != digest:
         raise ValueError(f"{path}: size or SHA-256 does not match the pinned hash (damaged file); reinstall m3dhmr")
     return path
 
