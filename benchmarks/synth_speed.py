@@ -23,22 +23,23 @@ import numpy as np
 def stage_times(n: int) -> dict[str, float]:
     """Milliseconds per sample of each stage, one process."""
 
-    from m3dhmr.data import synth
+    from m3dhmr.data import synth, synth_compose, synth_encode, synth_scene
+    from m3dhmr.render.shading import LightSettings
     from m3dhmr.data.backgrounds import random_background
 
-    cfg = synth.SynthConfig()
+    cfg = synth_scene.SynthConfig()
     synth._init_worker(tempfile.gettempdir(), 0, cfg)  # one thread, kernels compiled
     ctx = synth._STATE["ctx"]
     t = dict.fromkeys(["sample_params", "pose_batch", "render", "background", "compose_total", "encode_jpeg",
                        "write", "json"], 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         # Warm-up chunk, not timed (first calls allocate caches, load photos).
-        synth.render_range(ctx, cfg, 0, 0, n, n + synth.CHUNK)
+        synth_compose.render_range(ctx, cfg, 0, 0, n, n + synth.CHUNK)
         for start in range(0, n, synth.CHUNK):
             stop = min(start + synth.CHUNK, n)
             t0 = time.perf_counter()
-            rngs = [synth.sample_rng(0, 0, i) for i in range(start, stop)]
-            geos = [synth._draw_geometry(ctx, cfg, r) for r in rngs]
+            rngs = [synth_scene.sample_rng(0, 0, i) for i in range(start, stop)]
+            geos = [synth_scene._draw_geometry(ctx, cfg, r) for r in rngs]
             t1 = time.perf_counter()
             verts, joints = ctx.pose(np.stack([g["pose"] for g in geos]), np.stack([g["shape"] for g in geos]))
             t2 = time.perf_counter()
@@ -48,23 +49,23 @@ def stage_times(n: int) -> dict[str, float]:
                 # Stand-alone render and background timing (same inputs as the real pipeline).
                 K = g["K"]
                 v_rr = (v - j[0]) @ g["R"].T
-                v_cam = v_rr + synth._place(v_rr, K, g["fill"], g["centre"], cfg.size)
+                v_cam = v_rr + synth_scene._place(v_rr, K, g["fill"], g["centre"], cfg.size)
                 a = time.perf_counter()
-                synth.render_hand_box(v_cam, ctx.faces, K, cfg.size, np.full((len(v_cam), 3), 0.8),
-                                      synth.LightSettings())
+                synth_compose.render_hand_box(v_cam, ctx.faces, K, cfg.size, np.full((len(v_cam), 3), 0.8),
+                                      LightSettings())
                 b = time.perf_counter()
                 random_background(np.random.default_rng(i), cfg.size)  # the real mix of kinds
                 c = time.perf_counter()
-                s = synth.compose_sample(ctx, cfg, r, g, v, j)
+                s = synth_compose.compose_sample(ctx, cfg, r, g, v, j)
                 d = time.perf_counter()
-                rgb = synth._encode_jpeg(s.rgb[:, :, ::-1], cfg.jpeg_quality)
-                mask = synth._encode_jpeg(s.mask.astype(np.uint8) * 255, cfg.jpeg_quality)
+                rgb = synth_encode._encode_jpeg(s.rgb[:, :, ::-1], cfg.jpeg_quality)
+                mask = synth_encode._encode_jpeg(s.mask.astype(np.uint8) * 255, cfg.jpeg_quality)
                 e = time.perf_counter()
                 # New files, as in a real run (overwriting one file is slower on ext4).
                 (Path(tmp) / f"rgb{i:08d}.jpg").write_bytes(rgb)
                 (Path(tmp) / f"mask{i:08d}.jpg").write_bytes(mask)
                 f = time.perf_counter()
-                synth.encode_annotations(s)
+                synth_encode.encode_annotations(s)
                 g_ = time.perf_counter()
                 t["render"] += b - a
                 t["background"] += c - b

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from m3dhmr.data import synth
-from m3dhmr.data.synth import SynthConfig, generate, is_complete
+from m3dhmr.data.synth import generate, is_complete
+from m3dhmr.data.synth_scene import SynthConfig
+from m3dhmr.geometry import rotations
+from m3dhmr.data import synth_compose
+from m3dhmr.data import synth_encode
+from m3dhmr.data import synth_scene
 
 CFG = SynthConfig(size=96)
 FREIHAND_FILES = [f"{s}_{k}.json" for s in ("training", "evaluation") for k in ("K", "xyz", "verts", "scale")]
@@ -100,7 +105,7 @@ def test_same_seed_identical_for_any_worker_count(tmp_path):
 def test_killed_run_never_looks_complete(tmp_path, monkeypatch):
     out = tmp_path / "s"
     calls = {"n": 0}
-    real = synth.compose_sample
+    real = synth_compose.compose_sample
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -108,14 +113,14 @@ def test_killed_run_never_looks_complete(tmp_path, monkeypatch):
             raise RuntimeError("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "compose_sample", failing)
+    monkeypatch.setattr(synth_compose, "compose_sample", failing)  # render_range looks it up there
     with pytest.raises(RuntimeError, match="simulated crash"):
         generate(out, 6, 2, seed=0, config=CFG, progress=False)
     names = {p.name for p in out.iterdir()}
     assert not any(n.endswith(".json") and not n.startswith(".") for n in names), names
     assert not is_complete(out)
     assert not list(out.glob(".*.tmp-*"))  # temporary annotation files were removed
-    monkeypatch.setattr(synth, "compose_sample", real)
+    monkeypatch.setattr(synth_compose, "compose_sample", real)
     # The interrupted folder is recognised as ours: no --overwrite needed.
     generate(out, 2, 1, seed=0, config=CFG, progress=False)
     assert is_complete(out)
@@ -158,12 +163,12 @@ def test_canonical_rotations_and_placement():
     rng = np.random.default_rng(0)
     joints = rng.normal(0, 0.01, (21, 3))
     joints[0], joints[5], joints[9], joints[17] = [0, 0, 0], [0.03, 0.09, 0], [0, 0.1, 0], [-0.03, 0.08, 0]
-    E = synth.hand_frame(joints)
+    E = synth_scene.hand_frame(joints)
     np.testing.assert_allclose(E.T @ E, np.eye(3), atol=1e-12)
     assert np.linalg.det(E) == pytest.approx(1.0)
     # Fingers along +y, index at +x: the right palm faces -z... hand-computed: across x up = x x y = +z.
     np.testing.assert_allclose(E[:, 2], [0, 0, 1], atol=1e-12)
-    palm_R, back_R = synth.canonical_rotations(joints)
+    palm_R, back_R = synth_scene.canonical_rotations(joints)
     np.testing.assert_allclose(palm_R @ E[:, 2], [0, 0, -1], atol=1e-12)  # palm normal towards the camera
     np.testing.assert_allclose(back_R @ E[:, 2], [0, 0, 1], atol=1e-12)
     for R in (palm_R, back_R):
@@ -171,7 +176,7 @@ def test_canonical_rotations_and_placement():
         assert np.linalg.det(R) == pytest.approx(1.0)
     verts = rng.normal(0, 0.05, (200, 3))
     K = np.array([[500.0, 0, 111.5], [0, 500.0, 112.0], [0, 0, 1]])
-    t = synth._place(verts, K, 0.5, np.array([100.0, 120.0]), 224)
+    t = synth_scene._place(verts, K, 0.5, np.array([100.0, 120.0]), 224)
     uv = _project(verts + t, K)
     lo, hi = uv.min(0), uv.max(0)
     np.testing.assert_allclose((lo + hi) / 2, [100, 120], atol=0.5)
@@ -180,9 +185,9 @@ def test_canonical_rotations_and_placement():
 
 def test_row_formatting_matches_json():
     a = np.array([[0.1234564, -2.0, 1e-9], [3.5, 0.0, -0.0000004]])
-    parsed = json.loads(synth._rows(a))
+    parsed = json.loads(synth_encode._rows(a))
     np.testing.assert_allclose(parsed, a, atol=5.1e-7)
-    assert synth._rows(np.zeros((0, 3))) == "[]"
+    assert synth_encode._rows(np.zeros((0, 3))) == "[]"
     for i in range(2):  # the naive reference: json.dumps of the rounded rows
         np.testing.assert_allclose(parsed[i], json.loads(json.dumps(np.round(a[i], 6).tolist())), atol=1e-12)
 
@@ -194,12 +199,12 @@ def test_rows_kernel_matches_percent_format():
         return "[" + ", ".join("[%.6f, %.6f, %.6f]" % tuple(r) for r in np.round(a, 6)) + "]"
 
     for a in (rng.normal(0, 0.1, (50, 3)), rng.normal(0, 300, (7, 3)), np.array([[1.0, -2.5, 0.0]])):
-        assert synth._rows(a) == naive(a)
+        assert synth_encode._rows(a) == naive(a)
     # Hand cases: tiny negatives print without a sign; huge values fall back to "%.6f".
-    assert synth._rows(np.array([[-4e-7, 12.0000004, -1.25]])) == "[[0.000000, 12.000000, -1.250000]]"
-    assert synth._rows(np.array([[1e13, 0.5, 2.0]])) == "[[10000000000000.000000, 0.500000, 2.000000]]"
+    assert synth_encode._rows(np.array([[-4e-7, 12.0000004, -1.25]])) == "[[0.000000, 12.000000, -1.250000]]"
+    assert synth_encode._rows(np.array([[1e13, 0.5, 2.0]])) == "[[10000000000000.000000, 0.500000, 2.000000]]"
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
-        synth._rows(np.zeros((2, 2)))
+        synth_encode._rows(np.zeros((2, 2)))
 
 
 def test_rotation_to_axis_angle_matches_scipy():
@@ -210,16 +215,16 @@ def test_rotation_to_axis_angle_matches_scipy():
         for axis in ([1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 2, -2]):
             mats.append(Rotation.from_rotvec(np.array(axis) / np.linalg.norm(axis) * angle).as_matrix())
     for R in mats:
-        rv = synth.rotation_to_axis_angle(R)
+        rv = rotations.rotation_to_axis_angle(R)
         assert np.linalg.norm(rv) <= np.pi + 1e-12
         np.testing.assert_allclose(Rotation.from_rotvec(rv).as_matrix(), R, atol=1e-12)
     # Hand case: 90 degrees about z.
-    np.testing.assert_allclose(synth.rotation_to_axis_angle(synth._rot_z(np.pi / 2)), [0, 0, np.pi / 2], atol=1e-15)
+    np.testing.assert_allclose(rotations.rotation_to_axis_angle(rotations.rot_z(np.pi / 2)), [0, 0, np.pi / 2], atol=1e-15)
 
 
 def test_projected_box_matches_numpy():
     v = np.random.default_rng(2).normal(0, 0.05, (30, 3))
-    box = synth._projected_box(v, 0.01, -0.02, 0.5)
+    box = synth_scene._projected_box(v, 0.01, -0.02, 0.5)
     uv = (v[:, :2] + [0.01, -0.02]) / (v[:, 2:] + 0.5)
     np.testing.assert_allclose(box, [*uv.min(0), *uv.max(0)], rtol=1e-14)
 
@@ -235,29 +240,29 @@ def test_blend_matches_naive_loop():
         for x in range(6):
             naive[y, x] = img[y, x] * (1 - alpha[y, x]) + alpha[y, x] * colour[y, x]
     out = img.copy()
-    synth._blend(out, alpha, colour)
+    synth_compose._blend(out, alpha, colour)
     assert np.abs(out - naive).max() <= 0.5 + 1e-3  # rounded
     np.testing.assert_array_equal(out[0], img[0])  # alpha 0: untouched
     pre = img.copy()
-    synth._blend(pre, alpha, alpha[:, :, None] * colour, premultiplied=True)
+    synth_compose._blend(pre, alpha, alpha[:, :, None] * colour, premultiplied=True)
     assert np.abs(pre.astype(int) - out).max() <= 1
     solid = img.copy()  # a (3,) colour broadcasts; hand case: alpha 1 gives the colour
-    synth._blend(solid, np.ones((5, 6), np.float32), np.array([10.4, 20.6, 255.0], np.float32))
+    synth_compose._blend(solid, np.ones((5, 6), np.float32), np.array([10.4, 20.6, 255.0], np.float32))
     assert (solid == [10, 21, 255]).all()
 
 
 def test_box_render_equals_full_render():
     from m3dhmr.render import LightSettings, render_mesh
 
-    ctx = synth._HandContext()
+    ctx = synth_scene._HandContext()
     cfg = SynthConfig(size=96)
-    rng = synth.sample_rng(0, 0, 0)
-    g = synth._draw_geometry(ctx, cfg, rng)
+    rng = synth_scene.sample_rng(0, 0, 0)
+    g = synth_scene._draw_geometry(ctx, cfg, rng)
     v, j = ctx.pose(g["pose"][None], g["shape"][None])
     v_rr = (v[0] - j[0, 0]) @ g["R"].T
-    v_cam = v_rr + synth._place(v_rr, g["K"], g["fill"], g["centre"], 96)
+    v_cam = v_rr + synth_scene._place(v_rr, g["K"], g["fill"], g["centre"], 96)
     albedo = np.full((len(v_cam), 3), 0.7)
-    res, (ry, rx) = synth.render_hand_box(v_cam, ctx.faces, g["K"], 96, albedo, LightSettings())
+    res, (ry, rx) = synth_compose.render_hand_box(v_cam, ctx.faces, g["K"], 96, albedo, LightSettings())
     full = render_mesh(v_cam, ctx.faces, g["K"], 96, colors=albedo)
     assert full.mask.sum() > 100 and not full.mask[~np.pad(np.ones(res.mask.shape, bool), (
         (ry.start, 96 - ry.stop), (rx.start, 96 - rx.stop)))].any()  # nothing outside the box
@@ -271,14 +276,14 @@ def test_box_render_equals_full_render():
 
 def test_compose_is_a_function_of_the_sample_seed():
     # Noise comes from cv2.randn seeded by the sample's generator: same seed, same image.
-    ctx = synth._HandContext()
+    ctx = synth_scene._HandContext()
     cfg = SynthConfig(size=96, noise_prob=1.0, blur_prob=1.0, occluder_prob=1.0)
     outs = []
     for _ in range(2):
-        rng = synth.sample_rng(4, 0, 1)
-        g = synth._draw_geometry(ctx, cfg, rng)
+        rng = synth_scene.sample_rng(4, 0, 1)
+        g = synth_scene._draw_geometry(ctx, cfg, rng)
         v, j = ctx.pose(g["pose"][None], g["shape"][None])
-        outs.append(synth.compose_sample(ctx, cfg, rng, g, v[0], j[0]))
+        outs.append(synth_compose.compose_sample(ctx, cfg, rng, g, v[0], j[0]))
     np.testing.assert_array_equal(outs[0].rgb, outs[1].rgb)
     np.testing.assert_array_equal(outs[0].mask, outs[1].mask)
     assert outs[0].params["noise_sigma"] > 0 and outs[0].rgb.dtype == np.uint8
@@ -293,16 +298,16 @@ def test_single_worker_run_restores_thread_settings(tmp_path):
 
 
 def test_skin_tones_span_light_to_dark_and_light_is_bright():
-    ctx = synth._HandContext()
+    ctx = synth_scene._HandContext()
     rng = np.random.default_rng(0)
-    tones = np.array([synth._skin(ctx, rng)[1] for _ in range(400)])
+    tones = np.array([synth_scene._skin(ctx, rng)[1] for _ in range(400)])
     lum = tones @ [0.299, 0.587, 0.114]
     assert lum.max() > 0.8 and lum.min() < 0.3  # both ends of SKIN_TONES occur
     assert 0.45 < np.mean(lum > 0.6) < 0.8      # lighter tones somewhat more often
     # Hue stays skin-like: red > green > blue for every tone.
     assert np.all((tones[:, 0] > tones[:, 1]) & (tones[:, 1] > tones[:, 2]))
     # Lighting facing the camera: ambient + diffuse * n.l with n = (0, 0, -1) averages ~1.
-    lights = [synth._light(rng) for _ in range(200)]
+    lights = [synth_scene._light(rng) for _ in range(200)]
     gain = [lt.ambient + lt.diffuse * max(-lt.direction[2], 0.0) for lt in lights]
     assert 0.9 < np.mean(gain) < 1.2
 

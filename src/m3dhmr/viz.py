@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from m3dhmr.conventions import BONES, NUM_JOINTS, finger_of_joint
+from m3dhmr.geometry.rotations import rot_y
 
 #: RGB colour per region: palm/wrist, thumb, index, middle, ring, little.
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -109,12 +110,6 @@ def draw_hands(image: np.ndarray, results, ids=None) -> np.ndarray:
     return out
 
 
-def rotation_y(angle_rad: float) -> np.ndarray:
-    """(3, 3) rotation about the camera's y axis (down): ``x_new = R @ x``."""
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
 def view_transform(vertices: np.ndarray, size: int, angle_deg: float = 0.0,
                    fill: float = 0.85, focal: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Place a mesh in front of a virtual square camera, turned about its centroid.
@@ -129,7 +124,7 @@ def view_transform(vertices: np.ndarray, size: int, angle_deg: float = 0.0,
     if not np.all(np.isfinite(v)):
         raise ValueError("vertices contain NaN or inf")
     c = v.mean(axis=0)
-    local = (v - c) @ rotation_y(math.radians(angle_deg)).T
+    local = (v - c) @ rot_y(math.radians(angle_deg)).T
     r = max(float(np.linalg.norm(local, axis=1).max()), 1e-6)
     f = focal or 2.5 * size  # a long lens: nearly orthographic, like the paper's views
     # A sphere of radius r at distance d spans about 2 f r / d pixels.

@@ -1,0 +1,192 @@
+"""Rendering and compositing one synthetic sample: the hand rendered inside its box,
+blended over a background, occluders, blur and noise (on uint8 images, OpenCV and small
+numba kernels; see :mod:`m3dhmr.data.synth` for the speed goals)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from numba import njit
+
+from m3dhmr.data.backgrounds import procedural_background, random_background
+from m3dhmr.data.synth_scene import (RenderedSample, SynthConfig, _draw_geometry, _HandContext, _light, _place,
+                                     _skin, sample_rng)
+from m3dhmr.geometry.rotations import rotation_to_axis_angle
+from m3dhmr.render.shading import LightSettings, RenderResult, render_mesh
+
+
+def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """(rows, cols) slices of the box of a (H, W) uint8/bool mask grown by ``margin``, or None."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8) if mask.dtype == bool else mask)
+    if w == 0:
+        return None
+    H, W = mask.shape
+    return slice(max(y - margin, 0), min(y + h + margin, H)), slice(max(x - margin, 0), min(x + w + margin, W))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _blend_kernel(img, alpha, colour, premultiplied):  # pragma: no cover - jitted
+    for y in range(img.shape[0]):
+        for x in range(img.shape[1]):
+            a = alpha[y, x]
+            if a <= 0.0:
+                continue
+            for c in range(3):
+                col = colour[y, x, c] if premultiplied else a * colour[y, x, c]
+                v = img[y, x, c] * (1.0 - a) + col + 0.5
+                img[y, x, c] = np.uint8(min(v, 255.0))  # v >= 0.5: truncation rounds
+
+
+def _blend(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray, premultiplied: bool = False) -> None:
+    """img (h, w, 3) uint8 <- round(img * (1 - alpha) + alpha * colour) in place;
+    alpha (h, w) float32 in [0, 1]; colour (3,) or (h, w, 3) float32, 0-255, already
+    multiplied by alpha when ``premultiplied``. Pixels with alpha 0 are not touched."""
+    colour = np.asarray(colour, dtype=np.float32)
+    if colour.ndim == 1:
+        colour = np.broadcast_to(colour, img.shape)
+    _blend_kernel(img, np.asarray(alpha, dtype=np.float32), colour, bool(premultiplied))
+
+
+def _occlude(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray, hand: np.ndarray) -> tuple[np.ndarray, int]:
+    """Draw 0-2 shapes over ``img`` (H, W, 3) uint8 near the hand; returns the (H, W) uint8
+    occluder coverage (0-255, anti-aliased) and the number of shapes drawn."""
+    size = img.shape[0]
+    cover = np.zeros((size, size), np.uint8)
+    if rng.random() >= cfg.occluder_prob:
+        return cover, 0
+    ys, xs = np.nonzero(hand)
+    box = max(np.ptp(ys), np.ptp(xs), 1) if len(ys) else size // 2
+    hand_px = max(len(ys), 1)
+    drawn = 0
+    for _ in range(int(rng.integers(1, 3))):
+        j = int(rng.integers(len(ys))) if len(ys) else 0
+        cx = (xs[j] if len(xs) else size // 2) + rng.normal(0, 0.15 * box)
+        cy = (ys[j] if len(ys) else size // 2) + rng.normal(0, 0.15 * box)
+        r = rng.uniform(0.1, 0.3) * box
+        layer = np.zeros((size, size), np.uint8)
+        centre = (int(round(cx * 16)), int(round(cy * 16)))  # 4 fractional bits for sub-pixel shapes
+        if rng.random() < 0.5:
+            axes = (int(r * 16), int(r * rng.uniform(0.3, 1.0) * 16))
+            cv2.ellipse(layer, centre, axes, float(rng.uniform(0, 180)), 0, 360, 255, -1, cv2.LINE_AA, 4)
+        else:
+            n = int(rng.integers(3, 7))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            rad = r * rng.uniform(0.5, 1.0, n)
+            pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
+            cv2.fillPoly(layer, [np.round(pts * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+        textured = rng.random() < 0.5
+        colour = rng.uniform(0, 255, 3).astype(np.float32)
+        # Texture only as large as the shape's box (a full-size one was most of the cost).
+        region = _bbox(layer, 0)
+        tex = None
+        if textured:
+            side = 2 if region is None else max(region[0].stop - region[0].start, region[1].stop - region[1].start, 2)
+            tex = procedural_background(rng, max(side, 2))[0]
+        covered = ((np.maximum(cover, layer) >= 128) & hand).sum() / hand_px
+        if covered > cfg.max_occluded_fraction or region is None:
+            continue  # would hide too much of the hand (or is off-image); the draws above are still consumed
+        ry, rx = region
+        a = layer[ry, rx].astype(np.float32) * np.float32(1 / 255)
+        fill = colour if tex is None else tex[: ry.stop - ry.start, : rx.stop - rx.start].astype(np.float32)
+        _blend(img[ry, rx], a, fill)
+        np.maximum(cover, layer, out=cover)
+        drawn += 1
+    return cover, drawn
+
+
+def render_hand_box(v_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: int, albedo: np.ndarray,
+                    light: LightSettings) -> tuple[RenderResult | None, tuple[slice, slice]]:
+    """Render a camera-space mesh v_cam (V, 3) only inside the box of its projected vertices
+    grown by 2 px (clipped to the (size, size) image); returns the render of that box (None
+    when the box is empty) and the box's (rows, cols) slices.
+
+    Shifting the principal point by the box corner gives the same pixels as a full-image
+    render at a fraction of the buffers (the hand covers ~10 % of the image). The 2 px of
+    empty border are the reach of the 3x3 anti-aliasing blur of :func:`compose_sample`
+    (and make the crop's reflected border irrelevant), so compositing inside the box
+    equals compositing the full image.
+    """
+    uv = v_cam[:, :2] / v_cam[:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]
+    uv[:, 0] += v_cam[:, 1] / v_cam[:, 2] * K[0, 1]  # skew (zero for the synthetic cameras)
+    x0, y0 = np.maximum(np.floor(uv.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(uv.max(0)).astype(int) + 3, size)
+    box = slice(int(y0), int(max(y1, y0))), slice(int(x0), int(max(x1, x0)))
+    if x1 <= x0 or y1 <= y0:
+        return None, box
+    K_box = np.array(K, dtype=np.float64)
+    K_box[0, 2] -= x0
+    K_box[1, 2] -= y0
+    return render_mesh(v_cam, faces, K_box, (int(y1 - y0), int(x1 - x0)), colors=albedo, light=light), box
+
+
+def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
+                   verts: np.ndarray, joints: np.ndarray) -> RenderedSample:
+    """Render and composite one sample. verts (V, 3), joints (21, 3): model output at zero
+    global rotation; ``geo`` from :func:`_draw_geometry`; ``rng`` continues the sample's stream.
+
+    Compositing works on the uint8 image with OpenCV (issue 4: the float32/float64
+    full-image version cost ~3x more): the anti-aliased hand is blended only inside its
+    box, blur is ``cv2.GaussianBlur`` on uint8, noise is ``cv2.randn`` seeded from ``rng``
+    (so it stays a function of the sample's seed) added with saturation.
+    """
+    size = cfg.size
+    root = joints[0]
+    R, K = geo["R"], geo["K"]
+    v_rr = (verts - root) @ R.T
+    t = _place(v_rr, K, geo["fill"], geo["centre"], size)
+    v_cam = v_rr + t
+    xyz = (joints - root) @ R.T + t
+    albedo, tone = _skin(ctx, rng)
+    light = _light(rng)
+    hand = np.zeros((size, size), bool)
+    img, bg_name = random_background(rng, size, cfg.photo_prob)
+    img = np.array(img, dtype=np.uint8, order="C", copy=True)
+    res, box = render_hand_box(v_cam, ctx.faces, K, size, albedo, light)
+    if res is not None:
+        ry, rx = box
+        hand[ry, rx] = res.mask
+        # Anti-aliased compositing: blur the premultiplied colour and the alpha with one kernel.
+        alpha = cv2.GaussianBlur(res.mask.astype(np.float32), (3, 3), 0.6)
+        colour = cv2.GaussianBlur(res.rgb, (3, 3), 0.6)
+        colour *= 255.0
+        _blend(img[ry, rx], alpha, colour, premultiplied=True)
+    cover, n_occ = _occlude(rng, cfg, img, hand)
+    blur = float(rng.uniform(0.3, 1.2)) if rng.random() < cfg.blur_prob else 0.0
+    if blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
+    noise = float(rng.uniform(0.005, 0.03)) if rng.random() < cfg.noise_prob else 0.0
+    if noise > 0:
+        cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
+        n = np.empty(img.shape, np.int16)
+        cv2.randn(n.reshape(size, -1), 0.0, noise * 255.0)  # one channel view: randn fills channel 0 only
+        img = cv2.add(img, n, dtype=cv2.CV_8U)
+    mask = hand & (cover < 128)
+    params = {
+        "pose": geo["pose"].tolist(),
+        "shape": geo["shape"].tolist(),
+        "global_rotation": rotation_to_axis_angle(R).tolist(),
+        "translation": t.tolist(),
+        "focal": float(K[0, 0]),
+        "fill": float(geo["fill"]),
+        "skin_tone": tone.tolist(),
+        "light": {"direction": list(light.direction), "ambient": light.ambient, "diffuse": light.diffuse,
+                  "specular": light.specular, "shininess": light.shininess, "color": list(light.color)},
+        "background": bg_name,
+        "occluders": n_occ,
+        "occluded_fraction": float(1.0 - mask.sum() / max(hand.sum(), 1)),
+        "blur_sigma": blur,
+        "noise_sigma": noise,
+        "jpeg_quality": cfg.jpeg_quality,
+    }
+    return RenderedSample(rgb=img, mask=mask, K=K, xyz=xyz, verts=v_cam, params=params)
+
+
+def render_range(ctx: _HandContext, cfg: SynthConfig, seed: int, split_id: int, start: int,
+                 stop: int) -> list[RenderedSample]:
+    """Samples ``start..stop-1`` of a split, posed in one batch (stop - start <= CHUNK)."""
+    rngs = [sample_rng(seed, split_id, i) for i in range(start, stop)]
+    geos = [_draw_geometry(ctx, cfg, r) for r in rngs]
+    verts, joints = ctx.pose(np.stack([g["pose"] for g in geos]), np.stack([g["shape"] for g in geos]))
+    return [compose_sample(ctx, cfg, r, g, v, j) for r, g, v, j in zip(rngs, geos, verts, joints)]

@@ -1,0 +1,230 @@
+"""One synthetic sample's scene: the sampling ranges, the hand's pose, orientation,
+camera and placement, its skin and light (:mod:`m3dhmr.data.synth` writes the sets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from m3dhmr.geometry.rotations import random_rotation, rot_x, rot_y, rot_z
+from m3dhmr.render.shading import LightSettings, vertex_normals
+
+#: Smallest image side a set can have.
+MIN_SIZE = 64
+
+#: Skin albedos (sRGB, 0-1) from light to dark; a sample interpolates between neighbours
+#: (see :func:`_skin`: lighter tones are drawn somewhat more often, every tone occurs).
+SKIN_TONES = np.array([
+    [0.98, 0.84, 0.75], [0.95, 0.78, 0.67], [0.91, 0.72, 0.60], [0.84, 0.64, 0.51],
+    [0.74, 0.54, 0.41], [0.60, 0.42, 0.31], [0.46, 0.31, 0.23], [0.33, 0.22, 0.16],
+])
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Sampling ranges of the synthetic set (pixel quantities are for a 224 image and
+    scale with ``size``)."""
+
+    size: int = 224
+    focal_range: tuple[float, float] = (400.0, 700.0)
+    principal_jitter: float = 3.0
+    fill_range: tuple[float, float] = (0.4, 0.7)   # larger side of the hand box / image side
+    center_jitter: float = 0.08                     # box centre offset, fraction of the image
+    frontal_prob: float = 0.85                      # else a uniformly random rotation
+    tilt_std_deg: float = 30.0
+    photo_prob: float = 0.6
+    occluder_prob: float = 0.3
+    max_occluded_fraction: float = 0.4
+    blur_prob: float = 0.5
+    noise_prob: float = 0.5
+    jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        if self.size < MIN_SIZE:
+            raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {self.size}")
+        for name in ("focal_range", "fill_range"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+        if self.fill_range[1] / 2 + self.center_jitter >= 0.5:
+            raise ValueError("fill_range[1] / 2 + center_jitter must stay below 0.5 (hand inside the image)")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+
+
+@dataclass
+class RenderedSample:
+    """One sample before encoding: rgb (H, W, 3) uint8 RGB; mask (H, W) bool (visible hand);
+    K (3, 3); xyz (21, 3) and verts (V, 3) camera space, metres; params (JSON-ready dict)."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    K: np.ndarray
+    xyz: np.ndarray
+    verts: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_rng(seed: int, split_id: int, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` of split ``split_id`` (0 training, 1 evaluation)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, split_id, index]))
+
+
+def hand_frame(joints: np.ndarray) -> np.ndarray:
+    """(21, 3) right-hand joints -> (3, 3) rotation whose columns are (thumb-ward,
+    wrist->middle finger, palm normal pointing out of the palm)."""
+    up = joints[9] - joints[0]
+    up /= np.linalg.norm(up)
+    across = joints[5] - joints[17]  # little -> index knuckle: thumb-ward
+    palm = np.cross(across, up)
+    palm /= np.linalg.norm(palm)
+    side = np.cross(up, palm)
+    return np.stack([side, up, palm], axis=1)
+
+
+def canonical_rotations(rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (model -> camera) showing the palm, resp. the back, to the camera with
+    the fingers pointing up the image (camera -y)."""
+    E = hand_frame(rest_joints)
+    # Targets of (thumb-ward, finger, palm normal): palm towards the camera means the
+    # palm normal is -z; fingers up is -y; then thumb-ward = up x palm.
+    out = []
+    for palm_z in (-1.0, 1.0):
+        up, palm = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, palm_z])
+        T = np.stack([np.cross(up, palm), up, palm], axis=1)
+        out.append(T @ E.T)
+    return out[0], out[1]
+
+
+class _HandContext:
+    """The hand model and per-template constants, built once per process."""
+
+    def __init__(self) -> None:
+        import torch
+
+        from m3dhmr.hand import load_open_hand
+
+        self.model = load_open_hand()
+        self.model.eval()
+        self.template = self.model.template
+        self.num_shape = int(self.model.num_shape)
+        self.dtype = next(iter(self.model.buffers()), torch.zeros((), dtype=torch.float32)).dtype
+        self.faces = np.ascontiguousarray(np.asarray(self.template.faces, dtype=np.int64))
+        rest_v, rest_j = self.pose(np.zeros((1, 48)), np.zeros((1, self.num_shape)))
+        self.rest_vertices, self.rest_joints = rest_v[0], rest_j[0]
+        self.palm_R, self.back_R = canonical_rotations(self.rest_joints)
+        # Palm-side skin is lighter: weight = how much the rest-pose normal faces the palm.
+        palm_normal = hand_frame(self.rest_joints)[:, 2]
+        n = vertex_normals(self.rest_vertices, self.faces)
+        self.palm_weight = np.clip(n @ palm_normal, 0.0, 1.0)
+
+    def pose(self, poses: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """poses (B, 48), shapes (B, num_shape) -> vertices (B, V, 3), joints (B, 21, 3) float64."""
+        import torch
+
+        with torch.no_grad():
+            out = self.model(torch.as_tensor(poses, dtype=self.dtype), torch.as_tensor(shapes, dtype=self.dtype))
+        return out.vertices.double().numpy(), out.joints.double().numpy()
+
+
+def _draw_geometry(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator) -> dict[str, Any]:
+    from m3dhmr.hand import sample_poses, sample_shapes
+
+    pose = np.asarray(sample_poses(1, rng), dtype=np.float64)[0]
+    shape = np.asarray(sample_shapes(1, rng), dtype=np.float64)[0]
+    if rng.random() < cfg.frontal_prob:
+        base = ctx.palm_R if rng.random() < 0.5 else ctx.back_R
+        inplane = rng.uniform(-np.pi, np.pi) if rng.random() < 0.5 else rng.normal(0.0, np.radians(45))
+        tilt = np.radians(cfg.tilt_std_deg)
+        R = rot_z(inplane) @ rot_x(rng.normal(0.0, tilt)) @ rot_y(rng.normal(0.0, tilt)) @ base
+    else:
+        R = random_rotation(rng)
+    s = cfg.size / 224.0
+    focal = rng.uniform(*cfg.focal_range) * s
+    c0 = (cfg.size - 1) / 2.0
+    cx, cy = c0 + rng.uniform(-1, 1, 2) * cfg.principal_jitter * s
+    fill = rng.uniform(*cfg.fill_range)
+    centre = c0 + rng.uniform(-1, 1, 2) * cfg.center_jitter * cfg.size
+    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+    return dict(pose=pose, shape=shape, R=R, K=K, fill=fill, centre=centre)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _projected_box(v, tx, ty, tz):  # pragma: no cover - jitted
+    """(4,) min x, min y, max x, max y of the normalised projections (x + tx, y + ty) / (z + tz)
+    of v (V, 3): one pass instead of six (V,)-sized numpy temporaries."""
+    out = np.array([np.inf, np.inf, -np.inf, -np.inf])
+    for i in range(v.shape[0]):
+        iz = 1.0 / (v[i, 2] + tz)
+        x = (v[i, 0] + tx) * iz
+        y = (v[i, 1] + ty) * iz
+        out[0] = min(out[0], x)
+        out[1] = min(out[1], y)
+        out[2] = max(out[2], x)
+        out[3] = max(out[3], y)
+    return out
+
+
+def _place(verts_rr: np.ndarray, K: np.ndarray, fill: float, centre: np.ndarray, size: int) -> np.ndarray:
+    """Translation putting root-relative camera-oriented vertices (V, 3) so that their 2D
+    box has larger side ``fill * size`` and centre ``centre`` (2,)."""
+    f = float(K[0, 0])
+    c = K[:2, 2]
+    verts_rr = np.ascontiguousarray(verts_rr, dtype=np.float64)
+    lo, hi = verts_rr[:, :2].min(0), verts_rr[:, :2].max(0)
+    mid = (lo + hi) / 2
+    target = fill * size
+    z = f * float((hi - lo).max()) / target  # weak-perspective first guess
+
+    def box(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo_hi = _projected_box(verts_rr, t[0], t[1], t[2])
+        return lo_hi[:2] * f + c, lo_hi[2:] * f + c
+
+    for _ in range(2):  # refine with the true projection (near-perspective: converges fast)
+        t = np.array([*((centre - c) * z / f - mid), z])
+        blo, bhi = box(t)
+        z *= float((bhi - blo).max()) / target
+    t = np.array([*((centre - c) * z / f - mid), z])
+    # Re-centre the projected box exactly (shifting x/y does not change the size much).
+    blo, bhi = box(t)
+    t[:2] += (centre - (blo + bhi) / 2) * z / f
+    return t
+
+
+def _skin(ctx: _HandContext, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex albedo (V, 3) and the base tone (3,)."""
+    # u ** 1.4 puts ~60 % of the samples in the lighter half of SKIN_TONES (FreiHAND's
+    # subjects are mostly light-skinned) while the darkest tones keep ~1 in 8.
+    t = rng.random() ** 1.4 * (len(SKIN_TONES) - 1)
+    i = min(int(t), len(SKIN_TONES) - 2)
+    tone = SKIN_TONES[i] * (1 - (t - i)) + SKIN_TONES[i + 1] * (t - i)
+    # Brightness jitter, and a smaller per-channel one (3 % per channel turned pale tones yellow).
+    tone = np.clip(tone * rng.normal(1.0, 0.04) * rng.normal(1.0, 0.015, 3), 0, 1)
+    rest = ctx.rest_vertices
+    # Low-frequency blotches (sum of random plane waves over the rest shape) + fine noise.
+    k = rng.normal(0.0, 60.0, (3, 3))  # rad/m
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    blotch = np.sin(rest @ k.T + phase).sum(1) / 3.0
+    shade = 1.0 + rng.uniform(0.02, 0.08) * blotch + rng.normal(0.0, 0.025, len(rest))
+    palm = ctx.palm_weight[:, None] * np.array([0.10, 0.05, 0.05]) * rng.uniform(0.5, 1.5)
+    albedo = np.clip(tone[None] * shade[:, None] * (1 + palm), 0, 1)
+    return albedo, tone
+
+
+def _light(rng: np.random.Generator) -> LightSettings:
+    """Mostly frontal key light and a strong ambient term: ambient + diffuse * n.l is ~0.8-1.2
+    on the side facing the camera, ~1.0 on average (the former 0.4-0.6 ambient with any direction left most
+    hands dim and brownish: the shading is applied to sRGB albedo, without gamma)."""
+    d = np.array([rng.uniform(-0.8, 0.8), rng.uniform(-0.9, 0.3), -rng.uniform(0.6, 1.5)])
+    warm = rng.normal(0.0, 0.04)
+    return LightSettings(
+        direction=tuple(float(x) for x in d / np.linalg.norm(d)),
+        ambient=float(rng.uniform(0.6, 0.75)),
+        diffuse=float(rng.uniform(0.35, 0.55)),
+        specular=float(rng.uniform(0.03, 0.15)),
+        shininess=float(rng.uniform(5, 30)),
+        color=(float(1 + warm), 1.0, float(1 - warm)),
+    )
