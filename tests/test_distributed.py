@@ -82,9 +82,9 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tiny_data, tiny_config, tm
 
     run, dump = tmp_path / "run", tmp_path / "dump"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    worker = Path(__file__).with_name("ddp_worker.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "m3dhmr", "train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(run),
-           "--device", "cpu", "--max-steps", "3", "--no-progress", "--dump-rank-weights", str(dump)]
+           str(worker), str(tiny_config), str(tiny_data), str(run), str(dump), "3"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0, r1 = load_file(dump / "rank0.safetensors"), load_file(dump / "rank1.safetensors")

@@ -237,8 +237,8 @@ def test_train_samples_limits_training_to_the_first_samples(tiny_data, tiny_conf
     cfg = load_experiment(tiny_config)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_samples=4, pipeline=pipeline,
                                                             num_workers=0))
-    result = train(cfg, tiny_data, tmp_path / "run", progress_bar=False, rank_dump_dir=tmp_path / "dump")
-    seen = load_file(tmp_path / "dump" / "rank0.safetensors")["__seen_indices__"].tolist()
+    result = train(cfg, tiny_data, tmp_path / "run", progress_bar=False)
+    seen = result.sample_indices
     # 3 epochs of one 4-sample batch each, all from samples 0-3 of the 8.
     assert sorted(seen) == sorted([0, 1, 2, 3] * 3)
     assert result.steps_run == 3

@@ -19,7 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override train.seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Test hook: every rank writes its final weights and the samples it saw.
-    parser.add_argument("--dump-rank-weights", type=Path, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     result = train(cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps,
                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, device=device,
-                   progress_bar=not args.no_progress, rank_dump_dir=args.dump_rank_weights)
+                   progress_bar=not args.no_progress)
     from m3dhmr.train.distributed import dist_env
 
     if dist_env()[0] == 0:

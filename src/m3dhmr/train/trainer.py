@@ -37,6 +37,9 @@ class TrainResult:
     steps_run: int  # optimiser steps taken by this call
     seconds: float
     last_losses: dict[str, float] = field(default_factory=dict)
+    # Sample indices this process trained on, in order (with DDP: this rank's share).
+    sample_indices: list[int] = field(default_factory=list)
+    model: nn.Module | None = None  # the trained network (on the training device)
 
 
 def epoch_plan(cfg: ExperimentConfig) -> list[tuple[int, int]]:
@@ -185,14 +188,12 @@ def train(
     max_seconds: float | None = None,
     device: str = "cpu",
     progress_bar: bool = True,
-    rank_dump_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``experiment`` on the FreiHAND-layout folder ``data_root``; write the run to ``run_dir``.
 
     ``max_steps`` stops after that many optimiser steps in total (counting those before a
     resume) and checkpoints there; ``max_seconds`` stops (and checkpoints) after the first
-    step that ends past that much wall time of this call (a time budget; not reproducible). ``rank_dump_dir`` (tests) makes every rank write its
-    final weights and the sample indices it trained on, to check DDP consistency.
+    step that ends past that much wall time of this call (a time budget; not reproducible).
     """
     data_root, run_dir = Path(data_root), Path(run_dir)
     if max_steps is not None and max_steps < 0:
@@ -202,25 +203,107 @@ def train(
     dist_info = init_distributed(device)
     try:
         return _train(experiment, data_root, run_dir, dist_info, resume=resume, max_steps=max_steps,
-                      max_seconds=max_seconds, device=device, progress_bar=progress_bar, rank_dump_dir=rank_dump_dir)
+                      max_seconds=max_seconds, device=device, progress_bar=progress_bar)
     finally:
         cleanup_distributed(dist_info)
 
 
 def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, *, resume: bool,
-           max_steps: int | None, max_seconds: float | None, device: str, progress_bar: bool, rank_dump_dir) -> TrainResult:
-    from m3dhmr.models import build_model
-
+           max_steps: int | None, max_seconds: float | None, device: str, progress_bar: bool) -> TrainResult:
     t0 = time.perf_counter()
     dev = torch.device(f"cuda:{dist.local_rank}" if device.startswith("cuda") and dist.distributed else device)
     tcfg = cfg.train
+    model, progress, state, frozen_modules = _start(cfg, run_dir, dist, resume, dev)
+    plan = epoch_plan(cfg)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if progress.epoch_index >= len(plan) or (max_steps is not None and progress.global_step >= max_steps):
+        log.info("nothing to do: run at step %d, epoch %d of %d", progress.global_step, progress.epoch_index, len(plan))
+        return TrainResult(run_dir, progress, 0, time.perf_counter() - t0, model=model)
+
+    amp_dtype = resolve_amp(tcfg.amp, dev)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if state is not None:
+        ckpt.set_rng_state(state["rng"])
+        if state.get("scaler") is not None and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+
+    writer = None
+    if dist.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=progress.global_step or None)
+    curve = _LearningCurve(cfg, data_root, run_dir, model, dev, amp_dtype, writer, progress.global_step) \
+        if dist.is_main and tcfg.eval_every > 0 else None
+    data = _TrainingData(cfg, data_root, dev, dist, model, progress_bar)
+    loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, max_steps, max_seconds)
+    optimizer = step_module = None
+    opt_stage = None
+    try:
+        for epoch_index in range(progress.epoch_index, len(plan)):
+            stage, epoch_in_stage = plan[epoch_index]
+            two_view = stage == 2 and cfg.data.two_view
+            if opt_stage != stage:
+                optimizer, step_module = _stage_optimizer(cfg, model, stage, epoch_index, state, two_view,
+                                                          amp_dtype, dev, dist)
+                opt_stage = stage
+            lr = learning_rate(cfg, stage, epoch_in_stage)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            num_samples = data.num_samples(two_view)
+            batches = epoch_batches(num_samples, tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
+                                    dist.world_size)
+            if not batches:
+                raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
+                                 f"(train.batch_size={tcfg.batch_size})")
+            skip = progress.batch_in_epoch if epoch_index == progress.epoch_index else 0
+            model.train()
+            for m in frozen_modules:
+                m.eval()  # frozen BatchNorm keeps its loaded statistics
+            progress, stop, running = loop.epoch(
+                data.loader(batches, skip, epoch_index, two_view), step_module, optimizer, progress,
+                stage, epoch_in_stage, epoch_index, len(batches), skip, lr, last_epoch=epoch_index + 1 == len(plan),
+                show_bar=progress_bar and dist.is_main)
+            # DDP broadcasts rank 0's buffers (BatchNorm statistics) before each forward, so
+            # after the last step the other ranks' buffers are stale: align them now.
+            _broadcast_buffers(model, dist)
+            epoch_done = progress.batch_in_epoch == len(batches)
+            if epoch_done:
+                progress = ckpt.Progress(epoch_index + 1, 0, progress.global_step, finished=epoch_index + 1 == len(plan))
+                if dist.is_main:
+                    log.info("stage %d epoch %d/%d done (step %d): %s", stage, epoch_in_stage + 1,
+                             sum(s == stage for s, _ in plan), progress.global_step,
+                             ", ".join(f"{k} {v:.4g}" for k, v in running.items()))
+            if dist.is_main and (epoch_done or stop):
+                _save(run_dir, model, cfg, progress, optimizer, scaler, stage,
+                      epoch_file=tcfg.keep_epoch_checkpoints and epoch_done)
+            barrier(dist)
+            if stop:
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+
+    secs = time.perf_counter() - t0
+    if dist.is_main:
+        log.info("trained %d steps in %.1f s; checkpoints in %s", loop.steps_run, secs, ckpt.checkpoint_dir(run_dir))
+    return TrainResult(run_dir, progress, loop.steps_run, secs, loop.last_losses, loop.seen, model)
+
+
+def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, dev: torch.device):
+    """The model at the start of this call: fresh (seeded, ``init_from``) or resumed; frozen
+    parts marked; on ``dev``. Returns (model, progress, training state or None, frozen modules)."""
+    from m3dhmr.models import build_model
+
+    tcfg = cfg.train
     ckdir = ckpt.checkpoint_dir(run_dir)
     state_path, weights_path = ckdir / ckpt.LAST_STATE, ckdir / ckpt.LAST_WEIGHTS
-
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
     torch.manual_seed(tcfg.seed)
     model = build_model(cfg.model)
-
     progress = ckpt.Progress()
     state = None
     if resume and state_path.is_file():
@@ -249,181 +332,141 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     model.to(dev)
     if tcfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    return model, progress, state, frozen_modules
 
-    plan = epoch_plan(cfg)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
 
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if progress.epoch_index >= len(plan) or (max_steps is not None and progress.global_step >= max_steps):
-        log.info("nothing to do: run at step %d, epoch %d of %d", progress.global_step, progress.epoch_index, len(plan))
-        return TrainResult(run_dir, progress, 0, time.perf_counter() - t0)
+class _TrainingData:
+    """The training split as batches: in memory (``data.pipeline: memory``) or through a
+    DataLoader of :class:`~m3dhmr.data.freihand.FreiHANDDataset` (one per view mode)."""
 
-    amp_dtype = resolve_amp(tcfg.amp, dev)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    if state is not None:
-        ckpt.set_rng_state(state["rng"])
-        if state.get("scaler") is not None and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
+    def __init__(self, cfg: ExperimentConfig, data_root: Path, dev: torch.device, dist: DistInfo, model: nn.Module,
+                 progress_bar: bool) -> None:
+        self.cfg, self.data_root, self.dev, self.dist = cfg, data_root, dev, dist
+        self.num_vertices = int(model.num_vertices) if hasattr(model, "num_vertices") else None
+        self.progress_bar = progress_bar
+        self.memory = cfg.data.pipeline == "memory"
+        self._split = None
+        self._datasets: dict[bool, object] = {}
 
-    writer = None
-    if dist.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+    def _source(self, two_view: bool):
+        if self.memory:
+            if self._split is None:
+                from m3dhmr.data.batched import load_split
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=progress.global_step or None)
-    curve = _LearningCurve(cfg, data_root, run_dir, model, dev, amp_dtype, writer, progress.global_step) \
-        if dist.is_main and tcfg.eval_every > 0 else None
+                self._split = load_split(self.data_root, self.cfg.data.train_split, device=self.dev,
+                                         num_vertices=self.num_vertices, progress=self.progress_bar and self.dist.is_main)
+            return self._split
+        if two_view not in self._datasets:
+            self._datasets[two_view] = _make_dataset(self.cfg, self.data_root, two_view, self.num_vertices)
+        return self._datasets[two_view]
 
-    datasets: dict[bool, object] = {}
-    memory = cfg.data.pipeline == "memory"
-    in_memory = None
-    # Loss values are read back (a host sync) only on logging steps on CUDA.
-    sync_every_step = dev.type != "cuda"
-    num_vertices = int(model.num_vertices) if hasattr(model, "num_vertices") else None
-    seen: list[int] = []
-    steps_run = 0
-    last_losses: dict[str, float] = {}
-    optimizer = None
-    opt_stage = None
-    stop = False
-    try:
-        for epoch_index in range(progress.epoch_index, len(plan)):
-            stage, epoch_in_stage = plan[epoch_index]
-            two_view = stage == 2 and cfg.data.two_view
-            if memory:
-                if in_memory is None:
-                    from m3dhmr.data.batched import load_split
+    def num_samples(self, two_view: bool) -> int:
+        n = len(self._source(two_view))
+        return min(n, self.cfg.data.train_samples) if self.cfg.data.train_samples else n
 
-                    in_memory = load_split(data_root, cfg.data.train_split, device=dev, num_vertices=num_vertices,
-                                           progress=progress_bar and dist.is_main)
-                num_samples = len(in_memory)
-            else:
-                if two_view not in datasets:
-                    datasets[two_view] = _make_dataset(cfg, data_root, two_view, num_vertices)
-                dataset = datasets[two_view]
-                num_samples = len(dataset)
-            if cfg.data.train_samples:
-                num_samples = min(num_samples, cfg.data.train_samples)
-            if opt_stage != stage:
-                # A fresh Adam per stage: stage 2 starts from stage 1's weights, not its moments.
-                trainable = [p for p in model.parameters() if p.requires_grad]
-                if not trainable:
-                    raise ValueError(f"stage {stage}: train.freeze_prefixes {list(tcfg.freeze_prefixes)} "
-                                     "leave nothing to train")
-                optimizer = torch.optim.Adam(trainable, lr=learning_rate(cfg, stage, 0),
-                                             weight_decay=tcfg.weight_decay)
-                if state is not None and state["progress"]["epoch_index"] == epoch_index and \
-                        state.get("optimizer_stage") == stage:
-                    optimizer.load_state_dict(state["optimizer"])
-                opt_stage = stage
-                step_module: nn.Module = StepLoss(model, stage, cfg, two_view, amp_dtype)
-                if dist.distributed:
-                    from torch.nn.parallel import DistributedDataParallel as DDP
+    def loader(self, batches: list[list[int]], skip: int, epoch_index: int, two_view: bool):
+        source = self._source(two_view)
+        if self.memory:
+            return _memory_batches(source, batches, skip, self.cfg, epoch_index, two_view, self.dist)
+        source.set_epoch(epoch_index)
+        return torch.utils.data.DataLoader(source, batch_sampler=batches[skip:], num_workers=self.cfg.data.num_workers,
+                                           pin_memory=self.dev.type == "cuda")
 
-                    # Stage 1 leaves the mesh decoder unused; the loss graph tells DDP which.
-                    step_module = DDP(step_module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                      find_unused_parameters=stage == 1)
-            lr = learning_rate(cfg, stage, epoch_in_stage)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
 
-            batches = epoch_batches(num_samples, tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
-                                    dist.world_size)
-            if not batches:
-                raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
-                                 f"(train.batch_size={tcfg.batch_size})")
-            skip = progress.batch_in_epoch if epoch_index == progress.epoch_index else 0
-            if memory:
-                loader = _memory_batches(in_memory, batches, skip, cfg, epoch_index, two_view, dist)
-            else:
-                dataset.set_epoch(epoch_index)
-                loader = torch.utils.data.DataLoader(
-                    dataset, batch_sampler=batches[skip:], num_workers=cfg.data.num_workers,
-                    pin_memory=dev.type == "cuda",
-                )
-            model.train()
-            for m in frozen_modules:
-                m.eval()  # frozen BatchNorm keeps its loaded statistics
-            running: dict[str, float] = {}
-            bar = None
-            if progress_bar and dist.is_main:
-                from tqdm import tqdm
+def _stage_optimizer(cfg: ExperimentConfig, model: nn.Module, stage: int, epoch_index: int, state, two_view: bool,
+                     amp_dtype, dev: torch.device, dist: DistInfo):
+    """A fresh Adam per stage (stage 2 starts from stage 1's weights, not its moments; a
+    resumed state's moments when it was saved in this stage and epoch) and the loss module."""
+    tcfg = cfg.train
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"stage {stage}: train.freeze_prefixes {list(tcfg.freeze_prefixes)} leave nothing to train")
+    optimizer = torch.optim.Adam(trainable, lr=learning_rate(cfg, stage, 0), weight_decay=tcfg.weight_decay)
+    if state is not None and state["progress"]["epoch_index"] == epoch_index and state.get("optimizer_stage") == stage:
+        optimizer.load_state_dict(state["optimizer"])
+    step_module: nn.Module = StepLoss(model, stage, cfg, two_view, amp_dtype)
+    if dist.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
-                bar = tqdm(total=len(batches), initial=skip, desc=f"stage {stage} epoch {epoch_in_stage + 1}",
-                           leave=False, dynamic_ncols=True)
-            batch_in_epoch = skip
-            for batch in loader:
-                if rank_dump_dir is not None:
-                    seen.extend(int(i) for i in batch["index"])
-                batch = _to_device(batch, dev)
-                terms = step_module(batch)
-                loss = terms.total
-                step_no = progress.global_step + 1
-                log_step = step_no % tcfg.log_every == 0 or step_no == 1 or batch_in_epoch + 1 == len(batches)
-                if (sync_every_step or log_step) and not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} by step {step_no} "
-                                             f"(stage {stage}, epoch {epoch_in_stage + 1}); lower train.lr?")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if tcfg.grad_clip_norm is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm)
-                scaler.step(optimizer)
-                scaler.update()
+        # Stage 1 leaves the mesh decoder unused; the loss graph tells DDP which.
+        step_module = DDP(step_module, device_ids=[dev.index] if dev.type == "cuda" else None,
+                          find_unused_parameters=stage == 1)
+    return optimizer, step_module
 
-                batch_in_epoch += 1
-                steps_run += 1
-                progress = ckpt.Progress(epoch_index, batch_in_epoch, progress.global_step + 1)
-                if sync_every_step or log_step:
-                    last_losses = {k: float(v) for k, v in terms.as_dict().items()}
-                    for k, v in last_losses.items():  # running mean for the bar
-                        running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
-                if bar is not None:
-                    bar.update(1)
-                    if log_step:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
-                if writer is not None and log_step:
-                    for k, v in last_losses.items():
-                        writer.add_scalar(f"loss_stage{stage}/{k}", v, progress.global_step)
-                    writer.add_scalar("lr", lr, progress.global_step)
-                if max_steps is not None and progress.global_step >= max_steps:
-                    stop = True
-                if max_seconds is not None and _any_rank(dist, time.perf_counter() - t0 > max_seconds, dev):
-                    stop = True
-                last_batch = batch_in_epoch == len(batches) and epoch_index + 1 == len(plan)
-                if curve is not None and (progress.global_step % tcfg.eval_every == 0 or stop or last_batch):
-                    curve.evaluate(progress.global_step, stage, epoch_index, time.perf_counter() - t0)
-                if stop:
-                    break
+
+class _Loop:
+    """The optimiser steps of one epoch, with logging, stopping rules and learning-curve points."""
+
+    def __init__(self, cfg: ExperimentConfig, model: nn.Module, dev: torch.device, dist: DistInfo, scaler, writer,
+                 curve, t0: float, max_steps: int | None, max_seconds: float | None) -> None:
+        self.cfg, self.model, self.dev, self.dist = cfg, model, dev, dist
+        self.scaler, self.writer, self.curve, self.t0 = scaler, writer, curve, t0
+        self.max_steps, self.max_seconds = max_steps, max_seconds
+        # Loss values are read back (a host sync) only on logging steps on CUDA.
+        self.sync_every_step = dev.type != "cuda"
+        self.steps_run = 0
+        self.last_losses: dict[str, float] = {}
+        self.seen: list[int] = []
+
+    def epoch(self, loader, step_module, optimizer, progress: ckpt.Progress, stage: int, epoch_in_stage: int,
+              epoch_index: int, num_batches: int, skip: int, lr: float, last_epoch: bool, show_bar: bool):
+        """Run the epoch's remaining batches; returns (progress, stop, running loss means)."""
+        tcfg = self.cfg.train
+        running: dict[str, float] = {}
+        bar = None
+        if show_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(total=num_batches, initial=skip, desc=f"stage {stage} epoch {epoch_in_stage + 1}",
+                       leave=False, dynamic_ncols=True)
+        batch_in_epoch = skip
+        stop = False
+        for batch in loader:
+            self.seen.extend(int(i) for i in batch["index"])
+            batch = _to_device(batch, self.dev)
+            terms = step_module(batch)
+            loss = terms.total
+            step_no = progress.global_step + 1
+            log_step = step_no % tcfg.log_every == 0 or step_no == 1 or batch_in_epoch + 1 == num_batches
+            if (self.sync_every_step or log_step) and not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} by step {step_no} "
+                                         f"(stage {stage}, epoch {epoch_in_stage + 1}); lower train.lr?")
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if tcfg.grad_clip_norm is not None:
+                self.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip_norm)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+            batch_in_epoch += 1
+            self.steps_run += 1
+            progress = ckpt.Progress(epoch_index, batch_in_epoch, progress.global_step + 1)
+            if self.sync_every_step or log_step:
+                self.last_losses = {k: float(v) for k, v in terms.as_dict().items()}
+                for k, v in self.last_losses.items():  # running mean for the bar
+                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
             if bar is not None:
-                bar.close()
-            # DDP broadcasts rank 0's buffers (BatchNorm statistics) before each forward, so
-            # after the last step the other ranks' buffers are stale: align them now.
-            _broadcast_buffers(model, dist)
-            epoch_done = batch_in_epoch == len(batches)
-            if epoch_done:
-                progress = ckpt.Progress(epoch_index + 1, 0, progress.global_step, finished=epoch_index + 1 == len(plan))
-                if dist.is_main:
-                    log.info("stage %d epoch %d/%d done (step %d): %s", stage, epoch_in_stage + 1,
-                             sum(s == stage for s, _ in plan), progress.global_step,
-                             ", ".join(f"{k} {v:.4g}" for k, v in running.items()))
-            if dist.is_main and (epoch_done or stop):
-                _save(run_dir, model, cfg, progress, optimizer, scaler, stage,
-                      epoch_file=tcfg.keep_epoch_checkpoints and epoch_done)
-            barrier(dist)
+                bar.update(1)
+                if log_step:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+            if self.writer is not None and log_step:
+                for k, v in self.last_losses.items():
+                    self.writer.add_scalar(f"loss_stage{stage}/{k}", v, progress.global_step)
+                self.writer.add_scalar("lr", lr, progress.global_step)
+            if self.max_steps is not None and progress.global_step >= self.max_steps:
+                stop = True
+            if self.max_seconds is not None and _any_rank(self.dist, time.perf_counter() - self.t0 > self.max_seconds,
+                                                          self.dev):
+                stop = True
+            last_batch = batch_in_epoch == num_batches and last_epoch
+            if self.curve is not None and (progress.global_step % tcfg.eval_every == 0 or stop or last_batch):
+                self.curve.evaluate(progress.global_step, stage, epoch_index, time.perf_counter() - self.t0)
             if stop:
                 break
-    finally:
-        if writer is not None:
-            writer.close()
-
-    if rank_dump_dir is not None:
-        _dump_rank(Path(rank_dump_dir), dist.rank, model, seen)
-    secs = time.perf_counter() - t0
-    if dist.is_main:
-        log.info("trained %d steps in %.1f s; checkpoints in %s", steps_run, secs, ckdir)
-    return TrainResult(run_dir, progress, steps_run, secs, last_losses)
+        if bar is not None:
+            bar.close()
+        return progress, stop, running
 
 
 def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
@@ -555,18 +598,6 @@ def _save(run_dir: Path, model: nn.Module, cfg: ExperimentConfig, progress: ckpt
     ckpt.save_weights(ckdir / ckpt.LAST_WEIGHTS, model, cfg, progress)
     if epoch_file:
         ckpt.save_weights(ckdir / ckpt.epoch_weights_name(progress.epoch_index), model, cfg, progress)
-
-
-def _dump_rank(folder: Path, rank: int, model: nn.Module, seen: list[int]) -> None:
-    """Test hook: this rank's final weights and the sample indices it trained on."""
-    from safetensors.torch import save_file
-
-    from m3dhmr.fileio import atomic_path
-
-    tensors = ckpt.dense_state_dict(model)
-    tensors["__seen_indices__"] = torch.tensor(seen, dtype=torch.int64)
-    with atomic_path(folder / f"rank{rank}.safetensors") as tmp:
-        save_file(tensors, str(tmp))
 
 
 __all__ = ["TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp"]
