@@ -1,9 +1,8 @@
 """The 3D mesh decoder: F^e and L^p -> root-relative mesh vertices.
 
-1. Pose features by bilinear sampling of F^e at the landmarks (eq. 1):
-   ``F^p = F^e(L^p)`` -> (B, J, C).
-2. Lifting to the coarsest mesh level by a learnable matrix (eq. 2):
-   ``F^m = M F^p``, M (V_{L-1}, J).
+1.-2. Lifting (:mod:`m3dhmr.models.lifting`): pose features sampled at the landmarks
+   (eq. 1) and lifted to the coarsest mesh level by the learnable matrix M (eq. 2),
+   held here as ``lift`` (V_{L-1}, J).
 3. Per level, coarse -> fine: up-sample with the topology's ``up`` matrices (not on
    the coarsest level), a mesh convolution and ReLU.
 4. The ROI layer at full resolution (when enabled), then a SpiralConv head to 3D.
@@ -15,38 +14,16 @@ sparse kernels (ONNX-friendly) and much cheaper than a dense (V_l, V_{l+1}) matm
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from m3dhmr.models.lifting import lift, lifting_init
 from m3dhmr.models.meshconv import SpiralConv, make_mesh_conv
 from m3dhmr.models.roi import ROILayer
-
-
-def sample_features(features: Tensor, points: Tensor, stride: float = 4.0) -> Tensor:
-    """Bilinear features at crop-pixel positions (eq. 1).
-
-    The feature map covers the crop exactly (its cells tile ``[-0.5, W_img - 0.5]``),
-    so with ``align_corners=False`` the normalised coordinate is
-    ``(p + 0.5) / W_img * 2 - 1``; outside the crop the border value is used.
-
-    Args:
-        features: (B, C, h, w) at stride ``W_img / w``.
-        points: (B, J, 2) (x, y) crop pixels.
-        stride: crop pixels per feature cell.
-    Returns:
-        (B, J, C).
-    """
-    b, c, h, w = features.shape
-    size = points.new_tensor([w * stride, h * stride])
-    grid = ((points + 0.5) / size * 2.0 - 1.0).unsqueeze(2)  # (B, J, 1, 2)
-    out = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.squeeze(-1).transpose(1, 2)
 
 
 def padded_sparse(matrix: sp.spmatrix | np.ndarray) -> tuple[Tensor, Tensor]:
@@ -138,11 +115,7 @@ class MeshDecoder(nn.Module):
                 raise ValueError(f"up[{l}] has shape {shape}, expected (V_{l}, V_{l + 1}) = {want}")
         self.num_vertices = spirals_t[0].shape[0]
         coarse = spirals_t[-1].shape[0]
-        # Lifting matrix M (eq. 2): variance 1 / J, so the lifted features keep the pose
-        # features' scale and differ from vertex to vertex (a start at 1 / J everywhere
-        # gave every coarse vertex the same mean feature).
-        a = math.sqrt(3.0 / num_joints)
-        self.lift = nn.Parameter(torch.empty(coarse, num_joints).uniform_(-a, a))
+        self.lift = nn.Parameter(lifting_init(coarse, num_joints))
         self.convs = nn.ModuleList()
         self.ups = nn.ModuleList()
         cin = latent_channels
@@ -168,7 +141,7 @@ class MeshDecoder(nn.Module):
             self.head.layer.weight.mul_(0.1)
 
     def forward(self, features: Tensor, joints2d: Tensor) -> Tensor:
-        x = self.lift @ sample_features(features, joints2d, self.stride)  # (B, V_{L-1}, C)
+        x = lift(self.lift, features, joints2d, self.stride)  # (B, V_{L-1}, C)
         for i, conv in enumerate(self.convs):
             if i > 0:
                 x = self.ups[i - 1](x)
