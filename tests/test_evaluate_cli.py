@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from m3dhmr.cli import main
-from m3dhmr.evaluation.predict_split import crop_to_original
+from m3dhmr.geometry.crop import crop_to_original
 
 SUMMARY_KEYS = {"pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "auc_pa_joints", "auc_pa_verts", "mpjpe_rr_mm",
                 "root_error_mm", "num_samples"}

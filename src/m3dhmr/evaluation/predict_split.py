@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from m3dhmr.geometry.crop import crop_to_original
+
 log = logging.getLogger(__name__)
 
 
@@ -29,14 +31,6 @@ class SplitPrediction:
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
-
-
-def crop_to_original(points: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """(B, N, 3) crop-camera points -> original camera, with ``rot (B, 3, 3)`` original -> crop."""
-    if points.ndim != 3 or points.shape[-1] != 3 or rot.shape != (points.shape[0], 3, 3):
-        raise ValueError(f"crop_to_original: points (B, N, 3) and rot (B, 3, 3) expected, "
-                         f"got {tuple(points.shape)} and {tuple(rot.shape)}")
-    return points @ rot
 
 
 @torch.no_grad()
