@@ -267,3 +267,16 @@ def test_export_onnx_then_predict_and_bench(tmp_path, checkpoint, capsys):
         for stage in ("preprocess", "network", "registration"):
             assert float(values[f"ms_{stage}_{backend}"]) > 0
         assert float(values[f"fps_end_to_end_{backend}"]) > 0
+
+
+def test_template_option_applies_to_checkpoints(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    cv2.imwrite(str(tmp_path / "h.png"), hand_image(model)[:, :, ::-1])
+    code, _, err = run_cli(capsys, "predict", tmp_path / "h.png", "--checkpoint", ckpt, "--out", tmp_path / "o",
+                           "--whole-image", "--view-size", 32, "--template", "open_hand")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "predict", tmp_path / "h.png", "--checkpoint", ckpt, "--out", tmp_path / "o",
+                           "--template", tmp_path / "no_such_template")
+    assert code == 2 and "no_such_template" in err
+    code, _, err = run_cli(capsys, "predict", tmp_path / "h.png", "--out", tmp_path / "o", "--template", "open_hand")
+    assert code == 2 and "--template applies to --checkpoint" in err

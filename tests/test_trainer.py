@@ -269,3 +269,35 @@ def test_freeze_prefixes_keep_the_backbone_as_loaded(tiny_data, tiny_config, tmp
     with pytest.raises(ValueError, match="no parameter name starts so"):
         bad = dataclasses.replace(cfg.train, freeze_prefixes=("nothing.",))
         train(dataclasses.replace(cfg, train=bad), tiny_data, tmp_path / "r3", progress_bar=False)
+
+
+def test_set_overrides_are_strict_and_typed(tiny_config):
+    from m3dhmr.config import ConfigError
+
+    cfg = load_experiment(tiny_config, ["train.batch_size=2", "model.pretrained_backbone=false", "train.amp=off",
+                                        "train.lr_milestones=[0]", "data.augment.rotation_deg=10"])
+    assert cfg.train.batch_size == 2 and cfg.model.pretrained_backbone is False and cfg.train.amp == "off"
+    assert cfg.train.lr_milestones == (0,) and cfg.data.augment.rotation_deg == 10.0
+    with pytest.raises(ConfigError, match="batch_sizee"):
+        load_experiment(tiny_config, ["train.batch_sizee=2"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_experiment(tiny_config, ["train.batch_size"])
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_experiment(tiny_config, ["train.batch_size=0"])
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_experiment(tiny_config, ["train.batch_size.x=1"])
+
+
+def test_train_cli_set_and_template(tiny_data, tiny_config, tmp_path, capsys):
+    from m3dhmr.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(run), "--no-progress",
+                 "--max-steps", "1", "--set", "train.batch_size=2", "--template", "open_hand"]) == 0
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["batch_size"] == 2 and saved["model"]["template"] == "open_hand"
+    assert main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(run),
+                 "--set", "model.nope=1"]) == 2
+    assert "model.nope" in capsys.readouterr().err

@@ -120,8 +120,40 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return conv(cfg)
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Load ``cls`` from a YAML file; errors name the file and the bad key."""
+def apply_overrides(data: dict, overrides, where: str = "--set") -> dict:
+    """``data`` with ``"section.key=value"`` overrides applied (a copy), as detectron2's and
+    MMEngine's command lines do. Values are YAML (``false``, ``64``, ``[1, 2]``, ``null``,
+    a string); missing sections are created. Unknown keys are caught by :func:`from_dict`.
+    """
+    import copy
+
+    out = copy.deepcopy(data) if data else {}
+    for item in overrides or ():
+        key, sep, text = str(item).partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE with a dotted key, e.g. train.batch_size=64")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{where} {item!r}: the value is not valid YAML ({e})") from e
+        if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+            value = text.strip()  # YAML 1.1 reads off/on/yes/no as booleans; train.amp=off means "off"
+        node = out
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{where} {item!r}: {p!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_yaml(cls: type[T], path: str | Path, overrides=()) -> T:
+    """Load ``cls`` from a YAML file, with ``"section.key=value"`` ``overrides``
+    (:func:`apply_overrides`); errors name the file and the bad key."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -129,7 +161,9 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    data = apply_overrides(data, overrides)
     try:
         return from_dict(cls, data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        where = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
+        raise ConfigError(f"{where}: {e}") from e

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for pred.json, metrics.json, per_sample.csv")
     parser.add_argument("--config", type=Path, default=None,
                         help="experiment YAML to build the model from (default: the one stored in the checkpoint)")
+    parser.add_argument("--template", default=None,
+                        help="hand template of --checkpoint's model (open_hand, mano:/path/MANO_RIGHT.pkl or a "
+                             "folder), when not the one it was trained with at this path")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0, help="data loader processes")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -58,12 +61,13 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint is None:
             from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
 
-            if experiment is not None:
-                raise UserError("--config applies to --checkpoint; the packaged model carries its own")
+            if experiment is not None or args.template is not None:
+                raise UserError("--config and --template apply to --checkpoint; the packaged model carries its own")
             model, cfg = load_pretrained(DEFAULT_MODEL, device=device)
             print(f"scoring the packaged model {DEFAULT_MODEL} (docs/MODEL_CARD.md)")
         else:
-            model, cfg = load_model_from_checkpoint(args.checkpoint, device=device, experiment=experiment)
+            model, cfg = load_model_from_checkpoint(args.checkpoint, device=device, experiment=experiment,
+                                                    template=args.template)
         # The evaluation box without randomness (the config's eval_box choice is kept).
         augment = dataclasses.replace(cfg.data.augment, enabled=False)
         dataset = FreiHANDDataset(args.data, args.split, crop_size=cfg.model.input_size, augment=augment,

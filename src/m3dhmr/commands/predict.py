@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model weights (.safetensors from m3dhmr train); default: the packaged model "
                              "(docs/MODEL_CARD.md)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--template", default=None,
+                        help="hand template of --checkpoint's model (open_hand, mano:/path/MANO_RIGHT.pkl or a "
+                             "folder), when not the one it was trained with at this path")
     box = parser.add_mutually_exclusive_group()
     box.add_argument("--bbox", help="hand box x,y,w,h in pixels (same for every input)")
     box.add_argument("--bbox-json", help='JSON {"file name or stem": [x, y, w, h], ...}')
@@ -107,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--onnx needs --backend onnxruntime")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.checkpoint is None and args.template is not None:
+        raise UserError("--template applies to --checkpoint; the packaged model carries its own")
     if args.checkpoint is None:
         predictor = Predictor.from_pretrained(backend=args.backend, onnx_path=args.onnx, device=args.device,
                                               threads=args.threads, fov_deg=args.fov)
     else:
         predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend, onnx_path=args.onnx,
-                                              device=args.device, threads=args.threads, fov_deg=args.fov)
+                                              device=args.device, threads=args.threads, fov_deg=args.fov,
+                                              template=args.template)
     if args.box_scale is not None:
         predictor.box_scale = float(args.box_scale)
     predictor.detector = HandDetector(max_hands=args.max_hands, min_presence=args.min_score)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, required=True, help="experiment YAML (sections model/loss/train/data)")
+    parser.add_argument("--config", required=True,
+                        help="experiment YAML (sections model/loss/train/data), or a packaged config's name "
+                             "(e.g. m3dhmr_r18)")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. --set model.pretrained_backbone=false train.batch_size=64")
+    parser.add_argument("--template", default=None,
+                        help="hand template: open_hand, mano:/path/MANO_RIGHT.pkl or a template folder "
+                             "(the same as --set model.template=...)")
     parser.add_argument("--data", type=Path, required=True, help="data folder in FreiHAND's layout")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints/, tb/, config.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
@@ -18,7 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=None, help="override train.seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # Test hook: every rank writes its final weights and the samples it saw.
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from m3dhmr.train.config import load_experiment
     from m3dhmr.train.trainer import train
 
-    cfg = load_experiment(args.config)
+    overrides = list(args.overrides) + ([f"model.template={args.template}"] if args.template else [])
+    cfg = load_experiment(args.config, overrides)
     if args.seed is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=args.seed))
     if not args.data.is_dir():

@@ -261,8 +261,11 @@ def load_annotations(
         if arr is not None and len(arr) != n:
             raise ValueError(f"{file(kind)} has {len(arr)} samples but {k_path} has {n}")
     if verts is not None and num_vertices is not None and verts.shape[1] != num_vertices:
+        hint = (" (FreiHAND's meshes are MANO's: train with --template mano:/path/MANO_RIGHT.pkl, or a template "
+                "folder from `m3dhmr template`)" if verts.shape[1] == 778 else
+                " (train with the template the set was made with: --template, or model.template in the YAML)")
         raise ValueError(f"{file('verts')} has {verts.shape[1]} vertices per sample but the model template "
-                         f"has {num_vertices}")
+                         f"has {num_vertices}{hint}")
     bad_k = ~((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & (K[:, 1, 0] == 0)
               & np.all(np.isclose(K[:, 2], [0.0, 0.0, 1.0]), axis=1))
     if np.any(bad_k):

@@ -150,9 +150,10 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, backend: Backend = "torch", onnx_path: str | Path | None = None,
                         device: str = "cpu", threads: int | None = None,
-                        fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
+                        fov_deg: float = crops.DEFAULT_FOV_DEG, template: str | None = None) -> "Predictor":
         """Load a checkpoint; with ``backend="onnxruntime"`` the network runs from ``onnx_path``
-        (exported on the fly into a temporary file when None)."""
+        (exported on the fly into a temporary file when None); ``template`` replaces the
+        hand template the checkpoint names (see :func:`m3dhmr.hand.load_template`)."""
         from m3dhmr.train.checkpoint import load_model_from_checkpoint
 
         if backend not in BACKENDS:
@@ -160,7 +161,8 @@ class Predictor:
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-        model, exp = load_model_from_checkpoint(checkpoint, "cpu" if backend == "onnxruntime" else device)
+        model, exp = load_model_from_checkpoint(checkpoint, "cpu" if backend == "onnxruntime" else device,
+                                                template=template)
         return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
                               fov_deg=fov_deg, augment=exp.data.augment)
 

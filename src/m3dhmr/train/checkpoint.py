@@ -153,17 +153,23 @@ def load_model_from_checkpoint(
     path: str | Path,
     device: str | torch.device = "cpu",
     experiment: ExperimentConfig | None = None,
+    template: str | None = None,
 ):
     """Build the model a checkpoint was trained with and load its weights.
 
     ``experiment`` overrides the config stored in the checkpoint (its model section must
-    produce the same tensor names and shapes, else a ``ValueError`` names the mismatches).
+    produce the same tensor names and shapes, else a ``ValueError`` names the mismatches);
+    ``template`` replaces its ``model.template`` (e.g. a MANO pickle now at another path).
     Returns ``(model in eval mode on device, ExperimentConfig)``.
     """
+    import dataclasses
+
     from m3dhmr.models import build_model
 
     tensors, meta = read_weights(path)
     cfg = experiment or experiment_from_json(meta.get("experiment", "null"), where=str(path))
+    if template is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, template=str(template)))
     model = build_model(cfg.model)
     load_weights_into(model, tensors, str(path))
     model.to(device).eval()

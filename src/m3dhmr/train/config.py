@@ -155,10 +155,11 @@ def resolve_config(spec: str | Path) -> Path:
                             f"({', '.join(packaged_configs())})")
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read an experiment YAML (a path, or a packaged config's name, see :func:`resolve_config`);
-    unknown keys and bad values are errors naming file and key."""
-    return load_yaml(ExperimentConfig, resolve_config(path))
+def load_experiment(path: str | Path, overrides=()) -> ExperimentConfig:
+    """Read an experiment YAML (a path, or a packaged config's name, see :func:`resolve_config`)
+    with optional ``"section.key=value"`` overrides; unknown keys and bad values are errors
+    naming file and key."""
+    return load_yaml(ExperimentConfig, resolve_config(path), overrides)
 
 
 def experiment_to_json(cfg: ExperimentConfig) -> str:
