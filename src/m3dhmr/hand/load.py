@@ -7,6 +7,9 @@
                                       and optionally ``skinning_weights.npy`` (V, 16), as written by
                                       ``m3dhmr template --out DIR``.
 
+:func:`template_from_mesh` makes a template from a mesh and a joint regressor alone
+(``m3dhmr template --mesh ... --joint-regressor ...``).
+
 It sits above :mod:`m3dhmr.hand.template`, :mod:`m3dhmr.hand.open_hand` and
 :mod:`m3dhmr.hand.mano` (which all use :class:`~m3dhmr.hand.template.HandTemplate`), so
 that none of them imports another in a circle.
@@ -17,6 +20,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
+from ..conventions import NUM_JOINTS
 from .mano import mano_template, read_mano_pickle
 from .open_hand import load_open_hand_asset
 from .template import HandTemplate, read_template_dir
@@ -33,3 +39,34 @@ def load_template(spec: str | Path) -> HandTemplate:
     if not folder.is_dir():
         raise FileNotFoundError(f"template {s!r}: not 'open_hand', 'mano:/path/MANO_RIGHT.pkl' or an existing folder")
     return read_template_dir(folder)
+
+
+def template_from_mesh(vertices: np.ndarray, faces: np.ndarray, joint_regressor: np.ndarray,
+                       name: str = "custom", where: str = "mesh") -> HandTemplate:
+    """A template from a right-hand mesh and its joint regressor, with no skinning weights.
+
+    vertices (V, 3) metres; faces (F, 3); joint_regressor (21, V) in FreiHAND's joint
+    order (MANO-topology code bases ship MANO's 778-vertex ``template.ply`` and a
+    21 x 778 ``j_reg.npy``). The mesh may be posed and anywhere in space (such files are
+    often one posed sample in camera coordinates): it is moved so that its regressed
+    wrist sits at the origin, and kept in its pose and orientation. That pose is then the
+    network's rest shape: the mesh its decoder starts from and predicts offsets to (the
+    offsets are learnt, so a posed start costs training steps, not accuracy), and the
+    pose at which the six regions are cut (each vertex to its nearest bone, then made
+    connected). Errors name ``where`` and the problem.
+    """
+    from ..mesh.regions import make_regions_connected, regions_from_joint_regressor
+    from ..mesh.validate import check_triangle_mesh
+
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces)
+    reg = np.asarray(joint_regressor, dtype=np.float64)
+    check_triangle_mesh(v, f, name=where)
+    if reg.shape != (NUM_JOINTS, len(v)):
+        raise ValueError(f"{where}: the joint regressor must have shape ({NUM_JOINTS}, {len(v)}) for this "
+                         f"{len(v)}-vertex mesh, got {reg.shape}")
+    if not np.isfinite(reg).all():
+        raise ValueError(f"{where}: the joint regressor contains NaN/inf")
+    v = v - reg[0] @ v  # wrist (joint 0) at the origin
+    regions = make_regions_connected(f, regions_from_joint_regressor(v, reg))
+    return HandTemplate(v, f.astype(np.int64), reg, regions, None, name=name)
