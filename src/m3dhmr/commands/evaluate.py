@@ -89,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
         has_gt = ann.has_3d
 
     if not has_gt:
-        log.warning("%s has no %s_xyz.json/%s_verts.json: nothing to score against", args.data, args.split,
-                    args.split)
+        if args.pred is not None:  # scoring is all this call was asked to do
+            raise UserError(f"{args.data} has no {args.split}_xyz.json/{args.split}_verts.json: no ground truth "
+                            f"to score {args.pred} against")
+        log.warning("%s has no %s_xyz.json/%s_verts.json: %s written, nothing to score against", args.data,
+                    args.split, args.split, pred_path)
         return 0
     result = score_predictions(pred_xyz, pred_verts, args.data, args.split)
     paths = write_metrics(out, result)
