@@ -101,3 +101,12 @@ def test_colour_jitter_matches_naive_and_hand_cases():
     # A hue rotation keeps each pixel's luma.
     hued = aug.apply_colour(img.copy(), ColourJitter(hue_rad=0.3))
     np.testing.assert_allclose(hued @ aug.LUMA, img @ aug.LUMA, atol=1e-5)
+
+
+def test_centre_box_hand_computed_and_its_crop():
+    assert aug.centre_box(224, 224, 130 / 224) == (111.5, 111.5, 130.0)  # MobRecon's FreiHAND crop
+    assert aug.centre_box(300, 200, 0.5) == (149.5, 99.5, 100.0)
+    with pytest.raises(ValueError, match="eval_centre_fraction"):
+        AugmentConfig(eval_centre_fraction=0.0)
+    with pytest.raises(ValueError, match="'centre'"):
+        AugmentConfig(eval_box="middle")

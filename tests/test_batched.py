@@ -149,8 +149,9 @@ def test_decode_split_names_a_wrong_sized_image(tiny_data, tmp_path):
     assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written
 
 
-def test_eval_batch_matches_the_loader(tiny_data, split):
-    cfg = aug.AugmentConfig(enabled=False, eval_box="joints", base_box_scale=1.5)
+@pytest.mark.parametrize("eval_box", ["joints", "centre", "image"])
+def test_eval_batch_matches_the_loader(tiny_data, split, eval_box):
+    cfg = aug.AugmentConfig(enabled=False, eval_box=eval_box, base_box_scale=1.5, eval_centre_fraction=0.6)
     ds = FreiHANDDataset(tiny_data, "training", crop_size=64, augment=cfg)
     batch = make_batch(split, [0, 5, 2], cfg, 64, seed=0, epoch=0, batch=0)
     for row, i in enumerate([0, 5, 2]):

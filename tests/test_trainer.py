@@ -301,3 +301,11 @@ def test_train_cli_set_and_template(tiny_data, tiny_config, tmp_path, capsys):
     assert main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(run),
                  "--set", "model.nope=1"]) == 2
     assert "model.nope" in capsys.readouterr().err
+
+
+def test_consistency_terms_start_at_the_configured_epoch(tiny_config):
+    cfg = load_experiment(tiny_config, ["train.consistency_start_epoch=1"])
+    early, late = stage_loss_weights(cfg, 2, 0), stage_loss_weights(cfg, 2, 1)
+    assert (early.con3d, early.con2d) == (0.0, 0.0) and early.mesh == cfg.loss.mesh
+    assert (late.con3d, late.con2d) == (cfg.loss.con3d, cfg.loss.con2d)
+    assert stage_loss_weights(load_experiment(tiny_config), 2, 0) == load_experiment(tiny_config).loss

@@ -11,7 +11,9 @@ Boxes (documented choices):
   side = ``max(width, height) * base_box_scale * scale``, with ``scale`` drawn
   log-uniformly from ``scale_range``, the centre shifted by ``U(-f, f) * side`` in x and y
   (``f = shift_fraction``) and the box rotated by ``U(-r, r)`` degrees.
-- evaluation (``enabled`` False or no config): ``eval_box="image"`` (default) crops the
+- evaluation (``enabled`` False or no config): ``eval_box="centre"`` crops a centred
+  square ``eval_centre_fraction`` of the shorter side (MobRecon's 130 of 224 px);
+  ``eval_box="image"`` (default) crops the
   whole image, because FreiHAND's images are already hand-centred 224 x 224 crops and the
   evaluation split may have no ground truth to build a box from; ``"joints"`` uses the
   training box without randomness.
@@ -64,7 +66,10 @@ class AugmentConfig:
     contrast: float = 0.3  # factor ~ U(1 - c, 1 + c) about the crop's mean grey
     saturation: float = 0.3  # factor ~ U(1 - s, 1 + s)
     hue_deg: float = 10.0  # chroma rotation ~ U(-h, h) degrees
-    eval_box: Literal["image", "joints"] = "image"
+    eval_box: Literal["image", "joints", "centre"] = "image"
+    # eval_box "centre": a centred square this fraction of the image's shorter side
+    # (MobRecon evaluates FreiHAND on the 130-px centre of the 224-px image).
+    eval_centre_fraction: float = 130.0 / 224.0
     border: Literal["constant", "replicate"] = "constant"
     min_box_px: float = 8.0  # lower bound on the joint extent (degenerate poses)
 
@@ -84,8 +89,10 @@ class AugmentConfig:
                 raise ValueError(f"augment.{name} must be in [0, 1), got {v}")
         if not 0 <= self.hue_deg <= 180:
             raise ValueError(f"augment.hue_deg must be in [0, 180], got {self.hue_deg}")
-        if self.eval_box not in ("image", "joints"):
-            raise ValueError(f"augment.eval_box must be 'image' or 'joints', got {self.eval_box!r}")
+        if self.eval_box not in ("image", "joints", "centre"):
+            raise ValueError(f"augment.eval_box must be 'image', 'joints' or 'centre', got {self.eval_box!r}")
+        if not 0 < self.eval_centre_fraction <= 4:
+            raise ValueError(f"augment.eval_centre_fraction must be in (0, 4], got {self.eval_centre_fraction}")
         if self.border not in ("constant", "replicate"):
             raise ValueError(f"augment.border must be 'constant' or 'replicate', got {self.border!r}")
         if not self.min_box_px > 0:
@@ -125,6 +132,11 @@ def joints_box(joints2d: np.ndarray, base_scale: float, min_extent: float = 1.0)
 def image_box(width: int, height: int) -> tuple[float, float, float]:
     """The whole image as a square box: (cx, cy, side) with side = max(width, height)."""
     return (width - 1) / 2.0, (height - 1) / 2.0, float(max(width, height))
+
+
+def centre_box(width: int, height: int, fraction: float) -> tuple[float, float, float]:
+    """A centred square box: (cx, cy, side) with side = fraction * min(width, height)."""
+    return (width - 1) / 2.0, (height - 1) / 2.0, float(fraction * min(width, height))
 
 
 def sample_box(

@@ -297,9 +297,10 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
     K, xyz, verts = split.K[a].double(), split.xyz[a].double(), split.verts[a].double()
     j2d_orig = project_points(xyz, K)
     if u is None:
-        if cfg.eval_box == "image":
+        if cfg.eval_box in ("image", "centre"):
             h, w = split.images.shape[1:3]
-            base = torch.tensor([(w - 1) / 2, (h - 1) / 2, float(max(w, h))], dtype=torch.float64, device=dev)
+            side = float(max(w, h)) if cfg.eval_box == "image" else cfg.eval_centre_fraction * min(w, h)
+            base = torch.tensor([(w - 1) / 2, (h - 1) / 2, side], dtype=torch.float64, device=dev)
             boxes = torch.cat([base.expand(len(idx), 3), torch.zeros(len(idx), 1, dtype=torch.float64, device=dev)], -1)
         else:
             base = joints_boxes(j2d_orig, cfg.base_box_scale, cfg.min_box_px)

@@ -40,6 +40,7 @@ from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT
 from m3dhmr.data.augment import (
     AugmentConfig,
     apply_colour,
+    centre_box,
     image_box,
     joints_box,
     sample_box,
@@ -407,6 +408,8 @@ class FreiHANDDataset(Dataset):
         if rng is None:
             if cfg.eval_box == "image":
                 cx, cy, side = image_box(image.shape[1], image.shape[0])
+            elif cfg.eval_box == "centre":
+                cx, cy, side = centre_box(image.shape[1], image.shape[0], cfg.eval_centre_fraction)
             else:
                 cx, cy, side = joints_box(joints2d, cfg.base_box_scale, cfg.min_box_px)
             return CropBox(cx, cy, side, 0.0)

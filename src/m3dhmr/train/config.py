@@ -37,6 +37,9 @@ class TrainConfig:
     stage1_lr_milestones: tuple[int, ...] = ()
     stage1_heatmap_weight: float = 1.0  # stage-1 MSE to Gaussian heatmaps
     stage1_landmark_weight: float = 1.0  # stage-1 L1 on the first stack's landmarks
+    # The consistency terms (loss.con3d, loss.con2d) count only from this stage-2 epoch
+    # on (0-based; MobRecon's code: 4); both views are trained before it all the same.
+    consistency_start_epoch: int = 0
     weight_decay: float = 0.0
     grad_clip_norm: float | None = None
     seed: int = 0
@@ -79,6 +82,8 @@ class TrainConfig:
                 self.stage1_heatmap_weight + self.stage1_landmark_weight == 0:
             raise ValueError("train.stage1_heatmap_weight and train.stage1_landmark_weight must be >= 0, "
                              "not both 0")
+        if self.consistency_start_epoch < 0:
+            raise ValueError(f"train.consistency_start_epoch must be >= 0, got {self.consistency_start_epoch}")
         if self.weight_decay < 0:
             raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:

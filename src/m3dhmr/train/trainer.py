@@ -118,9 +118,12 @@ class StepLoss(nn.Module):
         return _merge_views(terms1, terms2, self.weights)
 
 
-def stage_loss_weights(cfg: ExperimentConfig, stage: int):
-    """Stage 1: heatmaps + first-stack landmarks only; stage 2: the ``loss`` section as written."""
+def stage_loss_weights(cfg: ExperimentConfig, stage: int, epoch_in_stage: int = 0):
+    """Stage 1: heatmaps + first-stack landmarks only; stage 2: the ``loss`` section as
+    written, without the consistency terms before ``train.consistency_start_epoch``."""
     if stage == 2:
+        if epoch_in_stage < cfg.train.consistency_start_epoch:
+            return dataclasses.replace(cfg.loss, con3d=0.0, con2d=0.0)
         return cfg.loss
     t = cfg.train
     zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap2", "mesh_aligned")}
@@ -253,6 +256,8 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
             lr = learning_rate(cfg, stage, epoch_in_stage)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            (step_module.module if hasattr(step_module, "module") else step_module).weights = \
+                stage_loss_weights(cfg, stage, epoch_in_stage)
             num_samples = data.num_samples(two_view)
             batches = epoch_batches(num_samples, tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
                                     dist.world_size)
