@@ -110,3 +110,12 @@ def test_centre_box_hand_computed_and_its_crop():
         AugmentConfig(eval_centre_fraction=0.0)
     with pytest.raises(ValueError, match="'centre'"):
         AugmentConfig(eval_box="middle")
+
+
+def test_mask_box_hand_computed():
+    m = np.zeros((20, 30), np.uint8)
+    m[5:10, 4:14] = 255  # 10 px wide (x 4..13), 5 tall (y 5..9)
+    assert aug.mask_box(m, 1.3) == (8.5, 7.0, 13.0)
+    assert aug.mask_box(np.zeros((4, 4), np.uint8), 1.3) is None
+    with pytest.raises(ValueError, match="box_source"):
+        AugmentConfig(box_source="silhouette")

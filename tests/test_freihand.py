@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shutil
@@ -337,3 +338,22 @@ def test_corrupt_images_are_named(broken):
     (rgb / "00000001.jpg").write_bytes(data)
     with pytest.raises(ValueError, match="mask/00000001.jpg"):
         ds[1]
+
+
+def test_training_boxes_from_masks(tiny_data):
+    import cv2
+
+    from m3dhmr.data import augment as aug
+    from m3dhmr.train.config import DataConfig
+
+    cfg = AugmentConfig(box_source="mask", base_box_scale=1.3, scale_range=(1.0, 1.0), shift_fraction=0.0,
+                        rotation_deg=0.0)
+    ds = FreiHANDDataset(tiny_data, crop_size=64, augment=cfg, use_cache=False)
+    mask = cv2.imread(str(tiny_data / "training" / "mask" / "00000003.jpg"), cv2.IMREAD_GRAYSCALE)
+    cx, cy, side = aug.mask_box(mask, 1.3)
+    np.testing.assert_allclose(ds[3]["box"].numpy(), [cx, cy, side, 0.0], atol=1e-4)
+    joints = FreiHANDDataset(tiny_data, crop_size=64, augment=dataclasses.replace(cfg, box_source="joints"),
+                             use_cache=False)[3]["box"]
+    assert not np.allclose(joints.numpy(), [cx, cy, side, 0.0])
+    with pytest.raises(ValueError, match="box_source: mask needs data.pipeline: loader"):
+        DataConfig(pipeline="memory", augment=cfg)

@@ -67,6 +67,9 @@ class AugmentConfig:
     saturation: float = 0.3  # factor ~ U(1 - s, 1 + s)
     hue_deg: float = 10.0  # chroma rotation ~ U(-h, h) degrees
     eval_box: Literal["image", "joints", "centre"] = "image"
+    # Training boxes around the joints, or around the hand's mask where the sample has one
+    # (MobRecon: the tight mask box x 1.3 +- 0.2; samples without a mask use the joints).
+    box_source: Literal["joints", "mask"] = "joints"
     # eval_box "centre": a centred square this fraction of the image's shorter side
     # (MobRecon evaluates FreiHAND on the 130-px centre of the 224-px image).
     eval_centre_fraction: float = 130.0 / 224.0
@@ -91,6 +94,8 @@ class AugmentConfig:
             raise ValueError(f"augment.hue_deg must be in [0, 180], got {self.hue_deg}")
         if self.eval_box not in ("image", "joints", "centre"):
             raise ValueError(f"augment.eval_box must be 'image', 'joints' or 'centre', got {self.eval_box!r}")
+        if self.box_source not in ("joints", "mask"):
+            raise ValueError(f"augment.box_source must be 'joints' or 'mask', got {self.box_source!r}")
         if not 0 < self.eval_centre_fraction <= 4:
             raise ValueError(f"augment.eval_centre_fraction must be in (0, 4], got {self.eval_centre_fraction}")
         if self.border not in ("constant", "replicate"):
@@ -132,6 +137,17 @@ def joints_box(joints2d: np.ndarray, base_scale: float, min_extent: float = 1.0)
 def image_box(width: int, height: int) -> tuple[float, float, float]:
     """The whole image as a square box: (cx, cy, side) with side = max(width, height)."""
     return (width - 1) / 2.0, (height - 1) / 2.0, float(max(width, height))
+
+
+def mask_box(mask: np.ndarray, base_scale: float, min_extent: float = 1.0) -> tuple[float, float, float] | None:
+    """Square box around a (H, W) mask's pixels above 127: centre of their bounding box,
+    side = larger extent x scale; None for an empty mask."""
+    ys, xs = np.nonzero(np.asarray(mask) > 127)
+    if len(xs) == 0:
+        return None
+    lo, hi = np.array([xs.min(), ys.min()], float) - 0.5, np.array([xs.max(), ys.max()], float) + 0.5
+    c = (lo + hi) / 2
+    return float(c[0]), float(c[1]), max(float((hi - lo).max()), min_extent) * base_scale
 
 
 def centre_box(width: int, height: int, fraction: float) -> tuple[float, float, float]:

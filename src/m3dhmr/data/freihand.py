@@ -43,6 +43,7 @@ from m3dhmr.data.augment import (
     centre_box,
     image_box,
     joints_box,
+    mask_box,
     sample_box,
     sample_colour,
 )
@@ -403,7 +404,8 @@ class FreiHANDDataset(Dataset):
         out["image_index"] = torch.tensor(i, dtype=torch.int64)
         return out
 
-    def _box(self, image: np.ndarray, joints2d: np.ndarray | None, rng: np.random.Generator | None) -> CropBox:
+    def _box(self, image: np.ndarray, joints2d: np.ndarray | None, rng: np.random.Generator | None,
+             mask: np.ndarray | None = None) -> CropBox:
         cfg = self.augment
         if rng is None:
             if cfg.eval_box == "image":
@@ -413,14 +415,16 @@ class FreiHANDDataset(Dataset):
             else:
                 cx, cy, side = joints_box(joints2d, cfg.base_box_scale, cfg.min_box_px)
             return CropBox(cx, cy, side, 0.0)
-        cx, cy, side = joints_box(joints2d, cfg.base_box_scale, cfg.min_box_px)
+        base = mask_box(mask, cfg.base_box_scale, cfg.min_box_px) \
+            if cfg.box_source == "mask" and mask is not None else None
+        cx, cy, side = base if base is not None else joints_box(joints2d, cfg.base_box_scale, cfg.min_box_px)
         return sample_box(cx, cy, side, cfg, rng)
 
     def _view(self, image: np.ndarray, mask: np.ndarray | None, K: np.ndarray, a: int,
               joints2d: np.ndarray | None, i: int, view: int) -> dict[str, torch.Tensor]:
         cfg, S = self.augment, self.crop_size
         rng = np.random.default_rng([self.seed, self.epoch, i, view]) if cfg.enabled else None
-        box = self._box(image, joints2d, rng)
+        box = self._box(image, joints2d, rng, mask)
         affine = crop_affine(box, S)
         Kc, rot = crop_camera(K, affine)
 

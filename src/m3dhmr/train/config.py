@@ -127,6 +127,9 @@ class DataConfig:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.pipeline not in ("loader", "memory"):
             raise ValueError(f"data.pipeline must be 'loader' or 'memory', got {self.pipeline!r}")
+        if self.pipeline == "memory" and self.augment.box_source == "mask":
+            raise ValueError("data.augment.box_source: mask needs data.pipeline: loader (the in-memory "
+                             "pipeline holds no masks)")
 
 
 @dataclass(frozen=True)
