@@ -226,3 +226,17 @@ def test_template_command_with_mano(fixture_path, tmp_path, capsys):
     np.testing.assert_allclose(t.vertices, d["v_template"], atol=1e-6)   # .ply stores float32
     assert t.joint_regressor.shape == (21, len(d["v_template"]))
     np.testing.assert_array_equal(t.joint_regressor[4].nonzero()[0], [cv.MANO_TIP_VERTICES[0]])
+
+
+def test_template_mano_from_the_environment(fixture_path, monkeypatch):
+    from m3dhmr.hand import load_template
+    from m3dhmr.hand.load import MANO_ENV
+
+    path, _, _ = fixture_path
+    monkeypatch.delenv(MANO_ENV, raising=False)
+    with pytest.raises(FileNotFoundError, match=MANO_ENV):
+        load_template("mano")
+    monkeypatch.setenv(MANO_ENV, str(path))
+    a, b = load_template("mano"), load_template(f"mano:{path}")
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+    np.testing.assert_array_equal(a.faces, b.faces)

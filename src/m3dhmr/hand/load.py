@@ -3,6 +3,8 @@
 ``load_template(spec)`` accepts
     ``"open_hand"``                  the package's own right hand (see :mod:`m3dhmr.hand.open_hand`);
     ``"mano:/path/MANO_RIGHT.pkl"``  MANO's template, read without chumpy (see :mod:`m3dhmr.hand.mano`);
+    ``"mano"``                        the same, the pickle at ``$M3DHMR_MANO`` (what the FreiHAND
+                                      configs name, so that they run as they are);
     a folder                          with ``template.ply``, ``j_reg.npy`` (21, V), ``regions.npy`` (V,)
                                       and optionally ``skinning_weights.npy`` (V, 16), as written by
                                       ``m3dhmr template --out DIR``.
@@ -27,17 +29,29 @@ from .mano import mano_template, read_mano_pickle
 from .open_hand import load_open_hand_asset
 from .template import HandTemplate, read_template_dir
 
+#: Environment variable naming ``MANO_RIGHT.pkl`` for the template spec ``"mano"``.
+MANO_ENV = "M3DHMR_MANO"
+
 
 def load_template(spec: str | Path) -> HandTemplate:
     """Load a template: ``"open_hand"``, ``"mano:/path/MANO_RIGHT.pkl"`` or a folder (see module doc)."""
     s = str(spec)
     if s == "open_hand":
         return dataclasses.replace(load_open_hand_asset().template)   # a fresh copy per call
+    if s == "mano":
+        import os
+
+        path = os.environ.get(MANO_ENV)
+        if not path:
+            raise FileNotFoundError(f"template 'mano': set {MANO_ENV}=/path/MANO_RIGHT.pkl (MANO's licence does not "
+                                    "allow shipping it), or name the file: --template mano:/path/MANO_RIGHT.pkl")
+        return mano_template(read_mano_pickle(path))
     if s.startswith("mano:"):
         return mano_template(read_mano_pickle(s[len("mano:"):]))
     folder = Path(s)
     if not folder.is_dir():
-        raise FileNotFoundError(f"template {s!r}: not 'open_hand', 'mano:/path/MANO_RIGHT.pkl' or an existing folder")
+        raise FileNotFoundError(f"template {s!r}: not 'open_hand', 'mano', 'mano:/path/MANO_RIGHT.pkl' or an "
+                                "existing folder")
     return read_template_dir(folder)
 
 
