@@ -377,6 +377,11 @@ class FreiHANDDataset(Dataset):
     def image_path(self, image_index: int) -> Path:
         return self.ann.rgb_dir / f"{image_index:08d}.jpg"
 
+    def joints2d(self, annotation_index: int) -> np.ndarray | None:
+        """(21, 2) ground-truth joints projected into the original image, or None without GT."""
+        a = int(annotation_index)
+        return project(np.asarray(self.ann.xyz[a], np.float64), self.ann.K[a]) if self.ann.has_3d else None
+
     # -- samples
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
@@ -391,7 +396,7 @@ class FreiHANDDataset(Dataset):
             raise ValueError(f"{self.ann.mask_dir / f'{a:08d}.jpg'}: mask is {mask.shape[1]}x{mask.shape[0]} "
                              f"but {self.image_path(i)} is {image.shape[1]}x{image.shape[0]}")
         K = self.ann.K[a]
-        joints2d = project(np.asarray(self.ann.xyz[a], np.float64), K) if self.ann.has_3d else None
+        joints2d = self.joints2d(a)
         out: dict[str, torch.Tensor] = {}
         views = (0, 1) if self.two_view else (0,)
         for view in views:
@@ -404,8 +409,11 @@ class FreiHANDDataset(Dataset):
         out["image_index"] = torch.tensor(i, dtype=torch.int64)
         return out
 
-    def _box(self, image: np.ndarray, joints2d: np.ndarray | None, rng: np.random.Generator | None,
-             mask: np.ndarray | None = None) -> CropBox:
+    def crop_box(self, image: np.ndarray, joints2d: np.ndarray | None, rng: np.random.Generator | None = None,
+                 mask: np.ndarray | None = None) -> CropBox:
+        """The crop box of an image (H, W[, 3]): with ``rng``, a random training box (around the
+        mask or the joints (21, 2) px, see ``augment.box_source``); without, the evaluation box
+        (``augment.eval_box``: the whole image, the centre, or the joints)."""
         cfg = self.augment
         if rng is None:
             if cfg.eval_box == "image":
@@ -424,7 +432,7 @@ class FreiHANDDataset(Dataset):
               joints2d: np.ndarray | None, i: int, view: int) -> dict[str, torch.Tensor]:
         cfg, S = self.augment, self.crop_size
         rng = np.random.default_rng([self.seed, self.epoch, i, view]) if cfg.enabled else None
-        box = self._box(image, joints2d, rng, mask)
+        box = self.crop_box(image, joints2d, rng, mask)
         affine = crop_affine(box, S)
         Kc, rot = crop_camera(K, affine)
 

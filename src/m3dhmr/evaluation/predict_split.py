@@ -1,21 +1,23 @@
-"""Batched prediction of a whole data split in FreiHAND's camera frame (what ``pred.json`` holds).
+"""Prediction of a whole data split in FreiHAND's camera frame (what ``pred.json`` holds).
 
-Each sample is cropped with the deterministic evaluation box; the network's root-relative
-mesh and 2D joints are registered in the *crop* camera with that sample's crop ``K``
-(:func:`m3dhmr.geometry.registration.register_camera_space`), then rotated back to the
-original camera: the crop camera is the original one rotated by ``rot`` about its centre
-(``x_crop = rot @ x_orig``), so ``x_orig = x_crop @ rot`` for row vectors.
+The same road as a user's image: each sample's evaluation box (the dataset's
+``crop_box``: the whole image, its centre or the joints, ``augment.eval_box``) goes
+through the :class:`~m3dhmr.inference.predictor.Predictor`'s stages, its crop
+(:func:`m3dhmr.inference.crops.crop_hand`), one batched network call per
+``batch_size`` samples, and its registration in camera space
+(:func:`m3dhmr.geometry.registration_numpy.register_camera_space_numpy`) with that
+sample's K. The crop is unrotated, so the registered hand is in the original camera's
+frame already.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from m3dhmr.geometry.crop import crop_to_original
 
 log = logging.getLogger(__name__)
 
@@ -42,49 +44,57 @@ def predict_split(
     num_workers: int = 0,
     progress_bar: bool = False,
 ) -> SplitPrediction:
-    """Run ``model`` over every sample of ``dataset`` (a ``FreiHANDDataset`` without augmentation).
+    """Predict every annotation of ``dataset`` (a ``FreiHANDDataset`` without augmentation).
 
-    Uses the samples' ``image (3, S, S)``, ``K (3, 3)`` crop intrinsics and ``rot (3, 3)``.
     With several colour versions per annotation (FreiHAND's training split) only the first
     ``num_annotations`` images are predicted: one prediction per annotation, as ``pred.json``.
+    ``num_workers`` threads decode the images (OpenCV releases the GIL).
     """
-    from m3dhmr.geometry.registration import register_camera_space
+    from m3dhmr.inference.images import load_image
+    from m3dhmr.inference.predictor import Predictor
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     n = int(getattr(dataset, "num_annotations", len(dataset)))
-    if n < len(dataset):
-        dataset = torch.utils.data.Subset(dataset, range(n))
     if n == 0:
         raise ValueError("predict_split: the split has no samples")
-    device = torch.device(device)
-    model.eval().to(device)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers, drop_last=False)
+    if dataset.augment.enabled:
+        raise ValueError("predict_split: the dataset augments its crops; pass augment.enabled = false")
+    predictor = Predictor.from_model(model, device=str(device))
+    if predictor.input_size != dataset.crop_size:
+        raise ValueError(f"predict_split: the model takes {predictor.input_size}-px crops, the dataset makes "
+                         f"{dataset.crop_size}-px ones")
+
+    def prepare(i: int):
+        image = load_image(dataset.image_path(i))
+        box = dataset.crop_box(image, dataset.joints2d(i))
+        square = (box.cx - box.side / 2, box.cy - box.side / 2, box.side, box.side)
+        return predictor.prepare(image, square, dataset.ann.K[i])
+
+    starts = range(0, n, batch_size)
     if progress_bar:
         from tqdm import tqdm
 
-        loader = tqdm(loader, desc="predicting", leave=False, dynamic_ncols=True)
+        starts = tqdm(starts, desc="predicting", leave=False, dynamic_ncols=True)
     xyz, verts, ok, err = [], [], [], []
-    for batch in loader:
-        images = batch["image"].to(device)
-        out = model(images)
-        K, rot = batch["K"].float(), batch["rot"].float()
-        # Registration is a small per-sample solve: keep it on CPU in float32.
-        reg = register_camera_space(out.joints3d.float().cpu(), out.joints2d.float().cpu(), K,
-                                    out.vertices.float().cpu())
-        xyz.append(crop_to_original(reg.joints, rot).numpy())
-        verts.append(crop_to_original(reg.vertices, rot).numpy())
-        ok.append(np.asarray(reg.success, dtype=bool))
-        err.append(np.asarray(reg.reprojection_error, dtype=np.float32))
+    with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+        for start in starts:
+            prepared = list(pool.map(prepare, range(start, min(start + batch_size, n))))
+            net = predictor.run_network(np.concatenate([p.images for p in prepared]))
+            for k, p in enumerate(prepared):
+                r = predictor.finish(p, net, k)
+                xyz.append(r.joints3d)
+                verts.append(r.vertices)
+                ok.append(r.success)
+                err.append(r.reprojection_error)
     pred = SplitPrediction(
-        xyz=np.concatenate(xyz).astype(np.float32),
-        verts=np.concatenate(verts).astype(np.float32),
-        success=np.concatenate(ok),
-        reprojection_error=np.concatenate(err),
+        xyz=np.stack(xyz).astype(np.float32),
+        verts=np.stack(verts).astype(np.float32),
+        success=np.asarray(ok, dtype=bool),
+        reprojection_error=np.asarray(err, dtype=np.float32),
     )
-    if len(pred) != n:  # a dataset whose __len__ and iteration disagree
-        raise ValueError(f"predict_split: expected {n} predictions, got {len(pred)}")
     failed = int((~pred.success).sum())
     if failed:
         log.warning("registration did not converge for %d of %d samples", failed, n)
