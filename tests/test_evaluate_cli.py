@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from m3dhmr.cli import main
-from m3dhmr.geometry.crop import crop_to_original
 
 SUMMARY_KEYS = {"pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "auc_pa_joints", "auc_pa_verts", "mpjpe_rr_mm",
                 "root_error_mm", "num_samples"}
@@ -30,18 +29,6 @@ def tiny_checkpoint(tiny_config, tmp_path_factory):
     return path
 
 
-def test_crop_to_original_hand_case():
-    c, s = math.cos(math.pi / 2), math.sin(math.pi / 2)
-    rot = torch.tensor([[[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]])  # original -> crop: x_crop = rot @ x
-    x_orig = torch.tensor([[[1.0, 0.0, 2.0]]])
-    x_crop = torch.tensor([[[0.0, 1.0, 2.0]]])  # rot @ (1, 0, 2)
-    torch.testing.assert_close(crop_to_original(x_crop, rot), x_orig, atol=1e-7, rtol=0)
-    naive = torch.stack([rot[0].T @ p for p in x_crop[0]])[None]
-    torch.testing.assert_close(crop_to_original(x_crop, rot), naive)
-    with pytest.raises(ValueError, match=r"\(B, 3, 3\)"):
-        crop_to_original(x_crop, rot[0])
-
-
 def test_crop_frame_ground_truth_maps_back_to_the_annotation(tiny_data):
     """Rotated training crops: (joints3d + root) in the crop frame, mapped back, is the annotation."""
     from m3dhmr.data.augment import AugmentConfig
@@ -51,7 +38,7 @@ def test_crop_frame_ground_truth_maps_back_to_the_annotation(tiny_data):
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
     assert not torch.allclose(batch["rot"], torch.eye(3).expand(4, 3, 3))
     cam_crop = batch["joints3d"] + batch["root"][:, None]
-    back = crop_to_original(cam_crop, batch["rot"]).numpy()
+    back = (cam_crop @ batch["rot"]).numpy()  # x_crop = rot @ x_orig, rows: x_orig = x_crop @ rot
     np.testing.assert_allclose(back, np.asarray(ds.ann.xyz)[batch["index"].numpy()], atol=1e-5)
 
 

@@ -147,11 +147,3 @@ def apply_rotation(points: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
 def apply_affine(points: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     """(B, N, 2) points mapped by (B, 2, 3) ``A``: ``points @ A[:, :, :2]^T + A[:, :, 2]``."""
     return points @ A[:, :, :2].transpose(1, 2) + A[:, None, :, 2]
-
-
-def crop_to_original(points: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """(B, N, 3) crop-camera points -> original camera, with ``rot (B, 3, 3)`` original -> crop."""
-    if points.ndim != 3 or points.shape[-1] != 3 or rot.shape != (points.shape[0], 3, 3):
-        raise ValueError(f"crop_to_original: points (B, N, 3) and rot (B, 3, 3) expected, "
-                         f"got {tuple(points.shape)} and {tuple(rot.shape)}")
-    return points @ rot
