@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.data.synth import generate
     from m3dhmr.evaluation.benchmark import score_benchmark
+    from m3dhmr.inference.crops import default_intrinsics
     from m3dhmr.inference.outputs import save_image_outputs
     from m3dhmr.train.config import load_experiment, resolve_config
     from m3dhmr.train.trainer import train
@@ -99,6 +100,21 @@ def run(args: argparse.Namespace) -> int:
             save_image_outputs(pred_dir / path.stem, path, image, [result], result.K)
             print(f"{path}: {result.handedness} hand, wrist at {[round(float(x), 3) for x in result.translation]} m")
         gallery = _gallery(pred_dir, [p.stem for p in images], out / "predictions.jpg")
+    whole = None
+    if len(images) >= 3:
+        # A whole picture with two hands (the second mirrored into a left hand), no box:
+        # the packaged detector finds them and tells left from right.
+        import numpy as np
+
+        a, b = m3dhmr.load_image(images[0]), m3dhmr.load_image(images[2])[:, ::-1]
+        canvas = np.full((300, 520, 3), 90, np.uint8)
+        canvas[40:40 + a.shape[0], 10:10 + a.shape[1]] = a
+        canvas[60:60 + b.shape[0], 286:286 + b.shape[1]] = b
+        hands = predictor.predict(canvas)
+        whole = out / "whole_photo"
+        save_image_outputs(whole, "two hands", canvas, hands, hands[0].K if hands else default_intrinsics(300, 520))
+        print(f"whole picture, no box: {len(hands)} hand(s) found: "
+              + ", ".join(f"{h.handedness} ({h.score:.2f})" for h in hands) + f" -> {whole / 'overlay.jpg'}")
     timings["predict_s"] = time.perf_counter() - t
 
     t = _step(f"3/4 training {config.name} from random weights on {args.train} synthetic images")
@@ -129,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  rest hand        {fmt(packaged['rest_hand'])}   (one constant open hand: the stronger trivial baseline)")
     print(f"  mean pose        {fmt(packaged['mean_pose'])}   (the mean camera-frame pose: a blob)")
     print(f"predictions        {pred_dir}" + (f"  (all panels: {gallery})" if gallery else ""))
+    if whole is not None:
+        print(f"whole picture      {whole / 'overlay.jpg'}  (hands found by the packaged detector)")
     print(f"learning curve     {curve}  (CSV: {run_dir / 'eval_metrics.csv'}; "
           f"TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
     print(f"demo checkpoint    {ckpt}")
