@@ -48,3 +48,14 @@ def test_shape_errors_name_the_argument():
         project(np.zeros((4, 2)), np.eye(3))
     with pytest.raises(ValueError, match="K"):
         project(np.zeros((4, 3)), np.eye(4))
+
+
+def test_intrinsics_from_fov_hand_case():
+    from m3dhmr.geometry.camera import intrinsics_from_fov
+
+    K = intrinsics_from_fov(100, 200, 90.0)  # tan(45 deg) = 1: f = W / 2
+    np.testing.assert_allclose(K, [[100.0, 0, 99.5], [0, 100.0, 49.5], [0, 0, 1]])
+    # A point on the image's right edge direction projects to the last pixel's edge.
+    np.testing.assert_allclose(project(np.array([[1.0, 0.0, 1.0]]), K)[0], [199.5, 49.5])
+    with pytest.raises(ValueError, match="field of view"):
+        intrinsics_from_fov(10, 10, 180.0)

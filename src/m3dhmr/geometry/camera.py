@@ -12,6 +12,7 @@ which points are visible test ``points[..., 2] > 0`` themselves.
 
 from __future__ import annotations
 
+import math
 from typing import TypeVar
 
 import numpy as np
@@ -50,3 +51,14 @@ def project(points: Array, K: Array, min_depth: float | None = None) -> Array:
     if min_depth is not None:
         z = z.clamp(min=min_depth) if isinstance(z, torch.Tensor) else np.maximum(z, min_depth)
     return p[..., :2] / z
+
+
+def intrinsics_from_fov(height: int, width: int, fov_deg: float) -> np.ndarray:
+    """(3, 3) pinhole K of an ``H x W`` image with horizontal field of view ``fov_deg``:
+    ``fx = fy = (W / 2) / tan(fov / 2)``, principal point ``((W-1)/2, (H-1)/2)``."""
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if not 0.0 < fov_deg < 180.0:
+        raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
+    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from m3dhmr.geometry.camera import intrinsics_from_fov
 from m3dhmr.geometry.crop import CropBox, crop_affine, crop_camera, warp_image
 
 #: Assumed horizontal field of view (degrees) when the user gives no intrinsics.
@@ -154,10 +155,7 @@ def default_intrinsics(height: int, width: int, fov_deg: float = DEFAULT_FOV_DEG
     """
     if not (math.isfinite(fov_deg) and 1.0 <= fov_deg <= 170.0):
         raise ValueError(f"--fov: field of view must be in [1, 170] degrees, got {fov_deg}")
-    if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return intrinsics_from_fov(height, width, fov_deg)
 
 
 def intrinsics_from_values(values, where: str = "--K") -> np.ndarray:
