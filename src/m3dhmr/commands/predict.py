@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                                               template=args.template)
     if args.box_scale is not None:
         predictor.box_scale = float(args.box_scale)
-    predictor.detector = HandDetector(max_hands=args.max_hands, min_presence=args.min_score)
+    if user_box is None and not args.whole_image:  # some input will need the detector
+        predictor.detector = HandDetector(max_hands=args.max_hands, min_presence=args.min_score)
     left = True if args.left else False if args.right else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
