@@ -9,19 +9,6 @@ from m3dhmr.data.augment import AugmentConfig, ColourJitter
 from m3dhmr.geometry.crop import CropBox
 
 
-def _random_box(rng, w=224):
-    return CropBox(rng.uniform(0, w), rng.uniform(0, w), rng.uniform(60, 300), rng.uniform(-math.pi, math.pi))
-
-
-def _random_K(rng, fy_ratio=1.0, skew=0.0):
-    f = rng.uniform(300, 700)
-    return np.array([[f, skew, rng.uniform(100, 124)], [0, f * fy_ratio, rng.uniform(100, 124)], [0, 0, 1.0]])
-
-
-def _random_points(rng, n=21):
-    return np.column_stack([rng.uniform(-0.1, 0.1, n), rng.uniform(-0.1, 0.1, n), rng.uniform(0.4, 0.8, n)])
-
-
 # ----------------------------------------------------------------------------- config
 
 

@@ -80,12 +80,6 @@ class DetectedHand:
     def left(self) -> bool:
         return self.handedness == "left"
 
-    def to_json(self) -> dict:
-        return {"box": np.round(self.box, 2).tolist(), "handedness": self.handedness,
-                "handedness_score": round(float(self.handedness_score), 4), "score": round(float(self.score), 4),
-                "landmarks2d": np.round(self.landmarks, 2).tolist()}
-
-
 def model_path(name: str, model_dir: Path = MODEL_DIR) -> Path:
     """Path of a packaged model file, after checking its size and SHA-256."""
     if name not in MODEL_FILES:
@@ -296,5 +290,3 @@ def box_iou_xywh(a, b) -> float:
     """Intersection over union of two x, y, w, h boxes."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     return float(anc.box_iou(np.r_[a[:2], a[:2] + a[2:]][None], np.r_[b[:2], b[:2] + b[2:]][None])[0, 0])
-
-

@@ -411,7 +411,7 @@ class _Loop:
         self.sync_every_step = dev.type != "cuda"
         self.steps_run = 0
         self.last_losses: dict[str, float] = {}
-        self.seen: list[int] = []
+        self._seen: list[torch.Tensor] = []  # kept on the batch's device: no host sync per step
 
     def epoch(self, loader, step_module, optimizer, progress: ckpt.Progress, stage: int, epoch_in_stage: int,
               epoch_index: int, num_batches: int, skip: int, lr: float, last_epoch: bool, show_bar: bool):
@@ -427,7 +427,7 @@ class _Loop:
         batch_in_epoch = skip
         stop = False
         for batch in loader:
-            self.seen.extend(int(i) for i in batch["index"])
+            self._seen.append(batch["index"].detach())
             batch = _to_device(batch, self.dev)
             terms = step_module(batch)
             loss = terms.total
@@ -472,6 +472,11 @@ class _Loop:
         if bar is not None:
             bar.close()
         return progress, stop, running
+
+    @property
+    def seen(self) -> list[int]:
+        """Sample indices trained on so far, in order (one host copy)."""
+        return torch.cat([t.reshape(-1).cpu() for t in self._seen]).tolist() if self._seen else []
 
 
 def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
