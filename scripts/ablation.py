@@ -8,12 +8,14 @@ spread (min-max over seeds) next to two constant baselines (the rest hand, the m
 - ``m3dhmr``: DSC (K = 4) + ROI, as configured;
 - ``spiralconv``: SpiralConv layers, no ROI (the paper's "Baseline");
 - ``wo_roi``: DSC without the ROI layer;
-- ``wo_dsc``: SpiralConv layers with the ROI layer.
+- ``wo_dsc``: SpiralConv layers with the ROI layer;
+- ``levels5``: M3DHMR with MobRecon's five mesh levels (the hierarchy choice of issue 12).
 
     .venv/bin/python scripts/ablation.py [--variants m3dhmr spiralconv] [--seeds 0 1]
         [--steps 700] [--train 3000] [--bench 300] [--out outputs/ablation]
 
-The variants differ from the config only in ``model.conv`` and ``model.roi``; each
+The variants differ from the config only in ``model.conv`` and ``model.roi`` (``levels5``: ``model.levels``
+and ``model.decoder_channels``); each
 run's YAML is written beside it. Runs that finished are reused (``--fresh`` retrains).
 
 At the packaged model's scale the variants share one first stack, as in the paper (whose
@@ -43,6 +45,9 @@ VARIANTS = {
     "spiralconv": ("SpiralConv baseline", {"conv": "spiral", "roi": False}),
     "wo_roi": ("w/o ROI (DSC only)", {"roi": False}),
     "wo_dsc": ("w/o DSC (SpiralConv + ROI)", {"conv": "spiral"}),
+    # MobRecon's hierarchy: one more level, so the 21 pose features are lifted to the
+    # coarsest ~1/16 mesh (49 of MANO's 778; 59 of the open hand's 900) instead of ~1/8.
+    "levels5": ("M3DHMR, 5 levels (MobRecon's lifting)", {"levels": 5, "decoder_channels": (32, 64, 128, 256, 256)}),
 }
 KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15")
 

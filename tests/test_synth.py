@@ -60,6 +60,33 @@ def test_layout_is_freihand(tiny_set):
     assert is_complete(out)
 
 
+def test_meshes_are_the_recorded_pose_and_shape(tiny_set):
+    """Every mesh is the hand model at its params' pose and shape, turned and placed as recorded
+    (the generator once cast poses to the model's first buffer, the integer faces, which
+    truncated every pose and shape value to an integer)."""
+    import torch
+
+    from m3dhmr.hand import load_open_hand
+    from m3dhmr.hand.kinematics import batch_rodrigues
+
+    model = load_open_hand(torch.float64)
+    for split in ("training", "evaluation"):
+        verts = np.array(_load(tiny_set, f"{split}_verts.json"))
+        xyz = np.array(_load(tiny_set, f"{split}_xyz.json"))
+        params = _load(tiny_set, f"{split}_params.json")
+        pose = torch.tensor([p["pose"] for p in params])
+        shape = torch.tensor([p["shape"] for p in params])
+        assert (pose[:, 3:].abs() > 1e-3).any(1).all() and (shape.abs() > 1e-3).any(1).all()
+        out = model(pose, shape)
+        R = batch_rodrigues(torch.tensor([p["global_rotation"] for p in params])).numpy()
+        t = np.array([p["translation"] for p in params])
+        root = out.joints[:, :1].numpy()
+        np.testing.assert_allclose(np.einsum("bxy,bvy->bvx", R, out.vertices.numpy() - root) + t[:, None], verts,
+                                   atol=2e-6)
+        np.testing.assert_allclose(np.einsum("bxy,bvy->bvx", R, out.joints.numpy() - root) + t[:, None], xyz,
+                                   atol=2e-6)
+
+
 def _project(xyz, K):
     p = xyz @ np.swapaxes(K, -1, -2)
     return p[..., :2] / p[..., 2:]

@@ -7,6 +7,7 @@ The few names a user needs::
     predictor = m3dhmr.Predictor.from_pretrained()      # the packaged model, offline
     hands = predictor.predict(m3dhmr.load_image("hand.jpg"))   # every hand found
     hands[0].vertices, hands[0].joints3d, hands[0].handedness
+    fit = m3dhmr.fit_hand(m3dhmr.load_hand_model("open_hand"), verts)  # joint rotations of (B, V, 3) meshes
 
 Names are imported on first use, so ``import m3dhmr`` stays light (no torch).
 
@@ -32,12 +33,17 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "m3dhmr.models.config",
     "build_model": "m3dhmr.models.network",
     "available_models": "m3dhmr.pretrained",
+    "fit_hand": "m3dhmr.hand.fit",
+    "HandFit": "m3dhmr.hand.fit",
+    "load_hand_model": "m3dhmr.hand.load",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from m3dhmr.detect.hands import DetectedHand, HandDetector
+    from m3dhmr.hand.fit import HandFit, fit_hand
+    from m3dhmr.hand.load import load_hand_model
     from m3dhmr.inference.images import load_image
     from m3dhmr.inference.predictor import PredictionResult, Predictor
     from m3dhmr.models.config import ModelConfig

@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "topology": ("topology", "build a template's topology bundle (spirals, hierarchy, regions)"),
     "template": ("template", "write the open hand (or MANO) template, joint regressor and regions"),
+    "fit": ("fit", "fit joint rotations, shape and a rigged .glb to saved meshes (VERTS.json)"),
     "synth": ("synth", "render a synthetic data set in FreiHAND's layout"),
     "train": ("train", "train a model (one process, or torchrun for DDP)"),
     "eval": ("evaluate", "evaluate the packaged model, a checkpoint or a pred.json (FreiHAND protocol)"),

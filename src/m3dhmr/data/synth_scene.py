@@ -111,7 +111,9 @@ class _HandContext:
         self.model.eval()
         self.template = self.model.template
         self.num_shape = int(self.model.num_shape)
-        self.dtype = next(iter(self.model.buffers()), torch.zeros((), dtype=torch.float32)).dtype
+        # The first floating buffer: the first buffer of all is the integer faces, and
+        # casting poses to it truncated every pose and shape value to an integer.
+        self.dtype = next(b.dtype for b in self.model.buffers() if b.is_floating_point())
         self.faces = np.ascontiguousarray(np.asarray(self.template.faces, dtype=np.int64))
         rest_v, rest_j = self.pose(np.zeros((1, 48)), np.zeros((1, self.num_shape)))
         self.rest_vertices, self.rest_joints = rest_v[0], rest_j[0]

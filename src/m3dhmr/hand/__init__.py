@@ -1,7 +1,8 @@
 """Articulated hand models: the package's own open hand and MANO, behind one interface.
 
 See :mod:`m3dhmr.hand.model` (the interface), :mod:`m3dhmr.hand.open_hand`,
-:mod:`m3dhmr.hand.mano`, :mod:`m3dhmr.hand.limits` and :mod:`m3dhmr.hand.sampler`.
+:mod:`m3dhmr.hand.mano`, :mod:`m3dhmr.hand.limits`, :mod:`m3dhmr.hand.sampler`, and the
+articulation fit (:mod:`m3dhmr.hand.articulation`, :mod:`m3dhmr.hand.fit`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from .template import HandTemplate
 from .model import HandModel, HandOutput
 from .open_hand import SHAPE_NAMES, SHAPE_RANGES, load_open_hand
 from .mano import load_mano
-from .load import load_template
+from .load import load_hand_model, load_template
+from .fit import FitSettings, HandFit, fit_hand
 from .sampler import sample_poses, sample_shapes
 
-__all__ = ["HandTemplate", "load_template", "HandModel", "HandOutput", "load_open_hand", "load_mano",
+__all__ = ["HandTemplate", "load_template", "load_hand_model", "fit_hand", "FitSettings", "HandFit", "HandModel", "HandOutput", "load_open_hand", "load_mano",
            "sample_poses", "sample_shapes", "SHAPE_NAMES", "SHAPE_RANGES"]

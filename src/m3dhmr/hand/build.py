@@ -117,11 +117,13 @@ def design_skeleton() -> tuple[np.ndarray, np.ndarray]:
     return joints, radii
 
 
-def joint_frames(joints: np.ndarray) -> np.ndarray:
+def joint_frames(joints: np.ndarray, dorsal: np.ndarray | None = None) -> np.ndarray:
     """Local frames of the 16 kinematic joints (columns: flexion, abduction, twist axes).
 
     Args:
         joints: (21, 3) rest joints.
+        dorsal: (3,) direction out of the back of the hand; default +y (the open hand's
+            rest frame). Other hands (MANO) pass their own.
 
     Returns:
         (16, 3, 3) rotations ``[a_flex, a_abd, a_twist]``: twist is the bone direction
@@ -130,7 +132,8 @@ def joint_frames(joints: np.ndarray) -> np.ndarray:
         The wrist's frame is the identity (global rotation in world axes).
     """
     frames = np.tile(np.eye(3), (len(KINEMATIC_JOINTS), 1, 1))
-    up = np.array([0.0, 1.0, 0.0])
+    up = np.array([0.0, 1.0, 0.0]) if dorsal is None else np.asarray(dorsal, dtype=np.float64)
+    up = up / np.linalg.norm(up)
     for name, f in FINGERS.items():
         ids = cv.FINGER_JOINTS[name]
         for k in range(3):

@@ -123,3 +123,80 @@ def linear_blend_skinning(vertices: torch.Tensor, weights: torch.Tensor, transfo
     motion = torch.cat([transforms[:, :, :3, :3] - eye, transforms[:, :, :3, 3:]], dim=-1)   # (B, J, 3, 4)
     blended = torch.einsum("vj,bjxy->bvxy", weights, motion)                                  # (B, V, 3, 4)
     return vertices + torch.einsum("bvxy,bvy->bvx", blended[..., :3], vertices) + blended[..., 3]
+
+
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) vectors -> (..., 3, 3) cross-product matrices ``[v]_x`` (``[v]_x w = v x w``)."""
+    _check_last(v, "v", (3,))
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(v.shape[:-1] + (3, 3))
+
+
+def so3_left_jacobian(aa: torch.Tensor) -> torch.Tensor:
+    """Left Jacobian of SO(3)'s exponential map: ``exp(aa + d) ~ exp(J_l(aa) d) exp(aa)``.
+
+    Args:
+        aa: (..., 3) axis-angle vectors, radians.
+
+    Returns:
+        (..., 3, 3) ``I + (1 - cos t)/t^2 K + (t - sin t)/t^3 K^2`` with ``K = [aa]_x``
+        (Taylor series near 0, so it is the identity at 0 and differentiable there).
+        A small world-frame rotation ``J_l(aa) d`` is what a change ``d`` of the
+        axis-angle vector does to the rotation; the fit's Jacobian uses it.
+    """
+    _check_last(aa, "aa", (3,))
+    theta_sq = (aa * aa).sum(-1)
+    small = theta_sq < _SMALL_ANGLE_SQ
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta_sq), theta_sq))
+    b = torch.where(small, 0.5 - theta_sq / 24.0 + theta_sq * theta_sq / 720.0,
+                    (1.0 - torch.cos(theta)) / (theta * theta))
+    c = torch.where(small, 1.0 / 6.0 - theta_sq / 120.0 + theta_sq * theta_sq / 5040.0,
+                    (theta - torch.sin(theta)) / (theta * theta * theta))
+    k = skew(aa)
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(k)
+    return eye + b[..., None, None] * k + c[..., None, None] * (k @ k)
+
+
+def matrix_to_axis_angle(rot: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotations -> (..., 3) axis-angle vectors, angle in [0, pi].
+
+    Through the unit quaternion with the largest-component branch (Shepperd), so it is
+    stable at 0 and near pi; the torch twin of
+    :func:`m3dhmr.geometry.rotations.rotation_to_axis_angle` (tested against it).
+    """
+    q = matrix_to_quaternion(rot)                                          # (..., 4) w x y z, w >= 0
+    w, v = q[..., 0], q[..., 1:]
+    s = torch.linalg.vector_norm(v, dim=-1)
+    angle = 2.0 * torch.atan2(s, w)
+    small = s < 1e-8
+    scale = torch.where(small, 2.0 + angle * angle / 12.0, angle / torch.where(small, torch.ones_like(s), s))
+    return v * scale[..., None]
+
+
+def matrix_to_quaternion(rot: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotations -> (..., 4) unit quaternions ``(w, x, y, z)`` with ``w >= 0``.
+
+    Every candidate of Shepperd's method is formed and the one from the largest diagonal
+    term kept (vectorised, no branch per element); see :func:`quaternion_to_xyzw` for
+    the glTF / SciPy order.
+    """
+    _check_last(rot, "rot", (3, 3))
+    m = rot
+    r00, r11, r22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    tr = r00 + r11 + r22
+    cands = torch.stack([
+        torch.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+        torch.stack([m[..., 2, 1] - m[..., 1, 2], 1 + r00 - r11 - r22, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - r00 + r11 - r22, m[..., 1, 2] + m[..., 2, 1]], -1),
+        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - r00 - r11 + r22], -1),
+    ], dim=-2)                                                             # (..., 4, 4)
+    pick = torch.stack([tr, r00, r11, r22], -1).argmax(-1)                # (...,)
+    q = torch.gather(cands, -2, pick[..., None, None].expand(pick.shape + (1, 4))).squeeze(-2)
+    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_xyzw(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) ``(w, x, y, z)`` -> ``(x, y, z, w)`` (glTF's and SciPy's order)."""
+    return torch.cat([q[..., 1:], q[..., :1]], dim=-1)

@@ -38,21 +38,46 @@ def load_template(spec: str | Path) -> HandTemplate:
     s = str(spec)
     if s == "open_hand":
         return dataclasses.replace(load_open_hand_asset().template)   # a fresh copy per call
-    if s == "mano":
-        import os
-
-        path = os.environ.get(MANO_ENV)
-        if not path:
-            raise FileNotFoundError(f"template 'mano': set {MANO_ENV}=/path/MANO_RIGHT.pkl (MANO's licence does not "
-                                    "allow shipping it), or name the file: --template mano:/path/MANO_RIGHT.pkl")
-        return mano_template(read_mano_pickle(path))
-    if s.startswith("mano:"):
-        return mano_template(read_mano_pickle(s[len("mano:"):]))
+    if s == "mano" or s.startswith("mano:"):
+        return mano_template(read_mano_pickle(_mano_path(s)))
     folder = Path(s)
     if not folder.is_dir():
         raise FileNotFoundError(f"template {s!r}: not 'open_hand', 'mano', 'mano:/path/MANO_RIGHT.pkl' or an "
                                 "existing folder")
     return read_template_dir(folder)
+
+
+def _mano_path(spec: str) -> str:
+    import os
+
+    if spec == "mano":
+        path = os.environ.get(MANO_ENV)
+        if not path:
+            raise FileNotFoundError(f"template 'mano': set {MANO_ENV}=/path/MANO_RIGHT.pkl (MANO's licence does not "
+                                    "allow shipping it), or name the file: --template mano:/path/MANO_RIGHT.pkl")
+        return path
+    return spec[len("mano:"):]
+
+
+def load_hand_model(spec: str | Path, dtype=None):
+    """The articulated :class:`~m3dhmr.hand.model.HandModel` of a template spec (for fitting poses).
+
+    ``"open_hand"`` or ``"mano"`` / ``"mano:/path/MANO_RIGHT.pkl"``; a template folder has
+    a mesh but no articulated model, which is an error naming the choices.
+    """
+    import torch
+
+    from .mano import load_mano
+    from .open_hand import load_open_hand
+
+    dtype = torch.float32 if dtype is None else dtype
+    s = str(spec)
+    if s == "open_hand":
+        return load_open_hand(dtype)
+    if s == "mano" or s.startswith("mano:"):
+        return load_mano(_mano_path(s), dtype=dtype)
+    raise ValueError(f"template {s!r} has no articulated hand model: articulation needs 'open_hand' or "
+                     "'mano:/path/MANO_RIGHT.pkl' (a template folder holds a mesh, not joints that rotate)")
 
 
 def template_from_mesh(vertices: np.ndarray, faces: np.ndarray, joint_regressor: np.ndarray,

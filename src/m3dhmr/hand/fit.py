@@ -1,0 +1,470 @@
+"""Articulation from a predicted mesh: joint rotations, shape and translation of a hand model.
+
+:func:`fit_hand` finds, for each mesh of a batch, the global rotation, the 15 finger
+joints' rotations (inside the anatomical limits of :mod:`m3dhmr.hand.limits`), the
+shape values and the translation under which the open hand or MANO reproduces the given
+vertices (and joints), in three steps:
+
+1. **Closed-form start from the joints.** The palm (wrist and the five finger bases,
+   which move rigidly with the wrist) gives the global rotation and, for the open hand,
+   the scale (Umeyama). Then down the tree, one depth at a time, each joint gets the
+   smallest rotation that turns its rest bone onto the predicted bone (no twist),
+   clamped to its limits.
+2. **Levenberg-Marquardt** on vertices + joints: residuals are the mean squared vertex
+   distance over a fixed, evenly spread subset of vertices and the joints', plus a
+   pose prior (towards the rest pose; stronger on twist, which a round finger barely
+   shows) and a shape prior; the Jacobian is analytic
+   (:func:`m3dhmr.hand.articulation.pose_jacobian`); after each step the joint values
+   are clamped to their limits (projected LM); a step is kept per hand only when it
+   lowers that hand's cost.
+3. **Errors** on every vertex: mean and max distance (mm) to the given mesh, and a
+   ``poor`` flag above :attr:`FitSettings.poor_mean_mm` / :attr:`FitSettings.poor_max_mm`.
+
+What a mesh cannot tell: a finger's twist about its own axis when the finger is straight
+(the open hand's fingers are nearly round, so twist is held near the prior and the
+limits), and a joint's rotation when its bone and everything below it are hidden
+from the vertices' motion (never, for a complete mesh). ``benchmarks/fit_speed.py``
+measures angles per component.
+
+Legend: B batch, V vertices, S shape values.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from .. import conventions as cv
+from .articulation import (ArticulatedHand, NUM_KINEMATIC, Tangents, articulated_hand, joint_jacobian, pose_hand,
+                           tangents, vertex_jacobian, vertex_normal_equations)
+from .kinematics import batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_xyzw
+from .model import HandModel
+
+PALM_JOINTS = (0, 1, 5, 9, 13, 17)   # wrist and the five finger bases: rigid with the wrist
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Settings of :func:`fit_hand` (distances in metres, angles in radians).
+
+    iterations: Levenberg-Marquardt iterations (each one Jacobian and one trial step).
+    max_vertices: vertices in the fit's residual (a fixed farthest-point subset, tips
+        always in); 0 uses all. Errors are always measured on all vertices.
+    joint_weight: weight of the mean squared joint distance next to the vertices'.
+    pose_prior: metres of RMS vertex error one radian of a finger value away from 0
+        weighs as much as (always on; small, so a clean mesh is matched to ~0.05 mm).
+    twist_prior: the same for twist values (a straight finger shows little twist).
+    shape_prior: the same per shape value at its typical size.
+    adaptive_prior: after half the iterations the priors grow with each hand's
+        residual: the maximum a-posteriori weights for Gaussian vertex noise of the
+        residual's size and a pose spread of :attr:`pose_spread` (flexion, abduction,
+        twist; radians) and shape spread of one typical size. Clean meshes keep the small
+        fixed priors; noisy ones are held nearer the rest pose where they cannot tell.
+    poor_mean_mm, poor_max_mm: a fit is flagged ``poor`` above either.
+    dtype: of the fit's arithmetic; float32 is ~2x faster than float64 on a CPU and its
+        round-off (~1e-4 mm) far below the fit's errors.
+    """
+
+    iterations: int = 6
+    max_vertices: int = 256
+    joint_weight: float = 0.1
+    pose_prior: float = 3e-5
+    twist_prior: float = 3e-4
+    shape_prior: float = 1e-4
+    adaptive_prior: bool = True
+    pose_spread: tuple[float, float, float] = (1.0, 0.25, 0.08)
+    poor_mean_mm: float = 5.0
+    poor_max_mm: float = 20.0
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.max_vertices < 0:
+            raise ValueError(f"FitSettings: iterations and max_vertices must be >= 0, got "
+                             f"{self.iterations}, {self.max_vertices}")
+        if len(self.pose_spread) != 3 or not all(np.isfinite(v) and v > 0 for v in self.pose_spread):
+            raise ValueError(f"FitSettings.pose_spread must be 3 positive radians, got {self.pose_spread!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("pose_spread", "adaptive_prior", "dtype"):
+                continue
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"FitSettings.{f.name} must be finite and >= 0, got {v!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class HandFit:
+    """The articulation of a batch of hands (torch tensors; joints in FreiHAND order).
+
+    Attributes:
+        pose: (B, 48) the model's own pose values (open hand: anatomical; MANO: its
+            native axis-angle layout), so ``model(pose, shape).vertices + translation``
+            is :attr:`vertices`.
+        shape: (B, S) shape values (:attr:`shape_names`). translation: (B, 3) metres.
+        rotations: (B, 16, 3, 3) rotation of each of
+            :data:`~m3dhmr.conventions.KINEMATIC_JOINTS` relative to its parent, in the
+            rest hand's axes (the MANO / SMPL convention; the wrist's is the global one).
+        axis_angle: (B, 16, 3) the same as axis-angle (radians).
+        quaternion: (B, 16, 4) the same as unit quaternions (x, y, z, w), w >= 0.
+        anatomical: (B, 16, 3) (flexion, abduction, twist) in each joint's anatomical
+            frame (what the limits bound); row 0 is the global rotation in world axes.
+        vertices: (B, V, 3) fitted mesh. joints: (B, 21, 3) fitted joints.
+        error_mean_mm, error_max_mm: (B,) vertex distances to the given mesh (mm).
+        joint_error_mm: (B,) mean joint distance to the given (or regressed) joints (mm).
+        poor: (B,) bool, the fit missed by more than the settings allow.
+        hand: the :class:`~m3dhmr.hand.articulation.ArticulatedHand` fitted.
+        local: (B, 16, 3) the fitted values in the model's joint order.
+    """
+
+    pose: torch.Tensor
+    shape: torch.Tensor
+    translation: torch.Tensor
+    rotations: torch.Tensor
+    axis_angle: torch.Tensor
+    quaternion: torch.Tensor
+    anatomical: torch.Tensor
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    error_mean_mm: torch.Tensor
+    error_max_mm: torch.Tensor
+    joint_error_mm: torch.Tensor
+    poor: torch.Tensor
+    hand: ArticulatedHand
+    local: torch.Tensor
+
+    @property
+    def shape_names(self) -> tuple[str, ...]:
+        return self.hand.shape_names
+
+    def __len__(self) -> int:
+        return int(self.pose.shape[0])
+
+    def to_json(self, i: int) -> dict:
+        """Hand ``i`` as plain data (``pose.json``): per joint name, its rotation three ways."""
+        joints = {}
+        for k, j in enumerate(cv.KINEMATIC_JOINTS):
+            flex, abd, twist = (float(x) for x in self.anatomical[i, k])
+            entry = {
+                "axis_angle": [float(x) for x in self.axis_angle[i, k]],
+                "quaternion_xyzw": [float(x) for x in self.quaternion[i, k]],
+                "matrix": [[float(x) for x in row] for row in self.rotations[i, k]],
+            }
+            if j != cv.ROOT_JOINT:
+                entry["anatomical"] = {"flexion": flex, "abduction": abd, "twist": twist}
+            joints[cv.JOINT_NAMES[j]] = entry
+        return {
+            "model": self.hand.convention,
+            "rotation_convention": "each joint relative to its parent, in the rest hand's axes "
+                                   "(MANO/SMPL); the wrist's is the global rotation in camera axes; "
+                                   "anatomical: radians about the joint's flexion, abduction and twist axes",
+            "joints": joints,
+            "pose": [float(x) for x in self.pose[i]],
+            "shape": {n: float(x) for n, x in zip(self.shape_names, self.shape[i])},
+            "translation": [float(x) for x in self.translation[i]],
+            "fit_error_mm_mean": float(self.error_mean_mm[i]),
+            "fit_error_mm_max": float(self.error_max_mm[i]),
+            "joint_error_mm_mean": float(self.joint_error_mm[i]),
+            "poor_fit": bool(self.poor[i]),
+        }
+
+
+def fit_vertex_subset(hand: ArticulatedHand, count: int) -> torch.Tensor:
+    """(N,) vertex ids: ``count`` farthest-point samples of the rest mesh, the 5 tips last.
+
+    Computed once per hand and count (farthest-point order is deterministic: it starts at
+    vertex 0)."""
+    cached = _SUBSETS.setdefault(hand, {}).get(count)
+    if cached is not None:
+        return cached
+    v = hand.v0.detach().cpu().numpy()
+    tips = hand.tips.cpu().numpy()
+    n = len(v)
+    if count <= 0 or count >= n:
+        chosen = np.setdiff1d(np.arange(n), tips)
+    else:
+        chosen = [0]
+        d = np.linalg.norm(v - v[0], axis=1)
+        d[tips] = -1.0
+        for _ in range(count - 1):
+            k = int(np.argmax(d))
+            chosen.append(k)
+            d = np.minimum(d, np.linalg.norm(v - v[k], axis=1))
+            d[tips] = -1.0
+        chosen = np.sort(np.asarray(chosen))
+    ids = torch.as_tensor(np.concatenate([chosen, tips]), dtype=torch.long, device=hand.v0.device)
+    _SUBSETS[hand][count] = ids
+    return ids
+
+
+_SUBSETS: "weakref.WeakKeyDictionary[ArticulatedHand, dict[int, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def _umeyama_rotation(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotation (B, 3, 3) and scale (B,) minimising |s R src + t - dst| for (B, N, 3) point sets."""
+    sc = src - src.mean(1, keepdim=True)
+    dc = dst - dst.mean(1, keepdim=True)
+    cov = dc.transpose(1, 2) @ sc                                      # (B, 3, 3)
+    u, sv, vt = torch.linalg.svd(cov)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    fix = torch.ones_like(sv)
+    fix[:, 2] = d
+    rot = u @ torch.diag_embed(fix) @ vt
+    scale = (sv * fix).sum(1) / (sc * sc).sum((1, 2)).clamp_min(1e-12)
+    return rot, scale
+
+
+def _rest21(hand: ArticulatedHand, shape: torch.Tensor) -> torch.Tensor:
+    """(B, 21, 3) rest joints (kinematic joints and fingertip vertices) for shape (B, S)."""
+    from .articulation import shaped_rest
+
+    v, j = shaped_rest(hand, shape, hand.tips)
+    out = j.new_zeros(j.shape[0], cv.NUM_JOINTS, 3)
+    out[:, hand.freihand] = j
+    out[:, list(cv.TIP_JOINTS)] = v
+    return out
+
+
+def initial_guess(hand: ArticulatedHand, joints: torch.Tensor, shape: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form start from (B, 21, 3) joints: a (B, 16, 3), shape (B, S), translation (B, 3).
+
+    ``shape`` given: kept; else zeros with the open hand's scale from the palm's size.
+    """
+    B = joints.shape[0]
+    dtype, dev = joints.dtype, joints.device
+    fixed_shape = shape is not None
+    shape = joints.new_zeros(B, hand.num_shape) if shape is None else shape.clone()
+    rest = _rest21(hand, shape)
+    palm = list(PALM_JOINTS)
+    rot0, scale = _umeyama_rotation(rest[:, palm] - rest[:, :1], joints[:, palm] - joints[:, :1])
+    if hand.scale_index is not None and not fixed_shape:
+        hw = float(hand.shape_halfwidth[hand.scale_index])
+        shape[:, hand.scale_index] = (scale - 1.0).clamp(-1.5 * hw, 1.5 * hw)
+        rest = _rest21(hand, shape)
+    a = joints.new_zeros(B, NUM_KINEMATIC, 3)
+    a[:, 0] = matrix_to_axis_angle(rot0)
+    # The root turns about its rest position, which the translation then moves.
+    translation = joints[:, 0] - rest[:, 0]
+    W = joints.new_zeros(B, NUM_KINEMATIC, 3, 3)
+    W[:, 0] = rot0
+    fh = hand.freihand.to(dev)
+    for ids, par in hand.levels:
+        j = fh[ids]
+        bone = rest[:, j + 1] - rest[:, j]                               # FreiHAND: a joint's child is the next index
+        target = joints[:, j + 1] - joints[:, j]
+        wp = W[:, par]                                                  # (B, n, 3, 3)
+        u = torch.einsum("bnxy,bny->bnx", wp, bone)
+        u = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(1e-12)
+        d = target / torch.linalg.vector_norm(target, dim=-1, keepdim=True).clamp_min(1e-12)
+        axis = torch.cross(u, d, dim=-1)
+        sin = torch.linalg.vector_norm(axis, dim=-1, keepdim=True)
+        cos = (u * d).sum(-1, keepdim=True)
+        omega = axis / sin.clamp_min(1e-12) * torch.atan2(sin, cos)     # world rotation taking u to d
+        local = torch.einsum("nyx,bnzy,bnz->bnx", hand.frames[ids], wp, omega)   # F^T W_p^T omega
+        local = torch.maximum(torch.minimum(local, hand.upper[ids]), hand.lower[ids])
+        a[:, ids] = local
+        W[:, ids] = wp @ batch_rodrigues(torch.einsum("nxy,bny->bnx", hand.frames[ids], local))
+    return a, shape, translation
+
+
+def _check_inputs(hand: ArticulatedHand, vertices, joints):
+    if not isinstance(vertices, torch.Tensor):
+        vertices = torch.as_tensor(np.asarray(vertices, dtype=np.float64))
+    if vertices.dim() == 2:
+        raise ValueError(f"vertices must be a batch (B, {hand.num_vertices}, 3); got one mesh {tuple(vertices.shape)} "
+                         f"(add a batch dimension)")
+    if vertices.dim() != 3 or vertices.shape[2] != 3:
+        raise ValueError(f"vertices must have shape (B, V, 3), got {tuple(vertices.shape)}")
+    if vertices.shape[0] == 0:
+        raise ValueError("vertices: empty batch (B = 0), nothing to fit")
+    if vertices.shape[1] != hand.num_vertices:
+        raise ValueError(f"vertices have {vertices.shape[1]} vertices per mesh but the {hand.convention} template "
+                         f"has {hand.num_vertices}: fit with the template the meshes were predicted in (--template)")
+    bad = ~torch.isfinite(vertices).reshape(vertices.shape[0], -1).all(1)
+    if bad.any():
+        raise ValueError(f"vertices contain NaN/inf (meshes {bad.nonzero().flatten().tolist()[:10]})")
+    if joints is not None:
+        if not isinstance(joints, torch.Tensor):
+            joints = torch.as_tensor(np.asarray(joints, dtype=np.float64))
+        if joints.shape != (vertices.shape[0], cv.NUM_JOINTS, 3):
+            raise ValueError(f"joints must have shape ({vertices.shape[0]}, {cv.NUM_JOINTS}, 3), got {tuple(joints.shape)}")
+        if not torch.isfinite(joints).all():
+            raise ValueError("joints contain NaN/inf")
+    return vertices, joints
+
+
+def fit_hand(model: HandModel | ArticulatedHand, vertices: torch.Tensor, joints: torch.Tensor | None = None, *,
+             settings: FitSettings | None = None, shape: torch.Tensor | None = None,
+             init: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+             joint_regressor: np.ndarray | torch.Tensor | None = None) -> HandFit:
+    """Fit a hand model's articulation to meshes in its topology.
+
+    Args:
+        model: the open hand (:func:`~m3dhmr.hand.load_open_hand`) or MANO
+            (:func:`~m3dhmr.hand.load_mano`), or its
+            :func:`~m3dhmr.hand.articulation.articulated_hand`.
+        vertices: (B, V, 3) right-hand meshes, metres (mirror a left hand's x first).
+        joints: (B, 21, 3) their joints, FreiHAND order; None regresses them from the
+            vertices with ``joint_regressor`` (default: the model template's).
+        settings: :class:`FitSettings`.
+        shape: (B, S) known shape values to keep fixed (e.g. one hand across a video).
+        init: (a (B, 16, 3), shape (B, S), translation (B, 3)) to start from instead of
+            the closed-form start (e.g. the previous frame's fit).
+
+    Returns:
+        :class:`HandFit`. Runs in ``settings.dtype`` on the vertices' device; no autograd.
+    """
+    settings = settings or FitSettings()
+    if isinstance(model, ArticulatedHand):
+        hand = model
+        regressor_source = joint_regressor
+    else:
+        hand = articulated_hand(model)
+        regressor_source = model.template.joint_regressor if joint_regressor is None else joint_regressor
+    vertices, joints = _check_inputs(hand, vertices, joints)
+    dev = vertices.device
+    dtype = settings.dtype
+    hand = hand.to(dtype=dtype, device=dev)
+    target_v = vertices.to(dtype)
+    if joints is None:
+        if regressor_source is None:
+            raise ValueError("joints not given and no joint_regressor to regress them from the vertices")
+        reg = torch.as_tensor(np.asarray(regressor_source) if not isinstance(regressor_source, torch.Tensor)
+                              else regressor_source, dtype=dtype, device=dev)
+        target_j = torch.einsum("jv,bvx->bjx", reg, target_v)
+    else:
+        target_j = joints.to(device=dev, dtype=dtype)
+    if shape is not None:
+        shape = torch.as_tensor(shape, dtype=dtype, device=dev)
+        if shape.shape != (target_v.shape[0], hand.num_shape):
+            raise ValueError(f"shape must have shape ({target_v.shape[0]}, {hand.num_shape}), got {tuple(shape.shape)}")
+    with torch.no_grad():
+        return _fit(hand, target_v, target_j, settings, shape, init)
+
+
+def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, settings: FitSettings,
+         fixed_shape: torch.Tensor | None, init) -> HandFit:
+    B = target_v.shape[0]
+    dev, dtype = target_v.device, target_v.dtype
+    if init is None:
+        a, shape, t = initial_guess(hand, target_j, fixed_shape)
+    else:
+        a, shape, t = (x.to(device=dev, dtype=dtype).clone() for x in init)
+        if fixed_shape is not None:
+            shape = fixed_shape.clone()
+    ids = fit_vertex_subset(hand, settings.max_vertices).to(dev)
+    tv = target_v[:, ids]
+    kin_targets = target_j[:, hand.freihand.to(dev)]                   # (B, 16, 3) model order
+    tip_targets = target_j[:, list(cv.TIP_JOINTS)]
+    n_tip = len(cv.TIP_JOINTS)
+    wv = 1.0 / np.sqrt(len(ids))
+    wj = np.sqrt(settings.joint_weight / cv.NUM_JOINTS)
+    S = hand.num_shape
+    n_params = hand.num_params
+    # Prior weights per parameter (translation and global rotation free; fixed shape frozen).
+    base = torch.zeros(n_params, dtype=dtype, device=dev)
+    fw = torch.full((NUM_KINEMATIC - 1, 3), settings.pose_prior, dtype=dtype, device=dev)
+    fw[:, 2] = settings.twist_prior
+    base[6:51] = fw.reshape(-1)
+    base[51:] = settings.shape_prior / hand.shape_halfwidth.to(dev)
+    # Spread of each parameter for the adaptive prior (0: none, translation and global rotation).
+    inv_spread = torch.zeros(n_params, dtype=dtype, device=dev)
+    inv_spread[6:51] = (1.0 / torch.as_tensor(settings.pose_spread, dtype=dtype, device=dev)).repeat(NUM_KINEMATIC - 1)
+    inv_spread[51:] = 1.0 / hand.shape_halfwidth.to(dev)
+    prior = base.expand(B, -1)
+    free = torch.ones(n_params, dtype=torch.bool, device=dev)
+    if fixed_shape is not None:
+        free[51:] = False
+
+    def params(a, shape, t):
+        return torch.cat([t, a.reshape(B, -1), shape], dim=1)
+
+    def unpack(x):
+        return x[:, 51:], x[:, 3:51].reshape(B, NUM_KINEMATIC, 3), x[:, :3]
+
+    def residuals(x):
+        shape_, a_, t_ = unpack(x)
+        posed = pose_hand(hand, a_, shape_, t_, ids)
+        rv = (posed.vertices - tv) * wv                                  # (B, N, 3)
+        rj = torch.cat([posed.joints - kin_targets, posed.vertices[:, -n_tip:] - tip_targets], 1) * wj
+        rp = x * prior
+        r = torch.cat([rv.reshape(B, -1), rj.reshape(B, -1), rp], dim=1)
+        return r, posed, a_, shape_
+
+    lower = torch.cat([torch.full((3,), -torch.inf, dtype=dtype, device=dev), hand.lower.reshape(-1).to(dev),
+                       torch.full((S,), -torch.inf, dtype=dtype, device=dev)])
+    upper = torch.cat([torch.full((3,), torch.inf, dtype=dtype, device=dev), hand.upper.reshape(-1).to(dev),
+                       torch.full((S,), torch.inf, dtype=dtype, device=dev)])
+    x = params(a, shape, t)
+    r, posed, a_, shape_ = residuals(x)
+    cost = (r * r).sum(1)
+    mu = torch.full((B,), 1e-3, dtype=dtype, device=dev)
+    eye = torch.eye(n_params, dtype=dtype, device=dev)
+    pair = free[:, None] & free[None, :]
+    for it in range(settings.iterations):
+        if settings.adaptive_prior and it == settings.iterations // 2 and it > 0:
+            # MAP weights for noise of the residual's size: sigma / (sqrt(N) * spread).
+            rv = r[:, :3 * len(ids)]
+            sigma = torch.sqrt((rv * rv).sum(1) / 3.0)                   # per-coordinate RMS (wv = 1/sqrt(N))
+            prior = torch.sqrt(base * base + (sigma[:, None] * wv * inv_spread) ** 2)
+            r = torch.cat([r[:, :-n_params], x * prior], dim=1)
+            cost = (r * r).sum(1)
+        tg = tangents(hand, a_, shape_, posed, ids)
+        H, g = vertex_normal_equations(tg, r[:, :3 * len(ids)].reshape(B, -1, 3) / wv)
+        H, g = H * (wv * wv), g * (wv * wv)
+        jrows = torch.cat([joint_jacobian(hand, posed, tg), vertex_jacobian(_tips(tg, n_tip))], 1)
+        jrows = jrows.reshape(B, -1, n_params) * wj
+        rj = r[:, 3 * len(ids):3 * len(ids) + jrows.shape[1]]
+        H = H + jrows.transpose(1, 2) @ jrows + torch.diag_embed(prior * prior)
+        g = g + (jrows.transpose(1, 2) @ rj[..., None])[..., 0] + prior * prior * x
+        H = torch.where(pair, H, eye)
+        g = g * free
+        diag = torch.diagonal(H, dim1=1, dim2=2)
+        damped = H + (mu[:, None] * diag.clamp_min(1e-12))[:, None, :] * eye
+        step = torch.linalg.solve(damped, g[..., None])[..., 0]
+        x_new = torch.maximum(torch.minimum(x - step, upper), lower)
+        r_new, posed_new, a_new, shape_new = residuals(x_new)
+        cost_new = (r_new * r_new).sum(1)
+        better = cost_new < cost
+        mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e6)
+        keep = better[:, None]
+        x = torch.where(keep, x_new, x)
+        r = torch.where(keep, r_new, r)
+        cost = torch.where(better, cost_new, cost)
+        posed = Posed_where(better, posed_new, posed)
+        a_ = torch.where(better[:, None, None], a_new, a_)
+        shape_ = torch.where(keep, shape_new, shape_)
+    return _result(hand, x, target_v, target_j, settings)
+
+
+def _tips(t: Tangents, n: int) -> Tangents:
+    """The tangents of the last n vertices of the subset (the fingertips)."""
+    return Tangents(t.D, t.U[:, -n:], t.shape_v[:, -n:], t.shape_j)
+
+
+def Posed_where(mask: torch.Tensor, new, old):
+    """Per-hand choice between two :class:`~m3dhmr.hand.articulation.Posed` (mask (B,) True: new)."""
+    return type(new)(*(torch.where(mask.reshape((-1,) + (1,) * (n.dim() - 1)), n, o) for n, o in zip(new, old)))
+
+
+def _result(hand: ArticulatedHand, x: torch.Tensor, target_v: torch.Tensor, target_j: torch.Tensor,
+            settings: FitSettings) -> HandFit:
+    B = x.shape[0]
+    shape, a, t = x[:, 51:], x[:, 3:51].reshape(B, NUM_KINEMATIC, 3), x[:, :3]
+    posed = pose_hand(hand, a, shape, t)
+    joints = posed.vertices.new_zeros(B, cv.NUM_JOINTS, 3)
+    joints[:, hand.freihand] = posed.joints
+    joints[:, list(cv.TIP_JOINTS)] = posed.vertices[:, hand.tips]
+    dist = torch.linalg.vector_norm(posed.vertices - target_v, dim=-1) * cv.MM_PER_M
+    jdist = torch.linalg.vector_norm(joints - target_j, dim=-1) * cv.MM_PER_M
+    mean, worst = dist.mean(1), dist.amax(1)
+    order = hand.freihand_order().to(x.device)
+    rot = posed.rot[:, order]
+    return HandFit(
+        pose=hand.native_pose(a), shape=shape, translation=t, rotations=rot,
+        axis_angle=matrix_to_axis_angle(rot), quaternion=quaternion_to_xyzw(matrix_to_quaternion(rot)),
+        anatomical=a[:, order], vertices=posed.vertices, joints=joints, error_mean_mm=mean,
+        error_max_mm=worst, joint_error_mm=jdist.mean(1),
+        poor=(mean > settings.poor_mean_mm) | (worst > settings.poor_max_mm), hand=hand, local=a)
