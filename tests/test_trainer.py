@@ -67,6 +67,27 @@ def test_stage1_trains_only_the_first_stack(full_run):
         assert any(k.startswith(part) for k in changed2), part
 
 
+def test_stage1_scope_stacks_2d_trains_the_second_stacks_2d_path(tiny_data, tiny_config, tmp_path):
+    """stage1_scope: stacks_2d (the paper's "first stack and first layer of the second
+    stack"): stage 1 also trains the second stack up to its landmarks, never the latent
+    projection or the mesh decoder, on both stacks' heatmaps and landmarks."""
+    cfg = load_experiment(tiny_config)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0, stage1_scope="stacks_2d"))
+    w1 = stage_loss_weights(cfg, 1)
+    assert (w1.heatmap, w1.pose2d_stack1, w1.heatmap2, w1.pose2d, w1.mesh) == (1, 1, 1, 1, 0)
+    run = tmp_path / "run"
+    result = train(cfg, tiny_data, run, progress_bar=False)
+    assert result.last_losses["heatmap2"] > 0 and result.last_losses["pose2d"] > 0
+    init, after = _initial(cfg), _weights(run)
+    changed = {k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, after[k])}
+    for part in ("backbone.layers.", "backbone.heatmap1.", "backbone.reinject_features.", "backbone.encoder2.0.",
+                 "backbone.decoder2.", "backbone.heatmap2."):
+        assert any(k.startswith(part) for k in changed), part
+    assert not any(k.startswith(("backbone.latent.", "decoder.")) for k in changed)
+    with pytest.raises(ValueError, match="stage1_scope"):
+        dataclasses.replace(cfg.train, stage1_scope="stack2")
+
+
 def test_resume_reaches_the_same_weights(full_run, tiny_data, tmp_path):
     """3 steps, stop (mid stage-2 epoch), resume with another num_workers: same weights as 6 straight."""
     cfg, ref_run, _ = full_run

@@ -233,14 +233,15 @@ def compute_losses(
         image_size = tuple(target["image"].shape[-2:])
     scale2d = ref.new_tensor([float(image_size[1]), float(image_size[0])])
     b = ref.shape[0]
-    stack1_only = not hasattr(pred, "vertices")
-    if stack1_only:
-        bad = [n for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "mesh_aligned") if getattr(weights, n) > 0]
+    no_mesh = not hasattr(pred, "vertices")
+    stack1_only = no_mesh and not hasattr(pred, "heatmaps2")   # a Stack1Output: joints2d are the first stack's
+    if no_mesh:
+        bad = [n for n in ("mesh", "normal", "edge", "con3d", "con2d", "mesh_aligned") if getattr(weights, n) > 0]
         if bad:
-            raise ValueError(f"a first-stack output has no {', '.join(bad)} terms; set those loss weights to 0")
-
-    if stack1_only and weights.heatmap2 > 0:
-        raise ValueError("a first-stack output has no heatmap2 term; set loss.heatmap2 to 0")
+            what = "first-stack" if stack1_only else "2D-only"
+            raise ValueError(f"a {what} output has no {', '.join(bad)} terms; set those loss weights to 0")
+    if stack1_only and (weights.heatmap2 > 0 or weights.pose2d > 0):
+        raise ValueError("a first-stack output has no heatmap2 or pose2d term; set loss.heatmap2 and loss.pose2d to 0")
     if b == 0:  # an empty batch: every mean would be 0 / 0; zero terms, still in the graph
         empty = ref.sum() * 0.0
         return LossTerms(total=empty, **dict.fromkeys(TERMS, empty))
@@ -263,7 +264,7 @@ def compute_losses(
             tgt2 = heatmap_targets(gt2d, tuple(hm2.shape[-2:]), weights.heatmap_sigma, image_size)
             terms["heatmap2"] = ((hm2 - tgt2) ** 2).mean()
 
-    if not stack1_only and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0 or weights.mesh_aligned > 0):
+    if not no_mesh and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0 or weights.mesh_aligned > 0):
         v = pred.vertices
         _check("vertices", target["vertices"], tuple(v.shape))
         mask = target.get("has_3d")
@@ -280,7 +281,7 @@ def compute_losses(
             if weights.mesh_aligned > 0:
                 terms["mesh_aligned"] = aligned_vertex_loss(pv, gv)
 
-    if not stack1_only and pred_view2 is not None and (weights.con3d > 0 or weights.con2d > 0):
+    if not no_mesh and pred_view2 is not None and (weights.con3d > 0 or weights.con2d > 0):
         m = view_mapping(target) if mapping is None else mapping
         if weights.con3d > 0:
             v1in2 = pred.vertices @ m["R12"].transpose(1, 2)

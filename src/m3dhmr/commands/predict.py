@@ -18,6 +18,13 @@ figures 1 and 4), ``panel.jpg`` (the four side by side), ``mesh.obj`` / ``mesh.p
 (camera space, metres). Per video: ``OUT/<stem>_annotated.mp4`` and
 ``OUT/<stem>_results.jsonl`` (one JSON object per frame, each hand with a stable ``id``).
 
+``--articulation`` fits the hand model's joint rotations to each hand
+(:mod:`m3dhmr.inference.articulation`): ``hand_<i>/pose.json`` (per joint rotations as
+axis-angle, quaternion and matrix, anatomical angles, shape, fit error) and
+``hand_<i>/hand.glb`` (a rigged hand posed like the prediction; Blender, Unity and
+browsers open it); for a video ``OUT/<stem>_hands/hand_<id>/`` with ``hand_anim.glb``
+(one key per frame), ``hand.bvh`` and ``pose.json``.
+
 Without ``--K`` the intrinsics come from an assumed horizontal field of view (``--fov``,
 default 60 degrees; see :mod:`m3dhmr.inference.crops`). Without ``--checkpoint`` the
 packaged model runs.
@@ -62,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hand presence threshold of the detector in [0, 1] (default 0.5)")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--onnx", help="ONNX model for --backend onnxruntime (default: export the checkpoint)")
+    parser.add_argument("--articulation", action="store_true",
+                        help="fit joint rotations: pose.json and a rigged hand.glb per hand; for videos "
+                             "OUT/<stem>_hands/hand_<id>/ with hand_anim.glb, hand.bvh and pose.json")
     parser.add_argument("--smooth", action="store_true", help="videos: One-Euro smoothing of joints and root")
     parser.add_argument("--video-vertices", action="store_true",
                         help="videos: also write every frame's vertices to the JSON lines")
@@ -123,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         predictor.box_scale = float(args.box_scale)
     if user_box is None and not args.whole_image:  # some input will need the detector
         predictor.detector = HandDetector(max_hands=args.max_hands, min_presence=args.min_score)
+    articulator = None
+    if args.articulation:
+        from m3dhmr.inference.articulation import Articulator
+
+        articulator = Articulator(predictor.template)
     left = True if args.left else False if args.right else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         if item.kind == "video":
             summary = predict_video(predictor, item.path, out / f"{name}_annotated.mp4", out / f"{name}_results.jsonl",
                                     hand_box=box, whole_frame=args.whole_image, K=K, left=left, smooth=args.smooth,
-                                    include_vertices=args.video_vertices)
+                                    include_vertices=args.video_vertices, articulator=articulator,
+                                    articulation_dir=out / f"{name}_hands" if articulator else None)
             print(f"{item.path}: {summary.frames} frames, {summary.hands} hand track(s), "
                   f"{summary.successes} hand(s) registered -> {summary.video_path}")
             continue
@@ -149,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
             results = [predictor.predict(image, crops.full_image_box(H, W), K, bool(left))]
         else:
             results = predictor.predict(image, K=K, left=left)
+        if articulator is not None:
+            results = articulator.attach(results)
         K_used = results[0].K if results else (
             crops.default_intrinsics(H, W, predictor.fov_deg) if K is None else K)
         save_image_outputs(out / name, item.path, image, results, K_used, args.view_size)

@@ -141,6 +141,14 @@ class HandFit:
     def __len__(self) -> int:
         return int(self.pose.shape[0])
 
+    def take(self, i: int) -> "HandFit":
+        """Hand ``i`` alone, as a fit of batch 1."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"hand {i} of a fit of {len(self)}")
+        sl = slice(i, i + 1) if i != -1 else slice(-1, None)
+        return HandFit(**{f.name: (getattr(self, f.name)[sl] if f.name != "hand" else self.hand)
+                          for f in fields(self)})
+
     def to_json(self, i: int) -> dict:
         """Hand ``i`` as plain data (``pose.json``): per joint name, its rotation three ways."""
         joints = {}

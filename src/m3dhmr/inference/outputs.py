@@ -1,7 +1,8 @@
 """What ``m3dhmr predict`` writes for an image: pictures, meshes and ``result.json``.
 
 Layout of one image's folder: ``result.json`` (:func:`image_result_json`),
-``overlay.jpg`` (every hand) and ``hand_<i>/`` per hand (:func:`save_hand_outputs`).
+``overlay.jpg`` (every hand) and ``hand_<i>/`` per hand (:func:`save_hand_outputs`; with
+an articulation fit also ``pose.json`` and ``hand.glb``, see :mod:`m3dhmr.inference.articulation`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256) -> lis
         write_image(paths[name], img)
     write_mesh(paths["mesh.obj"], result.vertices, result.faces)
     write_mesh(paths["mesh.ply"], result.vertices, result.faces)
-    return list(paths.values())
+    written = list(paths.values())
+    if getattr(result, "articulation", None) is not None:
+        from m3dhmr.inference.articulation import write_hand_files
+
+        written += write_hand_files(out_dir, result)
+    return written
 
 
 def image_result_json(path, image, results, K) -> dict:

@@ -62,7 +62,10 @@ class PredictionResult:
     image_size: (H, W); left: predicted as a left hand; hand_box: (4,) x, y, w, h
     around the hand (the detector's box around its landmarks, or the box the caller
     gave; the crop box when only a crop was given); score: the detector's hand presence
-    in [0, 1] (None when the caller gave the box).
+    in [0, 1] (None when the caller gave the box); articulation: the
+    :class:`~m3dhmr.hand.fit.HandFit` (batch 1) of this hand when the predictor fits
+    articulation (:attr:`Predictor.articulation`), else None; a left hand's is its
+    mirror image's (a right hand's).
     """
 
     joints2d: np.ndarray
@@ -78,6 +81,7 @@ class PredictionResult:
     left: bool
     hand_box: np.ndarray | None = None
     score: float | None = None
+    articulation: Any = None
 
     @property
     def handedness(self) -> str:
@@ -107,6 +111,10 @@ class PredictionResult:
         }
         if include_vertices:
             d["vertices"] = np.round(self.vertices, 6).tolist()
+        if self.articulation is not None:
+            from m3dhmr.inference.articulation import pose_json
+
+            d["articulation"] = pose_json(self.articulation, 0, self.left)
         return d
 
 
@@ -133,8 +141,10 @@ class Predictor:
     def __init__(self, network, faces: np.ndarray, input_size: int,
                  fov_deg: float = crops.DEFAULT_FOV_DEG, backend: Backend = "torch",
                  box_scale: float = crops.DEFAULT_BOX_SCALE,
-                 track_margin: float = crops.DEFAULT_TRACK_MARGIN) -> None:
+                 track_margin: float = crops.DEFAULT_TRACK_MARGIN, template: str = "open_hand") -> None:
         self.network = network
+        self.template = str(template)  # the network's hand template: what articulation fits
+        self._articulator = None
         self.faces = np.asarray(faces, dtype=np.int64)
         self.input_size = int(input_size)
         self.fov_deg = float(fov_deg)
@@ -213,7 +223,8 @@ class Predictor:
                                  f"model.input_size is {size}; export this checkpoint again")
         margin, box_scale = (crops.DEFAULT_TRACK_MARGIN, crops.DEFAULT_BOX_SCALE) if augment is None \
             else crops.training_crop_scales(augment)
-        return cls(network, faces, size, fov_deg=fov_deg, backend=backend, box_scale=box_scale, track_margin=margin)
+        return cls(network, faces, size, fov_deg=fov_deg, backend=backend, box_scale=box_scale, track_margin=margin,
+                   template=getattr(model.cfg, "template", "open_hand"))
 
     # ------------------------------------------------------------------ stages
 
@@ -287,6 +298,23 @@ class Predictor:
     def detector(self, detector) -> None:
         self._detector = detector
 
+    @property
+    def articulation(self) -> bool:
+        """Whether every result carries its fitted articulation (:attr:`PredictionResult.articulation`).
+
+        Setting it True loads the template's hand model (:func:`m3dhmr.hand.load_hand_model`):
+        the open hand, or MANO for a MANO-topology network; a template folder has none."""
+        return self._articulator is not None
+
+    @articulation.setter
+    def articulation(self, on: bool) -> None:
+        from m3dhmr.inference.articulation import Articulator
+
+        self._articulator = Articulator(self.template) if on else None
+
+    def _articulate(self, results: list[PredictionResult]) -> list[PredictionResult]:
+        return results if self._articulator is None else self._articulator.attach(results)
+
     def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool | None = None, *,
                 hand_box=None) -> PredictionResult | list[PredictionResult]:
         """image (H, W, 3) uint8 RGB; K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``).
@@ -312,7 +340,7 @@ class Predictor:
                 raise ValueError("give either box (the crop) or hand_box (around the hand), not both")
             box = crops.square_box(hand_box, self.box_scale)
         prepared = self.prepare(image, box, K, bool(left))
-        return self.finish(prepared, self.run_network(prepared.images), hand_box=hand_box)
+        return self._articulate([self.finish(prepared, self.run_network(prepared.images), hand_box=hand_box)])[0]
 
     def predict_batch(self, images, hand_boxes, K: np.ndarray | None = None, left: bool = False,
                       batch_size: int = 32) -> list[PredictionResult]:
@@ -334,7 +362,8 @@ class Predictor:
             prepared = [self.prepare(images[i], crops.square_box(hand_boxes[i], self.box_scale), K, left)
                         for i in chunk]
             net = self.run_network(np.concatenate([p.images for p in prepared]))
-            out += [self.finish(p, net, k, hand_box=hand_boxes[i]) for k, (p, i) in enumerate(zip(prepared, chunk))]
+            out += self._articulate([self.finish(p, net, k, hand_box=hand_boxes[i])
+                                     for k, (p, i) in enumerate(zip(prepared, chunk))])
         return out
 
     def predict_hands(self, image: np.ndarray, K: np.ndarray | None = None, left: bool | None = None,
@@ -352,4 +381,5 @@ class Predictor:
         prepared = [self.prepare(image, crops.square_box(h.box, self.track_margin), K,
                                  h.left if left is None else bool(left)) for h in hands]
         net = self.run_network(np.concatenate([p.images for p in prepared]))
-        return [self.finish(p, net, i, hand_box=h.box, score=h.score) for i, (p, h) in enumerate(zip(prepared, hands))]
+        return self._articulate([self.finish(p, net, i, hand_box=h.box, score=h.score)
+                                 for i, (p, h) in enumerate(zip(prepared, hands))])

@@ -266,7 +266,8 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                   K: np.ndarray | None = None, left: bool | None = None,
                   smooth: bool = False, smoothing: SmoothingConfig = SmoothingConfig(),
                   include_vertices: bool = False, redetect_every: int = 10,
-                  annotate: Callable[[np.ndarray, list], np.ndarray] | None = None) -> VideoSummary:
+                  annotate: Callable[[np.ndarray, list], np.ndarray] | None = None,
+                  articulator=None, articulation_dir: str | Path | None = None) -> VideoSummary:
     """Run ``predictor`` (a :class:`~m3dhmr.inference.predictor.Predictor`) on every frame.
 
     Hands: found and followed by :class:`MultiHandTracker` with the predictor's
@@ -280,6 +281,12 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
     every hand's mesh, skeleton, box and id) and ``jsonl_out`` (one JSON object per frame:
     ``frame``, ``time_s`` and ``hands``, each with its ``id``, ``tracked`` and the
     result), both atomically.
+
+    ``articulator`` (:class:`m3dhmr.inference.articulation.Articulator`) with
+    ``articulation_dir``: each hand id's meshes (smoothed with ``smooth``; where the
+    registration failed, at its fallback depth) are fitted after the last frame and written as
+    ``articulation_dir/hand_<id>/hand_anim.glb``, ``hand.bvh`` and ``pose.json``
+    (:class:`~m3dhmr.inference.articulation.TrackAnimation`).
     """
     from m3dhmr import viz
 
@@ -290,6 +297,9 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
     smoothers: dict[int, TemporalSmoother] = {}
     n = ok = 0
     ids: set[int] = set()
+    if (articulator is None) != (articulation_dir is None):
+        raise ValueError("articulator and articulation_dir go together")
+    tracks: dict = {}
     with VideoReader(path) as reader, atomic_path(video_out) as tmp_video, atomic_path(jsonl_out) as tmp_jsonl:
         info = reader.info
         writer = None
@@ -329,6 +339,11 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                         results = [smoothers.setdefault(i, TemporalSmoother(smoothing))(r, t)
                                    for i, r in zip(frame_ids, results)]
                     ids.update(i for i, r in zip(frame_ids, results))
+                    if articulator is not None:
+                        from m3dhmr.inference.articulation import TrackAnimation
+
+                        for i, r in zip(frame_ids, results):
+                            tracks.setdefault(i, TrackAnimation(articulator, info.fps)).add(n, r)
                     ok += sum(r.success for r in results)
                     picture = viz.draw_hands(frame, results, frame_ids) if annotate is None else annotate(frame, results)
                     writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
@@ -342,5 +357,7 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                 writer.release()
         if n == 0:
             raise ValueError(f"{path}: the video has no readable frames")
+    for i, track in sorted(tracks.items()):
+        track.write(Path(articulation_dir) / f"hand_{i}", n)
     log.info("%s: %d frames, %d hand track(s), %d hand(s) registered", path, n, len(ids), ok)
     return VideoSummary(frames=n, successes=ok, hands=len(ids), video_path=video_out, jsonl_path=jsonl_out, info=info)

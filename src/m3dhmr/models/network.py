@@ -55,6 +55,17 @@ class ModelOutput:
     heatmaps2: Tensor | None = None
 
 
+@dataclass
+class TwoStackOutput:
+    """What :meth:`M3DHMR.forward_2d` returns: :class:`ModelOutput`'s 2D fields, no mesh."""
+
+    joints2d: Tensor
+    heatmaps: Tensor
+    heatmaps2: Tensor
+    joints2d_stack1: Tensor
+    image_size: tuple[int, int]
+
+
 class M3DHMR(nn.Module):
     """Monocular 3D hand mesh recovery network.
 
@@ -118,6 +129,12 @@ class M3DHMR(nn.Module):
     def forward_stack1(self, images: Tensor) -> Stack1Output:
         """First stack only (its pretraining): images (B, 3, H, W) -> heatmaps, landmarks."""
         return self.backbone.forward_stack1(images)
+
+    def forward_2d(self, images: Tensor) -> "TwoStackOutput":
+        """Both stacks' 2D outputs, no mesh (stage-1 pretraining with ``stage1_scope: stacks_2d``)."""
+        out = self.backbone(images)
+        return TwoStackOutput(joints2d=out.joints2d, heatmaps=out.stack1.heatmaps, heatmaps2=out.heatmaps2,
+                              joints2d_stack1=out.stack1.joints2d, image_size=tuple(images.shape[-2:]))
 
     def forward(self, images: Tensor) -> ModelOutput:
         """images (B, 3, H, W) RGB in [0, 1] -> :class:`ModelOutput`."""

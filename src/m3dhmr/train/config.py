@@ -21,7 +21,9 @@ from m3dhmr.models.config import ModelConfig
 class TrainConfig:
     """Optimisation schedule of both stages.
 
-    Stage 1 pretrains the first stack (heatmaps + 2D landmarks) for ``stage1_epochs``;
+    Stage 1 pretrains the first stack (heatmaps + 2D landmarks) for ``stage1_epochs``
+    (``stage1_scope: stacks_2d``: the second stack's 2D path too, the paper's "first stack
+    and the first layer of the second stack");
     stage 2 trains the whole network with all losses for ``epochs``. Learning rates are
     multiplied by ``lr_factor`` at each milestone epoch (0-based within the stage).
     ``batch_size`` is the global batch: DDP ranks split it.
@@ -37,6 +39,12 @@ class TrainConfig:
     stage1_lr_milestones: tuple[int, ...] = ()
     stage1_heatmap_weight: float = 1.0  # stage-1 MSE to Gaussian heatmaps
     stage1_landmark_weight: float = 1.0  # stage-1 L1 on the first stack's landmarks
+    # "stack1": stage 1 trains the first stack on its heatmaps and landmarks. "stacks_2d":
+    # also the second stack up to its landmarks (re-injection, encoder, decoder, heatmap
+    # head; not the latent projection), on both stacks' heatmaps and landmarks: the
+    # paper pretrains "the first stack and the first layer of the second stack", and our
+    # second stack gives landmarks only at its end, so its whole 2D path is pretrained.
+    stage1_scope: Literal["stack1", "stacks_2d"] = "stack1"
     # The consistency terms (loss.con3d, loss.con2d) count only from this stage-2 epoch
     # on (0-based; MobRecon's code: 4); both views are trained before it all the same.
     consistency_start_epoch: int = 0
@@ -82,6 +90,8 @@ class TrainConfig:
                 self.stage1_heatmap_weight + self.stage1_landmark_weight == 0:
             raise ValueError("train.stage1_heatmap_weight and train.stage1_landmark_weight must be >= 0, "
                              "not both 0")
+        if self.stage1_scope not in ("stack1", "stacks_2d"):
+            raise ValueError(f"train.stage1_scope must be 'stack1' or 'stacks_2d', got {self.stage1_scope!r}")
         if self.consistency_start_epoch < 0:
             raise ValueError(f"train.consistency_start_epoch must be >= 0, got {self.consistency_start_epoch}")
         if self.weight_decay < 0:

@@ -94,6 +94,7 @@ class StepLoss(nn.Module):
         self.two_view = two_view and stage == 2
         self.amp_dtype = amp_dtype
         self.channels_last = cfg.train.channels_last
+        self.stage1_scope = cfg.train.stage1_scope
 
     def forward(self, batch: dict[str, torch.Tensor]):
         from m3dhmr.losses import compute_losses
@@ -105,7 +106,12 @@ class StepLoss(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         dev_type = images.device.type
         with torch.autocast(dev_type, dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext():
-            out = self.model.forward_stack1(images) if self.stage == 1 else self.model(images)
+            if self.stage == 2:
+                out = self.model(images)
+            elif self.stage1_scope == "stacks_2d":
+                out = self.model.forward_2d(images)
+            else:
+                out = self.model.forward_stack1(images)
         out = _float_outputs(out)
         faces = self.model.faces
         if not self.two_view:
@@ -119,14 +125,17 @@ class StepLoss(nn.Module):
 
 
 def stage_loss_weights(cfg: ExperimentConfig, stage: int, epoch_in_stage: int = 0):
-    """Stage 1: heatmaps + first-stack landmarks only; stage 2: the ``loss`` section as
-    written, without the consistency terms before ``train.consistency_start_epoch``."""
+    """Stage 1: heatmaps + first-stack landmarks only (``stage1_scope: stacks_2d``: both
+    stacks'); stage 2: the ``loss`` section as written, without the consistency terms
+    before ``train.consistency_start_epoch``."""
     if stage == 2:
         if epoch_in_stage < cfg.train.consistency_start_epoch:
             return dataclasses.replace(cfg.loss, con3d=0.0, con2d=0.0)
         return cfg.loss
     t = cfg.train
     zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap2", "mesh_aligned")}
+    if t.stage1_scope == "stacks_2d":
+        zero.update(heatmap2=t.stage1_heatmap_weight, pose2d=t.stage1_landmark_weight)
     return dataclasses.replace(cfg.loss, **zero, heatmap=t.stage1_heatmap_weight,
                                pose2d_stack1=t.stage1_landmark_weight)
 
