@@ -16,7 +16,7 @@ from m3dhmr.export.from_fit import fit_animation, fit_rig
 from m3dhmr.export.rig import skin
 from m3dhmr.geometry.rotations import random_rotation, rotation_to_axis_angle
 from m3dhmr.hand import load_mano, load_open_hand, sample_poses, sample_shapes
-from m3dhmr.hand.articulation import articulated_hand
+from m3dhmr.hand.articulation import articulated_hand, pose_hand
 from m3dhmr.hand.fit import FitSettings, fit_hand
 from m3dhmr.hand.kinematics import batch_rodrigues
 from m3dhmr.hand.limits import within_limits
@@ -161,8 +161,9 @@ def mano_path(tmp_path_factory):
     return p
 
 
-def mano_samples(mano, n: int, seed: int):
-    """Seeded MANO meshes: (FreiHAND-order local values (n, 16, 3), betas, translation, vertices, joints)."""
+def mano_samples(mano, n: int, seed: int, betas=None):
+    """Seeded MANO meshes: (FreiHAND-order local values (n, 16, 3), betas, translation, vertices, joints);
+    ``betas`` (n, 10) given: those, else random."""
     hand = articulated_hand(mano)
     rng = np.random.default_rng(seed)
     kin = torch.tensor(sample_poses(n, rng)).reshape(n, 16, 3)
@@ -170,7 +171,8 @@ def mano_samples(mano, n: int, seed: int):
         kin[i, 0] = torch.tensor(rotation_to_axis_angle(random_rotation(rng)))
     a = torch.zeros_like(kin)
     a[:, hand.freihand_order()] = kin
-    betas = torch.tensor(rng.normal(0.0, 1.0, size=(n, 10)))
+    random_betas = torch.tensor(rng.normal(0.0, 1.0, size=(n, 10)))
+    betas = random_betas if betas is None else betas
     t = torch.tensor(np.c_[rng.uniform(-0.05, 0.05, size=(n, 2)), rng.uniform(0.45, 0.55, size=(n, 1))])
     out = mano(hand.native_pose(a), betas)
     return kin, betas, t, out.vertices + t[:, None], out.joints + t[:, None]
@@ -263,13 +265,22 @@ def test_fit_animation(oh, samples, clean_fit, mano_path):
         np.testing.assert_allclose(skinned[t], shared.vertices[t].double().numpy(), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="shape"):
         fit_animation(clean_fit)                          # six different shapes
-    # MANO: one rest mesh for all frames, so the frames miss the pose correctives (a few mm at most).
+    # MANO: one rest mesh for all frames, so a frame misses its pose correctives c: the gap is the
+    # skinned c, sum_k w_k W_k c, no longer than c (the fixture's random correctives reach ~2 cm).
     mano = load_mano(mano_path, dtype=F64)
-    v = mano_samples(mano, 3, seed=5)[3]
-    fit = fit_hand(mano, v, shape=torch.zeros(3, 10))
+    betas = torch.tensor(np.random.default_rng(5).normal(0.0, 1.0, size=(1, 10))).expand(3, -1)
+    v = mano_samples(mano, 3, seed=5, betas=betas)[3]
+    fit = fit_hand(mano, v, shape=betas)
+    assert (fit.error_mean_mm < 1.0).all()
     rig, g = fit_animation(fit)
-    gap = np.linalg.norm(skin(rig, g) - fit.vertices.double().numpy(), axis=-1).max()
-    assert gap < 5e-3
+    gap = np.linalg.norm(skin(rig, g) - fit.vertices.double().numpy(), axis=-1)
+    h = fit.hand.to(F64)
+    zero_t = torch.zeros(3, 3, dtype=F64)
+    c = (pose_hand(h, fit.local.double(), fit.shape.double(), zero_t).rest_vertices
+         - pose_hand(h, torch.zeros_like(fit.local.double()), fit.shape.double(), zero_t).rest_vertices)
+    c = c.norm(dim=-1).numpy()
+    assert gap.max() > 1e-4                              # the correctives are really missing ...
+    assert (gap <= c + 1e-6).all()                       # ... and nothing else is
 
 
 # ----------------------------------------------------------------------------- pose.json entries
@@ -403,3 +414,34 @@ def test_batch_independence(oh, samples, clean_fit):
                 gap = (alone.vertices - batch.vertices[i:i + 1]).norm(dim=-1).max() * cv.MM_PER_M
                 assert gap < tol_mm, (settings.dtype, i, float(gap))
                 assert alone.poor[0] == batch.poor[i]
+
+
+# ----------------------------------------------------------------------------- degenerate input
+
+@pytest.mark.parametrize("size", [0.0, 1e-3])
+def test_collapsed_mesh_is_not_a_clean_fit(oh, samples, size):
+    m, _ = oh
+    verts = samples[3]
+    centre = verts.mean(1, keepdim=True)
+    point = centre + size * (verts - centre)                 # every vertex within 0.2 mm of one point
+    try:
+        fit = fit_hand(m, point)
+    except ValueError:
+        return                                                # refusing it is fine too
+    assert fit.poor.all(), (fit.error_mean_mm, fit.shape[:, 0])
+
+
+@pytest.mark.parametrize("bad", ["batch", "joints", "shape"])
+def test_bad_init_is_a_value_error(oh, samples, bad):
+    m, _ = oh
+    verts = samples[3]
+    a, s, t = torch.zeros(6, 16, 3), torch.zeros(6, 9), torch.zeros(6, 3)
+    init = {"batch": (a[:2], s, t), "joints": (a[:, :15], s, t), "shape": (a, s[:, :6], t)}[bad]
+    with pytest.raises(ValueError, match="init"):
+        fit_hand(m, verts, init=init)
+
+
+@pytest.mark.parametrize("kwargs", [{"iterations": 2.5}, {"dtype": torch.int64}])
+def test_fit_settings_reject_wrong_types(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        FitSettings(**kwargs)

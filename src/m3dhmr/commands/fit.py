@@ -44,12 +44,12 @@ def read_meshes(path):
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: expected a list of (V, 3) meshes of numbers; the meshes differ in size "
                          f"or hold non-numbers ({e})") from e
+    if arr.size == 0:
+        raise ValueError(f"{path}: the list of meshes is empty")
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"{path}: expected a list of (V, 3) meshes, got an array of shape {arr.shape}")
-    if len(arr) == 0:
-        raise ValueError(f"{path}: the list of meshes is empty")
     return arr
 
 
@@ -78,16 +78,18 @@ def run(args: argparse.Namespace) -> int:
         meshes = meshes * np.array([-1.0, 1.0, 1.0])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    entries, means, maxes = [], [], []
+    # Every mesh is fitted before anything is written: bad input leaves no file behind.
+    fits = []
     for start in range(0, len(meshes), args.batch_size):
         chunk = torch.as_tensor(meshes[start:start + args.batch_size])
         try:
-            fit = fit_hand(model, chunk)
+            fits.append((start, fit_hand(model, chunk)))
         except ValueError as e:
             raise ValueError(f"{args.verts}, meshes {start}..{start + len(chunk) - 1}: {e}") from e
+    entries, means, maxes = [], [], []
+    for start, fit in fits:
         for i in range(len(fit)):
-            entry = {"index": start + i, "mirrored": bool(args.left), **fit.to_json(i)}
-            entries.append(entry)
+            entries.append({"index": start + i, "mirrored": bool(args.left), **fit.to_json(i)})
             if not args.no_glb:
                 rig, g = fit_rig(fit, i)
                 write_glb(out / f"{start + i:08d}.glb", rig, g, mirror=args.left, name=f"hand_{start + i:08d}")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .. import conventions as cv
-from .kinematics import batch_rodrigues, skew, so3_left_jacobian
+from .kinematics import batch_rodrigues, rodrigues_with_left_jacobian, skew, so3_left_jacobian
 from .limits import JOINT_KIND_LIMITS, joint_kind
 from .model import HandModel
 
@@ -122,9 +122,17 @@ class ArticulatedHand:
         return torch.einsum("jyx,bjy->bjx", self.frames, p + self.pose_mean.reshape(NUM_KINEMATIC, 3))
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "ArticulatedHand":
-        """This hand with its float tensors in ``dtype`` and all on ``device`` (itself when nothing changes)."""
+        """This hand with its float tensors in ``dtype`` and all on ``device`` (itself when
+        nothing changes; converted once per dtype and device, so per-hand caches stay warm)."""
         if (dtype is None or dtype == self.v0.dtype) and (device is None or torch.device(device) == self.v0.device):
             return self
+        key = (dtype, None if device is None else str(torch.device(device)))
+        known = _CONVERTED.setdefault(self, {})
+        if key not in known:
+            known[key] = self._convert(dtype, device)
+        return known[key]
+
+    def _convert(self, dtype, device) -> "ArticulatedHand":
         def conv(x):
             if not isinstance(x, torch.Tensor):
                 return x
@@ -133,6 +141,9 @@ class ArticulatedHand:
         fields = {k: conv(v) for k, v in fields.items()}
         fields["levels"] = tuple((i.to(device), p.to(device)) for i, p in self.levels)
         return ArticulatedHand(**fields)
+
+
+_CONVERTED: "weakref.WeakKeyDictionary[ArticulatedHand, dict]" = weakref.WeakKeyDictionary()
 
 
 def _tree(parents: tuple[int, ...]) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
@@ -249,7 +260,8 @@ class Posed(NamedTuple):
     rot: (B, 16, 3, 3) local rotations R_k; world: (B, 16, 3, 3) W_k; positions: (B, 16, 3)
     P_k without the translation; rest_vertices: (B, N, 3) and rest_joints: (B, 16, 3) of
     the shaped (and, for MANO, pose-corrected) rest hand; parts: (B, N, K, 3) ``x_vj`` for
-    each vertex's K influences (:attr:`ArticulatedHand.influences`).
+    each vertex's K influences (:attr:`ArticulatedHand.influences`); left_jacobians:
+    (B, 16, 3, 3) ``J_l(F_k a_k)`` when asked for (:func:`tangents` reuses them).
     """
 
     vertices: torch.Tensor
@@ -260,13 +272,53 @@ class Posed(NamedTuple):
     rest_vertices: torch.Tensor
     rest_joints: torch.Tensor
     parts: torch.Tensor
+    left_jacobians: torch.Tensor | None = None
+
+
+class VertexSet(NamedTuple):
+    """A hand's per-vertex arrays restricted to some vertices (N of them), made once.
+
+    v0 (N, 3), shape_basis (S, N, 3), weights (N, 16), influences and influence_weights
+    (N, K), below (N, K, 16): ``w_vi`` where influence i of v is joint k or below it,
+    below_sum (N, 16) its sum over i;
+    posedirs (P, N, 3) or None.
+    """
+
+    v0: torch.Tensor
+    shape_basis: torch.Tensor
+    weights: torch.Tensor
+    influences: torch.Tensor
+    influence_weights: torch.Tensor
+    below: torch.Tensor
+    posedirs: torch.Tensor | None
+    below_sum: torch.Tensor
+
+
+_VERTEX_SETS: "weakref.WeakKeyDictionary[ArticulatedHand, dict]" = weakref.WeakKeyDictionary()
+
+
+def vertex_set(hand: ArticulatedHand, vertex_ids: torch.Tensor | None = None) -> VertexSet:
+    """The :class:`VertexSet` of ``vertex_ids`` (None: all vertices), cached per hand."""
+    key = None if vertex_ids is None else tuple(vertex_ids.tolist())
+    per_hand = _VERTEX_SETS.setdefault(hand, {})
+    if key not in per_hand:
+        if len(per_hand) >= 8:  # a few subsets are in use at a time; drop the oldest
+            per_hand.pop(next(iter(per_hand)))
+        sel = slice(None) if vertex_ids is None else vertex_ids
+        inf, iw = hand.influences[sel], hand.influence_weights[sel]
+        below = hand.subtree.T[inf] * iw[..., None]
+        per_hand[key] = VertexSet(
+            v0=hand.v0[sel], shape_basis=hand.shape_basis[:, sel], weights=hand.weights[sel], influences=inf,
+            influence_weights=iw, below=below, posedirs=None if hand.posedirs is None else hand.posedirs[:, sel],
+            below_sum=below.sum(1))
+    return per_hand[key]
 
 
 def shaped_rest(hand: ArticulatedHand, shape: torch.Tensor,
                 vertex_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rest vertices (B, N, 3) and kinematic joints (B, 16, 3) for shape (B, S)."""
-    basis = hand.shape_basis if vertex_ids is None else hand.shape_basis[:, vertex_ids]
-    v0 = hand.v0 if vertex_ids is None else hand.v0[vertex_ids]
+    vs = vertex_set(hand, vertex_ids)
+    basis, v0 = vs.shape_basis, vs.v0
     v = v0 + torch.einsum("bs,svx->bvx", shape, basis)
     j = hand.joints0 + torch.einsum("bs,sjx->bjx", shape, hand.joint_basis)
     if hand.scale_index is not None:
@@ -281,14 +333,15 @@ def forward_tree(hand: ArticulatedHand, rot: torch.Tensor, rest_joints: torch.Te
     W = rot.new_zeros(rot.shape).index_copy(1, root, rot[:, :1])
     P = rest_joints.new_zeros(rest_joints.shape).index_copy(1, root, rest_joints[:, :1])
     for ids, par in hand.levels:
-        wp = W[:, par]
-        W = W.index_copy(1, ids, wp @ rot[:, ids])
-        P = P.index_copy(1, ids, P[:, par] + torch.einsum("bjxy,bjy->bjx", wp, rest_joints[:, ids] - rest_joints[:, par]))
+        wp = W.index_select(1, par)
+        W = W.index_copy(1, ids, wp @ rot.index_select(1, ids))
+        P = P.index_copy(1, ids, P.index_select(1, par) + torch.einsum(
+            "bjxy,bjy->bjx", wp, rest_joints.index_select(1, ids) - rest_joints.index_select(1, par)))
     return W, P
 
 
 def pose_hand(hand: ArticulatedHand, a: torch.Tensor, shape: torch.Tensor, translation: torch.Tensor,
-              vertex_ids: torch.Tensor | None = None) -> Posed:
+              vertex_ids: torch.Tensor | None = None, left_jacobians: bool = False) -> Posed:
     """Pose the hand (differentiable in every input).
 
     Args:
@@ -296,24 +349,28 @@ def pose_hand(hand: ArticulatedHand, a: torch.Tensor, shape: torch.Tensor, trans
         a: (B, 16, 3) local values (the root's in world axes), model joint order.
         shape: (B, S). translation: (B, 3) added to every point.
         vertex_ids: (N,) vertices to pose (None: all V).
+        left_jacobians: also return the joints' SO(3) left Jacobians (for :func:`tangents`).
 
     Returns:
         :class:`Posed`.
     """
-    rot = batch_rodrigues(torch.einsum("jxy,bjy->bjx", hand.frames, a))
+    phi = torch.einsum("jxy,bjy->bjx", hand.frames, a)
+    if left_jacobians:
+        rot, jl = rodrigues_with_left_jacobian(phi)
+    else:
+        rot, jl = batch_rodrigues(phi), None
     rest_v, rest_j = shaped_rest(hand, shape, vertex_ids)
+    vs = vertex_set(hand, vertex_ids)
     if hand.posedirs is not None:
         eye = torch.eye(3, dtype=a.dtype, device=a.device)
         feature = (rot[:, 1:] - eye).reshape(a.shape[0], -1)
-        pd = hand.posedirs if vertex_ids is None else hand.posedirs[:, vertex_ids]
-        rest_v = rest_v + torch.einsum("bp,pvx->bvx", feature, pd)
+        rest_v = rest_v + torch.einsum("bp,pvx->bvx", feature, vs.posedirs)
     W, P = forward_tree(hand, rot, rest_j)
     # Only each vertex's influences: the open hand has <= 4 of 16 (2.2 on average).
-    inf = hand.influences if vertex_ids is None else hand.influences[vertex_ids]        # (N, K)
-    iw = hand.influence_weights if vertex_ids is None else hand.influence_weights[vertex_ids]
+    inf, iw = vs.influences, vs.influence_weights                                        # (N, K)
     parts = (W[:, inf] @ (rest_v[:, :, None] - rest_j[:, inf])[..., None])[..., 0] + P[:, inf]
     vertices = torch.einsum("vi,bvix->bvx", iw, parts) + translation[:, None]
-    return Posed(vertices, P + translation[:, None], rot, W, P, rest_v, rest_j, parts)
+    return Posed(vertices, P + translation[:, None], rot, W, P, rest_v, rest_j, parts, jl)
 
 
 class Tangents(NamedTuple):
@@ -339,37 +396,42 @@ def tangents(hand: ArticulatedHand, a: torch.Tensor, shape: torch.Tensor, posed:
     """
     B = posed.vertices.shape[0]
     dtype, dev = a.dtype, a.device
-    inf = hand.influences if vertex_ids is None else hand.influences[vertex_ids]    # (N, K)
-    iw = hand.influence_weights if vertex_ids is None else hand.influence_weights[vertex_ids]
-    sub = hand.subtree.to(dtype)                                                    # (16, 16)
+    vs = vertex_set(hand, vertex_ids)
     W, P = posed.world, posed.positions
     parent_world = torch.cat([torch.eye(3, dtype=dtype, device=dev).expand(B, 1, 3, 3),
                               W[:, [max(p, 0) for p in hand.parents[1:]]]], dim=1)  # (B, 16, 3, 3)
-    phi = torch.einsum("jxy,bjy->bjx", hand.frames, a)
-    D = parent_world @ so3_left_jacobian(phi) @ hand.frames
-    below = sub.T[inf] * iw[..., None]                                              # (N, K, 16): w_vi [j_vi below k]
-    U = torch.einsum("vik,bvix->bvkx", below, posed.parts) - below.sum(1)[None, :, :, None] * P[:, None]
+    jl = posed.left_jacobians
+    if jl is None:
+        jl = so3_left_jacobian(torch.einsum("jxy,bjy->bjx", hand.frames, a))
+    D = parent_world @ jl @ hand.frames
+    # Each vertex's few influences summed per subtree (one GEMM per vertex over the batch).
+    U = torch.addcmul(torch.einsum("vik,bvix->bvkx", vs.below, posed.parts), vs.below_sum[None, :, :, None],
+                      P[:, None], value=-1.0)
     S = hand.num_shape
-    basis = hand.shape_basis if vertex_ids is None else hand.shape_basis[:, vertex_ids]
-    dv = basis.permute(1, 2, 0).expand(B, -1, -1, -1)                               # (B, N, 3, S)
     dj = hand.joint_basis.permute(1, 2, 0).expand(B, -1, -1, -1)                    # (B, 16, 3, S)
+    sigma = None
     if hand.scale_index is not None:
         if hand.posedirs is not None:  # only MANO has correctives, and it has no scale value
             raise AssertionError("a scale value with pose correctives is not supported")
         sigma = (1.0 + shape[:, hand.scale_index])[:, None, None]
         onehot = torch.zeros(S, dtype=dtype, device=dev)
         onehot[hand.scale_index] = 1.0
-        dv = sigma[..., None] * dv + (posed.rest_vertices / sigma)[..., None] * onehot
         dj = sigma[..., None] * dj + (posed.rest_joints / sigma)[..., None] * onehot
     root = torch.zeros(1, dtype=torch.long, device=dev)
     dP = dj.new_zeros(dj.shape).index_copy(1, root, dj[:, :1])
     for ids, par in hand.levels:
-        dP = dP.index_copy(1, ids, dP[:, par] + torch.einsum("bjxy,bjys->bjxs", W[:, par], dj[:, ids] - dj[:, par]))
+        dP = dP.index_copy(1, ids, dP.index_select(1, par) + torch.einsum(
+            "bjxy,bjys->bjxs", W.index_select(1, par), dj.index_select(1, ids) - dj.index_select(1, par)))
     # Blends over all 16 joints are single matrix products with the dense weights.
-    w = hand.weights if vertex_ids is None else hand.weights[vertex_ids]            # (N, 16)
+    w = vs.weights                                                                  # (N, 16)
     blended = torch.einsum("vj,bjxy->bvxy", w, W)                                   # (B, N, 3, 3)
     q = dP - torch.einsum("bjxy,bjys->bjxs", W, dj)
-    shape_v = blended @ dv + torch.einsum("vj,bjxs->bvxs", w, q)
+    # blended @ d(rest vertex)/ds: the basis is the same for the batch, so one GEMM per vertex.
+    shape_v = torch.einsum("bvxy,svy->bvxs", blended, vs.shape_basis)
+    if sigma is not None:
+        shape_v = shape_v * sigma[..., None]
+        shape_v[..., hand.scale_index] = (blended @ (posed.rest_vertices / sigma)[..., None])[..., 0]
+    shape_v = shape_v + torch.einsum("vj,bjxs->bvxs", w, q)
     return Tangents(D, U, shape_v, dP)
 
 

@@ -40,7 +40,8 @@ import torch
 from .. import conventions as cv
 from .articulation import (ArticulatedHand, NUM_KINEMATIC, Tangents, articulated_hand, joint_jacobian, pose_hand,
                            tangents, vertex_jacobian, vertex_normal_equations)
-from .kinematics import batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_xyzw
+from .kinematics import (batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_axis_angle,
+                         quaternion_to_xyzw)
 from .model import HandModel
 
 PALM_JOINTS = (0, 1, 5, 9, 13, 17)   # wrist and the five finger bases: rigid with the wrist
@@ -66,10 +67,15 @@ class FitSettings:
     poor_mean_mm, poor_max_mm: a fit is flagged ``poor`` above either.
     dtype: of the fit's arithmetic; float32 is ~2x faster than float64 on a CPU and its
         round-off (~1e-4 mm) far below the fit's errors.
+    tolerance: the iterations stop early (after the adaptive prior is set) once no
+        hand's cost falls by more than this fraction in an iteration.
+    shape_bound: shape values stay within this many typical sizes of 0 (the open hand's
+        documented range x 2; MANO's betas +-4), so that a mesh that is not a hand (a
+        point, a hand at twice real size) is a poor fit, not a shrunken one.
     """
 
-    iterations: int = 6
-    max_vertices: int = 256
+    iterations: int = 5
+    max_vertices: int = 192
     joint_weight: float = 0.1
     pose_prior: float = 3e-5
     twist_prior: float = 3e-4
@@ -79,11 +85,20 @@ class FitSettings:
     poor_mean_mm: float = 5.0
     poor_max_mm: float = 20.0
     dtype: torch.dtype = torch.float32
+    tolerance: float = 1e-3
+    shape_bound: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.iterations < 0 or self.max_vertices < 0:
-            raise ValueError(f"FitSettings: iterations and max_vertices must be >= 0, got "
-                             f"{self.iterations}, {self.max_vertices}")
+        for name in ("iterations", "max_vertices"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"FitSettings.{name} must be an integer >= 0, got {v!r}")
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ValueError(f"FitSettings.dtype must be a floating torch dtype, got {self.dtype!r}")
+        if not isinstance(self.adaptive_prior, bool):
+            raise ValueError(f"FitSettings.adaptive_prior must be True or False, got {self.adaptive_prior!r}")
+        if not self.shape_bound > 0:
+            raise ValueError(f"FitSettings.shape_bound must be > 0, got {self.shape_bound!r}")
         if len(self.pose_spread) != 3 or not all(np.isfinite(v) and v > 0 for v in self.pose_spread):
             raise ValueError(f"FitSettings.pose_spread must be 3 positive radians, got {self.pose_spread!r}")
         for f in fields(self):
@@ -241,7 +256,7 @@ def initial_guess(hand: ArticulatedHand, joints: torch.Tensor, shape: torch.Tens
     ``shape`` given: kept; else zeros with the open hand's scale from the palm's size.
     """
     B = joints.shape[0]
-    dtype, dev = joints.dtype, joints.device
+    dev = joints.device
     fixed_shape = shape is not None
     shape = joints.new_zeros(B, hand.num_shape) if shape is None else shape.clone()
     rest = _rest21(hand, shape)
@@ -249,8 +264,9 @@ def initial_guess(hand: ArticulatedHand, joints: torch.Tensor, shape: torch.Tens
     rot0, scale = _umeyama_rotation(rest[:, palm] - rest[:, :1], joints[:, palm] - joints[:, :1])
     if hand.scale_index is not None and not fixed_shape:
         hw = float(hand.shape_halfwidth[hand.scale_index])
-        shape[:, hand.scale_index] = (scale - 1.0).clamp(-1.5 * hw, 1.5 * hw)
-        rest = _rest21(hand, shape)
+        sigma = 1.0 + (scale - 1.0).clamp(-1.5 * hw, 1.5 * hw)
+        shape[:, hand.scale_index] = sigma - 1.0
+        rest = rest * sigma[:, None, None]      # the rest hand at shape 0, scaled (about the origin)
     a = joints.new_zeros(B, NUM_KINEMATIC, 3)
     a[:, 0] = matrix_to_axis_angle(rot0)
     # The root turns about its rest position, which the translation then moves.
@@ -258,7 +274,8 @@ def initial_guess(hand: ArticulatedHand, joints: torch.Tensor, shape: torch.Tens
     W = joints.new_zeros(B, NUM_KINEMATIC, 3, 3)
     W[:, 0] = rot0
     fh = hand.freihand.to(dev)
-    for ids, par in hand.levels:
+    last = len(hand.levels) - 1
+    for level, (ids, par) in enumerate(hand.levels):
         j = fh[ids]
         bone = rest[:, j + 1] - rest[:, j]                               # FreiHAND: a joint's child is the next index
         target = joints[:, j + 1] - joints[:, j]
@@ -273,7 +290,8 @@ def initial_guess(hand: ArticulatedHand, joints: torch.Tensor, shape: torch.Tens
         local = torch.einsum("nyx,bnzy,bnz->bnx", hand.frames[ids], wp, omega)   # F^T W_p^T omega
         local = torch.maximum(torch.minimum(local, hand.upper[ids]), hand.lower[ids])
         a[:, ids] = local
-        W[:, ids] = wp @ batch_rodrigues(torch.einsum("nxy,bny->bnx", hand.frames[ids], local))
+        if level < last:  # the deepest joints have no children to place
+            W[:, ids] = wp @ batch_rodrigues(torch.einsum("nxy,bny->bnx", hand.frames[ids], local))
     return a, shape, translation
 
 
@@ -359,7 +377,15 @@ def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, 
     if init is None:
         a, shape, t = initial_guess(hand, target_j, fixed_shape)
     else:
-        a, shape, t = (x.to(device=dev, dtype=dtype).clone() for x in init)
+        want = ((B, NUM_KINEMATIC, 3), (B, hand.num_shape), (B, 3))
+        if not isinstance(init, (tuple, list)) or len(init) != 3:
+            raise ValueError("init must be (a (B, 16, 3), shape (B, S), translation (B, 3))")
+        got = [tuple(torch.as_tensor(x).shape) for x in init]
+        if got != [tuple(w) for w in want]:
+            raise ValueError(f"init: expected shapes {[tuple(w) for w in want]} (a, shape, translation), got {got}")
+        a, shape, t = (torch.as_tensor(x).to(device=dev, dtype=dtype).clone() for x in init)
+        if not all(torch.isfinite(x).all() for x in (a, shape, t)):
+            raise ValueError("init contains NaN/inf")
         if fixed_shape is not None:
             shape = fixed_shape.clone()
     ids = fit_vertex_subset(hand, settings.max_vertices).to(dev)
@@ -394,23 +420,25 @@ def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, 
 
     def residuals(x):
         shape_, a_, t_ = unpack(x)
-        posed = pose_hand(hand, a_, shape_, t_, ids)
+        posed = pose_hand(hand, a_, shape_, t_, ids, left_jacobians=True)
         rv = (posed.vertices - tv) * wv                                  # (B, N, 3)
         rj = torch.cat([posed.joints - kin_targets, posed.vertices[:, -n_tip:] - tip_targets], 1) * wj
         rp = x * prior
         r = torch.cat([rv.reshape(B, -1), rj.reshape(B, -1), rp], dim=1)
         return r, posed, a_, shape_
 
+    shape_limit = settings.shape_bound * hand.shape_halfwidth.to(dev)
     lower = torch.cat([torch.full((3,), -torch.inf, dtype=dtype, device=dev), hand.lower.reshape(-1).to(dev),
-                       torch.full((S,), -torch.inf, dtype=dtype, device=dev)])
+                       -shape_limit])
     upper = torch.cat([torch.full((3,), torch.inf, dtype=dtype, device=dev), hand.upper.reshape(-1).to(dev),
-                       torch.full((S,), torch.inf, dtype=dtype, device=dev)])
+                       shape_limit])
     x = params(a, shape, t)
     r, posed, a_, shape_ = residuals(x)
     cost = (r * r).sum(1)
     mu = torch.full((B,), 1e-3, dtype=dtype, device=dev)
     eye = torch.eye(n_params, dtype=dtype, device=dev)
     pair = free[:, None] & free[None, :]
+    active = torch.ones(B, dtype=torch.bool, device=dev)
     for it in range(settings.iterations):
         if settings.adaptive_prior and it == settings.iterations // 2 and it > 0:
             # MAP weights for noise of the residual's size: sigma / (sqrt(N) * spread).
@@ -431,19 +459,35 @@ def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, 
         g = g * free
         diag = torch.diagonal(H, dim1=1, dim2=2)
         damped = H + (mu[:, None] * diag.clamp_min(1e-12))[:, None, :] * eye
-        step = torch.linalg.solve(damped, g[..., None])[..., 0]
+        # H is J^T J plus positive damping and priors: symmetric positive definite.
+        chol, info = torch.linalg.cholesky_ex(damped)
+        step = torch.cholesky_solve(g[..., None], chol)[..., 0]
+        if bool((info != 0).any()):     # numerically indefinite (degenerate input): LU instead
+            step = torch.linalg.solve(damped, g[..., None])[..., 0]
         x_new = torch.maximum(torch.minimum(x - step, upper), lower)
         r_new, posed_new, a_new, shape_new = residuals(x_new)
         cost_new = (r_new * r_new).sum(1)
-        better = cost_new < cost
+        cost_before = cost
+        better = (cost_new < cost) & active
         mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e6)
-        keep = better[:, None]
-        x = torch.where(keep, x_new, x)
-        r = torch.where(keep, r_new, r)
-        cost = torch.where(better, cost_new, cost)
-        posed = Posed_where(better, posed_new, posed)
-        a_ = torch.where(better[:, None, None], a_new, a_)
-        shape_ = torch.where(keep, shape_new, shape_)
+        gain = (cost - cost_new) / cost.clamp_min(1e-30)
+        if bool(better.all()):       # the usual case: no per-hand choice to make
+            x, r, cost, posed, a_, shape_ = x_new, r_new, cost_new, posed_new, a_new, shape_new
+        elif bool(better.any()):
+            keep = better[:, None]
+            x = torch.where(keep, x_new, x)
+            r = torch.where(keep, r_new, r)
+            cost = torch.where(better, cost_new, cost)
+            posed = _posed_where(better, posed_new, posed)
+            a_ = torch.where(better[:, None, None], a_new, a_)
+            shape_ = torch.where(keep, shape_new, shape_)
+        # A hand is done once a step lowers its cost by less than settings.tolerance (relative)
+        # with the adaptive prior in place; each hand decides alone, so a hand's fit does
+        # not depend on the batch it is in. The loop ends when every hand is done.
+        if it >= settings.iterations // 2:   # (a rejected step keeps the hand going, with more damping)
+            active = active & ~((cost_new <= cost_before) & (gain < settings.tolerance))
+            if not bool(active.any()):
+                break
     return _result(hand, x, target_v, target_j, settings)
 
 
@@ -452,7 +496,7 @@ def _tips(t: Tangents, n: int) -> Tangents:
     return Tangents(t.D, t.U[:, -n:], t.shape_v[:, -n:], t.shape_j)
 
 
-def Posed_where(mask: torch.Tensor, new, old):
+def _posed_where(mask: torch.Tensor, new, old):
     """Per-hand choice between two :class:`~m3dhmr.hand.articulation.Posed` (mask (B,) True: new)."""
     return type(new)(*(torch.where(mask.reshape((-1,) + (1,) * (n.dim() - 1)), n, o) for n, o in zip(new, old)))
 
@@ -470,9 +514,10 @@ def _result(hand: ArticulatedHand, x: torch.Tensor, target_v: torch.Tensor, targ
     mean, worst = dist.mean(1), dist.amax(1)
     order = hand.freihand_order().to(x.device)
     rot = posed.rot[:, order]
+    q = matrix_to_quaternion(rot)
     return HandFit(
         pose=hand.native_pose(a), shape=shape, translation=t, rotations=rot,
-        axis_angle=matrix_to_axis_angle(rot), quaternion=quaternion_to_xyzw(matrix_to_quaternion(rot)),
+        axis_angle=quaternion_to_axis_angle(q), quaternion=quaternion_to_xyzw(q),
         anatomical=a[:, order], vertices=posed.vertices, joints=joints, error_mean_mm=mean,
         error_max_mm=worst, joint_error_mm=jdist.mean(1),
         poor=(mean > settings.poor_mean_mm) | (worst > settings.poor_max_mm), hand=hand, local=a)

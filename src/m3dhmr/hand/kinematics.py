@@ -158,6 +158,31 @@ def so3_left_jacobian(aa: torch.Tensor) -> torch.Tensor:
     return eye + b[..., None, None] * k + c[..., None, None] * (k @ k)
 
 
+def rodrigues_with_left_jacobian(aa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(batch_rodrigues(aa), so3_left_jacobian(aa))`` sharing their terms (the fit needs both).
+
+    Args:
+        aa: (..., 3) axis-angle vectors, radians.
+
+    Returns:
+        (..., 3, 3) rotations and (..., 3, 3) left Jacobians.
+    """
+    _check_last(aa, "aa", (3,))
+    theta_sq = (aa * aa).sum(-1)
+    small = theta_sq < _SMALL_ANGLE_SQ
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta_sq), theta_sq))
+    sin, cos = torch.sin(theta), torch.cos(theta)
+    t2 = theta_sq * theta_sq
+    a = torch.where(small, 1.0 - theta_sq / 6.0 + t2 / 120.0, sin / theta)
+    b = torch.where(small, 0.5 - theta_sq / 24.0 + t2 / 720.0, (1.0 - cos) / (theta * theta))
+    c = torch.where(small, 1.0 / 6.0 - theta_sq / 120.0 + t2 / 5040.0, (theta - sin) / (theta * theta * theta))
+    k = skew(aa)
+    kk = k @ k
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device)
+    b = b[..., None, None]
+    return eye + a[..., None, None] * k + b * kk, eye + b * k + c[..., None, None] * kk
+
+
 def matrix_to_axis_angle(rot: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotations -> (..., 3) axis-angle vectors, angle in [0, pi].
 
@@ -165,7 +190,11 @@ def matrix_to_axis_angle(rot: torch.Tensor) -> torch.Tensor:
     stable at 0 and near pi; the torch twin of
     :func:`m3dhmr.geometry.rotations.rotation_to_axis_angle` (tested against it).
     """
-    q = matrix_to_quaternion(rot)                                          # (..., 4) w x y z, w >= 0
+    return quaternion_to_axis_angle(matrix_to_quaternion(rot))
+
+
+def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) unit quaternions (w, x, y, z), w >= 0 -> (..., 3) axis-angle, angle in [0, pi]."""
     w, v = q[..., 0], q[..., 1:]
     s = torch.linalg.vector_norm(v, dim=-1)
     angle = 2.0 * torch.atan2(s, w)
