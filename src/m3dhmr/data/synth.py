@@ -72,7 +72,10 @@ from m3dhmr.render.shading import render_mesh
 
 log = logging.getLogger(__name__)
 
-SYNTH_VERSION = 2  # 2: faster compositing (uint8, OpenCV), lighter skin tones, brighter light
+# 2: faster compositing (uint8, OpenCV), lighter skin tones, brighter light.
+# 3: the hands are posed as recorded (version 2 and before cast pose and shape values to
+#    the model's integer faces buffer: nearly every rendered hand was the rest hand).
+SYNTH_VERSION = 3
 #: Samples posed together; fixed so that batching never depends on the worker count.
 CHUNK = 32
 SPLITS: tuple[tuple[str, int], ...] = (("training", 0), ("evaluation", 1))

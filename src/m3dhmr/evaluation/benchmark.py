@@ -27,11 +27,15 @@ SUMMARY_KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm")
 
 def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
     """Render the first ``num`` benchmark samples into ``data`` unless they are there already."""
-    from m3dhmr.data.synth import INFO_FILE, generate
+    from m3dhmr.data.synth import INFO_FILE, SYNTH_VERSION, generate
 
     info_path = data / INFO_FILE
     if info_path.is_file():
         info = json.loads(info_path.read_text())
+        if info.get("version") != SYNTH_VERSION:
+            raise ValueError(f"{data} was rendered by synthetic-data generator version {info.get('version')}, not "
+                             f"{SYNTH_VERSION} (versions before 3 rendered nearly every hand at rest); delete the "
+                             f"folder (or pick another --data) to render the benchmark again")
         if info.get("seed") == BENCHMARK_SEED and info.get("train") == 0 and info.get("eval") == num:
             return data
         if info.get("seed") != BENCHMARK_SEED or info.get("train") != 0:
