@@ -103,8 +103,6 @@ class _HandContext:
     """The hand model and per-template constants, built once per process."""
 
     def __init__(self) -> None:
-        import torch
-
         from m3dhmr.hand import load_open_hand
 
         self.model = load_open_hand()

@@ -395,7 +395,6 @@ def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, 
     n_tip = len(cv.TIP_JOINTS)
     wv = 1.0 / np.sqrt(len(ids))
     wj = np.sqrt(settings.joint_weight / cv.NUM_JOINTS)
-    S = hand.num_shape
     n_params = hand.num_params
     # Prior weights per parameter (translation and global rotation free; fixed shape frozen).
     base = torch.zeros(n_params, dtype=dtype, device=dev)
