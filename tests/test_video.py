@@ -166,14 +166,16 @@ def test_two_hands_keep_their_ids(tmp_path, predictor, tiny_data):
     s = predict_video(predictor, tmp_path / "two.mp4", tmp_path / "o.mp4", tmp_path / "o.jsonl", smooth=True)
     assert s.frames == 8 and s.hands == 2
     lines = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    first = [h["id"] for h in sorted(lines[0]["hands"], key=lambda h: h["box"][0])]
+    assert sorted(first) == [0, 1]
     for d in lines:
         by_x = sorted(d["hands"], key=lambda h: h["box"][0])
-        assert [h["id"] for h in by_x] == [0, 1], d["frame"]  # the right hand was found first (higher score)
+        assert [h["id"] for h in by_x] == first, d["frame"]  # each hand keeps its id
         assert [h["handedness"] for h in by_x] == ["right", "left"]
     assert [h["tracked"] for h in lines[0]["hands"]] == [False, False]
     assert all(h["tracked"] for d in lines[1:] for h in d["hands"])  # followed, not re-detected
-    # The boxes follow the motion: 4 px a frame towards each other.
-    x = np.array([[h["box"][0] for h in sorted(d["hands"], key=lambda h: h["id"])] for d in lines])
+    # The boxes follow the motion: 4 px a frame towards each other (columns: left, right hand in the frame).
+    x = np.array([[next(h["box"][0] for h in d["hands"] if h["id"] == i) for i in first] for d in lines])
     assert np.all(np.diff(x[:, 0]) > 0) and np.all(np.diff(x[:, 1]) < 0)
 
 
