@@ -15,6 +15,16 @@ def test_renders_once_and_reuses(tmp_path):
     assert ensure_benchmark(data, 3) == data and (data / "evaluation_xyz.json").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="holds the first 3 benchmark images, not 5"):
         ensure_benchmark(data, 5)
+    # A render of an older generator (version 2 rendered hands at rest) is refused, and the
+    # demo, whose folders these are, renders its own again.
+    from m3dhmr.commands.demo import _old_render
+
+    assert not _old_render(data)
+    info["version"] = 2
+    (data / "synth_info.json").write_text(json.dumps(info))
+    assert _old_render(data)
+    with pytest.raises(ValueError, match="generator version 2.*delete the folder"):
+        ensure_benchmark(data, 3)
 
 
 def test_refuses_other_data(tmp_path, tiny_data):

@@ -84,6 +84,17 @@ def run(args: argparse.Namespace) -> int:
     pred_dir = out / "predictions"
     timings: dict[str, float] = {}
 
+    # Sets rendered by an older generator (version 2 and before rendered hands at rest) are
+    # the demo's own: render them again rather than score or train on them.
+    for folder in (bench, data):
+        if _old_render(folder):
+            print(f"{folder} was rendered by an older synthetic-data generator; rendering it again")
+            import shutil
+
+            shutil.rmtree(folder)
+            if folder == data and run_dir.exists():
+                shutil.rmtree(run_dir)   # trained on the old set
+
     t = _step(f"1/4 the packaged model on {args.bench} synthetic benchmark images, next to the mean pose")
     packaged = score_benchmark(bench, args.bench, out=out / "benchmark_packaged", workers=args.workers)
     timings["benchmark_s"] = time.perf_counter() - t
@@ -152,6 +163,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo checkpoint    {ckpt}")
     print("timings            " + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
     return 0
+
+
+def _old_render(folder: Path) -> bool:
+    """Whether ``folder`` holds a synthetic set from an older generator version."""
+    import json
+
+    from m3dhmr.data.synth import INFO_FILE, SYNTH_VERSION
+
+    info = folder / INFO_FILE
+    return info.is_file() and json.loads(info.read_text()).get("version") != SYNTH_VERSION
 
 
 def _gallery(pred_dir: Path, stems: list[str], path: Path) -> Path | None:
