@@ -22,14 +22,13 @@ Conventions of the file:
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 
 from ..fileio import atomic_path
-from .rig import (CAMERA_TO_Y_UP, Rig, as_global_transforms, conjugate_transforms, invert_rigid,
-                  matrix_to_euler_zxy_degrees, mirror_rig, mirror_transforms)
+from .rig import (CAMERA_TO_Y_UP, Rig, conjugate_transforms, invert_rigid,
+                  matrix_to_euler_zxy_degrees, prepare_export)
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +66,7 @@ def write_bvh(path: str | Path, rig: Rig, global_transforms: np.ndarray, *, fps:
     Raises:
         ValueError: bad extension, fps, rig type or ``global_transforms``.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".bvh":
-        raise ValueError(f"path must end in .bvh, got {str(path)!r}")
-    if not isinstance(rig, Rig):
-        raise ValueError(f"rig must be an m3dhmr.export.Rig, got {type(rig).__name__}")
-    fps = float(fps)
-    if not math.isfinite(fps) or fps <= 0.0:
-        raise ValueError(f"fps must be finite and > 0, got {fps}")
-    g = as_global_transforms(global_transforms, rig.num_joints)
-    if mirror:
-        rig, g = mirror_rig(rig), mirror_transforms(g)
+    path, rig, g, fps = prepare_export(path, ".bvh", rig, global_transforms, fps, mirror)
     text = bvh_text(rig, g, fps)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -26,14 +26,13 @@ Layout of the file (one scene, one binary buffer, every bufferView 4-byte aligne
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 
 from ..fileio import atomic_path
-from .rig import (Rig, as_global_transforms, invert_rigid, local_transforms, matrix_to_quaternion_xyzw,
-                  mirror_rig, mirror_transforms, sign_continuous_quaternions)
+from .rig import (Rig, invert_rigid, local_transforms, matrix_to_quaternion_xyzw,
+                  prepare_export, sign_continuous_quaternions)
 
 logger = logging.getLogger(__name__)
 
@@ -141,17 +140,7 @@ def write_glb(path: str | Path, rig: Rig, global_transforms: np.ndarray, *, fps:
     Raises:
         ValueError: bad extension, fps, rig type or ``global_transforms``.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".glb":
-        raise ValueError(f"path must end in .glb, got {str(path)!r}")
-    if not isinstance(rig, Rig):
-        raise ValueError(f"rig must be an m3dhmr.export.Rig, got {type(rig).__name__}")
-    fps = float(fps)
-    if not math.isfinite(fps) or fps <= 0.0:
-        raise ValueError(f"fps must be finite and > 0, got {fps}")
-    g = as_global_transforms(global_transforms, rig.num_joints)
-    if mirror:
-        rig, g = mirror_rig(rig), mirror_transforms(g)
+    path, rig, g, fps = prepare_export(path, ".glb", rig, global_transforms, fps, mirror)
     gltf = _build_gltf(rig, g, fps, str(name))
     with atomic_path(path) as tmp:
         if not gltf.save_binary(str(tmp)):

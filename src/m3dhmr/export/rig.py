@@ -14,8 +14,10 @@ Legend: T frames, J joints (21), V vertices, F faces.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -261,3 +263,24 @@ def matrix_to_euler_zxy_degrees(r: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", UserWarning)
         angles = Rotation.from_matrix(flat).as_euler("ZXY", degrees=True)
     return angles.reshape(batch + (3,))
+
+
+def prepare_export(path, suffix: str, rig: "Rig", global_transforms: np.ndarray, fps: float,
+                   mirror: bool) -> tuple[Path, "Rig", np.ndarray, float]:
+    """The checks and the mirroring every writer does first: (path, rig, (T, J, 4, 4) transforms, fps).
+
+    Raises:
+        ValueError: ``path`` not ending in ``suffix``, a non-:class:`Rig`, a bad fps or bad transforms.
+    """
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"path must end in {suffix}, got {str(path)!r}")
+    if not isinstance(rig, Rig):
+        raise ValueError(f"rig must be an m3dhmr.export.Rig, got {type(rig).__name__}")
+    fps = float(fps)
+    if not math.isfinite(fps) or fps <= 0.0:
+        raise ValueError(f"fps must be finite and > 0, got {fps}")
+    g = as_global_transforms(global_transforms, rig.num_joints)
+    if mirror:
+        rig, g = mirror_rig(rig), mirror_transforms(g)
+    return path, rig, g, fps
