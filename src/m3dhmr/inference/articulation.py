@@ -102,15 +102,17 @@ class TrackAnimation:
         return len(self.frames)
 
     def fit(self) -> tuple[HandFit, bool]:
-        """All frames fitted with one shape (their median); whether the track is a left hand (majority)."""
+        """All frames fitted with one shape (their median); whether the track is a left hand (majority).
+
+        Each frame is mirrored by its own side before the fit (a frame predicted as the
+        other side is still a right hand once mirrored); the rig takes the majority's."""
         left = np.array(self.left)
         side = bool(left.mean() > 0.5)
-        side_of = np.full(len(left), side)
         v, j = np.stack(self.vertices), np.stack(self.joints)
-        first = self.articulator.fit_meshes(v, j, side_of)
+        first = self.articulator.fit_meshes(v, j, left)
         shape = first.shape.median(dim=0).values.expand_as(first.shape).contiguous()
         init = (first.local, shape, first.translation)
-        return self.articulator.fit_meshes(v, j, side_of, shape=shape, init=init), side
+        return self.articulator.fit_meshes(v, j, left, shape=shape, init=init), side
 
     def write(self, folder: str | Path, num_frames: int) -> list[Path]:
         """``hand_anim.glb``, ``hand.bvh`` and ``pose.json`` (one entry per recorded frame) in ``folder``.
