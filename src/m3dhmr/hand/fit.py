@@ -183,7 +183,11 @@ class HandFit:
                                    "(MANO/SMPL); the wrist's is the global rotation in camera axes; "
                                    "anatomical: radians about the joint's flexion, abduction and twist axes",
             "joints": joints,
+            # The model's own 48 values: the open hand's anatomical triples, or MANO's axis-angle
+            # layout (zero pose = the flat hand unless the model adds hands_mean).
             "pose": [float(x) for x in self.pose[i]],
+            "pose_layout": self.hand.convention if self.hand.convention != "mano" else (
+                "mano, flat_hand_mean=" + str(bool((self.hand.pose_mean == 0).all()))),
             "shape": {n: float(x) for n, x in zip(self.shape_names, self.shape[i])},
             "translation": [float(x) for x in self.translation[i]],
             "fit_error_mm_mean": float(self.error_mean_mm[i]),
