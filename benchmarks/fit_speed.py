@@ -14,7 +14,8 @@ rotation separately). For the clean meshes and again with isotropic Gaussian noi
   identifiable: the open hand's fingers are nearly round, so only the skin's bending at
   the joints shows it, and the fit's prior holds it near the rest value when noise hides it;
 
-then the time per hand at batch 1 and batch 64 (median of repeated runs, torch's
+the fit error on the packaged model's predictions of the same images (a network's mesh is
+not exactly an articulated hand); then the time per hand at batch 1 and batch 64 (median of repeated runs, torch's
 default threads), and each target with PASS/FAIL:
 
     .venv/bin/python benchmarks/fit_speed.py [--data DIR] [--count 200] [--noise-mm 5]
@@ -41,6 +42,23 @@ from m3dhmr.hand.kinematics import batch_rodrigues
 from m3dhmr.hand.limits import joint_kind
 
 TARGETS = {"clean_mm": 1.0, "clean_deg": 5.0, "noisy_mm": 5.0, "noisy_deg": 10.0, "batch1_ms": 10.0, "batch64_ms": 1.0}
+
+
+def network_meshes(folder: Path, count: int) -> np.ndarray:
+    """(N, V, 3) the packaged model's camera-space meshes of the set's first ``count`` images,
+    each cropped around its true 2D joints (a detector's box)."""
+    from m3dhmr.inference.images import load_image
+    from m3dhmr.inference.predictor import Predictor
+
+    K = np.asarray(json.loads((folder / "evaluation_K.json").read_text())[:count])
+    xyz = np.asarray(json.loads((folder / "evaluation_xyz.json").read_text())[:count])
+    uv = np.einsum("nxy,njy->njx", K, xyz)
+    uv = uv[..., :2] / uv[..., 2:]
+    boxes = np.concatenate([uv.min(1), uv.max(1) - uv.min(1)], axis=1)
+    images = [load_image(folder / "evaluation" / "rgb" / f"{i:08d}.jpg") for i in range(len(K))]
+    predictor = Predictor.from_pretrained()
+    results = [predictor.predict(image, K=K[i], hand_box=box) for i, (image, box) in enumerate(zip(images, boxes))]
+    return np.stack([r.vertices for r in results])
 
 
 def load_set(folder: Path, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
             folder = generate(Path(tmp) / "synth", 0, args.count, seed=11, workers=2, progress=False)
         verts, local, glob = load_set(Path(folder), args.count)
+        predicted = network_meshes(Path(folder), args.count)
     model = load_open_hand()
     hand = articulated_hand(model)
     settings = FitSettings()
@@ -131,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     noisy = v + torch.as_tensor(rng.normal(0.0, args.noise_mm / cv.MM_PER_M, size=verts.shape))
     noisy_mm, noisy_deg = report(f"{args.noise_mm:g} mm noise per coordinate", fit_hand(model, noisy, settings=settings),
                                  hand, local, glob, verts)
+    net = fit_hand(model, torch.as_tensor(predicted), settings=settings)
+    print(f"\n## the packaged model's predictions of the same {len(predicted)} images\n"
+          f"fit error to the predicted mesh: mean {float(net.error_mean_mm.mean()):.3f} mm (median hand "
+          f"{float(net.error_mean_mm.median()):.3f} mm), poor fits {int(net.poor.sum())}")
     b1 = time_fits(model, v, 1, 40) * 1e3
     b64 = time_fits(model, v, min(64, len(v)), 6) * 1e3
     print(f"\n## speed\nfit_ms_batch1={b1:.2f}\nfit_ms_per_hand_batch64={b64:.3f}")

@@ -14,25 +14,18 @@ import torch
 from m3dhmr.cli import main
 from m3dhmr.export.rig import MIRROR_X
 from m3dhmr.geometry.rotations import random_rotation, rotation_to_axis_angle
-from m3dhmr.hand import load_mano, load_open_hand, sample_poses, sample_shapes
+from m3dhmr.hand import load_mano, load_open_hand, sample_poses
 from m3dhmr.hand.articulation import articulated_hand
 from test_export_gltf import _world, node_globals, read_glb, skin_naive
+from test_fit import open_hand_samples
 from test_mano import mano_dict, write_pickle
 
 F64 = torch.float64
 
 
 def open_hand_meshes(n: int = 3, seed: int = 0) -> np.ndarray:
-    """(n, 900, 3) seeded open-hand meshes: random global rotation and shape, about 0.5 m from the camera."""
-    m = load_open_hand(F64)
-    rng = np.random.default_rng(seed)
-    pose = sample_poses(n, rng)
-    for i in range(n):
-        pose[i, :3] = rotation_to_axis_angle(random_rotation(rng))
-    shape = sample_shapes(n, rng)
-    t = np.c_[rng.uniform(-0.05, 0.05, size=(n, 2)), rng.uniform(0.45, 0.55, size=(n, 1))]
-    out = m(torch.tensor(pose), torch.tensor(shape))
-    return (out.vertices + torch.tensor(t)[:, None]).numpy()
+    """(n, 900, 3) seeded open-hand meshes (:func:`test_fit.open_hand_samples`'s), as numpy."""
+    return open_hand_samples(load_open_hand(F64), n, seed)[3].numpy()
 
 
 @pytest.fixture(scope="module")
