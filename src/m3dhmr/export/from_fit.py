@@ -8,7 +8,7 @@ the forward-kinematics motion of its joint composed with its rest transform, so
 skinning the rig (:func:`~m3dhmr.export.rig.skin`) gives the fitted mesh exactly for
 the open hand. MANO's pose correctives are not linear blend skinning: a single pose
 bakes them into the rest mesh (exact again); an animation keeps one rest mesh, so its
-frames miss the correctives (a few millimetres at most at bent joints).
+frames miss the correctives (not measured here: MANO itself cannot ship).
 
 Legend: T frames, V vertices, J = 21 joints.
 """
