@@ -18,7 +18,7 @@ second view: ``mapping = {"R12": (B, 3, 3), "A12": (B, 2, 3)}`` (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -79,10 +79,14 @@ class LossTerms:
     pose2d_stack1: Tensor
     heatmap2: Tensor
     mesh_aligned: Tensor
+    # Further logged values, e.g. the real photos' 2D terms ("real_pose2d"; trainer.StepLoss).
+    extra: dict[str, Tensor] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        """Plain floats for logging."""
-        return {f.name: float(getattr(self, f.name).detach()) for f in fields(self)}
+        """Plain floats for logging (the terms, ``total`` and ``extra``)."""
+        out = {f.name: float(getattr(self, f.name).detach()) for f in fields(self) if f.name != "extra"}
+        out.update({k: float(v.detach()) for k, v in self.extra.items()})
+        return out
 
 
 # --- pure loss functions -------------------------------------------------------------

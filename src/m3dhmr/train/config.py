@@ -129,8 +129,31 @@ class DataConfig:
     # experiments and ablations on a subset of one rendered set. FreiHAND's training split
     # lists its 4 image versions one after another, so a cap below 32,560 keeps the first.
     train_samples: int = 0
+    # Self-training on real photos (m3dhmr.data.real_crops): a folder of photos whose
+    # landmark-model pseudo-labels (2D only) train beside the synthetic set. The
+    # sign-language-digits layout (Dataset/<digit>/) gives its training persons only
+    # (m3dhmr.data.sign_digits.split_by_person), never the held-out ones; any other
+    # folder gives all its images. null: synthetic only.
+    real_dir: str | None = None
+    real_fraction: float = 0.25  # share of each batch that is real (train.batch_size x this, rounded)
+    real_min_presence: float = 0.9  # drop pseudo-labels the landmark model is less sure of
+    # Weight of the real samples' 2D terms (each stage's 2D weights x this); 3D terms never see them.
+    real_weight: float = 1.0
+    # The pseudo-label cache (.npz); null: m3dhmr.data.pseudo_labels.default_cache (beside
+    # the photos, or under ~/.cache/m3dhmr/pseudo_labels when that folder is read-only).
+    real_pseudo_cache: str | None = None
 
     def __post_init__(self) -> None:
+        if self.real_dir is not None and not str(self.real_dir).strip():
+            raise ValueError("data.real_dir must be a folder of photos or null")
+        if self.real_pseudo_cache is not None and not str(self.real_pseudo_cache).strip():
+            raise ValueError("data.real_pseudo_cache must be a file path or null")
+        if not 0.0 < self.real_fraction < 1.0:
+            raise ValueError(f"data.real_fraction must be in (0, 1), got {self.real_fraction}")
+        if not 0.0 <= self.real_min_presence <= 1.0:
+            raise ValueError(f"data.real_min_presence must be in [0, 1], got {self.real_min_presence}")
+        if not (0.0 <= self.real_weight < float("inf")):
+            raise ValueError(f"data.real_weight must be a finite number >= 0, got {self.real_weight}")
         if self.train_samples < 0:
             raise ValueError(f"data.train_samples must be >= 0 (0: the whole split), got {self.train_samples}")
         if self.num_workers < 0:

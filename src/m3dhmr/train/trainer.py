@@ -37,7 +37,7 @@ class TrainResult:
     steps_run: int  # optimiser steps taken by this call
     seconds: float
     last_losses: dict[str, float] = field(default_factory=dict)
-    # Sample indices this process trained on, in order (with DDP: this rank's share).
+    # Synthetic sample indices this process trained on, in order (with DDP: this rank's share).
     sample_indices: list[int] = field(default_factory=list)
     model: nn.Module | None = None  # the trained network (on the training device)
 
@@ -95,10 +95,9 @@ class StepLoss(nn.Module):
         self.amp_dtype = amp_dtype
         self.channels_last = cfg.train.channels_last
         self.stage1_scope = cfg.train.stage1_scope
+        self.real_weight = cfg.data.real_weight
 
     def forward(self, batch: dict[str, torch.Tensor]):
-        from m3dhmr.losses import compute_losses
-
         images = batch["image"]
         if self.two_view:
             images = torch.cat([images, batch["image_2"]], dim=0)
@@ -113,15 +112,72 @@ class StepLoss(nn.Module):
             else:
                 out = self.model.forward_stack1(images)
         out = _float_outputs(out)
+        num_real = int(batch.get("num_real", 0))
+        if not num_real:
+            return self._terms(out, batch, self.weights)
+        # Real photos (the batch's last num_real samples) have 2D labels only: the stage's
+        # 2D terms x data.real_weight, never a 3D term (their 3D targets are dummies).
+        b = batch["image"].shape[0]
+        if self.two_view:
+            (o1s, o1r), (o2s, o2r) = (_take_rows(o, b, b - num_real) for o in _split_output(out, b))
+            out_syn, out_real = _join_views(o1s, o2s), _join_views(o1r, o2r)
+        else:
+            out_syn, out_real = _take_rows(out, b, b - num_real)
+        batch_syn, batch_real = _take_rows(batch, b, b - num_real)
+        syn = self._terms(out_syn, batch_syn, self.weights)
+        real = self._terms(out_real, batch_real, real_loss_weights(self.weights, self.real_weight))
+        extra = {f"real_{n}": getattr(real, n) for n in REAL_TERMS if getattr(self.weights, n) > 0}
+        return dataclasses.replace(syn, total=syn.total + real.total, extra={**extra, "real_total": real.total})
+
+    def _terms(self, out, batch: dict[str, torch.Tensor], weights):
+        """The losses of one group of samples (both views when two-view)."""
+        from m3dhmr.losses import compute_losses
+
         faces = self.model.faces
         if not self.two_view:
-            return compute_losses(out, batch, faces, self.weights)
+            return compute_losses(out, batch, faces, weights)
         b = batch["image"].shape[0]
         out1, out2 = _split_output(out, b)
-        terms1 = compute_losses(out1, batch, faces, self.weights, pred_view2=out2)
-        no_con = dataclasses.replace(self.weights, con3d=0.0, con2d=0.0)
+        terms1 = compute_losses(out1, batch, faces, weights, pred_view2=out2)
+        no_con = dataclasses.replace(weights, con3d=0.0, con2d=0.0)
         terms2 = compute_losses(out2, second_view(batch), faces, no_con)
-        return _merge_views(terms1, terms2, self.weights)
+        return _merge_views(terms1, terms2, weights)
+
+
+#: Loss terms a real photo (2D pseudo-labels, no 3D) takes part in.
+REAL_TERMS = ("pose2d", "pose2d_stack1", "heatmap", "heatmap2", "con2d")
+
+
+def real_loss_weights(weights, real_weight: float):
+    """The weights for real photos: the 2D terms (:data:`REAL_TERMS`) x ``real_weight``, 3D terms 0."""
+    return dataclasses.replace(
+        weights, mesh=0.0, normal=0.0, edge=0.0, con3d=0.0, mesh_aligned=0.0,
+        **{n: getattr(weights, n) * real_weight for n in REAL_TERMS})
+
+
+def _take_rows(x, b: int, split: int):
+    """A batch dict or ModelOutput over ``b`` samples -> (rows ``:split``, rows ``split:``)
+    (per-sample tensors cut; anything else shared)."""
+    def cut(v, sl):
+        return v[sl] if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == b else v
+
+    if isinstance(x, dict):
+        return ({k: cut(v, slice(None, split)) for k, v in x.items() if k != "num_real"},
+                {k: cut(v, slice(split, None)) for k, v in x.items() if k != "num_real"})
+    parts = []
+    for sl in (slice(None, split), slice(split, None)):
+        parts.append(dataclasses.replace(x, **{f.name: cut(getattr(x, f.name), sl) for f in dataclasses.fields(x)
+                                               if torch.is_tensor(getattr(x, f.name))}))
+    return parts[0], parts[1]
+
+
+def _join_views(out1, out2):
+    """Two ModelOutputs of ``n`` samples each -> one over ``2n`` (view 1 rows first)."""
+    n = out1.joints2d.shape[0]
+    return dataclasses.replace(out1, **{
+        f.name: torch.cat([getattr(out1, f.name), getattr(out2, f.name)]) for f in dataclasses.fields(out1)
+        if torch.is_tensor(getattr(out1, f.name)) and getattr(out1, f.name).ndim > 0
+        and getattr(out1, f.name).shape[0] == n})
 
 
 def stage_loss_weights(cfg: ExperimentConfig, stage: int, epoch_in_stage: int = 0):
@@ -251,6 +307,9 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
     curve = _LearningCurve(cfg, data_root, run_dir, model, dev, amp_dtype, writer, progress.global_step) \
         if dist.is_main and tcfg.eval_every > 0 else None
     data = _TrainingData(cfg, data_root, dev, dist, model, progress_bar)
+    if dist.is_main and data.real is not None:
+        log.info("real photos: %d of each batch of %d (data.real_fraction=%g), %d photos", data.counts[1],
+                 tcfg.batch_size, cfg.data.real_fraction, len(data.real))
     loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, max_steps, max_seconds)
     optimizer = step_module = None
     opt_stage = None
@@ -268,11 +327,11 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
             (step_module.module if hasattr(step_module, "module") else step_module).weights = \
                 stage_loss_weights(cfg, stage, epoch_in_stage)
             num_samples = data.num_samples(two_view)
-            batches = epoch_batches(num_samples, tcfg.batch_size, tcfg.seed, epoch_index, dist.rank,
+            batches = epoch_batches(num_samples, data.counts[0], tcfg.seed, epoch_index, dist.rank,
                                     dist.world_size)
             if not batches:
                 raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
-                                 f"(train.batch_size={tcfg.batch_size})")
+                                 f"(train.batch_size={tcfg.batch_size}, of which {data.counts[0]} synthetic)")
             skip = progress.batch_in_epoch if epoch_index == progress.epoch_index else 0
             model.train()
             for m in frozen_modules:
@@ -351,7 +410,15 @@ def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, d
 
 class _TrainingData:
     """The training split as batches: in memory (``data.pipeline: memory``) or through a
-    DataLoader of :class:`~m3dhmr.data.freihand.FreiHANDDataset` (one per view mode)."""
+    DataLoader of :class:`~m3dhmr.data.freihand.FreiHANDDataset` (one per view mode).
+
+    With ``data.real_dir``, each batch is ``counts[0]`` synthetic samples (the epoch's
+    order, :func:`epoch_batches`) followed by ``counts[1]`` real photos
+    (:class:`~m3dhmr.data.real_crops.RealCropDataset`, stream positions
+    ``real_batch_slots``), and ``batch["num_real"]`` says how many; real samples carry
+    ``index = -1 - photo row``. Both parts are functions of (seed, epoch, batch), so
+    resuming is exact. An epoch is one pass over the synthetic samples.
+    """
 
     def __init__(self, cfg: ExperimentConfig, data_root: Path, dev: torch.device, dist: DistInfo, model: nn.Module,
                  progress_bar: bool) -> None:
@@ -361,6 +428,22 @@ class _TrainingData:
         self.memory = cfg.data.pipeline == "memory"
         self._split = None
         self._datasets: dict[bool, object] = {}
+        self.real = None
+        self.counts = (cfg.train.batch_size, 0)  # (synthetic, real) samples per global batch
+        if cfg.data.real_dir is not None:
+            from m3dhmr.data.real_crops import split_counts
+
+            self.counts = split_counts(cfg.train.batch_size, cfg.data.real_fraction)
+            if any(c % dist.world_size for c in self.counts):
+                raise ValueError(f"train.batch_size={cfg.train.batch_size} with data.real_fraction="
+                                 f"{cfg.data.real_fraction} gives {self.counts[0]} synthetic + {self.counts[1]} real "
+                                 f"samples per batch; each must divide among the {dist.world_size} ranks")
+            # Rank 0 runs the landmark model and writes the cache; the others then read it.
+            if dist.is_main:
+                self.real = _make_real_dataset(cfg, self.num_vertices or 0, progress_bar)
+            barrier(dist)
+            if not dist.is_main:
+                self.real = _make_real_dataset(cfg, self.num_vertices or 0, False)
 
     def _source(self, two_view: bool):
         if self.memory:
@@ -381,10 +464,59 @@ class _TrainingData:
     def loader(self, batches: list[list[int]], skip: int, epoch_index: int, two_view: bool):
         source = self._source(two_view)
         if self.memory:
-            return _memory_batches(source, batches, skip, self.cfg, epoch_index, two_view, self.dist)
+            return _memory_batches(source, batches, skip, self.cfg, epoch_index, two_view, self.dist, self.real,
+                                   self.counts[1])
         source.set_epoch(epoch_index)
-        return torch.utils.data.DataLoader(source, batch_sampler=batches[skip:], num_workers=self.cfg.data.num_workers,
-                                           pin_memory=self.dev.type == "cuda")
+        if self.real is None:
+            return torch.utils.data.DataLoader(source, batch_sampler=batches[skip:],
+                                               num_workers=self.cfg.data.num_workers, pin_memory=self.dev.type == "cuda")
+        from m3dhmr.data.real_crops import real_batch_slots
+
+        self.real.set_epoch(epoch_index)
+        # Keys >= 0 are synthetic samples, -1 - slot the real stream's positions.
+        mixed = [batches[b] + [-1 - k for k in real_batch_slots(self.counts[1], b, self.dist.rank,
+                                                                   self.dist.world_size)]
+                 for b in range(skip, len(batches))]
+        loader = torch.utils.data.DataLoader(_MixedDataset(source, self.real, two_view), batch_sampler=mixed,
+                                             num_workers=self.cfg.data.num_workers, pin_memory=self.dev.type == "cuda")
+        num_real = self.counts[1] // self.dist.world_size
+        return ({**batch, "num_real": num_real} for batch in loader)
+
+
+def _make_real_dataset(cfg: ExperimentConfig, num_vertices: int, progress: bool):
+    """The real photos of ``data.real_dir`` with their pseudo-labels (computed once, cached)."""
+    import numpy as np
+
+    from m3dhmr.data.pseudo_labels import pseudo_labels
+    from m3dhmr.data.real_crops import RealCropDataset, photo_paths
+
+    d = cfg.data
+    paths = photo_paths(d.real_dir)
+    labels = pseudo_labels(paths, cache=d.real_pseudo_cache, progress=progress)
+    keep = labels.select(d.real_min_presence)
+    left = np.array([h == "left" for h in labels.handedness], dtype=bool)
+    log.info("data.real_dir %s: %d photos, %d with presence >= %g", d.real_dir, len(paths), int(keep.sum()),
+             d.real_min_presence)
+    return RealCropDataset(labels.paths, labels.landmarks, keep, left, cfg.model.input_size, d.augment,
+                           seed=cfg.train.seed, num_vertices=num_vertices)
+
+
+class _MixedDataset(torch.utils.data.Dataset):
+    """Synthetic samples at keys >= 0, the real stream's position ``-1 - key`` below 0
+    (its ``index`` negated to ``-1 - photo row``, so trained-on lists keep the synthetic ones)."""
+
+    def __init__(self, synthetic, real, two_view: bool) -> None:
+        self.synthetic, self.real, self.two_view = synthetic, real, two_view
+
+    def __len__(self) -> int:
+        return len(self.synthetic)
+
+    def __getitem__(self, key: int):
+        if key >= 0:
+            return self.synthetic[key]
+        item = self.real.item(-1 - key, self.real.epoch, self.two_view)
+        item["index"] = -1 - item["index"]
+        return item
 
 
 def _stage_optimizer(cfg: ExperimentConfig, model: nn.Module, stage: int, epoch_index: int, state, two_view: bool,
@@ -485,7 +617,8 @@ class _Loop:
     @property
     def seen(self) -> list[int]:
         """Sample indices trained on so far, in order (one host copy)."""
-        return torch.cat([t.reshape(-1).cpu() for t in self._seen]).tolist() if self._seen else []
+        seen = torch.cat([t.reshape(-1).cpu() for t in self._seen]).tolist() if self._seen else []
+        return [i for i in seen if i >= 0]  # real photos carry -1 - row
 
 
 def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
@@ -533,13 +666,27 @@ def init_weights_from(model: nn.Module, source: str, prefixes: tuple[str, ...] =
 
 
 def _memory_batches(split, batches: list[list[int]], skip: int, cfg: ExperimentConfig, epoch_index: int,
-                    two_view: bool, dist: DistInfo):
-    """Batches of the in-memory pipeline; each one's random draws are keyed by its place in the run."""
+                    two_view: bool, dist: DistInfo, real=None, real_per_batch: int = 0):
+    """Batches of the in-memory pipeline; each one's random draws are keyed by its place in the run.
+
+    With ``real`` (a RealCropDataset), its samples at the batch's stream positions are
+    cropped on the CPU (OpenCV), moved to the device and appended (``num_real`` of them).
+    """
     from m3dhmr.data.batched import make_batch
 
     for b in range(skip, len(batches)):
-        yield make_batch(split, batches[b], cfg.data.augment, cfg.model.input_size, seed=cfg.train.seed,
-                         epoch=epoch_index, batch=b * dist.world_size + dist.rank, two_view=two_view)
+        batch = make_batch(split, batches[b], cfg.data.augment, cfg.model.input_size, seed=cfg.train.seed,
+                           epoch=epoch_index, batch=b * dist.world_size + dist.rank, two_view=two_view)
+        if real is not None:
+            from m3dhmr.data.real_crops import real_batch_slots
+
+            slots = real_batch_slots(real_per_batch, b, dist.rank, dist.world_size)
+            extra = real.collate(slots, epoch_index, two_view)
+            extra["index"] = -1 - extra["index"]
+            dev = batch["image"].device
+            batch = {k: torch.cat([v, extra[k].to(dev, v.dtype)]) for k, v in batch.items()}
+            batch["num_real"] = len(slots)
+        yield batch
 
 
 class _LearningCurve:
