@@ -1,6 +1,7 @@
 """``m3dhmr benchmark``: the synthetic benchmark (:mod:`m3dhmr.evaluation.benchmark`),
-rendered once and scored next to two constant baselines. The last lines are
-``name=value`` pairs.
+rendered once and scored next to two constant baselines; with ``--real DIR``, the
+real-photo yardstick (:mod:`m3dhmr.evaluation.real`) on a folder of photos instead. The
+last lines are ``name=value`` pairs.
 """
 
 from __future__ import annotations
@@ -22,12 +23,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--workers", type=int, default=2, help="processes that render the images")
     parser.add_argument("--batch-size", type=int, default=32)
+    real = parser.add_argument_group("real photos (instead of the synthetic benchmark)")
+    real.add_argument("--real", type=Path, default=None, metavar="DIR",
+                      help="score against the real-photo landmark model on the photos in DIR (the sign-language "
+                           "digits set: its held-out persons, plus finger-state accuracy)")
+    real.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
+                      help="which persons of the sign-language digits (default: heldout)")
+    real.add_argument("--limit", type=int, default=None, help="score at most N photos (spread over the split)")
+    real.add_argument("--cache", type=Path, default=None,
+                      help="pseudo-label cache file (default: .m3dhmr_pseudo_labels.npz beside the photos)")
 
 
 def run(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.evaluation.benchmark import score_benchmark
 
+    if args.real is not None:
+        return run_real(args)
     if not 1 <= args.num <= BENCHMARK_SIZE:
         raise UserError(f"--num must be in 1..{BENCHMARK_SIZE}, got {args.num}")
     if args.workers < 1 or args.batch_size < 1:
@@ -44,4 +56,25 @@ def run(args: argparse.Namespace) -> int:
     for label, s in rows.items():
         for k in SUMMARY_KEYS:
             print(f"{label}_{k}={s[k]:.4f}")
+    return 0
+
+
+def run_real(args: argparse.Namespace) -> int:
+    from m3dhmr.cli import UserError
+    from m3dhmr.evaluation.real import evaluate_real
+    from m3dhmr.inference.predictor import Predictor
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    device = "cpu" if args.device == "auto" else args.device
+    predictor = (Predictor.from_pretrained(device=device) if args.checkpoint is None
+                 else Predictor.from_checkpoint(args.checkpoint, device=device))
+    r = evaluate_real(predictor, args.real, args.split, args.limit, args.cache, progress=True)
+    print(f"\nreal photos: {args.real} ({r.n_images} images); a hand found by both models in {r.n_detected} "
+          f"(reference {r.n_reference}, network's crop {r.n_predicted})")
+    print(f"2D joints vs the landmark model: PCK@0.5 palm {r.pck_half_palm:.3f}, median {r.median_err_palm:.3f} palm")
+    if r.finger_state_acc is not None:
+        print(f"finger states: network {r.finger_state_acc:.3f}, landmark model {r.reference_finger_state_acc:.3f}")
+    for k, v in r.summary().items():
+        print(f"{k}={v:.4f}")
     return 0
