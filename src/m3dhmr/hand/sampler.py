@@ -4,7 +4,8 @@ Pose kinds (flexion/abduction/twist per joint, see :mod:`m3dhmr.hand.limits`):
 ``open``, ``relaxed``, ``fist``, ``point``, ``pinch``, ``grasp``; ``mixture`` blends two
 kinds with a random weight. Every sample gets per-finger curl jitter and Gaussian noise,
 then is clamped to the limits, so it always respects them. The global rotation (first
-three values) is zero: callers choose the view.
+three values) is zero: callers choose the view. :func:`sample_natural_pose` draws either
+such a pose or one around a real handshape of :mod:`m3dhmr.hand.handshapes`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ def sample_poses(n: int, rng: np.random.Generator, kind: str | None = None) -> n
         out[i] = p
     out[:, 0] = 0.0
     return clamp_pose(out.reshape(n, 3 * len(cv.KINEMATIC_JOINTS)))
+
+
+def sample_natural_pose(rng: np.random.Generator, handshape_prob: float = 0.5) -> tuple[np.ndarray, str]:
+    """One pose: with probability ``handshape_prob`` around a random handshape of the library
+    (:func:`m3dhmr.hand.handshapes.sample_handshapes`), else from :func:`sample_poses`.
+
+    Returns the (48,) float64 pose (inside the limits, global rotation zero) and its source:
+    the handshape's name, or ``"joints"`` for a joint-by-joint pose.
+    """
+    from .handshapes import sample_handshapes
+
+    if not 0.0 <= handshape_prob <= 1.0:
+        raise ValueError(f"handshape_prob must be in [0, 1], got {handshape_prob}")
+    if rng.random() < handshape_prob:
+        poses, names = sample_handshapes(1, rng)
+        return poses[0], names[0]
+    return sample_poses(1, rng)[0], "joints"
 
 
 def sample_shapes(n: int, rng: np.random.Generator) -> np.ndarray:
