@@ -206,3 +206,13 @@ def test_empty_batch_is_zero_not_nan():
     terms = compute_losses(pred, target, FACES, LossWeights(con3d=0.0, con2d=0.0))
     for name, value in terms.as_dict().items():
         assert math.isfinite(float(value)), name
+
+
+def test_loss_terms_log_their_extra_values():
+    from m3dhmr.losses import TERMS, LossTerms
+
+    zero = torch.tensor(0.0)
+    t = LossTerms(total=torch.tensor(1.5), **dict.fromkeys(TERMS, zero), extra={"real_pose2d": torch.tensor(0.25)})
+    d = t.as_dict()
+    assert d["real_pose2d"] == 0.25 and d["total"] == 1.5 and "extra" not in d
+    assert "real_pose2d" not in LossTerms(total=zero, **dict.fromkeys(TERMS, zero)).as_dict()

@@ -74,3 +74,21 @@ def test_repository_configs_load(path):
 def test_tiny_config_loads(tiny_config):
     cfg = load_experiment(tiny_config)
     assert cfg.model.input_size == 64 and len(epoch_plan(cfg)) == 3
+
+
+def test_real_photo_keys_load_and_reject_bad_values():
+    cfg = from_dict(ExperimentConfig, {"data": {"real_dir": "photos", "real_fraction": 0.5, "real_min_presence": 0.8,
+                                                "real_weight": 2.0, "real_pseudo_cache": "labels.npz"}})
+    d = cfg.data
+    assert (d.real_dir, d.real_fraction, d.real_min_presence, d.real_weight, d.real_pseudo_cache) == \
+        ("photos", 0.5, 0.8, 2.0, "labels.npz")
+    assert experiment_from_json(experiment_to_json(cfg)) == cfg
+    assert DataConfig().real_dir is None  # synthetic only unless asked
+    for key, value in (("real_fraction", 0.0), ("real_fraction", 1.0), ("real_fraction", -0.2),
+                       ("real_min_presence", 1.5), ("real_min_presence", -0.1), ("real_weight", -1.0),
+                       ("real_weight", float("inf")), ("real_weight", float("nan")), ("real_dir", " "),
+                       ("real_pseudo_cache", "")):
+        with pytest.raises((ValueError, ConfigError), match=f"data.{key}"):
+            from_dict(ExperimentConfig, {"data": {key: value}})
+    with pytest.raises(ConfigError, match="real_fractoin"):
+        from_dict(ExperimentConfig, {"data": {"real_fractoin": 0.5}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -219,15 +220,6 @@ def test_no_learning_curve_without_ground_truth(full_run, tiny_data, tmp_path, c
     assert "no ground truth" in caplog.text and not (tmp_path / "run" / "eval_metrics.csv").exists()
 
 
-def test_resolve_amp_on_cpu_and_cuda_names():
-    from m3dhmr.train.trainer import resolve_amp
-
-    cpu = torch.device("cpu")
-    assert resolve_amp("bf16", cpu) is torch.bfloat16
-    assert resolve_amp("auto", cpu) is None and resolve_amp("off", cpu) is None
-    assert resolve_amp("fp16", cpu) is None  # fp16 autocast is CUDA-only: full precision, with a warning
-
-
 def test_init_from_copies_only_the_chosen_tensors(full_run, tiny_data, tmp_path):
     cfg, ref_run, _ = full_run
     src = ref_run / "checkpoints" / "last.safetensors"
@@ -330,3 +322,145 @@ def test_consistency_terms_start_at_the_configured_epoch(tiny_config):
     assert (early.con3d, early.con2d) == (0.0, 0.0) and early.mesh == cfg.loss.mesh
     assert (late.con3d, late.con2d) == (cfg.loss.con3d, cfg.loss.con2d)
     assert stage_loss_weights(load_experiment(tiny_config), 2, 0) == load_experiment(tiny_config).loss
+
+
+# ----------------------------------------------------------------------------- real photos (self-training)
+
+
+@pytest.fixture
+def fake_real_labels(tiny_data, monkeypatch):
+    """The tiny set's own images stand for real photos, their projected joints for the landmark
+    model's pseudo-labels (no detector run): photo 6 is unsure (presence 0.5), photo 7 has
+    no hand, every other one is a "left" hand."""
+    import numpy as np
+
+    import m3dhmr.data.pseudo_labels as pl
+    from m3dhmr.data.freihand import FreiHANDDataset
+
+    ds = FreiHANDDataset(tiny_data, "training")
+    paths = tuple(ds.image_path(i) for i in range(8))
+    lm = np.stack([ds.joints2d(i) for i in range(8)]).astype(np.float32)
+    lm[7] = np.nan
+    presence = np.array([1, 1, 1, 1, 1, 1, 0.5, 0], np.float32)
+    calls = []
+
+    def fake(paths_arg, cache=None, progress=False):
+        calls.append([Path(p) for p in paths_arg])
+        return pl.PseudoLabels(paths=paths, landmarks=lm, depth=np.zeros((8, 21), np.float32), presence=presence,
+                               handedness=("left", "right") * 3 + ("right", None))
+
+    monkeypatch.setattr(pl, "pseudo_labels", fake)
+    return tiny_data / "training" / "rgb", calls
+
+
+def _real_cfg(tiny_config, real_dir, pipeline: str):
+    return load_experiment(tiny_config, [f"data.real_dir={real_dir}", "data.real_fraction=0.5",
+                                         f"data.pipeline={pipeline}", "train.epochs=1"])
+
+
+@pytest.mark.parametrize("pipeline", ["loader", "memory"])
+def test_real_photos_train_and_resume_exactly(fake_real_labels, tiny_data, tiny_config, tmp_path, pipeline):
+    """Batches of 2 synthetic + 2 real samples: 4 steps per epoch; real 2D terms logged apart;
+    3 steps, stop, resume to 5 = 5 straight (the real stream is keyed by the position)."""
+    real_dir, calls = fake_real_labels
+    cfg = _real_cfg(tiny_config, real_dir, pipeline)
+    ref = train(cfg, tiny_data, tmp_path / "ref", max_steps=5, progress_bar=False)
+    assert calls[0] == sorted(real_dir.glob("*.jpg"))
+    assert ref.steps_run == 5 and ref.progress == ck.Progress(1, 1, 5)
+    losses = ref.last_losses
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert losses["real_pose2d"] > 0 and losses["real_con2d"] > 0 and losses["mesh"] > 0
+    assert not any(k.startswith("real_") and k[5:] in ("mesh", "normal", "edge", "con3d") for k in losses)
+    # Only synthetic indices are reported: the first epoch is a permutation of the 8.
+    assert sorted(ref.sample_indices[:8]) == list(range(8)) and len(ref.sample_indices) == 10
+    run = tmp_path / "run"
+    train(cfg, tiny_data, run, max_steps=3, progress_bar=False)
+    r2 = train(cfg, tiny_data, run, resume=True, max_steps=5, progress_bar=False)
+    assert r2.steps_run == 2
+    want, got = _weights(tmp_path / "ref"), _weights(run)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)
+
+
+def _mixed_batch(tiny_data, real_dir, cfg, two_view: bool):
+    """2 synthetic samples (the loader's) followed by 2 real ones, as the trainer mixes them."""
+    import numpy as np
+
+    from m3dhmr.data.freihand import FreiHANDDataset
+    from m3dhmr.data.real_crops import RealCropDataset
+
+    syn = FreiHANDDataset(tiny_data, "training", crop_size=64, augment=cfg.data.augment, two_view=two_view, seed=1)
+    paths = [real_dir / f"{i:08d}.jpg" for i in range(4, 8)]
+    lm = np.stack([syn.joints2d(i) for i in range(4, 8)])
+    real = RealCropDataset(paths, lm, [True] * 4, [False, True, False, True], 64, cfg.data.augment,
+                           num_vertices=syn.num_vertices)
+    items = [syn[0], syn[1]]
+    r = real.collate([0, 1], 0, two_view)
+    batch = {k: torch.cat([torch.stack([it[k] for it in items]), r[k]]) for k in items[0]}
+    return {**batch, "num_real": 2}
+
+
+@pytest.mark.parametrize("two_view", [False, True])
+def test_real_samples_never_reach_the_3d_terms(fake_real_labels, tiny_data, tiny_config, two_view):
+    """The real rows' dummy 3D targets change nothing; the synthetic terms equal those of the
+    synthetic rows alone, the real 2D terms those of the real rows alone (a naive reference)."""
+    from m3dhmr.losses import compute_losses
+    from m3dhmr.models import build_model
+    from m3dhmr.train.trainer import StepLoss
+
+    real_dir, _ = fake_real_labels
+    cfg = _real_cfg(tiny_config, real_dir, "loader")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, real_weight=0.5))
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()  # eval: each sample's output is its own
+    step = StepLoss(model, 2, cfg, two_view, None)
+    batch = _mixed_batch(tiny_data, real_dir, cfg, two_view)
+    with torch.no_grad():
+        terms = step(batch)
+        poisoned = {k: v.clone() for k, v in batch.items() if torch.is_tensor(v)}
+        for k in ("vertices", "joints3d", "root", "vertices_2", "joints3d_2", "root_2"):
+            if k in poisoned:
+                poisoned[k][2:] = 5.0
+        same = step({**poisoned, "num_real": 2})
+        for k, v in terms.as_dict().items():
+            assert same.as_dict()[k] == v, k
+        # The synthetic rows alone (no num_real) give the same synthetic terms.
+        syn_only = step({k: v[:2] if torch.is_tensor(v) else v for k, v in batch.items() if k != "num_real"})
+        for k in ("mesh", "normal", "edge", "pose2d", "con3d", "con2d"):
+            torch.testing.assert_close(getattr(terms, k), getattr(syn_only, k), msg=k)
+        # The real 2D terms, by hand: L1 of the second stack's landmarks / crop size, both views averaged.
+        views = [("image", "joints2d")] + ([("image_2", "joints2d_2")] if two_view else [])
+        l1 = [((model(batch[i][2:]).joints2d - batch[j][2:]) / 64).abs().mean() for i, j in views]
+        torch.testing.assert_close(terms.extra["real_pose2d"], torch.stack(l1).mean())
+        total = terms.total - syn_only.total
+        want = 0.5 * (terms.extra["real_pose2d"] + (terms.extra["real_con2d"] if two_view else 0))
+        torch.testing.assert_close(total, want)
+        assert "real_mesh" not in terms.extra and "real_con3d" not in terms.extra
+        # A leak would show: the synthetic rows' vertices do move the mesh term.
+        moved = {k: v.clone() for k, v in batch.items() if torch.is_tensor(v)}
+        moved["vertices"][:2] += 0.01
+        assert step({**moved, "num_real": 2}).mesh != terms.mesh
+        # compute_losses itself keeps has_3d=False rows out of the 3D terms too.
+        out = model(batch["image"])
+        full = compute_losses(out, batch, model.faces, cfg.loss)
+        masked = compute_losses(out, poisoned, model.faces, cfg.loss)
+        assert full.mesh == masked.mesh and full.normal == masked.normal
+
+
+def test_stage1_trains_real_photos_on_heatmaps(fake_real_labels, tiny_config, tiny_data):
+    from m3dhmr.models import build_model
+    from m3dhmr.train.trainer import StepLoss
+
+    real_dir, _ = fake_real_labels
+    cfg = _real_cfg(tiny_config, real_dir, "loader")
+    step = StepLoss(build_model(cfg.model), 1, cfg, False, None)
+    terms = step(_mixed_batch(tiny_data, real_dir, cfg, False))
+    assert set(terms.extra) == {"real_heatmap", "real_pose2d_stack1", "real_total"}
+    assert terms.extra["real_heatmap"] > 0 and terms.extra["real_pose2d_stack1"] > 0
+
+
+def test_real_fraction_must_leave_both_kinds(fake_real_labels, tiny_data, tiny_config, tmp_path):
+    real_dir, _ = fake_real_labels
+    cfg = load_experiment(tiny_config, [f"data.real_dir={real_dir}", "data.real_fraction=0.1"])
+    with pytest.raises(ValueError, match="real_fraction"):
+        train(cfg, tiny_data, tmp_path / "r", max_steps=1, progress_bar=False)

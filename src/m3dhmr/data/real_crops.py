@@ -273,16 +273,21 @@ class RealCropDataset(Dataset):
 
 
 def photo_paths(real_dir: str | Path) -> list[Path]:
-    """The training photos of a folder: the sign-language-digits set's training persons
+    """The training photos of a folder: in the sign-language-digits layout (folders ``0`` ..
+    ``9`` in it or in its ``Dataset/``) the training persons only
     (:func:`m3dhmr.data.sign_digits.split_by_person`'s ``"train"`` part, never the held-out
-    one), else every image file under the folder (sorted)."""
+    one), else every image file under the folder (sorted; hidden folders skipped)."""
     root = Path(real_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data.real_dir: folder not found: {root}")
-    if (root / "Dataset").is_dir():
-        from m3dhmr.data.sign_digits import split_by_person
+    if any(all((base / str(d)).is_dir() for d in range(10)) for base in (root, root / "Dataset")):
+        from m3dhmr.data.sign_digits import split_by_person  # folders 0..9: the sign-digits layout
 
         return [Path(p) for p in split_by_person(root)["train"]]
+    for up in root.resolve().parents:
+        if all((up / str(d)).is_dir() for d in range(10)):
+            raise ValueError(f"data.real_dir {root} lies inside the sign-language-digits set {up}: give the set's "
+                             "folder, so that only its training persons are used (never the held-out ones)")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not paths:
