@@ -65,3 +65,41 @@ def test_compose_is_a_function_of_the_sample_seed():
     np.testing.assert_array_equal(outs[0].rgb, outs[1].rgb)
     np.testing.assert_array_equal(outs[0].mask, outs[1].mask)
     assert outs[0].params["noise_sigma"] > 0 and outs[0].rgb.dtype == np.uint8
+
+
+def test_appearance_switched_off_draws_exactly_version_3():
+    from dataclasses import replace
+
+    ctx = synth_scene._HandContext()
+    v3 = replace(SynthConfig(size=96), forearm_prob=0.0, skin_detail=False, shading="v3", ao=False)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    app = synth_compose._appearance(ctx, v3, a)
+    albedo, tone = synth_scene._skin(ctx, b)
+    light = synth_scene._light(b)
+    np.testing.assert_array_equal(app.albedo, albedo)
+    np.testing.assert_array_equal(app.tone, tone)
+    assert app.light == light and app.forearm is None and app.skin is None
+    assert a.random() == b.random()  # the stream continues where version 3's did
+
+
+def test_ablations_leave_the_other_features_draws_alone():
+    from dataclasses import replace
+
+    from m3dhmr.render.shading import Environment
+
+    ctx = synth_scene._HandContext()
+    cfg = SynthConfig(size=96, forearm_prob=1.0)
+    full = synth_compose._appearance(ctx, cfg, np.random.default_rng(3))
+    assert full.forearm is not None and full.skin is not None and isinstance(full.light, Environment)
+    no_arm = synth_compose._appearance(ctx, replace(cfg, forearm_prob=0.0), np.random.default_rng(3))
+    np.testing.assert_array_equal(no_arm.skin.params, full.skin.params)
+    assert no_arm.light == full.light and no_arm.forearm is None
+    flat = synth_compose._appearance(ctx, replace(cfg, skin_detail=False), np.random.default_rng(3))
+    assert flat.forearm == full.forearm and flat.light == full.light and flat.skin is None
+    # Every v4 combination renders, with the hand mask inside the render's coverage.
+    rng = synth_scene.sample_rng(0, 0, 5)
+    g = synth_scene._draw_geometry(ctx, cfg, rng)
+    v, j = ctx.pose(g["pose"][None], g["shape"][None])
+    for c in (cfg, replace(cfg, shading="v3"), replace(cfg, ao=False), replace(cfg, skin_detail=False)):
+        s = synth_compose.compose_sample(ctx, c, synth_scene.sample_rng(0, 0, 5), g, v[0], j[0])
+        assert s.mask.sum() > 100 and s.params["forearm"] is not None

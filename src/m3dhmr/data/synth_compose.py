@@ -4,17 +4,22 @@ numba kernels; see :mod:`m3dhmr.data.synth` for the speed goals)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 from numba import njit
 
 from m3dhmr.data.backgrounds import procedural_background, random_background
-from m3dhmr.data.synth_scene import (RenderedSample, SynthConfig, _draw_geometry, _HandContext, _light, _place,
-                                     _skin, sample_rng)
+from m3dhmr.data.synth_forearm import ForearmParams, forearm_mesh, sample_forearm
+from m3dhmr.data.synth_scene import (RenderedSample, SynthConfig, _draw_geometry, _environment, _HandContext, _light,
+                                     _occluder_spheres, _place, _skin, _v3_environment, sample_rng)
+from m3dhmr.data.synth_skin import GAMMA, SkinSample, sample_skin, skin_material, vertex_albedo
 from m3dhmr.geometry.rotations import rotation_to_axis_angle
-from m3dhmr.render.shading import LightSettings, RenderResult, render_mesh
+from m3dhmr.render.rasterizer import Fragments, rasterize
+from m3dhmr.render.shading import (Environment, LightSettings, RenderResult, render_mesh, shade, sphere_occlusion,
+                                   vertex_normals)
 
 
 def _bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
@@ -96,11 +101,126 @@ def _occlude(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray, hand: 
     return cover, drawn
 
 
+@dataclass
+class _Appearance:
+    """One sample's hand appearance (:func:`_appearance`): tone (3,) sRGB base skin tone;
+    light: the hand's (and the scene's) lighting; albedo (V, 3) sRGB per-vertex skin when
+    there is no per-pixel skin; skin / forearm: the version-4 draws, or None."""
+
+    tone: np.ndarray
+    light: LightSettings | Environment
+    albedo: np.ndarray | None = None
+    skin: SkinSample | None = None
+    forearm: ForearmParams | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The JSON-ready ``skin_tone``, ``light`` and ``forearm`` entries of the sample's params."""
+        lt = self.light
+        if isinstance(lt, LightSettings):
+            light = {"direction": list(lt.direction), "ambient": lt.ambient, "diffuse": lt.diffuse,
+                     "specular": lt.specular, "shininess": lt.shininess, "color": list(lt.color)}
+        else:
+            light = {"sh": [list(r) for r in lt.sh], "directions": [list(d) for d in lt.directions],
+                     "colors": [list(c) for c in lt.colors], "specular": lt.specular, "shininess": lt.shininess,
+                     "wrap": lt.wrap, "exposure": lt.exposure}
+        return {"skin_tone": self.tone.tolist(), "light": light,
+                "forearm": None if self.forearm is None else self.forearm.to_json()}
+
+
+def _appearance(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator) -> _Appearance:
+    """Draw the hand's appearance. With every version-4 switch off this draws exactly
+    version 3's skin and light from ``rng``; otherwise one draw of ``rng`` seeds three
+    generators (forearm, skin, light), so switching one feature off for an ablation
+    leaves the other two features' draws unchanged."""
+    v4 = cfg.forearm_prob > 0 or cfg.skin_detail or cfg.shading == "v4"
+    if not v4:
+        albedo, tone = _skin(ctx, rng)
+        return _Appearance(tone=tone, light=_light(rng), albedo=albedo)
+    r_arm, r_skin, r_light = (np.random.default_rng(s) for s in rng.integers(0, 2**63 - 1, 3))
+    forearm = sample_forearm(r_arm, cfg.sleeve_prob) if r_arm.random() < cfg.forearm_prob else None
+    if cfg.skin_detail:
+        skin = sample_skin(r_skin, len(ctx.skin.palm_lines))
+        app = _Appearance(tone=skin.tone, light=LightSettings(), skin=skin, forearm=forearm)
+    else:
+        albedo, tone = _skin(ctx, r_skin)
+        app = _Appearance(tone=tone, light=LightSettings(), albedo=albedo, forearm=forearm)
+    app.light = _environment(r_light) if cfg.shading == "v4" else _light(r_light)
+    return app
+
+
+def _render_hand(ctx: _HandContext, cfg: SynthConfig, app: _Appearance, verts: np.ndarray, joints: np.ndarray,
+                 R: np.ndarray, t: np.ndarray, K: np.ndarray) -> tuple[RenderResult | None, tuple[slice, slice],
+                                                                         np.ndarray | None]:
+    """Render the hand (and its forearm) inside its box. verts (V, 3), joints (21, 3): model
+    output at zero global rotation; camera space = R @ (x - wrist) + t. Returns the render
+    (hand and forearm; None when off-image), its box, and the box's (h, w) bool pixels
+    where the *hand* is visible (the annotation mask: the forearm is not part of it)."""
+    root = joints[0]
+    faces, n_hand = ctx.faces, len(ctx.faces)
+    v_model = verts
+    arm = None
+    if app.forearm is not None:
+        arm = forearm_mesh(verts, root, ctx.wrist, app.forearm)
+        v_model = np.concatenate([verts, arm.vertices])
+        # The stump's cap lies inside the forearm: drop it, and the tube starts at its loop.
+        faces, n_hand = np.concatenate([ctx.wrist.open_faces, arm.faces]), len(ctx.wrist.open_faces)
+    v_cam = (v_model - root) @ R.T + t
+    env = app.light if isinstance(app.light, Environment) else None
+    normals = occlusion = material = None
+    albedo = app.albedo
+    if arm is not None and albedo is not None:  # per-vertex skin: the arm gets the tone, the sleeve its cloth
+        albedo = np.concatenate([albedo, np.where(arm.cloth[:, None], arm.cloth_albedo, app.tone[None])])
+    if env is not None or app.skin is not None:
+        normals = vertex_normals(v_cam, faces)
+    if env is not None and cfg.ao:
+        spheres = _occluder_spheres(ctx, joints)
+        if arm is not None:
+            spheres = np.concatenate([spheres, arm.spheres])
+        # Only the hand and the arm's first centimetres can be shaded by the proxies.
+        near = slice(None) if arm is None else slice(0, len(verts) + int((arm.distance < 0.08).sum()))
+        occlusion = np.ones(len(v_cam))
+        occlusion[near] = sphere_occlusion(v_cam[near], normals[near], (spheres[:, :3] - root) @ R.T + t,
+                                           spheres[:, 3])
+    if app.skin is not None:
+        sk, fields = app.skin, ctx.skin
+        if env is None:  # per-pixel skin needs the environment kernel: version 3's light as one
+            env = _v3_environment(app.light)
+        rest, finger, palmness = fields.rest, fields.finger, fields.palmness
+        lin = vertex_albedo(sk, fields.rest)
+        spec = np.ones(len(v_model))
+        if arm is not None:
+            rest = np.concatenate([rest, arm.vertices])
+            finger = np.concatenate([finger, np.where(arm.cloth, -2, -1)])
+            # The inner forearm is a little lighter, like a palm in a milder way.
+            palmness = np.concatenate([palmness, np.where(arm.cloth, -1.0, 0.35 * arm.ventral)])
+            lin = np.concatenate([lin, np.where(arm.cloth[:, None], arm.cloth_albedo ** GAMMA,
+                                                vertex_albedo(sk, arm.vertices))])
+            spec[len(verts):][arm.cloth] = 0.2  # cloth is matte
+        dummy = np.zeros((len(v_model), 3))
+        albedo = dummy
+
+        def material(fr: Any) -> np.ndarray:
+            return skin_material(fr.face_index, fr.bary, faces, rest, finger, palmness, lin, spec, fields, sk)
+    res, box = render_hand_box(v_cam, faces, K, cfg.size, albedo, env if env is not None else app.light,
+                               occlusion=occlusion, material=material, normals=normals)
+    if res is None:
+        return None, box, None
+    fi = res.fragments.face_index
+    return res, box, (fi >= 0) & (fi < n_hand)
+
+
 def render_hand_box(v_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: int, albedo: np.ndarray,
-                    light: LightSettings) -> tuple[RenderResult | None, tuple[slice, slice]]:
+                    light: LightSettings | Environment, occlusion: np.ndarray | None = None,
+                    material: Callable[[Fragments], np.ndarray] | None = None,
+                    normals: np.ndarray | None = None) -> tuple[RenderResult | None, tuple[slice, slice]]:
     """Render a camera-space mesh v_cam (V, 3) only inside the box of its projected vertices
     grown by 2 px (clipped to the (size, size) image); returns the render of that box (None
     when the box is empty) and the box's (rows, cols) slices.
+
+    albedo (V, 3) sRGB; light: version 3's :class:`LightSettings` or an
+    :class:`Environment` (then optionally ``occlusion`` (V,) and ``material``, a function
+    of the box's fragments giving the (h, w, 4) linear albedo and specular scale, see
+    :func:`m3dhmr.render.shading.shade`); normals (V, 3) (computed when None).
 
     Shifting the principal point by the box corner gives the same pixels as a full-image
     render at a fraction of the buffers (the hand covers ~10 % of the image). The 2 px of
@@ -118,7 +238,16 @@ def render_hand_box(v_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: i
     K_box = np.array(K, dtype=np.float64)
     K_box[0, 2] -= x0
     K_box[1, 2] -= y0
-    return render_mesh(v_cam, faces, K_box, (int(y1 - y0), int(x1 - x0)), colors=albedo, light=light), box
+    h, w = int(y1 - y0), int(x1 - x0)
+    if not isinstance(light, Environment):
+        if occlusion is not None or material is not None:
+            raise ValueError("occlusion and material need an Environment light")
+        return render_mesh(v_cam, faces, K_box, (h, w), colors=albedo, light=light, normals=normals), box
+    frags = rasterize(v_cam, faces, K_box, h, w)
+    rgb = np.zeros((h, w, 3), np.float32)
+    shade(frags, v_cam, faces, albedo, normals=normals, out=rgb, environment=light, occlusion=occlusion,
+          material=None if material is None else material(frags))
+    return RenderResult(rgb=rgb, mask=frags.mask, depth=frags.depth, fragments=frags), box
 
 
 def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
@@ -138,15 +267,15 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
     t = _place(v_rr, K, geo["fill"], geo["centre"], size)
     v_cam = v_rr + t
     xyz = (joints - root) @ R.T + t
-    albedo, tone = _skin(ctx, rng)
-    light = _light(rng)
+    app = _appearance(ctx, cfg, rng)
+    tone, light = app.tone, app.light
     hand = np.zeros((size, size), bool)
     img, bg_name = random_background(rng, size, cfg.photo_prob)
     img = np.array(img, dtype=np.uint8, order="C", copy=True)
-    res, box = render_hand_box(v_cam, ctx.faces, K, size, albedo, light)
+    res, box, hand_part = _render_hand(ctx, cfg, app, verts, joints, R, t, K)
     if res is not None:
         ry, rx = box
-        hand[ry, rx] = res.mask
+        hand[ry, rx] = hand_part
         # Anti-aliased compositing: blur the premultiplied colour and the alpha with one kernel.
         alpha = cv2.GaussianBlur(res.mask.astype(np.float32), (3, 3), 0.6)
         colour = cv2.GaussianBlur(res.rgb, (3, 3), 0.6)
@@ -170,9 +299,7 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
         "translation": t.tolist(),
         "focal": float(K[0, 0]),
         "fill": float(geo["fill"]),
-        "skin_tone": tone.tolist(),
-        "light": {"direction": list(light.direction), "ambient": light.ambient, "diffuse": light.diffuse,
-                  "specular": light.specular, "shininess": light.shininess, "color": list(light.color)},
+        **app.params(),
         "background": bg_name,
         "occluders": n_occ,
         "occluded_fraction": float(1.0 - mask.sum() / max(hand.sum(), 1)),

@@ -10,12 +10,16 @@ import numpy as np
 from numba import njit
 
 from m3dhmr.geometry.rotations import random_rotation, rot_x, rot_y, rot_z
-from m3dhmr.render.shading import LightSettings, vertex_normals
+from m3dhmr.render.shading import Environment, LightSettings, vertex_normals
 
 #: Smallest image side a set can have.
 MIN_SIZE = 64
 
-#: Skin albedos (sRGB, 0-1) from light to dark; a sample interpolates between neighbours
+#: Hand shading models of :class:`SynthConfig` (``shading``).
+SHADINGS = ("v3", "v4")
+
+#: Version 3's skin albedos (sRGB, 0-1) from light to dark (version 4's, down to very dark
+#: skin: :data:`m3dhmr.data.synth_skin.SKIN_TONES_V4`); a sample interpolates between neighbours
 #: (see :func:`_skin`: lighter tones are drawn somewhat more often, every tone occurs).
 SKIN_TONES = np.array([
     [0.98, 0.84, 0.75], [0.95, 0.78, 0.67], [0.91, 0.72, 0.60], [0.84, 0.64, 0.51],
@@ -41,6 +45,18 @@ class SynthConfig:
     blur_prob: float = 0.5
     noise_prob: float = 0.5
     jpeg_quality: int = 90
+    # Hand appearance (version 4; each switch off = version 3's, for ablations): a forearm
+    # (m3dhmr.data.synth_forearm) with this probability, in a sleeve with sleeve_prob;
+    # skin_detail: per-pixel skin (m3dhmr.data.synth_skin: palm tone, creases, nails, veins,
+    # Fitzpatrick I-VI tones) instead of one tone with per-vertex noise; shading "v4":
+    # SH environment + key/fill lights with specular, in linear light ("v3": one light,
+    # ambient + Lambert + Blinn-Phong on sRGB albedo); ao: per-pose ambient occlusion
+    # from sphere proxies of the bones (v4 shading only).
+    forearm_prob: float = 0.95
+    sleeve_prob: float = 0.5
+    skin_detail: bool = True
+    shading: str = "v4"
+    ao: bool = True
 
     def __post_init__(self) -> None:
         if self.size < MIN_SIZE:
@@ -53,6 +69,15 @@ class SynthConfig:
             raise ValueError("fill_range[1] / 2 + center_jitter must stay below 0.5 (hand inside the image)")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        for name in ("forearm_prob", "sleeve_prob"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        for name in ("skin_detail", "ao"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.shading not in SHADINGS:
+            raise ValueError(f"shading must be one of {SHADINGS}, got {self.shading!r}")
 
 
 @dataclass
@@ -120,6 +145,18 @@ class _HandContext:
         palm_normal = hand_frame(self.rest_joints)[:, 2]
         n = vertex_normals(self.rest_vertices, self.faces)
         self.palm_weight = np.clip(n @ palm_normal, 0.0, 1.0)
+        # Version 4's appearance: the loop the forearm grows from, the skin's per-vertex
+        # fields, and the bone radii of the ambient-occlusion proxies.
+        from m3dhmr.data.synth_forearm import wrist_loop
+        from m3dhmr.data.synth_skin import skin_fields
+        from m3dhmr.hand.open_hand import load_open_hand_asset
+
+        asset = load_open_hand_asset().arrays
+        self.wrist = wrist_loop(self.rest_vertices, self.faces)
+        self.skin = skin_fields(self.rest_vertices, n, self.rest_joints, np.asarray(self.template.skinning_weights),
+                                asset["joint_frames"])
+        self.radii = np.asarray(asset["radii"], dtype=np.float64)
+        self.rest_palm_length = float(np.linalg.norm(self.rest_joints[9] - self.rest_joints[0]))
 
     def pose(self, poses: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """poses (B, 48), shapes (B, num_shape) -> vertices (B, V, 3), joints (B, 21, 3) float64."""
@@ -228,3 +265,77 @@ def _light(rng: np.random.Generator) -> LightSettings:
         shininess=float(rng.uniform(5, 30)),
         color=(float(1 + warm), 1.0, float(1 - warm)),
     )
+
+
+#: Bones (FreiHAND parent joint, child joint) that carry occluder spheres: every finger bone,
+#: the thumb's metacarpal included.
+_AO_BONES = np.array([(a, a + 1) for f in range(5) for a in range(4 * f + 1, 4 * f + 4)])
+_AO_T = np.array([1 / 6, 0.5, 5 / 6])                # 3 spheres per bone: spacing ~ the radius
+_AO_PALM_T = np.array([0.3, 0.6, 0.85])              # along wrist -> each finger's base
+
+
+def _occluder_spheres(ctx: _HandContext, joints: np.ndarray) -> np.ndarray:
+    """(S, 4) sphere proxies (centre, radius) of a posed hand's volume from its joints
+    (21, 3): 3 per finger bone with the template's radii, 3 per wrist -> knuckle line for
+    the palm (radius = the palm's half thickness), all scaled with the hand's size."""
+    k = float(np.linalg.norm(joints[9] - joints[0])) / ctx.rest_palm_length
+    a, b = _AO_BONES[:, 0], _AO_BONES[:, 1]
+    centres = joints[a][:, None] + _AO_T[None, :, None] * (joints[b] - joints[a])[:, None]
+    radii = (ctx.radii[a][:, None] * (1 - _AO_T) + ctx.radii[b][:, None] * _AO_T) * k
+    knuckles = joints[[5, 9, 13, 17]]
+    palm = joints[0] + _AO_PALM_T[None, :, None] * (knuckles - joints[0])[:, None]
+    palm_r = np.full(palm.shape[:2], 0.9 * ctx.radii[0] * k)
+    return np.concatenate([np.concatenate([centres.reshape(-1, 3), palm.reshape(-1, 3)]),
+                           np.concatenate([radii.ravel(), palm_r.ravel()])[:, None]], 1)
+
+
+def _environment(rng: np.random.Generator) -> Environment:
+    """Version 4's lighting: a sky-to-ground gradient from roughly above (camera -y, rolled
+    and pitched), warm or cool, a broad window-like light, a key light (mostly from the
+    camera side and above, with specular) and sometimes a fill or rim light; exposed so
+    that a surface facing the camera gets 0.7-1.3 of its albedo (linear light)."""
+    from m3dhmr.render.shading import SH_LAMBERT, sh_basis, sh_project_directional
+
+    up = rot_z(rng.normal(0.0, np.radians(20))) @ rot_x(rng.normal(0.0, np.radians(20))) @ np.array([0.0, -1.0, 0.0])
+    temp = rng.normal(0.0, 0.08)
+    sky = np.array([1 - temp, 1.0, 1 + temp]) * rng.uniform(0.3, 0.8)
+    ground = sky * rng.uniform(0.15, 0.6) * np.array([1.1, 1.0, 0.85])
+    sh = np.zeros((9, 3))
+    sh[0] = (sky + ground) / 2 / 0.282095
+    # A radiance linear in (up . w) projects onto the l = 1 band: coefficient u_i * 4 pi / 3 * Y1 constant.
+    sh[[3, 1, 2]] = up[:, None] * ((sky - ground) / 2)[None] * (4 * np.pi / 3 * 0.488603)
+    window = np.array([rng.uniform(-1, 1), rng.uniform(-1, 0.2), -rng.uniform(0.0, 1.0)])
+    wtemp = rng.normal(0.0, 0.1)
+    sh += sh_project_directional(window, np.array([1 + wtemp, 1.0, 1 - wtemp]) * rng.uniform(0.0, 0.8))
+    key = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 0.4), -rng.uniform(0.3, 1.5)])
+    ktemp = rng.normal(0.0, 0.08)
+    dirs = [key / np.linalg.norm(key)]
+    cols = [np.array([1 + ktemp, 1.0, 1 - ktemp]) * rng.uniform(0.4, 1.1)]
+    fill = rng.normal(0.0, 1.0, 3)
+    fill_on = rng.random() < 0.5
+    fill_col = np.clip(rng.normal(1.0, 0.1, 3), 0.5, 1.5) * rng.uniform(0.1, 0.5)
+    if fill_on:
+        dirs.append(fill / max(np.linalg.norm(fill), 1e-9))
+        cols.append(fill_col)
+    wrap = float(rng.uniform(0.1, 0.5))
+    # Exposure from normals spread around the camera direction.
+    n = np.array([[0, 0, -1.0], [0.5, 0, -0.87], [-0.5, 0, -0.87], [0, 0.5, -0.87], [0, -0.5, -0.87]])
+    e = sh_basis(n) @ (SH_LAMBERT[:, None] * sh)
+    for d, c in zip(dirs, cols):
+        e += np.maximum(n @ d + wrap, 0)[:, None] / (1 + wrap) * c[None]
+    exposure = rng.uniform(0.7, 1.3) / max(float(e.mean(0) @ [0.299, 0.587, 0.114]), 1e-3)
+    return Environment(sh=tuple(tuple(float(x) for x in r) for r in sh),
+                       directions=tuple(tuple(float(x) for x in d) for d in dirs),
+                       colors=tuple(tuple(float(x) for x in c) for c in cols),
+                       specular=float(rng.uniform(0.04, 0.25)), shininess=float(rng.uniform(8, 40)), wrap=wrap,
+                       exposure=float(exposure))
+
+
+def _v3_environment(light: LightSettings) -> Environment:
+    """Version 3's one light as an :class:`Environment` (ambient as a uniform environment),
+    for per-pixel skin under the old light (the old kernel has no per-pixel albedo)."""
+    sh = np.zeros((9, 3))
+    sh[0] = light.ambient / 0.282095
+    return Environment(sh=tuple(tuple(float(x) for x in r) for r in sh), directions=(light.direction,),
+                       colors=(tuple(float(light.diffuse * c) for c in light.color),), specular=light.specular,
+                       shininess=light.shininess)
