@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from m3dhmr.data import amplitude as amp
 from m3dhmr.data import augment as aug
+from m3dhmr.data.amplitude import AMPLITUDE_DRAWS
 from m3dhmr.geometry import crop
 from m3dhmr.data.batched import (
     colour_matrices,
@@ -19,6 +21,7 @@ from m3dhmr.data.batched import (
     joints_boxes,
     load_split,
     make_batch,
+    make_views,
     sample_boxes,
     warp_images,
 )
@@ -191,3 +194,41 @@ def test_memory_pipeline_config_is_checked():
     assert DataConfig(pipeline="memory").pipeline == "memory"
     with pytest.raises(ValueError, match="data.pipeline"):
         dataclasses.replace(DataConfig(), pipeline="gpu")
+
+
+def test_amplitude_draws_come_after_the_others():
+    a = draw_uniforms(3, 1, 7, 4, 2)
+    b = draw_uniforms(3, 1, 7, 4, 2, extra=AMPLITUDE_DRAWS)
+    assert b.shape == (2, 4, 8 + AMPLITUDE_DRAWS)
+    assert torch.equal(b[..., :8], a)  # turning the augmentation on changes no other draw
+    assert torch.equal(b, draw_uniforms(3, 1, 7, 4, 2, extra=AMPLITUDE_DRAWS))
+
+
+@pytest.mark.parametrize("mode", ["swap", "jitter"])
+def test_amplitude_batches_are_exact_and_pinned_to_the_loop(split, mode):
+    off = aug.AugmentConfig()
+    on = dataclasses.replace(off, amplitude_prob=0.6, amplitude_beta=0.2, amplitude_mode=mode)
+    idx = [1, 2, 3, 4, 6]
+    b_off = make_batch(split, idx, off, 32, seed=5, epoch=2, batch=3)
+    b_on = make_batch(split, idx, on, 32, seed=5, epoch=2, batch=3)
+    again = make_batch(split, idx, on, 32, seed=5, epoch=2, batch=3)
+    assert all(torch.equal(b_on[k], again[k]) for k in b_on)  # resume-exact
+    for k in ("joints2d", "joints3d", "box", "K", "affine"):
+        assert torch.equal(b_off[k], b_on[k]), k  # only the pixels change
+    u = draw_uniforms(5, 2, 3, len(idx), 1, extra=AMPLITUDE_DRAWS)[0, :, 8:]
+    partners = amp.batch_partners(u[:, 2])
+    applied = 0
+    for r in range(len(idx)):
+        img = b_off["image"][r].permute(1, 2, 0).numpy()
+        other = b_off["image"][int(partners[r])].permute(1, 2, 0).numpy()
+        ref = amp.augment_amplitude(img, u[r].numpy(), on, other)
+        np.testing.assert_allclose(b_on["image"][r].permute(1, 2, 0).numpy(), ref, atol=1e-5)
+        applied += bool(u[r, 0] < on.amplitude_prob)
+    assert 0 < applied < len(idx)  # this seed applies it to some samples only
+
+
+def test_amplitude_needs_its_draws(split):
+    on = aug.AugmentConfig(amplitude_prob=1.0)
+    u = torch.rand(2, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="amplitude augmentation needs 12 draws"):
+        make_views(split, torch.tensor([0, 1]), on, 32, u)

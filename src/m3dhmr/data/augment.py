@@ -29,6 +29,10 @@ Boxes (documented choices):
   no flip (right hands only).
 - colour jitter (brightness, contrast, saturation, hue) is one 3x3 colour matrix plus an
   offset per sample, applied to the 128 x 128 crop with ``cv2.transform``.
+- amplitude-spectrum augmentation (off unless ``amplitude_prob > 0``): after the colour
+  jitter, :mod:`m3dhmr.data.amplitude` swaps or jitters the crop's low-frequency Fourier
+  amplitude and keeps its phase; its draws come after the box and colour draws, so turning
+  it on leaves every other augmentation of a sample as it was.
 """
 
 from __future__ import annotations
@@ -75,6 +79,16 @@ class AugmentConfig:
     eval_centre_fraction: float = 130.0 / 224.0
     border: Literal["constant", "replicate"] = "constant"
     min_box_px: float = 8.0  # lower bound on the joint extent (degenerate poses)
+    # Amplitude-spectrum augmentation (m3dhmr.data.amplitude; off by default): with this
+    # probability per view, the crop's low-frequency Fourier amplitude (box of half-size
+    # beta x side / 2) is mixed towards another image's ("swap", ratio ~ U(0, amplitude_mix))
+    # or scaled per channel ("jitter", by 1 + U(-amplitude_jitter, amplitude_jitter)); its
+    # phase is kept.
+    amplitude_prob: float = 0.0
+    amplitude_beta: float = 0.1
+    amplitude_mode: Literal["swap", "jitter"] = "swap"
+    amplitude_mix: float = 1.0
+    amplitude_jitter: float = 0.3
 
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
@@ -102,6 +116,12 @@ class AugmentConfig:
             raise ValueError(f"augment.border must be 'constant' or 'replicate', got {self.border!r}")
         if not self.min_box_px > 0:
             raise ValueError(f"augment.min_box_px must be > 0, got {self.min_box_px}")
+        for name in ("amplitude_prob", "amplitude_beta", "amplitude_mix", "amplitude_jitter"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"augment.{name} must be a number in [0, 1], got {v!r}")
+        if self.amplitude_mode not in ("swap", "jitter"):
+            raise ValueError(f"augment.amplitude_mode must be 'swap' or 'jitter', got {self.amplitude_mode!r}")
 
 
 @dataclass(frozen=True)

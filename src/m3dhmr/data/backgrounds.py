@@ -1,12 +1,19 @@
 """Random backgrounds for synthetic hand images: procedural textures and natural photos.
 
-The photos are the sample images that ship inside the scikit-image wheel
+By default the photos are the sample images that ship inside the scikit-image wheel
 (``skimage/data/*.png|jpg``: astronaut, coffee, cat, rocket, motorcycle, bricks,
 grass, ...). They are read straight from the installed package folder with OpenCV,
 never through ``skimage.data``'s fetchers (some of which download with pooch), so
 this works offline; they are decoded once per process and cached, with a 2x image
 pyramid so that a crop is always resampled from a level at most 2x larger than the
 output (one bilinear ``warpAffine`` for crop + flip + resize, no aliasing to speak of).
+
+With ``SynthConfig.background_dir`` (issue 20) the photos are instead every JPEG/PNG of
+that folder (``scripts/fetch_backgrounds.py`` fills one with a few hundred openly licensed
+real photos; training data only, never shipped), sorted by file name so that a seed gives
+the same set for the same folder; they are decoded once per process (at most
+:data:`FOLDER_PHOTO_SIDE` px on the long side) with the same pyramids, and their crops get
+only small colour changes (no channel swaps: real photos should keep plausible colours).
 
 Speed (issue 4): every function works on uint8 images with single OpenCV passes
 (``warpAffine``, ``transform``, ``LUT``) instead of float64 full-image temporaries.
@@ -33,6 +40,10 @@ PHOTO_FILES: tuple[str, ...] = (
 )
 PROCEDURAL_KINDS: tuple[str, ...] = ("noise", "gradient", "stripes", "checker")
 _MAX_PHOTO_SIDE = 512  # downscale once: crops of a 224 image never need more
+#: Long side of a background-folder photo in memory: its crops start at 0.3 of the short
+#: side, so 768 x 512 keeps a 224-px crop within 1.5x upsampling (~1.2 MB per photo).
+FOLDER_PHOTO_SIDE = 768
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def _skimage_data_dir() -> Path | None:
@@ -42,9 +53,20 @@ def _skimage_data_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
+def load_photos(folder: str | Path | None = None) -> tuple[tuple[str, np.ndarray], ...]:
+    """(name, (H, W, 3) uint8 RGB) per photo, cached per process: the scikit-image photos of
+    :data:`PHOTO_FILES` when ``folder`` is None, else every JPEG/PNG in ``folder`` sorted by
+    file name (name = file stem). A missing folder is a FileNotFoundError, a folder without
+    photos or with an unreadable one a ValueError naming it."""
+    return _skimage_photos() if folder is None else _folder_photos(_folder_key(folder))
+
+
+def _folder_key(folder: str | Path) -> str:
+    return str(Path(folder).expanduser().resolve())
+
+
 @lru_cache(maxsize=1)
-def load_photos() -> tuple[tuple[str, np.ndarray], ...]:
-    """(name, (H, W, 3) uint8 RGB) for every available photo in :data:`PHOTO_FILES`, cached."""
+def _skimage_photos() -> tuple[tuple[str, np.ndarray], ...]:
     folder = _skimage_data_dir()
     photos = []
     for name in PHOTO_FILES:
@@ -61,12 +83,38 @@ def load_photos() -> tuple[tuple[str, np.ndarray], ...]:
     return tuple(photos)
 
 
-@lru_cache(maxsize=1)
-def _photo_pyramids() -> tuple[tuple[np.ndarray, ...], ...]:
+@lru_cache(maxsize=2)
+def _folder_photos(folder: str) -> tuple[tuple[str, np.ndarray], ...]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"background_dir {folder} is not a folder (fill one with "
+                                "scripts/fetch_backgrounds.py --out DIR)")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"background_dir {folder} has no JPEG or PNG photos")
+    photos = []
+    for path in files:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"background_dir: cannot decode {path}")
+        s = FOLDER_PHOTO_SIDE / max(img.shape[:2])
+        if s < 1:
+            img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        photos.append((path.stem, np.ascontiguousarray(img[:, :, ::-1])))
+    log.info("loaded %d background photos from %s", len(photos), folder)
+    return tuple(photos)
+
+
+def _photo_pyramids(folder: str | Path | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
     """Per photo of :func:`load_photos`: levels 0, 1, ... each half the size of the previous
     (down to 64 px), built once per process."""
+    return _pyramids(None if folder is None else _folder_key(folder))
+
+
+@lru_cache(maxsize=2)
+def _pyramids(folder: str | None) -> tuple[tuple[np.ndarray, ...], ...]:
     out = []
-    for _, img in load_photos():
+    for _, img in load_photos(folder):
         levels = [img]
         while min(levels[-1].shape[:2]) >= 128:
             levels.append(cv2.pyrDown(levels[-1]))
@@ -155,10 +203,12 @@ def _crop_affine(x0: float, y0: float, side: float, size: int, flip_x: bool, fli
     return a
 
 
-def photo_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str] | None:
-    """A random crop of a random photo, resized to (size, size, 3) uint8 RGB, flipped and
-    recoloured; None when no photo is available."""
-    photos = load_photos()
+def photo_background(rng: np.random.Generator, size: int,
+                     folder: str | Path | None = None) -> tuple[np.ndarray, str] | None:
+    """A random crop of a random photo (of ``folder``, or the scikit-image photos when None),
+    resized to (size, size, 3) uint8 RGB, flipped and recoloured; None when no photo is
+    available. Folder photos get smaller colour changes (see the module docstring)."""
+    photos = load_photos(folder)
     if not photos:
         return None
     k = int(rng.integers(len(photos)))
@@ -171,13 +221,19 @@ def photo_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, s
     flip_y = rng.random() < 0.2
     # Pyramid level whose crop is at most 2x the output: bilinear sampling then sees every
     # source pixel (no aliasing), and the cost depends only on the output size.
-    levels = _photo_pyramids()[k]
+    levels = _photo_pyramids(folder)[k]
     lev = 0
     while lev + 1 < len(levels) and side / 2 ** (lev + 1) >= size:
         lev += 1
     f = 2.0 ** -lev
     A = _crop_affine(x0 * f, y0 * f, side * f, size, flip_x, flip_y)  # edge coordinates scale by f
     out = cv2.warpAffine(levels[lev], A, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    if folder is not None:
+        # Real photos: white balance, contrast and exposure nudged, colours kept plausible.
+        gain = rng.uniform(0.85, 1.15, 3)
+        contrast = rng.uniform(0.75, 1.1)
+        brightness = rng.uniform(-25, 25)
+        return recolour(out, np.arange(3), gain, contrast, brightness), name
     perm = rng.permutation(3) if rng.random() < 0.3 else np.arange(3)
     gain = rng.uniform(0.7, 1.3, 3)
     contrast = rng.uniform(0.6, 1.2)
@@ -197,10 +253,12 @@ def recolour(img: np.ndarray, perm: np.ndarray, gain: np.ndarray, contrast: floa
     return cv2.transform(img, M)
 
 
-def random_background(rng: np.random.Generator, size: int, photo_prob: float = 0.6) -> tuple[np.ndarray, str]:
-    """(size, size, 3) uint8 RGB background and a short description ("photo:coffee", "checker")."""
+def random_background(rng: np.random.Generator, size: int, photo_prob: float = 0.6,
+                      folder: str | Path | None = None) -> tuple[np.ndarray, str]:
+    """(size, size, 3) uint8 RGB background and a short description ("photo:coffee", "checker");
+    photos from ``folder`` (``SynthConfig.background_dir``) or, when None, scikit-image's."""
     if rng.random() < photo_prob:
-        res = photo_background(rng, size)
+        res = photo_background(rng, size, folder)
         if res is not None:
             return res[0], f"photo:{res[1]}"
     return procedural_background(rng, size)

@@ -5,7 +5,8 @@ warps it with OpenCV and jitters its colours in a worker process for every sampl
 every epoch. Here the split is decoded **once** into a ``uint8`` array (cached on disk
 as ``.npy``, kept on the GPU when it fits), and each batch is cropped by one
 ``grid_sample`` with per-sample affine grids and colour-jittered by one batched 3x3
-colour matrix, on the device that trains. No worker processes and no host round trip,
+colour matrix (and, when on, one batched FFT for the amplitude-spectrum augmentation of
+:mod:`m3dhmr.data.amplitude`), on the device that trains. No worker processes and no host round trip,
 so the input pipeline stops being the bottleneck on a GPU, and on a 2-core CPU the
 cores that decoded JPEGs train instead.
 
@@ -33,12 +34,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from m3dhmr.conventions import ROOT_JOINT
+from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude_batch
 from m3dhmr.data.augment import LUMA, AugmentConfig, _RGB2YIQ, _YIQ2RGB
 
 log = logging.getLogger(__name__)
 
 #: Random numbers drawn per sample and view: box scale, shift x, shift y, rotation,
-#: brightness, contrast, saturation, hue (the loader's order).
+#: brightness, contrast, saturation, hue (the loader's order). The amplitude augmentation's
+#: :data:`m3dhmr.data.amplitude.AMPLITUDE_DRAWS` come after them from the same generator
+#: (a second block, drawn only when it is on), so turning it on changes no other draw.
 DRAWS_PER_VIEW = 8
 
 
@@ -149,12 +153,16 @@ def load_split(root: str | Path, split: str = "training", device: str | torch.de
 # ----------------------------------------------------------------------------- batched crop maths
 
 
-def draw_uniforms(seed: int, epoch: int, batch: int, n: int, views: int) -> Tensor:
-    """(views, n, DRAWS_PER_VIEW) U(0, 1) float64 numbers, a function of ``(seed, epoch, batch)`` only."""
+def draw_uniforms(seed: int, epoch: int, batch: int, n: int, views: int, extra: int = 0) -> Tensor:
+    """(views, n, DRAWS_PER_VIEW + extra) U(0, 1) float64 numbers, a function of ``(seed, epoch,
+    batch)`` only; the first DRAWS_PER_VIEW columns do not depend on ``extra`` (drawn first)."""
     g = torch.Generator(device="cpu")
     # A 63-bit mix of the three counters (distinct triples give distinct streams in practice).
     g.manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + batch & (2**63 - 1))
-    return torch.rand((views, n, DRAWS_PER_VIEW), generator=g, dtype=torch.float64)
+    u = torch.rand((views, n, DRAWS_PER_VIEW), generator=g, dtype=torch.float64)
+    if extra:
+        u = torch.cat([u, torch.rand((views, n, extra), generator=g, dtype=torch.float64)], dim=-1)
+    return u
 
 
 def joints_boxes(joints2d: Tensor, base_scale: float, min_extent: float = 1.0) -> Tensor:
@@ -288,7 +296,8 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
 
     Args:
         image_index: (B,) int64 image indices.
-        u: (B, DRAWS_PER_VIEW) U(0, 1) draws, or None for the deterministic evaluation box
+        u: (B, DRAWS_PER_VIEW) U(0, 1) draws (plus AMPLITUDE_DRAWS more when
+            ``cfg.amplitude_prob > 0``), or None for the deterministic evaluation box
             (``cfg.eval_box``: the joints box without randomness, or the whole image).
     """
     dev = split.K.device
@@ -313,6 +322,12 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
     crops = warp_images(split.images[idx.to(split.images.device)].to(dev, non_blocking=True), affine, crop_size)
     if u is not None:
         crops = jitter_colours(crops, u[:, 4:8], cfg)
+        if cfg.amplitude_prob > 0:
+            if u.shape[1] < DRAWS_PER_VIEW + AMPLITUDE_DRAWS:
+                raise ValueError(f"make_views: amplitude augmentation needs {DRAWS_PER_VIEW + AMPLITUDE_DRAWS} "
+                                 f"draws per sample, got {u.shape[1]}")
+            # Swap partners: other crops of this batch (after their colour jitter).
+            crops = augment_amplitude_batch(crops, u[:, DRAWS_PER_VIEW:DRAWS_PER_VIEW + AMPLITUDE_DRAWS], cfg)
     xyz_c = xyz @ rot.transpose(1, 2)
     root = xyz_c[:, ROOT_JOINT]
     j2d = j2d_orig @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
@@ -343,7 +358,8 @@ def make_batch(split: InMemorySplit, image_index: Tensor | list[int], cfg: Augme
     if int(image_index.min()) < 0 or int(image_index.max()) >= split.num_images:
         raise IndexError(f"make_batch: image indices must lie in 0..{split.num_images - 1}")
     views = 2 if two_view else 1
-    u = draw_uniforms(seed, epoch, batch, len(image_index), views) if cfg.enabled else None
+    extra = AMPLITUDE_DRAWS if cfg.amplitude_prob > 0 else 0
+    u = draw_uniforms(seed, epoch, batch, len(image_index), views, extra) if cfg.enabled else None
     out: dict[str, Tensor] = {}
     for v in range(views):
         sample = make_views(split, image_index, cfg, crop_size, None if u is None else u[v])

@@ -47,6 +47,7 @@ from m3dhmr.data.augment import (
     sample_box,
     sample_colour,
 )
+from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude, partner_index
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
 from m3dhmr.fileio import atomic_path
 from m3dhmr.geometry.camera import project
@@ -440,6 +441,8 @@ class FreiHANDDataset(Dataset):
         crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * np.float32(1.0 / 255.0)
         if rng is not None:
             crop = apply_colour(crop, sample_colour(cfg, rng))
+            if cfg.amplitude_prob > 0:
+                crop = self._amplitude(crop, rng.random(AMPLITUDE_DRAWS), i)
         if mask is not None:
             # Bilinear then threshold: smoother edges than nearest, and JPEG ringing removed.
             m = (warp_image(mask, affine, S, "constant") > 127).astype(np.float32)
@@ -473,6 +476,16 @@ class FreiHANDDataset(Dataset):
             "box": f32(box.as_array()),
             "mask": torch.from_numpy(m),
         }
+
+    def _amplitude(self, crop: np.ndarray, u: np.ndarray, i: int) -> np.ndarray:
+        """Amplitude-spectrum augmentation of an (S, S, 3) crop (:mod:`m3dhmr.data.amplitude`);
+        the swap partner is another image of the split (from ``u[2]``), resized whole to the crop."""
+        other = None
+        if self.augment.amplitude_mode == "swap" and u[0] < self.augment.amplitude_prob:
+            j = partner_index(i, len(self), float(u[2]))
+            img = cv2.resize(read_jpeg(self.image_path(j)), crop.shape[1::-1], interpolation=cv2.INTER_AREA)
+            other = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) * np.float32(1.0 / 255.0)
+        return augment_amplitude(crop, u, self.augment, other)
 
 
 def no_augment(cfg: AugmentConfig | None) -> AugmentConfig:

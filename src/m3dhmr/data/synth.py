@@ -63,7 +63,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from m3dhmr.data.backgrounds import _photo_pyramids
+from m3dhmr.data.backgrounds import _photo_pyramids, load_photos
 from m3dhmr.data.synth_compose import _blend, render_range
 from m3dhmr.data.synth_encode import _encode_jpeg, _rows, encode_annotations
 from m3dhmr.data.synth_scene import SynthConfig, _HandContext, _projected_box
@@ -190,6 +190,8 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers!r}")
     out = Path(out)
+    if config.background_dir is not None:
+        load_photos(config.background_dir)  # a missing or empty folder fails before anything is written
     prepare_output(out, overwrite)
     atomic_write_json(out / IN_PROGRESS, {"seed": int(seed), "train": int(num_train), "eval": int(num_eval)})
     counts = {"training": int(num_train), "evaluation": int(num_eval)}
@@ -240,7 +242,7 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
                 stack.callback(cv2.setNumThreads, cv2.getNumThreads())
                 cv2.setNumThreads(1)
                 warm_up()
-                _photo_pyramids()
+                _photo_pyramids(config.background_dir)
             pool = stack.enter_context(multiprocessing.get_context(method).Pool(
                 workers, initializer=_init_worker, initargs=(str(out), int(seed), config)))
             results = _watched(pool.imap(_work, tasks, chunksize=1), pool)

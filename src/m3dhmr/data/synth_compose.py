@@ -270,7 +270,7 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
     app = _appearance(ctx, cfg, rng)
     tone, light = app.tone, app.light
     hand = np.zeros((size, size), bool)
-    img, bg_name = random_background(rng, size, cfg.photo_prob)
+    img, bg_name = random_background(rng, size, cfg.photo_prob, cfg.background_dir)
     img = np.array(img, dtype=np.uint8, order="C", copy=True)
     res, box, hand_part = _render_hand(ctx, cfg, app, verts, joints, R, t, K)
     if res is not None:

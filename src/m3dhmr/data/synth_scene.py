@@ -40,6 +40,9 @@ class SynthConfig:
     frontal_prob: float = 0.85                      # else a uniformly random rotation
     tilt_std_deg: float = 30.0
     photo_prob: float = 0.6
+    # Photo backgrounds: random crops of the JPEG/PNG photos in this folder (issue 20; fill it
+    # with scripts/fetch_backgrounds.py, training only) instead of scikit-image's 16 photos.
+    background_dir: str | None = None
     occluder_prob: float = 0.3
     max_occluded_fraction: float = 0.4
     blur_prob: float = 0.5
@@ -76,6 +79,8 @@ class SynthConfig:
         for name in ("skin_detail", "ao"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.background_dir is not None and (not isinstance(self.background_dir, str) or not self.background_dir):
+            raise ValueError(f"background_dir must be a folder path or null, got {self.background_dir!r}")
         if self.shading not in SHADINGS:
             raise ValueError(f"shading must be one of {SHADINGS}, got {self.shading!r}")
 
