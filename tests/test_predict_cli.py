@@ -1,6 +1,7 @@
 """``m3dhmr predict`` / ``export-onnx`` / ``bench`` end to end on a tiny random checkpoint."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -335,3 +336,28 @@ def test_predict_video_articulation(tmp_path, checkpoint, capsys):
     assert len({json.dumps(f["shape"]) for f in pose["frames"]}) == 1
     assert (folder / "hand_anim.glb").stat().st_size > 10_000
 
+
+SIGN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sign-language-digits"
+
+
+@pytest.mark.skipif(not (SIGN / "Dataset").is_dir(), reason=f"the sign-language-digits photos are not at {SIGN}")
+def test_predict_prints_quality_not_ok(tmp_path, checkpoint, capsys, caplog):
+    """A real photo (a hand the detector finds) through a tiny untrained model: a poor hand,
+    said so on its line and in result.json; a given box has no landmark check."""
+    ckpt, _ = checkpoint
+    photo = tmp_path / "five.jpg"
+    photo.write_bytes((SIGN / "Dataset" / "5" / "IMG_1123.JPG").read_bytes())
+    big = tmp_path / "five_big.png"  # the detector needs some room around a 100-px close-up
+    cv2.imwrite(str(big), cv2.copyMakeBorder(cv2.imread(str(photo)), 50, 50, 50, 50, cv2.BORDER_REPLICATE))
+    code, stdout, err = run_cli(capsys, "predict", big, "--checkpoint", ckpt, "--out", tmp_path / "o",
+                                "--view-size", 32)
+    assert code == 0, err
+    q = json.loads((tmp_path / "o" / "five_big" / "result.json").read_text())["hands"][0]["quality"]
+    assert q["flag"] == "poor" and q["landmark_error_palm"] > 0.5 and 0 <= q["finger_disagreement"] <= 5
+    line = next(s for s in stdout.splitlines() if "hand(s)" in s)
+    assert " ok," not in line and "poor (quality" in line and "poor quality" in caplog.text
+    code, stdout, err = run_cli(capsys, "predict", big, "--checkpoint", ckpt, "--out", tmp_path / "b",
+                                "--bbox", "50,50,100,100", "--view-size", 32)
+    assert code == 0, err
+    q = json.loads((tmp_path / "b" / "five_big" / "result.json").read_text())["hands"][0]["quality"]
+    assert q["landmark_error_palm"] is None and q["flag"] in ("unchecked", "poor")

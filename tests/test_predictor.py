@@ -233,3 +233,29 @@ def test_three_line_api_on_a_photo(tiny_data, tmp_path):
         m3dhmr.load_image(tiny_data / "training" / "rgb" / "00000007.jpg"))
     assert len(hands) == 1 and hands[0].success and hands[0].handedness == "right"
     assert hands[0].vertices.shape == (900, 3) and 0.1 < hands[0].translation[2] < 3.0
+
+
+def test_quality_checks_the_detector_landmarks(predictor):
+    """With a detected hand the score compares the network's joints with the detector's
+    landmarks (a loop reference); with a given box there is no landmark check."""
+    from m3dhmr.detect import DetectedHand
+    from m3dhmr.detect.rois import RotatedSquare
+    from m3dhmr.inference.quality import hand_quality, landmarks_3d
+
+    img = random_image(120, 140)
+    rng = np.random.default_rng(5)
+    lm = np.array([60.0, 90.0]) + rng.uniform(-25, 25, size=(21, 2))
+    hand = DetectedHand(box=np.r_[lm.min(0), np.ptp(lm, axis=0)], landmarks=lm, depth=rng.normal(size=21),
+                        handedness="right", handedness_score=0.9, score=0.95,
+                        square=RotatedSquare(60.0, 90.0, 80.0, 0.0))
+    r = predictor.predict_hands(img, hands=[hand])[0]
+    q = r.quality_report
+    palm = np.linalg.norm(lm[9] - lm[0])
+    naive = sum(np.linalg.norm(r.joints2d[j] - lm[j]) for j in range(21)) / 21 / palm
+    assert q.landmark_error == pytest.approx(naive) and 0 <= q.finger_disagreement <= 5
+    assert r.quality == q.score and r.quality_flag == q.flag and 0 <= r.quality <= 1
+    assert q == hand_quality(r.joints2d, r.joints3d, r.reprojection_error, predictor.input_size, r.success,
+                             landmarks_3d(hand))
+    assert r.to_json(include_vertices=False)["quality"]["flag"] == q.flag
+    boxed = predictor.predict(img, hand_box=hand.box)
+    assert boxed.quality_report.landmark_error is None and boxed.quality_flag in ("unchecked", "poor")

@@ -84,6 +84,37 @@ def test_state_accuracy_matches_a_loop():
     assert acc == pytest.approx(right / counted)
 
 
+# ---------------------------------------------------------------------- rank correlation
+
+
+def _spearman_loop(a, b):
+    """Pearson correlation of mean ranks, by loops."""
+    def ranks(x):
+        r = []
+        for v in x:
+            below = sum(w < v for w in x)
+            equal = sum(w == v for w in x)
+            r.append(below + (equal + 1) / 2)
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+
+
+def test_spearman():
+    assert R.spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 25, 100])) == pytest.approx(1.0)
+    # hand-computed: ranks (1, 2, 3) and (2, 1, 3) -> d = (1, 1, 0), 1 - 6 * 2 / (3 * 8) = 0.5
+    assert R.spearman(np.array([1.0, 2, 3]), np.array([5.0, 4, 9])) == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 5, 30).astype(float), rng.normal(size=30)  # ties in a
+    assert R.spearman(a, b) == pytest.approx(_spearman_loop(a, b))
+    assert math.isnan(R.spearman(np.ones(5), b[:5])) and math.isnan(R.spearman(a[:2], b[:2]))
+    with pytest.raises(ValueError, match=r"\(N,\)"):
+        R.spearman(a, b[:3])
+
+
 # ---------------------------------------------------------------------- the runner with stand-ins
 
 
@@ -111,7 +142,8 @@ class _Pred:
         i = int(image[0, 0, 1])  # the image's index is written in its green channel
         self.calls += 1
         j3 = np.random.default_rng(i).normal(size=(21, 3))
-        return [SimpleNamespace(joints2d=self.ref[i] + self.offsets[i], joints3d=j3, reprojection_error=0.5)]
+        return [SimpleNamespace(joints2d=self.ref[i] + self.offsets[i], joints3d=j3, reprojection_error=0.5,
+                                quality=1.0 - float(self.offsets[i].mean()) / 10)]
 
 
 def test_runner_counts_missed_hands(tmp_path):
@@ -138,6 +170,8 @@ def test_runner_counts_missed_hands(tmp_path):
     np.testing.assert_allclose(r.image_errors[:2], [0.2, 0.8])
     assert np.isnan(r.image_errors[2:]).all() and r.finger_state_acc is None
     assert r.summary()["detection_rate"] == 0.5
+    np.testing.assert_allclose(r.quality[:3], [0.9, 0.6, 1.0])  # image 2 predicted, not scored
+    assert r.quality_flags[:2].tolist() == ["good", "good"] and r.quality_flags[3] == ""
     with pytest.raises(ValueError, match="train"):
         R.evaluate_real(pred, tmp_path, "train", labels=labels)
 
@@ -170,6 +204,12 @@ def test_packaged_model_on_heldout_photos(packaged, tmp_path_factory):
     assert r.reference_finger_state_acc >= 0.6
     assert 0.2 <= r.finger_state_acc <= 1.0
     assert np.isfinite(r.joints3d[r.detected]).all()
+    # the quality score: every scored hand has one, and it goes with the 2D error
+    assert np.isfinite(r.quality[r.detected]).all()
+    c = r.quality_correlations()
+    assert c["quality_spearman"] > 0.3 and set(c) == {"quality_spearman", "residual_spearman",
+                                                      "quality_spearman_fingers"}
+    assert (r.wrong_fingers[r.detected] >= 0).all() and (r.wrong_fingers <= 5).all()
 
 
 @needs_sign

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     left = True if args.left else False if args.right else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed = empty = 0
+    failed = empty = poor = 0
     for item, name in zip(items, _output_names(items)):
         box = user_box
         if boxes is not None:
@@ -176,11 +176,24 @@ def run(args: argparse.Namespace) -> int:
                   f"-> {out / name}")
             continue
         failed += sum(not r.success for r in results)
-        desc = "; ".join(f"{r.handedness} hand {'ok' if r.success else 'registration failed (fallback depth)'}, "
-                         f"wrist at {np.round(r.translation, 3).tolist()} m" for r in results)
+        poor += sum(r.quality_flag == "poor" for r in results)
+        desc = "; ".join(f"{r.handedness} hand {_status(r)}, wrist at {np.round(r.translation, 3).tolist()} m"
+                         for r in results)
         print(f"{item.path}: {len(results)} hand(s): {desc} -> {out / name}")
     if failed:
         log.warning("%d hand(s) had a failed registration; their camera-space position is a guess", failed)
+    if poor:
+        log.warning("%d hand(s) of poor quality: the mesh disagrees with the landmark model (see \"quality\" in "
+                    "result.json); do not trust them", poor)
     if empty:
         log.warning("%d image(s) with no hand found", empty)
     return 0
+
+
+def _status(result) -> str:
+    """The per-hand word: its quality (never "ok" for a poor hand), or the failed registration."""
+    if not result.success:
+        return "registration failed (fallback depth), poor"
+    if result.quality_report is None:
+        return "ok"
+    return result.quality_report.describe()

@@ -188,14 +188,10 @@ def _label_one(detector, path: Path) -> tuple[np.ndarray, np.ndarray, float, str
     hand = detect_best(detector, load_image(path))
     if hand is None:
         return np.full((NUM_JOINTS, 2), np.nan), np.full(NUM_JOINTS, np.nan), 0.0, ""
-    scale = hand.square.side / _landmark_size()  # MediaPipe's z is in its crop's pixels
-    return hand.landmarks, hand.depth * scale, float(hand.score), hand.handedness
+    from m3dhmr.inference.quality import landmarks_3d
 
-
-def _landmark_size() -> int:
-    from m3dhmr.detect.hands import LANDMARK_SIZE
-
-    return LANDMARK_SIZE
+    # MediaPipe's z is in its crop's pixels; landmarks_3d scales it like x and y.
+    return hand.landmarks, landmarks_3d(hand)[:, 2], float(hand.score), hand.handedness
 
 
 def pseudo_labels(paths: Sequence[Path | str], cache: Path | str | None = None, progress: bool = False,

@@ -16,10 +16,10 @@ Who is who (evidence, from the file numbers and from looking at the photos):
   with a retaken digit (1158-1168 has two 8s; 4243-4253 two 3s).
 - A few runs are one person's session taken out of order and cut in two by that rule
   (IMG_4039 is a 5 and IMG_4040-4048 that person's 0-4 and 6-9; 4806 is a 1 before 4807's
-  0, 2-8); two neighbouring runs are merged when neither has all ten digits, they are at most
-  12 numbers apart, share at most one digit and hold at most 11 photos together: 207 persons (199 of ten photos;
-  the README says 218 people, so a few merged runs may be two people, which only keeps
-  them on one side of the split).
+  0, 2-8); two neighbouring runs are merged when neither has all ten digits, they are at
+  most 12 numbers apart, share at most one digit and hold at most 11 photos together:
+  207 persons (199 of ten photos; the README says 218 people, so a few merged runs may be
+  two people, which only keeps them on one side of the split).
 - Neighbouring runs can still be the same person on another take (4644-4652 and 4668-4673
   look like one hand), so persons are held out in blocks of :data:`BLOCK` neighbouring
   runs, not one by one: a person split in two runs then lands on one side of the split

@@ -103,7 +103,8 @@ class RealResult:
     set; errors (N, 21) palms; joints2d (N, 21, 2) the network's, image px; joints3d (N, 21, 3)
     the network's, camera metres; reference (N, 21, 2) px; reference_depth (N, 21) px;
     presence (N,) the reference's; reprojection_error (N,) the registration's, crop px;
-    states / reference_states (N, 5) finger states ("" where not detected).
+    states / reference_states (N, 5) finger states ("" where not detected); quality (N,)
+    the Predictor's per-hand score (:mod:`m3dhmr.inference.quality`), NaN where none.
     """
 
     n_images: int
@@ -129,6 +130,7 @@ class RealResult:
     reprojection_error: np.ndarray
     states: np.ndarray
     reference_states: np.ndarray
+    quality: np.ndarray
     extra: dict = field(default_factory=dict)
 
     @property
@@ -139,6 +141,30 @@ class RealResult:
     def image_errors(self) -> np.ndarray:
         """(N,) mean joint error of each image in palms (NaN where not detected)."""
         return self.errors.mean(axis=1)
+
+    @property
+    def wrong_fingers(self) -> np.ndarray:
+        """(N,) fingers whose measured state contradicts the digit's handshape (sign digits;
+        "any" fingers skipped), -1 where not detected or outside the set."""
+        from m3dhmr.data.sign_digits import EXPECTED_FINGER_STATES
+
+        out = np.full(self.n_images, -1, dtype=np.int64)
+        for i in np.flatnonzero(self.detected & (self.digits >= 0)):
+            exp = np.array(EXPECTED_FINGER_STATES[int(self.digits[i])].as_tuple())
+            out[i] = int(((self.states[i] != exp) & (exp != "any")).sum())
+        return out
+
+    def quality_correlations(self) -> dict[str, float]:
+        """Spearman rank correlations over the detected images: the quality score (negated,
+        so that a positive value means a low score goes with a large error) with the 2D error
+        (``quality_spearman``), with the wrong-finger count (``quality_spearman_fingers``, sign
+        digits only), and the registration residual alone with the 2D error (``residual_spearman``)."""
+        m = self.detected & np.isfinite(self.quality)
+        out = {"quality_spearman": spearman(-self.quality[m], self.image_errors[m]),
+               "residual_spearman": spearman(self.reprojection_error[m], self.image_errors[m])}
+        if self.finger_state_acc is not None:
+            out["quality_spearman_fingers"] = spearman(-self.quality[m], self.wrong_fingers[m])
+        return out
 
     def summary(self) -> dict[str, float]:
         """The headline figures as ``name -> value`` (the benchmark's ``name=value`` lines)."""
@@ -152,7 +178,31 @@ class RealResult:
             out["reference_finger_state_acc"] = float(self.reference_finger_state_acc)
             for d, v in self.finger_state_acc_per_digit.items():
                 out[f"finger_state_acc_{d}"] = v
+        if np.isfinite(self.quality[self.detected]).any():
+            out.update(self.quality_correlations())
+            out["quality_poor_fraction"] = float(np.mean(self.quality_flags[self.detected] == "poor"))
         return {**out, **self.extra}
+
+    @property
+    def quality_flags(self) -> np.ndarray:
+        """(N,) the quality flag of each image's hand ("" where none); from :attr:`quality`."""
+        from m3dhmr.inference.quality import FAIR, GOOD
+
+        q = self.quality
+        return np.where(~np.isfinite(q), "", np.where(q >= GOOD, "good", np.where(q >= FAIR, "fair", "poor")))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two (N,) arrays (ties get their mean rank); NaN for N < 3
+    or a constant array."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"spearman needs two (N,) arrays, got {a.shape} and {b.shape}")
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b)[0])
 
 
 def list_images(root: Path) -> list[Path]:
@@ -214,12 +264,15 @@ def evaluate_real(predictor, root: Path, split: str = "heldout", limit: int | No
     j3 = np.full((n, NUM_JOINTS, 3), np.nan)
     reproj = np.full(n, np.nan)
     has_pred = np.zeros(n, bool)
+    quality = np.full(n, np.nan)
     for i, p in enumerate(paths):
         image = load_image(p)
         hand = detect_best(predictor.detector, image)
         if hand is not None:
             r = predictor.predict_hands(image, hands=[hand])[0]
             j2[i], j3[i], reproj[i], has_pred[i] = r.joints2d, r.joints3d, r.reprojection_error, True
+            q = getattr(r, "quality", None)
+            quality[i] = np.nan if q is None else q
         if progress and (i + 1) % 100 == 0:
             log.info("real photos: %d / %d", i + 1, n)
     detected = has_ref & has_pred
@@ -249,4 +302,4 @@ def evaluate_real(predictor, root: Path, split: str = "heldout", limit: int | No
         paths=tuple(paths), digits=digits, detected=detected, errors=errors, joints2d=j2, joints3d=j3,
         reference=np.where(has_ref[:, None, None], ref.landmarks, np.nan),
         reference_depth=np.where(has_ref[:, None], ref.depth, np.nan), presence=ref.presence.astype(np.float64),
-        reprojection_error=reproj, states=states, reference_states=ref_states)
+        reprojection_error=reproj, states=states, reference_states=ref_states, quality=quality)

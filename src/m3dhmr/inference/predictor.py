@@ -34,6 +34,7 @@ import torch
 from m3dhmr.geometry.crop import apply_affine_np, invert_affine
 from m3dhmr.inference import crops
 from m3dhmr.inference.networks import BACKENDS, Backend, NetworkOutput, OnnxNetwork, TorchNetwork
+from m3dhmr.inference.quality import HandQuality, hand_quality, landmarks_3d
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class PredictionResult:
     in [0, 1] (None when the caller gave the box); articulation: the
     :class:`~m3dhmr.hand.fit.HandFit` (batch 1) of this hand when the predictor fits
     articulation (:attr:`Predictor.articulation`), else None; a left hand's is its
-    mirror image's (a right hand's).
+    mirror image's (a right hand's); quality_report: the
+    :class:`~m3dhmr.inference.quality.HandQuality` of this hand (agreement with the
+    detector's landmarks when it ran, and the registration residual), see :attr:`quality`.
     """
 
     joints2d: np.ndarray
@@ -82,6 +85,17 @@ class PredictionResult:
     hand_box: np.ndarray | None = None
     score: float | None = None
     articulation: Any = None
+    quality_report: HandQuality | None = None
+
+    @property
+    def quality(self) -> float | None:
+        """How far to trust this hand, in (0, 1] (:mod:`m3dhmr.inference.quality`)."""
+        return None if self.quality_report is None else self.quality_report.score
+
+    @property
+    def quality_flag(self) -> str | None:
+        """"good", "fair", "poor" or "unchecked" (no landmark check: the caller gave the box)."""
+        return None if self.quality_report is None else self.quality_report.flag
 
     @property
     def handedness(self) -> str:
@@ -107,6 +121,7 @@ class PredictionResult:
             "success": bool(self.success),
             "reprojection_error_px": float(self.reprojection_error),
             "left": bool(self.left),
+            "quality": None if self.quality_report is None else self.quality_report.to_json(),
             "units": {"joints3d": "m", "vertices": "m", "joints2d": "px", "camera": "opencv"},
         }
         if include_vertices:
@@ -251,10 +266,12 @@ class Predictor:
         return out
 
     def finish(self, prepared: PreparedInput, net: NetworkOutput, index: int = 0, *, hand_box=None,
-               score: float | None = None) -> PredictionResult:
+               score: float | None = None, hand=None) -> PredictionResult:
         """Mirror back (left hands), register in camera space, map 2D joints to the image.
 
-        ``hand_box`` and ``score`` are passed through to the result (see :class:`PredictionResult`)."""
+        ``hand_box`` and ``score`` are passed through to the result (see :class:`PredictionResult`);
+        ``hand``, the :class:`m3dhmr.detect.DetectedHand` the crop came from, lets the quality
+        score compare the prediction with its landmarks (:mod:`m3dhmr.inference.quality`)."""
         from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
 
         v = net.vertices[index].astype(np.float64)
@@ -268,6 +285,10 @@ class Predictor:
             faces = faces[:, ::-1].copy()  # mirroring turns the winding inside out
         reg = register_camera_space_numpy(j3[None], j2[None], prepared.crop.K[None], v[None])
         joints2d = apply_affine_np(j2, invert_affine(prepared.crop.affine))
+        # The network's own joints against the detector's landmarks (never refined towards them).
+        quality = hand_quality(joints2d, reg.joints[0],
+                               float(reg.reprojection_error[0]), float(self.input_size), bool(reg.success[0]),
+                               None if hand is None else landmarks_3d(hand))
         return PredictionResult(
             joints2d=joints2d,
             joints3d=reg.joints[0],
@@ -282,6 +303,7 @@ class Predictor:
             left=prepared.left,
             hand_box=None if hand_box is None else np.asarray(hand_box, dtype=np.float64),
             score=None if score is None else float(score),
+            quality_report=quality,
         )
 
     @property
@@ -381,5 +403,5 @@ class Predictor:
         prepared = [self.prepare(image, crops.square_box(h.box, self.track_margin), K,
                                  h.left if left is None else bool(left)) for h in hands]
         net = self.run_network(np.concatenate([p.images for p in prepared]))
-        return self._articulate([self.finish(p, net, i, hand_box=h.box, score=h.score)
+        return self._articulate([self.finish(p, net, i, hand_box=h.box, score=h.score, hand=h)
                                  for i, (p, h) in enumerate(zip(prepared, hands))])
