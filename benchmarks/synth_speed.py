@@ -58,8 +58,7 @@ def stage_times(n: int) -> dict[str, float]:
                 c = time.perf_counter()
                 s = synth_compose.compose_sample(ctx, cfg, r, g, v, j)
                 d = time.perf_counter()
-                rgb = synth_encode._encode_jpeg(s.rgb[:, :, ::-1], cfg.jpeg_quality)
-                mask = synth_encode._encode_jpeg(s.mask.astype(np.uint8) * 255, cfg.jpeg_quality)
+                rgb, mask = synth_encode.encode_images(s, cfg.jpeg_quality)
                 e = time.perf_counter()
                 # New files, as in a real run (overwriting one file is slower on ext4).
                 (Path(tmp) / f"rgb{i:08d}.jpg").write_bytes(rgb)

@@ -93,10 +93,11 @@ def _project(xyz, K):
 
 
 def test_projected_joints_land_inside_mask(tmp_path):
-    # Without occluders every joint lies inside the hand, so its projection is inside the
+    # Without occluders, objects or a second hand every joint lies inside the hand, so its projection is inside the
     # silhouette (1 px tolerance for JPEG and the anti-aliased edge).
     out = tmp_path / "s"
-    generate(out, 8, 0, seed=5, config=SynthConfig(size=96, occluder_prob=0.0), progress=False)
+    generate(out, 8, 0, seed=5, config=SynthConfig(size=96, occluder_prob=0.0, object_prob=0.0, other_hand_prob=0.0),
+             progress=False)
     xyz = np.array(_load(out, "training_xyz.json"))
     uv = _project(xyz, np.array(_load(out, "training_K.json")))
     inside = []
@@ -225,3 +226,20 @@ def test_forked_workers_survive_a_parent_opencv_thread_pool(tmp_path):
         f"assert is_complete({str(tmp_path / 'set')!r})\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=180)
+
+
+def test_cli_set_configures_the_generator_strictly(tmp_path, capsys):
+    from m3dhmr.cli import main
+
+    out = tmp_path / "o"
+    assert main(["synth", "--out", str(out), "--train", "1", "--eval", "0", "--size", "64", "--no-progress",
+                 "--set", "object_prob=0", "exposure_range=[1, 1]", "--set", "jpeg_quality_range=[70, 70]"]) == 0
+    info = _load(out, "synth_info.json")
+    assert info["version"] == synth.SYNTH_VERSION == 4
+    cfg = info["config"]
+    assert cfg["object_prob"] == 0.0 and cfg["exposure_range"] == [1.0, 1.0] and cfg["size"] == 64
+    assert _load(out, "training_params.json")[0]["jpeg_quality"] == 70
+    assert main(["synth", "--out", str(tmp_path / "p"), "--train", "1", "--eval", "0", "--set", "objet_prob=0"]) == 2
+    assert "unknown config key(s) objet_prob" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "p"), "--train", "1", "--eval", "0", "--set", "noise_prob=2"]) == 2
+    assert "noise_prob must be a number in [0, 1]" in capsys.readouterr().err

@@ -55,7 +55,8 @@ def test_box_render_equals_full_render():
 def test_compose_is_a_function_of_the_sample_seed():
     # Noise comes from cv2.randn seeded by the sample's generator: same seed, same image.
     ctx = synth_scene._HandContext()
-    cfg = SynthConfig(size=96, noise_prob=1.0, blur_prob=1.0, occluder_prob=1.0)
+    cfg = SynthConfig(size=96, noise_prob=1.0, blur_prob=1.0, occluder_prob=1.0, motion_blur_prob=1.0,
+                      defocus_prob=1.0, handshape_prob=1.0, object_prob=1.0, other_hand_prob=1.0)
     outs = []
     for _ in range(2):
         rng = synth_scene.sample_rng(4, 0, 1)
@@ -64,7 +65,9 @@ def test_compose_is_a_function_of_the_sample_seed():
         outs.append(synth_compose.compose_sample(ctx, cfg, rng, g, v[0], j[0]))
     np.testing.assert_array_equal(outs[0].rgb, outs[1].rgb)
     np.testing.assert_array_equal(outs[0].mask, outs[1].mask)
-    assert outs[0].params["noise_sigma"] > 0 and outs[0].rgb.dtype == np.uint8
+    cam = outs[0].params["camera"]
+    assert cam["shot_noise"] > 0 and cam["motion_length"] > 0 and outs[0].rgb.dtype == np.uint8
+    assert outs[0].params["jpeg_quality"] == cam["jpeg_quality"]
 
 
 def test_appearance_switched_off_draws_exactly_version_3():

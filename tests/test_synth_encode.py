@@ -30,3 +30,26 @@ def test_rows_kernel_matches_percent_format():
     assert synth_encode._rows(np.array([[1e13, 0.5, 2.0]])) == "[[10000000000000.000000, 0.500000, 2.000000]]"
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         synth_encode._rows(np.zeros((2, 2)))
+
+
+def test_images_are_encoded_at_the_sample_quality():
+    import cv2
+
+    from m3dhmr.data.synth_scene import RenderedSample
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[10:40, 20:50] = True
+    sizes = []
+    for q in (40, 95):
+        s = RenderedSample(rgb=rgb, mask=mask, K=np.eye(3), xyz=np.zeros((21, 3)), verts=np.zeros((5, 3)),
+                           params={"jpeg_quality": q})
+        a, m = synth_encode.encode_images(s, 90)
+        assert a == cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()
+        assert m == cv2.imencode(".jpg", mask.astype(np.uint8) * 255, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        sizes.append(len(a))
+    assert sizes[0] < sizes[1]
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        synth_encode.encode_images(RenderedSample(rgb=rgb, mask=mask, K=np.eye(3), xyz=np.zeros((21, 3)),
+                                                  verts=np.zeros((5, 3)), params={"jpeg_quality": 0}), 90)

@@ -15,14 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the FreiHAND-layout files of a non-empty folder that is not a synthetic set")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="set SynthConfig fields (values are YAML), e.g. --set object_prob=0 "
+                             "exposure_range=[1,1]; unknown keys are errors; synth_info.json records the config")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from m3dhmr.config import apply_overrides, from_dict
     from m3dhmr.data.synth import SynthConfig, generate
 
-    config = SynthConfig(size=args.size)
+    # --size first, so --set size=... (applied after it) wins; from_dict rejects unknown keys.
+    config = from_dict(SynthConfig, apply_overrides({"size": args.size}, args.overrides))
     t0 = time.perf_counter()
     out = generate(args.out, args.train, args.eval, seed=args.seed, workers=args.workers, config=config,
                    overwrite=args.overwrite, progress=not args.no_progress)

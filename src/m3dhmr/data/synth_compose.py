@@ -1,6 +1,8 @@
 """Rendering and compositing one synthetic sample: the hand rendered inside its box,
-blended over a background, occluders, blur and noise (on uint8 images, OpenCV and small
-numba kernels; see :mod:`m3dhmr.data.synth` for the speed goals)."""
+blended over a background, held objects and a second hand in front of or behind it (a
+z-buffer test between their renders), occluders, then the camera effects of
+:mod:`m3dhmr.data.synth_camera` (on uint8 images, OpenCV and small numba kernels; see
+:mod:`m3dhmr.data.synth` for the speed goals)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import numpy as np
 from numba import njit
 
 from m3dhmr.data.backgrounds import procedural_background, random_background
+from m3dhmr.data.synth_camera import apply_camera, draw_camera
+from m3dhmr.data.synth_objects import SceneMesh, grip_object, object_colors, place_other_hand
 from m3dhmr.data.synth_forearm import ForearmParams, forearm_mesh, sample_forearm
 from m3dhmr.data.synth_scene import (RenderedSample, SynthConfig, _draw_geometry, _environment, _HandContext, _light,
                                      _occluder_spheres, _place, _skin, _v3_environment, sample_rng)
@@ -99,6 +103,85 @@ def _occlude(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray, hand: 
         np.maximum(cover, layer, out=cover)
         drawn += 1
     return cover, drawn
+
+
+def _scene_things(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
+                  verts: np.ndarray, joints: np.ndarray, R: np.ndarray, t: np.ndarray, v_cam: np.ndarray,
+                  tone: np.ndarray) -> list[SceneMesh]:
+    """The sample's other meshes in camera space (:mod:`m3dhmr.data.synth_objects`): the
+    object of a grip handshape (with probability ``cfg.object_prob``) and the second hand
+    (when :func:`_draw_geometry` drew one). verts (V, 3), joints (21, 3): model output at
+    zero global rotation; R, t: the hand's rotation and translation; v_cam (V, 3); tone (3,) skin."""
+    from m3dhmr.hand.handshapes import GRIPS
+
+    things = []
+    kind = GRIPS.get(geo.get("pose_source", ""))
+    if kind is not None and rng.random() < cfg.object_prob:
+        v, f = grip_object(kind, joints, verts, rng, ctx.faces)
+        things.append(SceneMesh((v - joints[0]) @ R.T + t, f, object_colors(v, rng), kind))
+    other = geo.get("other")
+    if other is not None and "verts" in other:
+        v = place_other_hand(other["verts"], v_cam, rng)
+        # The same person's skin, a little lighter or darker.
+        colors = np.broadcast_to(np.clip(tone * rng.normal(1.0, 0.05), 0, 1), v.shape)
+        things.append(SceneMesh(v, ctx.faces, colors, "hand"))
+    return things
+
+
+def _render_things(things: list[SceneMesh], K: np.ndarray, size: int,
+                   light: LightSettings | Environment) -> tuple[RenderResult | None, tuple[slice, slice]]:
+    """Render the meshes ``things`` together inside the box of their projection (like
+    :func:`render_hand_box`); (None, box) when there is nothing to render."""
+    if not things:
+        return None, (slice(0, 0), slice(0, 0))
+    offsets = np.cumsum([0] + [len(m.vertices) for m in things[:-1]])
+    v = np.concatenate([m.vertices for m in things])
+    f = np.concatenate([m.faces + o for m, o in zip(things, offsets)])
+    c = np.concatenate([m.colors for m in things])
+    return render_hand_box(v, f, K, size, c, light)
+
+
+def _paint_layer(img: np.ndarray, res: RenderResult, box: tuple[slice, slice], part: np.ndarray) -> None:
+    """Blend the pixels ``part`` (h, w) bool of a box render ``res`` into img (H, W, 3) uint8,
+    anti-aliased like the hand (the same 3x3 blur of premultiplied colour and alpha)."""
+    if not part.any():
+        return
+    m = part.astype(np.float32)
+    alpha = cv2.GaussianBlur(m, (3, 3), 0.6)
+    colour = cv2.GaussianBlur(res.rgb * m[:, :, None], (3, 3), 0.6)
+    colour *= 255.0
+    _blend(img[box], alpha, colour, premultiplied=True)
+
+
+def _things_in_front(layer: RenderResult | None, layer_box: tuple[slice, slice], hand: RenderResult | None,
+                     hand_box: tuple[slice, slice], size: int) -> np.ndarray:
+    """(H, W) bool: pixels where a thing's surface is nearer than the hand's (the z-buffer test
+    between the two renders; where the hand is absent its depth is infinite)."""
+    front = np.zeros((size, size), bool)
+    if layer is None:
+        return front
+    depth = np.full((size, size), np.inf, np.float32)
+    if hand is not None:
+        depth[hand_box] = hand.depth
+    front[layer_box] = layer.mask & (layer.depth < depth[layer_box])
+    return front
+
+
+def _things_layer(things: list[SceneMesh], K: np.ndarray, size: int, light: LightSettings | Environment,
+                  hand: RenderResult | None, hand_box: tuple[slice, slice],
+                  cfg: SynthConfig) -> tuple[RenderResult | None, np.ndarray, tuple[slice, slice]]:
+    """Render ``things`` (modified in place: a second hand hiding more than
+    ``cfg.max_occluded_fraction`` of the hand is dropped); returns the render (or None), the
+    (H, W) bool pixels where a thing is in front of the hand, and the render's box."""
+    layer, box = _render_things(things, K, size, light)
+    front = _things_in_front(layer, box, hand, hand_box, size)
+    if hand is not None and things and things[-1].kind == "hand":
+        covered = front[hand_box][hand.mask].sum() / max(int(hand.mask.sum()), 1)
+        if covered > cfg.max_occluded_fraction:
+            things.pop()
+            layer, box = _render_things(things, K, size, light)
+            front = _things_in_front(layer, box, hand, hand_box, size)
+    return layer, front, box
 
 
 @dataclass
@@ -257,8 +340,11 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
 
     Compositing works on the uint8 image with OpenCV (issue 4: the float32/float64
     full-image version cost ~3x more): the anti-aliased hand is blended only inside its
-    box, blur is ``cv2.GaussianBlur`` on uint8, noise is ``cv2.randn`` seeded from ``rng``
-    (so it stays a function of the sample's seed) added with saturation.
+    box; held objects and a second hand are rendered together and split by a z-buffer test
+    against the hand's depth into the part behind the hand (painted before it) and the part
+    in front (painted after it, and taken out of the mask); the camera effects
+    (:mod:`m3dhmr.data.synth_camera`) apply to the whole image, their noise seeded from
+    ``rng`` so it stays a function of the sample's seed.
     """
     size = cfg.size
     root = joints[0]
@@ -273,6 +359,10 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
     img, bg_name = random_background(rng, size, cfg.photo_prob, cfg.background_dir)
     img = np.array(img, dtype=np.uint8, order="C", copy=True)
     res, box, hand_part = _render_hand(ctx, cfg, app, verts, joints, R, t, K)
+    things = _scene_things(ctx, cfg, rng, geo, verts, joints, R, t, v_cam, tone)
+    layer, front, layer_box = _things_layer(things, K, size, light, res, box, cfg)
+    if layer is not None:  # the things behind the hand first, so the hand's soft edge blends over them
+        _paint_layer(img, layer, layer_box, layer.mask & ~front[layer_box])
     if res is not None:
         ry, rx = box
         hand[ry, rx] = hand_part
@@ -281,17 +371,12 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
         colour = cv2.GaussianBlur(res.rgb, (3, 3), 0.6)
         colour *= 255.0
         _blend(img[ry, rx], alpha, colour, premultiplied=True)
+    if layer is not None:  # then the things in front of it
+        _paint_layer(img, layer, layer_box, front[layer_box])
     cover, n_occ = _occlude(rng, cfg, img, hand)
-    blur = float(rng.uniform(0.3, 1.2)) if rng.random() < cfg.blur_prob else 0.0
-    if blur > 0:
-        img = cv2.GaussianBlur(img, (0, 0), blur)
-    noise = float(rng.uniform(0.005, 0.03)) if rng.random() < cfg.noise_prob else 0.0
-    if noise > 0:
-        cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
-        n = np.empty(img.shape, np.int16)
-        cv2.randn(n.reshape(size, -1), 0.0, noise * 255.0)  # one channel view: randn fills channel 0 only
-        img = cv2.add(img, n, dtype=cv2.CV_8U)
-    mask = hand & (cover < 128)
+    cam = draw_camera(rng, cfg)
+    img = apply_camera(img, cam)
+    mask = hand & ~front & (cover < 128)
     params = {
         "pose": geo["pose"].tolist(),
         "shape": geo["shape"].tolist(),
@@ -303,9 +388,10 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
         "background": bg_name,
         "occluders": n_occ,
         "occluded_fraction": float(1.0 - mask.sum() / max(hand.sum(), 1)),
-        "blur_sigma": blur,
-        "noise_sigma": noise,
-        "jpeg_quality": cfg.jpeg_quality,
+        "pose_source": geo.get("pose_source", "joints"),
+        "things": [m.kind for m in things],
+        "camera": cam.as_params(),
+        "jpeg_quality": cam.jpeg_quality,
     }
     return RenderedSample(rgb=img, mask=mask, K=K, xyz=xyz, verts=v_cam, params=params)
 
@@ -316,4 +402,9 @@ def render_range(ctx: _HandContext, cfg: SynthConfig, seed: int, split_id: int, 
     rngs = [sample_rng(seed, split_id, i) for i in range(start, stop)]
     geos = [_draw_geometry(ctx, cfg, r) for r in rngs]
     verts, joints = ctx.pose(np.stack([g["pose"] for g in geos]), np.stack([g["shape"] for g in geos]))
+    others = [g["other"] for g in geos if g.get("other") is not None]
+    if others:  # the second hands, in one batch too
+        ov, _ = ctx.pose(np.stack([o["pose"] for o in others]), np.stack([o["shape"] for o in others]))
+        for o, v in zip(others, ov):
+            o["verts"] = v
     return [compose_sample(ctx, cfg, r, g, v, j) for r, g, v, j in zip(rngs, geos, verts, joints)]

@@ -1,5 +1,5 @@
 """Encoding synthetic samples: FreiHAND's annotation JSON text (vertex lists formatted
-by a numba kernel) and JPEG bytes."""
+by a numba kernel) and JPEG bytes (each image at its own sample's quality)."""
 
 from __future__ import annotations
 
@@ -99,3 +99,13 @@ def _encode_jpeg(img: np.ndarray, quality: int) -> bytes:
     if not ok:  # pragma: no cover - OpenCV failure
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def encode_images(s: RenderedSample, mask_quality: int) -> tuple[bytes, bytes]:
+    """JPEG bytes of a sample's RGB image, at the quality drawn for the sample
+    (``s.params["jpeg_quality"]``, see :mod:`m3dhmr.data.synth_camera`), and of its mask at
+    ``mask_quality`` (the mask is a label: never degraded with the image)."""
+    quality = int(s.params["jpeg_quality"])
+    if not 1 <= quality <= 100:
+        raise ValueError(f"sample jpeg_quality must be in 1..100, got {quality}")
+    return _encode_jpeg(s.rgb[:, :, ::-1], quality), _encode_jpeg(s.mask.astype(np.uint8) * 255, mask_quality)

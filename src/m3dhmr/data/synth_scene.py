@@ -45,9 +45,31 @@ class SynthConfig:
     background_dir: str | None = None
     occluder_prob: float = 0.3
     max_occluded_fraction: float = 0.4
-    blur_prob: float = 0.5
-    noise_prob: float = 0.5
-    jpeg_quality: int = 90
+    # Pose (version 4): around a real handshape of m3dhmr.hand.handshapes with this probability,
+    # else joint by joint (m3dhmr.hand.sampler.sample_poses).
+    handshape_prob: float = 0.5
+    # Things in the scene (m3dhmr.data.synth_objects): the grips' objects held with this
+    # probability; a second, never annotated hand in front of or behind the hand.
+    object_prob: float = 0.7
+    other_hand_prob: float = 0.15
+    # Camera effects (m3dhmr.data.synth_camera), each switched off by its probability 0 (or a
+    # neutral range): lens softness (Gaussian), defocus (disc radius, px at 224), motion blur
+    # (length, px at 224), sensor noise (shot variance per unit linear intensity, read std),
+    # exposure (linear gain) x white balance (std of log red/blue gains) + tone curve (gamma).
+    blur_prob: float = 0.3
+    defocus_prob: float = 0.2
+    defocus_max: float = 3.0
+    motion_blur_prob: float = 0.2
+    motion_blur_max: float = 10.0
+    noise_prob: float = 0.6
+    shot_noise_range: tuple[float, float] = (0.0002, 0.004)
+    read_noise_range: tuple[float, float] = (0.0005, 0.004)
+    color_prob: float = 0.8
+    exposure_range: tuple[float, float] = (0.6, 1.5)
+    white_balance_std: float = 0.08
+    gamma_range: tuple[float, float] = (1.9, 2.5)
+    jpeg_quality_range: tuple[int, int] = (40, 95)  # images, drawn per sample
+    jpeg_quality: int = 90                          # masks
     # Hand appearance (version 4; each switch off = version 3's, for ablations): a forearm
     # (m3dhmr.data.synth_forearm) with this probability, in a sleeve with sleeve_prob;
     # skin_detail: per-pixel skin (m3dhmr.data.synth_skin: palm tone, creases, nails, veins,
@@ -72,6 +94,20 @@ class SynthConfig:
             raise ValueError("fill_range[1] / 2 + center_jitter must stay below 0.5 (hand inside the image)")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        for name in ("photo_prob", "occluder_prob", "max_occluded_fraction", "frontal_prob", "handshape_prob",
+                     "object_prob", "other_hand_prob", "blur_prob", "defocus_prob", "motion_blur_prob",
+                     "noise_prob", "color_prob"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        for name, low, high in (("shot_noise_range", 0.0, 0.1), ("read_noise_range", 0.0, 0.2),
+                                ("exposure_range", 1e-3, 100.0), ("gamma_range", 0.5, 5.0),
+                                ("jpeg_quality_range", 1, 100)):
+            v = getattr(self, name)
+            if len(v) != 2 or not low <= v[0] <= v[1] <= high:
+                raise ValueError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {v!r}")
+        if any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) for q in self.jpeg_quality_range):
+            raise ValueError(f"jpeg_quality_range must hold integers, got {self.jpeg_quality_range!r}")
         for name in ("forearm_prob", "sleeve_prob"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
@@ -83,6 +119,9 @@ class SynthConfig:
             raise ValueError(f"background_dir must be a folder path or null, got {self.background_dir!r}")
         if self.shading not in SHADINGS:
             raise ValueError(f"shading must be one of {SHADINGS}, got {self.shading!r}")
+        for name in ("defocus_max", "motion_blur_max", "white_balance_std"):
+            if not 0.0 <= getattr(self, name) <= 50.0:
+                raise ValueError(f"{name} must be in [0, 50], got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -173,9 +212,10 @@ class _HandContext:
 
 
 def _draw_geometry(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator) -> dict[str, Any]:
-    from m3dhmr.hand import sample_poses, sample_shapes
+    from m3dhmr.hand import sample_shapes
+    from m3dhmr.hand.sampler import sample_natural_pose
 
-    pose = np.asarray(sample_poses(1, rng), dtype=np.float64)[0]
+    pose, pose_source = sample_natural_pose(rng, cfg.handshape_prob)
     shape = np.asarray(sample_shapes(1, rng), dtype=np.float64)[0]
     if rng.random() < cfg.frontal_prob:
         base = ctx.palm_R if rng.random() < 0.5 else ctx.back_R
@@ -191,7 +231,14 @@ def _draw_geometry(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
     fill = rng.uniform(*cfg.fill_range)
     centre = c0 + rng.uniform(-1, 1, 2) * cfg.center_jitter * cfg.size
     K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
-    return dict(pose=pose, shape=shape, R=R, K=K, fill=fill, centre=centre)
+    # A second hand (posed with the sample's batch in render_range, placed in compose_sample).
+    other = None
+    if rng.random() < cfg.other_hand_prob:
+        from m3dhmr.hand import sample_poses
+
+        other = dict(pose=np.asarray(sample_poses(1, rng), dtype=np.float64)[0],
+                     shape=np.asarray(sample_shapes(1, rng), dtype=np.float64)[0])
+    return dict(pose=pose, shape=shape, R=R, K=K, fill=fill, centre=centre, pose_source=pose_source, other=other)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
