@@ -51,8 +51,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip_norm: float | None = None
     seed: int = 0
-    # auto: bf16 (or fp16) on CUDA, off on CPU. bf16 also runs on CPU (autocast; fast
-    # where oneDNN has bf16 kernels, e.g. Intel AMX: benchmarks/train_throughput.py).
+    # auto: bf16 (or fp16) on CUDA; on a CPU bf16 only where it is faster (Intel AMX),
+    # else full precision (m3dhmr.train.precision has the measurements).
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool = False  # NHWC images and backbone weights (faster with bf16 on CPU and CUDA)
     log_every: int = 10  # TensorBoard scalars every this many steps

@@ -24,6 +24,7 @@ from m3dhmr.fileio import atomic_write_text
 from m3dhmr.train import checkpoint as ckpt
 from m3dhmr.train.config import ExperimentConfig
 from m3dhmr.train.distributed import DistInfo, barrier, cleanup_distributed, epoch_batches, init_distributed
+from m3dhmr.train.precision import resolve_amp
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +54,6 @@ def learning_rate(cfg: ExperimentConfig, stage: int, epoch_in_stage: int) -> flo
     t = cfg.train
     base, milestones = (t.stage1_lr, t.stage1_lr_milestones) if stage == 1 else (t.lr, t.lr_milestones)
     return base * t.lr_factor ** sum(epoch_in_stage >= m for m in milestones)
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``train.amp`` on ``device`` (None: full precision).
-
-    ``auto`` is bf16 (fp16 without bf16 support) on CUDA and off on CPU; ``bf16`` also
-    runs on CPU, where oneDNN's bf16 kernels (Intel AMX/AVX512-BF16) make it faster.
-    """
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        if amp == "bf16":
-            return torch.bfloat16
-        if amp == "fp16":
-            log.warning("train.amp=fp16 ignored on %s (fp16 autocast is for CUDA; use bf16)", device)
-        return None
-    if amp == "fp16":
-        return torch.float16
-    if amp == "bf16" or torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
 
 
 class StepLoss(nn.Module):
