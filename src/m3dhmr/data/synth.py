@@ -50,8 +50,8 @@ backgrounds are one ``warpAffine`` + one ``cv2.transform`` from a per-process ph
 pyramid; the vertex JSON is formatted by a numba kernel; hands are posed 32 at a time;
 every worker uses one thread and inherits the compiled kernels from the parent (fork).
 ``benchmarks/synth_speed.py`` measures it. What realism costs (version 4, measured on this
-project's shared 2-core machine, load ~1.2, back to back with version 3's code): 76-79 images
-per CPU second against version 3's 132-152 (x0.55), end to end with 2 workers 144-154
+project's shared 2-core Intel Xeon (AVX-512, 2026-12-02), load ~1.2, back to back with
+version 3's code): 76-79 images per CPU second against version 3's 132-152 (x0.55), end to end with 2 workers 144-154
 images/s; of version 4's ~7.2 ms of rendering and compositing per sample, held objects and
 the second hand take ~0.5 ms and the camera effects ~0.3 ms (the sensor noise reads a
 window of a fixed per-process normal field instead of drawing fresh normals: 0.5 instead
