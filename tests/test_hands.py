@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,39 @@ def test_tracking_follows_a_moving_hand_and_loses_it(detector, two_hands):
     assert detector.track(np.full_like(canvas, 128), [first]) == [None]
 
 
+def test_pad_view_and_shift_match_a_loop():
+    img = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    padded, p = H.pad_view(img, 0.5)
+    assert p == 5 and padded.shape == (20, 22, 3)
+    for y in range(20):  # naive edge padding
+        for x in range(22):
+            assert (padded[y, x] == img[min(max(y - p, 0), 9), min(max(x - p, 0), 11)]).all()
+    assert H.pad_view(img, 0.0) == (img, 0)
+    sq = H.rois.RotatedSquare(11.0, 10.0, 112.0, 0.3)
+    hand = H.DetectedHand(box=np.array([3.0, 4.0, 10.0, 10.0]), landmarks=np.arange(42.0).reshape(21, 2),
+                          depth=np.zeros(21), handedness="right", handedness_score=0.9, score=0.8, square=sq)
+    moved = H.shift_hand(hand, -p, -p)
+    np.testing.assert_allclose(moved.landmarks, hand.landmarks - p)
+    np.testing.assert_allclose(moved.box, [-2, -1, 10, 10])
+    assert (moved.square.cx, moved.square.cy, moved.square.side, moved.square.rotation) == (6.0, 5.0, 112.0, 0.3)
+
+
+SIGN_PHOTO = Path(__file__).resolve().parents[2] / "shared/data/sign-language-digits/Dataset/7/IMG_5050.JPG"
+
+
+@pytest.mark.skipif(not SIGN_PHOTO.is_file(), reason="needs ../shared/data/sign-language-digits")
+def test_tight_crop_found_in_the_padded_view():
+    # A 100-px photo filled by hand and forearm: the palm detector misses it as it is.
+    image = load_image(SIGN_PHOTO)
+    assert HandDetector(pad_fraction=0.0).detect(image) == []
+    hands = HandDetector().detect(image)
+    assert len(hands) == 1 and hands[0].score > 0.9
+    # Back in the photo's pixels: the hand's landmarks lie inside the 100 x 100 photo.
+    lm = hands[0].landmarks
+    assert (lm > -5).all() and (lm < 105).all() and np.ptp(lm[:, 1]) > 40
+    assert hands[0].square.cx < 100 and hands[0].square.cy < 100
+
+
 def test_image_checks(detector):
     with pytest.raises(ValueError, match="too small"):
         detector.detect(np.zeros((20, 300, 3), np.uint8))
@@ -125,3 +159,5 @@ def test_bad_settings():
         HandDetector(max_hands=0)
     with pytest.raises(ValueError, match="min_presence"):
         HandDetector(min_presence=1.5)
+    with pytest.raises(ValueError, match="pad_fraction"):
+        HandDetector(pad_fraction=-0.1)

@@ -60,20 +60,6 @@ def test_select_hand_computed():
                         handedness=(None,))
 
 
-def test_pad_view_and_shift_match_a_loop():
-    img = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
-    padded, p = pl.pad_view(img, 0.5)
-    assert p == 5 and padded.shape == (20, 22, 3)
-    for y in range(20):  # naive edge padding
-        for x in range(22):
-            assert (padded[y, x] == img[min(max(y - p, 0), 9), min(max(x - p, 0), 11)]).all()
-    hand = FakeDetector().detect(padded)[0]
-    moved = pl.shift_hand(hand, -p, -p)
-    np.testing.assert_allclose(moved.landmarks, hand.landmarks - p)
-    np.testing.assert_allclose(moved.box, [-5, -5, 10, 10])
-    assert (moved.square.cx, moved.square.cy) == (hand.square.cx - p, hand.square.cy - p)
-
-
 def test_detect_best_uses_the_padded_view():
     img = np.full((40, 40, 3), 50, np.uint8)
     det = FakeDetector(min_side=50)  # only the padded view (80 px) has a "hand"

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render a synthetic data set in FreiHAND's layout"),
     "train": ("train", "train a model (one process, or torchrun for DDP)"),
     "eval": ("evaluate", "evaluate the packaged model, a checkpoint or a pred.json (FreiHAND protocol)"),
-    "benchmark": ("synth_benchmark", "score the packaged model (or a checkpoint) on the synthetic benchmark"),
+    "benchmark": ("synth_benchmark", "score the packaged model (or a checkpoint) on the synthetic benchmark, or on real photos (--real DIR)"),
     "predict": ("predict", "find and reconstruct the hands in images, folders or videos"),
     "export-onnx": ("export_onnx", "export a checkpoint to ONNX"),
     "bench": ("bench", "frames per second end to end and per stage"),

@@ -312,7 +312,25 @@ def read_jpeg(path: Path, grey: bool = False) -> np.ndarray:
 # ----------------------------------------------------------------------------- dataset
 
 
-class FreiHANDDataset(Dataset):
+class SharedEpoch:
+    """The epoch a dataset draws its augmentation stream from, in shared memory so that
+    :meth:`set_epoch` reaches persistent DataLoader workers too."""
+
+    def __init__(self) -> None:
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch`` (call before iterating each epoch)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+
+class FreiHANDDataset(SharedEpoch, Dataset):
     """Cropped, optionally augmented samples of a FreiHAND-layout split (keys: :data:`SAMPLE_KEYS`).
 
     Args:
@@ -349,20 +367,9 @@ class FreiHANDDataset(Dataset):
         if needs_joints and not self.ann.has_3d:
             raise ValueError(f"{root}: the {split} split has no {split}_xyz.json, so crops cannot be placed "
                              "from joints; use augment=None or AugmentConfig(enabled=False, eval_box='image')")
-        # Shared memory, so set_epoch reaches persistent DataLoader workers too.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        SharedEpoch.__init__(self)
 
-    # -- epoch / sizes
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch`` (call before iterating each epoch)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch.fill_(int(epoch))
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch.item())
+    # -- sizes
 
     def __len__(self) -> int:
         return self.ann.num_images

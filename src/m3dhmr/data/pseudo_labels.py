@@ -8,15 +8,13 @@ per image and cached.
 One hand per image: the highest-presence hand of two views of the image,
 
 - the image as it is, and
-- the image edge-padded by :data:`PAD_FRACTION` of its short side on every side.
+- the image edge-padded by :data:`~m3dhmr.detect.hands.PAD_FRACTION` of its short side on
+  every side (why, with measurements: that constant's note).
 
-Why the padded view: the palm detector was trained on hands inside a scene; in tight crops
-such as the sign-language digits (100 x 100 px, the hand and forearm fill the frame) it
-misses hands. Measured on 104 of those photos (every 20th file): a hand with presence >= 0.5
-in 87 % of the images as they are, 79 % upscaled x2, 99 % edge-padded by 25 %, 100 % by 50 %,
-99 % by 100 %, 89 % padded by 50 % with a constant grey. Edge padding continues the
-background and the forearm. The view as it is keeps large photos (where padding would
-shrink a hand in the detector's 192-px input) working as before.
+Unlike :meth:`m3dhmr.detect.HandDetector.detect`, which looks at the padded view only where
+the image as it is has no hand, both views are always run and the more confident hand is
+kept: a reference should be the landmark model's best. The view as it is keeps large
+photos (where padding would shrink a hand in the detector's 192-px input) working.
 
 Cache: one ``.npz`` (+ a readable ``.json`` of its meta) holding every image seen, keyed on
 the SHA-256 of the file's bytes (a changed image is a new key; the stale entry is never
@@ -29,7 +27,6 @@ read-only.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -43,13 +40,12 @@ from typing import Any
 import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
+from m3dhmr.detect.hands import PAD_FRACTION, pad_view, shift_hand
 from m3dhmr.fileio import atomic_path, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = ".m3dhmr_pseudo_labels.npz"
-#: Edge padding of the second view, as a fraction of the image's short side (see the module doc).
-PAD_FRACTION = 0.5
 #: Bumped when what is stored changes meaning (discards old caches).
 CACHE_VERSION = 1
 #: Presence below which the landmark model finds no hand (:class:`m3dhmr.detect.HandDetector`'s default).
@@ -91,23 +87,6 @@ class PseudoLabels:
             raise ValueError(f"min_presence must be in [0, 1], got {min_presence}")
         finite = np.isfinite(self.landmarks).all(axis=(1, 2))
         return finite & (self.presence >= min_presence) & (self.presence > 0)
-
-
-def pad_view(image: np.ndarray, fraction: float = PAD_FRACTION) -> tuple[np.ndarray, int]:
-    """image (H, W, 3) edge-padded by ``round(fraction * min(H, W))`` px on each side -> (padded, pad)."""
-    p = int(round(fraction * min(image.shape[:2])))
-    if p <= 0:
-        return image, 0
-    return np.pad(image, ((p, p), (p, p), (0, 0)), mode="edge"), p
-
-
-def shift_hand(hand, dx: float, dy: float):
-    """A :class:`~m3dhmr.detect.DetectedHand` moved by (dx, dy) image pixels (box, landmarks, square)."""
-    d = np.array([dx, dy])
-    box = hand.box.copy()
-    box[:2] += d
-    square = dataclasses.replace(hand.square, cx=hand.square.cx + dx, cy=hand.square.cy + dy)
-    return dataclasses.replace(hand, box=box, landmarks=hand.landmarks + d, square=square)
 
 
 def detect_best(detector, image: np.ndarray, pad_fraction: float = PAD_FRACTION):
@@ -218,7 +197,7 @@ def pseudo_labels(paths: Sequence[Path | str], cache: Path | str | None = None, 
         if detector is None:
             from m3dhmr.detect import HandDetector
 
-            detector = HandDetector(max_hands=2, min_presence=0.0)
+            detector = HandDetector(max_hands=2, min_presence=0.0, pad_fraction=0.0)  # both views below
         log.info("pseudo-labels: %d of %d images not cached in %s; running the landmark model",
                  len(missing), len(paths), cache)
         new = {k: [] for k in _empty()}

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.data.augment import AugmentConfig, apply_colour, joints_box, sample_box, sample_colour
+from m3dhmr.data.freihand import SharedEpoch
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ def region_of(image: np.ndarray, landmarks: np.ndarray, left: bool, cfg: Augment
 # ----------------------------------------------------------------------------- the dataset
 
 
-class RealCropDataset(Dataset):
+class RealCropDataset(SharedEpoch, Dataset):
     """Real photos with 2D pseudo-labels as training samples (keys of ``SAMPLE_KEYS``).
 
     Args:
@@ -202,19 +203,10 @@ class RealCropDataset(Dataset):
         self.left = left[self.rows]
         log.info("real photos: %d of %d kept (%d mirrored left hands), %.1f MB of regions", len(self.rows), n,
                  int(self.left.sum()), sum(r.nbytes for r in self.regions) / 1e6)
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        SharedEpoch.__init__(self)
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self._epoch.fill_(int(epoch))
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch.item())
 
     def __getitem__(self, slot: int) -> dict[str, torch.Tensor]:
         return self.item(slot, self.epoch, self.two_view)

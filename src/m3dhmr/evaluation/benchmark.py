@@ -34,7 +34,7 @@ def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
         info = json.loads(info_path.read_text())
         if info.get("version") != SYNTH_VERSION:
             raise ValueError(f"{data} was rendered by synthetic-data generator version {info.get('version')}, not "
-                             f"{SYNTH_VERSION} (versions before 3 rendered nearly every hand at rest); delete the "
+                             f"{SYNTH_VERSION} (each version renders other images: see m3dhmr.data.synth); delete the "
                              f"folder (or pick another --data) to render the benchmark again")
         if info.get("seed") == BENCHMARK_SEED and info.get("train") == 0 and info.get("eval") == num:
             return data
