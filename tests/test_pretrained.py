@@ -95,8 +95,8 @@ def benchmark_subset(tmp_path_factory):
 
     from conftest import PACKAGED_MODEL_LOOK
 
-    # Rendered with the look of the images the packaged model was trained on (generator
-    # version 4 with its realism off): this test pins the weights, not the domain gap.
+    # Rendered with generator version 4's realism off (conftest.PACKAGED_MODEL_LOOK): this
+    # test pins the weights on clear hands, not the hard cases.
     return generate(tmp_path_factory.mktemp("bench") / "data", 0, 48, seed=BENCHMARK_SEED, workers=1,
                     config=PACKAGED_MODEL_LOOK, progress=False)
 

@@ -199,10 +199,12 @@ def test_packaged_model_on_heldout_photos(packaged, tmp_path_factory):
     r = R.evaluate_real(packaged, SIGN, "heldout", limit=20, cache=cache)
     assert r.n_images == 20 and set(r.digits.tolist()) == set(range(10))
     assert r.n_detected >= 18  # measured: 20
-    # loose bounds around the packaged synthetic-only model's figures (see benchmarks/real_photos.py)
-    assert 0.3 <= r.pck_half_palm <= 1.0 and 0.0 < r.median_err_palm < 0.8
-    assert r.reference_finger_state_acc >= 0.6
-    assert 0.2 <= r.finger_state_acc <= 1.0
+    # looser bounds than the packaged model's figures on these 20 photos (PCK 0.99, median
+    # 0.057 palm, finger states 0.88; the synthetic-only model before it: 0.82, 0.19, 0.79
+    # on all 496, docs/results_real.md, would fail them)
+    assert 0.9 <= r.pck_half_palm <= 1.0 and 0.0 < r.median_err_palm < 0.12
+    assert r.reference_finger_state_acc >= 0.9
+    assert 0.75 <= r.finger_state_acc <= 1.0
     assert np.isfinite(r.joints3d[r.detected]).all()
     # the quality score: every scored hand has one, and it goes with the 2D error
     assert np.isfinite(r.quality[r.detected]).all()
