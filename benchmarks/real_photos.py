@@ -9,9 +9,10 @@ ranks the hands by their error (``quality_spearman``, ``quality_spearman_fingers
 an image). Prints a per-joint and a per-digit table, then ``name=value`` lines last (with
 the wall time).
 
-Packaged model, 496 held-out photos (2-core CPU shared with other jobs, OMP_NUM_THREADS=1,
-nice, labels cached): pck_half_palm 0.818, median_err_palm 0.189, finger_state_acc 0.793
-(landmark model 0.993), quality_spearman 0.838, 134 s.
+Packaged model (fine-tuned on real photos), 496 held-out photos (2-core AMD EPYC shared with
+a training job, OMP_NUM_THREADS=1, labels cached): pck_half_palm 0.990, median_err_palm 0.052,
+finger_state_acc 0.924 (landmark model 0.993), quality_spearman 0.697, 56 s. The
+synthetic-only model before it: 0.818, 0.189, 0.793 (docs/results_real.md).
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/real_photos.py [--root ../shared/data/sign-language-digits]
         [--checkpoint CKPT] [--split heldout] [--limit N] [--cache FILE]
