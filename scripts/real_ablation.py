@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", default="pretrained",
+                   help="weights every run starts from (train.init_from; the table in docs/results_real.md "
+                        "started from the packaged weights of commit 41163d8, the synthetic-only model)")
     p.add_argument("--backgrounds", type=Path, default=None, help="scripts/fetch_backgrounds.py's folder")
     p.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the sign-language digits set")
     p.add_argument("--bench", type=int, default=200, help="synthetic benchmark images to score")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = load_experiment(args.config)
     base = dataclasses.replace(base, train=dataclasses.replace(
-        base.train, init_from="pretrained", init_from_prefixes=(), stage1_epochs=0, epochs=1, lr=args.lr,
+        base.train, init_from=args.init_from, init_from_prefixes=(), stage1_epochs=0, epochs=1, lr=args.lr,
         lr_milestones=(), batch_size=args.batch, seed=args.seed, eval_every=0, keep_epoch_checkpoints=False))
     num_train = args.steps * args.batch
     bench = args.out / "benchmark"
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(path, out)
         return out
 
-    rows["packaged"] = score("packaged", None)
+    # The starting weights, not fine-tuned (the packaged model unless --init-from says otherwise).
+    rows["packaged"] = score("packaged", None if args.init_from == "pretrained" else Path(args.init_from))
     for v in args.variants:
         label, synth_over, use_bg, cfg_over = VARIANTS[v]
         synth_cfg = SynthConfig(**synth_over, background_dir=str(args.backgrounds.resolve()) if use_bg else None)
