@@ -120,6 +120,7 @@ def test_tight_crop_found_in_the_padded_view():
     # A 100-px photo filled by hand and forearm: the palm detector misses it as it is.
     image = load_image(SIGN_PHOTO)
     assert HandDetector(pad_fraction=0.0).detect(image) == []
+    assert HandDetector().detect(image, pad=False) == []  # the caller pads itself
     hands = HandDetector().detect(image)
     assert len(hands) == 1 and hands[0].score > 0.9
     # Back in the photo's pixels: the hand's landmarks lie inside the 100 x 100 photo.

@@ -24,8 +24,9 @@ class FakeDetector:
         self.calls = 0
         self.min_side = min_side
 
-    def detect(self, image):
+    def detect(self, image, pad=True):
         self.calls += 1
+        assert not pad, "detect_best pads itself; the detector's own retry would look twice"
         H_, W_ = image.shape[:2]
         if min(H_, W_) < self.min_side:
             return []

@@ -93,11 +93,12 @@ def detect_best(detector, image: np.ndarray, pad_fraction: float = PAD_FRACTION)
     """The highest-presence hand of ``image`` (H, W, 3) uint8 RGB as it is and edge-padded
     (see the module doc), in the image's pixels; None when neither view has one.
 
-    ``detector``: a :class:`m3dhmr.detect.HandDetector` (or anything with its ``detect``)."""
+    ``detector``: a :class:`m3dhmr.detect.HandDetector` (or anything with its ``detect``);
+    its own padded retry is switched off here, since both views are looked at anyway."""
     best = None
     views = [(image, 0)] + ([pad_view(image, pad_fraction)] if pad_fraction > 0 else [])
     for view, p in views:
-        hands = detector.detect(view)
+        hands = detector.detect(view, pad=False)
         if hands:
             h = max(hands, key=lambda h: h.score)
             if best is None or h.score > best.score:

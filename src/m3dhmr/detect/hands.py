@@ -266,11 +266,12 @@ class HandDetector:
 
     # ------------------------------------------------------------------ whole images and videos
 
-    def detect(self, image: np.ndarray) -> list[DetectedHand]:
+    def detect(self, image: np.ndarray, pad: bool = True) -> list[DetectedHand]:
         """Every hand in ``image`` (H, W, 3) uint8 RGB, highest presence first (at most
-        ``max_hands``; an empty list when there is none)."""
+        ``max_hands``; an empty list when there is none). ``pad=False`` skips the second
+        look at the padded image (for callers that pad themselves)."""
         hands = self._keep(self._detect_view(image))
-        if hands or self.pad_fraction <= 0:
+        if hands or not pad or self.pad_fraction <= 0:
             return hands
         padded, p = pad_view(image, self.pad_fraction)
         return [shift_hand(h, -p, -p) for h in self._keep(self._detect_view(padded))]
