@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from m3dhmr.fileio import FolderInUseError, os_error_message
+
 #: Command name -> (module under ``m3dhmr.commands``, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "topology": ("topology", "build a template's topology bundle (spirals, hierarchy, regions)"),
@@ -59,12 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(f"m3dhmr.commands.{COMMANDS[args.command][0]}")
         return int(module.run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError) as e:
+    except (UserError, FileNotFoundError, ValueError, FolderInUseError) as e:
         # Input problems get one clear line; programming errors keep their traceback.
         if args.verbose:
             raise
         print(f"m3dhmr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # The machine's problems (a full disk, a read-only or vanished folder): one line
+        # naming the path and the cause.
+        if args.verbose:
+            raise
+        print(f"m3dhmr {args.command}: error: {os_error_message(e) if e.errno is not None else e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"m3dhmr {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,12 +1,20 @@
-"""Atomic file writing: write to a temporary file in the target folder, then rename.
+"""Safe file writing: atomic writes, folder locks, leftovers of killed runs, OS errors.
 
-A killed process therefore never leaves a half-written file under the final name.
+- :func:`atomic_path` writes to a temporary file in the target folder, then renames it,
+  so a killed process never leaves a half-written file under the final name.
+- :class:`FolderLock` makes one process at a time the writer of a folder (two runs into
+  one output folder would silently mix their files).
+- :func:`remove_stale_temporaries` removes the temporaries a killed run left behind;
+  call it only while holding the folder's lock, so no live writer's file is taken.
+- :func:`os_error_message` turns an ``OSError`` into one line naming the path and cause.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,3 +70,127 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: Name pattern of :func:`atomic_path`'s temporaries (hidden, ``.tmp-`` in the middle).
+TEMP_GLOB = ".*.tmp-*"
+LOCK_NAME = ".m3dhmr.lock"
+
+
+class FolderInUseError(RuntimeError):
+    """Another process holds a folder's :class:`FolderLock`."""
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on a folder (``.m3dhmr.lock`` inside it).
+
+    The lock is an OS file lock (``flock``; ``msvcrt.locking`` on Windows), so the OS
+    releases it when the holder dies, also by ``kill -9``: a stale lock file never blocks
+    the next run. The lock file stays (removing it would race with a new holder) and
+    records the holder's pid and command for the error message.
+
+        with FolderLock(out, "m3dhmr synth"):
+            ...
+    """
+
+    def __init__(self, folder: str | Path, what: str = "m3dhmr") -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "FolderLock":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            _lock_fd(fd)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+                raise
+            holder = ""
+            try:
+                holder = path.read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                pass
+            raise FolderInUseError(f"{self.folder} is in use by another process"
+                                   f"{f' ({holder})' if holder else ''}; wait for it to finish or use "
+                                   "another output folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {self.what}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, 0)
+            finally:
+                os.close(self._fd)  # closing the descriptor releases the lock
+                self._fd = None
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _lock_fd(fd: int) -> None:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Remove :func:`atomic_path` temporaries (files and folders) in ``folder`` that a killed
+    run left; returns what was removed. Hold the folder's :class:`FolderLock` while calling."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(TEMP_GLOB) if recursive else folder.glob(TEMP_GLOB)
+    removed = []
+    for p in sorted(found, key=lambda q: len(q.parts), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def os_error_message(e: OSError, path: str | Path | None = None) -> str:
+    """One line for an ``OSError``: the path it concerns and the cause in words
+    (``no space left on device``, ``permission denied``, ...)."""
+    where = path if path is not None else (e.filename if e.filename is not None else None)
+    cause = os.strerror(e.errno).lower() if e.errno is not None else str(e)
+    if e.errno == errno.ENOSPC:
+        cause = "no space left on device"
+    elif e.errno is None and e.strerror:
+        cause = e.strerror
+    return f"{where}: {cause}" if where is not None else cause
+
+
+def check_output_folder(path: str | Path, option: str = "--out") -> Path:
+    """Check early (before any heavy work) that ``path`` is, or can be made, a writable folder;
+    ``ValueError`` naming the option and the cause otherwise. Creates the folder."""
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{option} {path}: cannot create the folder ({os_error_message(e)})") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: the folder is not writable")
+    return path
