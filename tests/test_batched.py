@@ -145,11 +145,40 @@ def test_decode_split_names_a_wrong_sized_image(tiny_data, tmp_path):
 
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
+    (data / "synth_manifest.json").unlink()  # else the loader refuses the changed set before decoding
     img = cv2.imread(str(data / "training" / "rgb" / "00000002.jpg"))
     cv2.imwrite(str(data / "training" / "rgb" / "00000002.jpg"), img[:100, :120])
     with pytest.raises(ValueError, match="00000002.jpg is 120x100"):
         decode_split(data, "training", cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written
+
+
+def test_decode_cache_notices_a_replaced_middle_image(tmp_path):
+    """The cache was keyed on the first and last images' times only: a replaced image in between
+    was trained on with its old pixels."""
+    import os
+
+    import cv2
+
+    from freihand_fixture import write_fixture
+
+    data = tmp_path / "data"
+    write_fixture(data, n=5, versions=1, eval_n=0)
+    cache = tmp_path / "cache"
+    arr, _ = decode_split(data, "training", cache_dir=cache)
+    old = np.array(arr[2])
+    path = data / "training" / "rgb" / "00000002.jpg"
+    st = os.stat(path)
+    new = np.full_like(old, 17)
+    new[10:30, 5:25] = (200, 40, 90)
+    cv2.imwrite(str(path), cv2.cvtColor(new, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))  # older: the newest time is unchanged
+    again, _ = decode_split(data, "training", cache_dir=cache)
+    ref = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(again[2], ref)
+    assert np.abs(ref.astype(int) - old).mean() > 20
+    np.testing.assert_array_equal(again[1], arr[1])
+    assert len(list(cache.glob("training_rgb_uint8.*.npy"))) == 1  # the stale array is gone
 
 
 @pytest.mark.parametrize("eval_box", ["joints", "centre", "image"])

@@ -27,6 +27,21 @@ def test_renders_once_and_reuses(tmp_path):
         ensure_benchmark(data, 3)
 
 
+def test_a_changed_benchmark_is_rendered_again(tmp_path, capsys):
+    # The folder only caches the benchmark: a set changed after rendering (another run's image
+    # under the same name) is rendered again instead of being scored.
+    from m3dhmr.data.synth import is_complete
+
+    data = ensure_benchmark(tmp_path / "b", 2, workers=1)
+    rgb = data / "evaluation" / "rgb"
+    good = (rgb / "00000001.jpg").read_bytes()
+    (rgb / "00000001.jpg").write_bytes((rgb / "00000000.jpg").read_bytes())
+    assert not is_complete(data)
+    assert ensure_benchmark(data, 2, workers=1) == data
+    assert "incomplete or mixed: evaluation/rgb/00000001.jpg" in capsys.readouterr().out
+    assert is_complete(data) and (rgb / "00000001.jpg").read_bytes() == good
+
+
 def test_refuses_other_data(tmp_path, tiny_data):
     with pytest.raises(ValueError, match="another synthetic set"):
         ensure_benchmark(tiny_data, 3)

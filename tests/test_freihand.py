@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -258,6 +259,74 @@ def test_unfinished_synthetic_set_is_refused(broken):
     (broken / synth.IN_PROGRESS).write_text("{}")
     with pytest.raises(ValueError, match="still being written"):
         _load(broken)
+
+
+def _extra_version(d):
+    # The split's images doubled: the loader reads them as a second colour version.
+    for i in range(8):
+        shutil.copy(d / "training" / "rgb" / f"{i:08d}.jpg", d / "training" / "rgb" / f"{i + 8:08d}.jpg")
+
+
+def _one_extra_one_missing(d):
+    (d / "training" / "rgb" / "00000003.jpg").unlink()
+    shutil.copy(d / "training" / "rgb" / "00000000.jpg", d / "training" / "rgb" / "00000008.jpg")
+
+
+def _mixed_image(d):
+    # An evaluation image of another run (here: a training image) under the same name.
+    src, dst = d / "training" / "rgb" / "00000001.jpg", d / "evaluation" / "rgb" / "00000001.jpg"
+    assert src.stat().st_size != dst.stat().st_size
+    shutil.copy(src, dst)
+
+
+def _mixed_annotations(d):
+    # Another run's intrinsics for the same number of samples.
+    K = json.loads((d / "training_K.json").read_text())[4:]
+    (d / "evaluation_K.json").write_text(json.dumps(K))
+
+
+@pytest.mark.parametrize("split, edit, problem", [
+    ("training", _extra_version, "training/rgb holds 16 images, its manifest says 8"),
+    ("training", _one_extra_one_missing, "training/rgb/00000003.jpg is missing"),
+    ("evaluation", _mixed_image, "evaluation/rgb/00000001.jpg has"),
+    ("evaluation", _mixed_annotations, "evaluation_K.json has"),
+])
+def test_changed_synthetic_set_is_refused(tiny_data, tmp_path, split, edit, problem):
+    """A synthetic set changed after m3dhmr synth wrote it (another run's files mixed in, images
+    added or removed) is refused by every loader, naming the folder and what is wrong."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    load_annotations(data, split, use_cache=False)  # as written: fine
+    edit(data)
+    match = f"synthetic set {data} is incomplete or mixed: {problem}"
+    with pytest.raises(ValueError, match=re.escape(match)):
+        load_annotations(data, split, use_cache=False)
+    with pytest.raises(ValueError, match="incomplete or mixed"):
+        FreiHANDDataset(data, split, use_cache=False)
+    # The whole set is checked, whichever split is read.
+    other = "evaluation" if split == "training" else "training"
+    with pytest.raises(ValueError, match="incomplete or mixed"):
+        load_annotations(data, other, use_cache=False)
+
+
+def test_synthetic_set_without_manifest_loads_as_before(tiny_data, tmp_path):
+    # Sets written before the manifest existed have none; they are not checked.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "synth_manifest.json").unlink()
+    _extra_version(data)
+    assert load_annotations(data, "training", use_cache=False).num_versions == 2
+
+
+def test_synthetic_set_without_evaluation_ground_truth(tiny_data, tmp_path):
+    # Removing the evaluation split's 3D ground truth (both files), as in FreiHAND's release,
+    # leaves a set that loads without ground truth rather than a refused one.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for kind in ("xyz", "verts"):
+        (data / f"evaluation_{kind}.json").unlink()
+    assert load_annotations(data, "training", use_cache=False).has_3d
+    assert not load_annotations(data, "evaluation", use_cache=False).has_3d
 
 
 def test_missing_rgb_folder(broken):

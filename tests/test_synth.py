@@ -8,6 +8,7 @@ from m3dhmr.data import synth
 from m3dhmr.data.synth import generate, is_complete
 from m3dhmr.data.synth_scene import SynthConfig
 from m3dhmr.data import synth_compose
+from m3dhmr.fileio import LOCK_NAME, FolderInUseError, FolderLock
 
 CFG = SynthConfig(size=96)
 FREIHAND_FILES = [f"{s}_{k}.json" for s in ("training", "evaluation") for k in ("K", "xyz", "verts", "scale")]
@@ -29,8 +30,9 @@ def test_layout_is_freihand(tiny_set):
     names = {p.name for p in out.iterdir()}
     assert set(FREIHAND_FILES) <= names
     assert {"training_params.json", "evaluation_params.json", "template.ply", "j_reg.npy", "regions.npy",
-            "synth_info.json", "training", "evaluation"} <= names
-    assert not any(n.startswith(".") for n in names)  # no marker or temporary file left
+            "synth_info.json", "synth_manifest.json", "training", "evaluation"} <= names
+    # No marker or temporary file left; the lock file stays (removing it would race with a new holder).
+    assert not any(n.startswith(".") for n in names - {LOCK_NAME})
     assert sorted(p.name for p in (out / "training" / "rgb").iterdir()) == [f"{i:08d}.jpg" for i in range(6)]
     assert sorted(p.name for p in (out / "training" / "mask").iterdir()) == [f"{i:08d}.jpg" for i in range(6)]
     assert sorted(p.name for p in (out / "evaluation" / "rgb").iterdir()) == [f"{i:08d}.jpg" for i in range(3)]
@@ -58,6 +60,13 @@ def test_layout_is_freihand(tiny_set):
     info = _load(out, "synth_info.json")
     assert info["train"] == 6 and info["eval"] == 3 and info["size"] == 96 and info["seed"] == 3
     assert is_complete(out)
+    manifest = _load(out, "synth_manifest.json")
+    assert manifest["seed"] == 3 and manifest["counts"] == {"training": 6, "evaluation": 3}
+    assert manifest["folders"]["training/mask"] == [
+        (out / "training" / "mask" / f"{i:08d}.jpg").stat().st_size for i in range(6)]
+    assert set(manifest["files"]) == set(FREIHAND_FILES) | {
+        "training_params.json", "evaluation_params.json", "template.ply", "j_reg.npy", "regions.npy",
+        "synth_info.json"}
 
 
 def test_meshes_are_the_recorded_pose_and_shape(tiny_set):
@@ -243,3 +252,117 @@ def test_cli_set_configures_the_generator_strictly(tmp_path, capsys):
     assert "unknown config key(s) objet_prob" in capsys.readouterr().err
     assert main(["synth", "--out", str(tmp_path / "p"), "--train", "1", "--eval", "0", "--set", "noise_prob=2"]) == 2
     assert "noise_prob must be a number in [0, 1]" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one run per folder, manifest
+
+
+def _snapshot(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
+
+
+@pytest.fixture()
+def small_set(tmp_path):
+    return generate(tmp_path / "set", 2, 1, seed=0, config=CFG, progress=False)
+
+
+def test_second_run_into_a_folder_in_use_is_refused(small_set):
+    # Two runs into one folder once mixed into a set that claimed to be the first one, complete.
+    before = _snapshot(small_set)
+    with FolderLock(small_set, "m3dhmr synth"):
+        with pytest.raises(FolderInUseError, match="in use by another process"):
+            generate(small_set, 3, 1, seed=1, config=CFG, progress=False)
+    assert _snapshot(small_set) == before
+    assert is_complete(small_set)
+
+
+def test_concurrent_cli_run_fails_with_one_line_and_leaves_the_set(small_set):
+    import subprocess
+    import sys
+
+    from m3dhmr.data.freihand import load_annotations
+
+    before = _snapshot(small_set)
+    with FolderLock(small_set, "m3dhmr synth"):  # the first run, still writing
+        r = subprocess.run([sys.executable, "-m", "m3dhmr", "synth", "--out", str(small_set), "--train", "3",
+                            "--eval", "1", "--seed", "1", "--size", "96", "--no-progress"],
+                           capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"m3dhmr synth: error: {small_set} is in use by another process"), lines
+    assert _snapshot(small_set) == before
+    assert is_complete(small_set)
+    assert load_annotations(small_set, "training", use_cache=False).num_images == 2
+    assert load_annotations(small_set, "evaluation", use_cache=False).num_images == 1
+
+
+def test_leftovers_of_a_killed_run_do_not_make_the_folder_foreign(tmp_path):
+    # A run killed before it wrote its in-progress marker leaves the lock file and temporaries.
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("")
+    (out / ".synth_in_progress.tmp-abc123").write_text("{")
+    generate(out, 1, 1, seed=0, config=CFG, progress=False)
+    assert is_complete(out)
+    assert not list(out.rglob(".*.tmp-*"))
+
+
+def test_is_complete_checks_the_manifest(small_set):
+    assert is_complete(small_set)
+    (small_set / "training" / "rgb" / "00000002.jpg").write_bytes((small_set / "training" / "rgb" /
+                                                                   "00000000.jpg").read_bytes())
+    assert not is_complete(small_set)
+
+
+# ----------------------------------------------------------------------------- bounds and outputs
+
+
+def test_image_size_is_bounded(tmp_path, capsys):
+    from m3dhmr.cli import main
+    from m3dhmr.data.synth_scene import MAX_SIZE
+
+    assert MAX_SIZE == 2048 and SynthConfig(size=MAX_SIZE).size == MAX_SIZE
+    with pytest.raises(ValueError, match="size must be at most 2048 pixels, got 2049"):
+        SynthConfig(size=2049)
+    assert main(["synth", "--out", str(tmp_path / "o"), "--train", "1", "--eval", "1", "--size", "100000"]) == 2
+    assert "size must be at most 2048 pixels" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_bad_output_folder_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    import os
+
+    from m3dhmr.cli import main
+
+    def never(*args, **kwargs):
+        raise AssertionError("heavy work started before the output was checked")
+
+    monkeypatch.setattr(synth, "warm_up", never)
+    afile = tmp_path / "file"
+    afile.write_text("")
+    args = ["--train", "1", "--eval", "1", "--size", "64", "--no-progress"]
+    assert main(["synth", "--out", str(afile / "sub"), *args]) == 2
+    assert f"{afile} is a file, not a folder" in _one_error_line(capsys)
+    assert main(["synth", "--out", str(afile), *args]) == 2
+    assert "not a folder" in _one_error_line(capsys)
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    real_access = os.access
+    # root ignores permission bits: make os.access answer as for another user
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p).startswith(str(locked))
+                        else real_access(p, mode, **kw))
+    try:
+        assert main(["synth", "--out", str(locked / "set"), *args]) == 2
+        line = _one_error_line(capsys)
+    finally:
+        locked.chmod(0o700)
+    assert str(locked / "set") in line and ("not writable" in line or "cannot create" in line), line

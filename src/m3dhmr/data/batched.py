@@ -80,8 +80,10 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
                  num_vertices: int | None = None, progress: bool = False) -> tuple[np.ndarray, object]:
     """All images of a split as one (N_img, H, W, 3) uint8 RGB array, and its annotations.
 
-    The array is cached as ``.npy`` next to the annotation cache (keyed by the image
-    count and the newest image's modification time) and memory-mapped on later calls.
+    The array is cached as ``.npy`` next to the annotation cache and memory-mapped on
+    later calls; its name holds a digest of every image's name, size and modification
+    time (:func:`images_digest`), so replacing any image, not only the first or the last,
+    decodes the split again.
     Images must all have one size (FreiHAND's are 224 x 224); a file of another size or
     a corrupt one is named in the error.
     """
@@ -96,9 +98,8 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
         raise ValueError(f"{root}: the {split} split has no 3D ground truth; it cannot be trained on")
     first = read_jpeg(ann.rgb_dir / "00000000.jpg")
     h, w = first.shape[:2]
-    stamp = max(os.stat(ann.rgb_dir / f"{i:08d}.jpg").st_mtime_ns for i in (0, ann.num_images - 1))
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)
-    path = cache / f"{split}_rgb_uint8.{ann.num_images}x{h}x{w}.{stamp}.npy"
+    path = cache / f"{split}_rgb_uint8.{ann.num_images}x{h}x{w}.{images_digest(ann.rgb_dir, ann.num_images)}.npy"
     if path.is_file():
         arr = np.load(path, mmap_mode="r")
         if arr.shape == (ann.num_images, h, w, 3) and arr.dtype == np.uint8:
@@ -126,6 +127,19 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
         out.flush()
         del out
     return np.load(path, mmap_mode="r"), ann
+
+
+def images_digest(folder: Path, num_images: int) -> str:
+    """16 hex digits of a hash of ``(name, size, mtime_ns)`` of images ``0..num_images-1``
+    in ``folder``: one ``stat`` per image, cheap beside decoding them."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for i in range(num_images):
+        name = f"{i:08d}.jpg"
+        st = os.stat(folder / name)
+        h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def load_split(root: str | Path, split: str = "training", device: str | torch.device = "cpu",
@@ -373,6 +387,6 @@ def make_batch(split: InMemorySplit, image_index: Tensor | list[int], cfg: Augme
 
 __all__ = [
     "DRAWS_PER_VIEW", "InMemorySplit", "colour_matrices", "crop_affines", "crop_cameras", "decode_split",
-    "draw_uniforms", "jitter_colours", "joints_boxes", "load_split", "make_batch", "make_views", "project_points",
-    "rotations_z", "sample_boxes", "warp_images",
+    "draw_uniforms", "images_digest", "jitter_colours", "joints_boxes", "load_split", "make_batch", "make_views",
+    "project_points", "rotations_z", "sample_boxes", "warp_images",
 ]

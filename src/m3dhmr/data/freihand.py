@@ -19,6 +19,11 @@ a ``.npy`` array (validated, float32 for xyz/verts, float64 for K/scale) in ``ca
 (default ``ROOT/.m3dhmr_cache``, or ``~/.cache/m3dhmr/freihand/<hash of ROOT>`` when ROOT is
 read-only). The cache file name holds the JSON's size and modification time, so an edited
 JSON is re-parsed; later loads memory-map the array.
+
+Synthetic sets: a folder with ``synth_manifest.json`` (written by ``m3dhmr synth``) is
+checked against it first (:mod:`m3dhmr.data.synth_manifest`: every file's size and the
+image counts), so a set changed or mixed after it was written is refused; real FreiHAND
+folders and sets from before the manifest have none and load unchecked.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from m3dhmr.data.augment import (
     sample_colour,
 )
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude, partner_index
+from m3dhmr.data.synth_manifest import check_synthetic_set
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
 from m3dhmr.fileio import atomic_path
 from m3dhmr.geometry.camera import project
@@ -220,7 +226,8 @@ def load_annotations(
         use_cache: False parses the JSON every time and writes no cache.
     Raises:
         FileNotFoundError: a required file or folder is missing (named).
-        ValueError: corrupt JSON, wrong shapes, NaN, or counts that disagree (files named).
+        ValueError: corrupt JSON, wrong shapes, NaN, or counts that disagree (files named); a
+            synthetic set whose files disagree with its manifest.
     """
     root = Path(root)
     if split not in SPLITS:
@@ -230,6 +237,7 @@ def load_annotations(
     if (root / SYNTH_IN_PROGRESS).exists():
         raise ValueError(f"{root} is a synthetic set still being written (or interrupted): "
                          f"{root / SYNTH_IN_PROGRESS} exists; rerun m3dhmr synth")
+    check_synthetic_set(root)
     cache = (Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)) if use_cache else None
 
     def file(kind: str) -> Path:

@@ -32,7 +32,10 @@ Written files (``{split}`` = ``training`` / ``evaluation``)::
                           (axis-angle), translation, focal, light, skin tone, background, ...
                           camera space = global_rotation @ (model vertices - model wrist) + translation
     template.ply, j_reg.npy, regions.npy    the template the set was made with
-    synth_info.json                         seed, counts, size, version, template name (written last)
+    synth_info.json                         seed, counts, size, version, template name
+    synth_manifest.json                     every file above with its size, counts, seed (written last;
+                                            :mod:`m3dhmr.data.synth_manifest`)
+    .m3dhmr.lock                            the folder's lock (:class:`m3dhmr.fileio.FolderLock`; stays)
 
 Masks are the hand's *visible* silhouette: pixels covered by an occluding shape, a held
 object or the second hand in front of the hand are excluded (FreiHAND's masks are the hand's silhouette too). Evaluation has no masks,
@@ -57,13 +60,17 @@ the second hand take ~0.5 ms and the camera effects ~0.3 ms (the sensor noise re
 window of a fixed per-process normal field instead of drawing fresh normals: 0.5 instead
 of 1.4 ms), the forearm, per-pixel skin and shading most of the rest.
 
-Completeness: a run first writes ``.synth_in_progress`` and deletes any previous
-annotation JSONs and ``synth_info.json``; images are written as they are made; the
-annotation JSONs are streamed into hidden temporary files and renamed into place only
-after every image exists; ``synth_info.json`` is written last and the in-progress
-marker removed. A killed or failed run therefore leaves no annotation JSON (which the
-loader requires) and no ``synth_info.json``; the marker lets the next run recognise the
-folder as ours and replace it.
+Completeness: a run holds the folder's :class:`~m3dhmr.fileio.FolderLock` from before it
+cleans a previous set until it is done, so a second run into the same folder fails at
+once instead of mixing its files into the first's. It removes a killed run's temporary
+files, writes ``.synth_in_progress`` and deletes any previous annotation JSONs,
+``synth_info.json`` and manifest; images are written as they are made; the annotation
+JSONs are streamed into hidden temporary files and renamed into place only after every
+image exists; ``synth_info.json`` and then the manifest are written last and the
+in-progress marker removed. A killed or failed run therefore leaves no annotation JSON
+(which the loader requires) and no ``synth_info.json``; the marker lets the next run
+recognise the folder as ours and replace it. The loader checks a set against its
+manifest (file sizes and image counts), so one changed afterwards is refused.
 """
 
 from __future__ import annotations
@@ -82,8 +89,10 @@ import numpy as np
 from m3dhmr.data.backgrounds import _photo_pyramids, load_photos
 from m3dhmr.data.synth_compose import _blend, render_range
 from m3dhmr.data.synth_encode import _rows, encode_annotations, encode_images
+from m3dhmr.data.synth_manifest import MANIFEST_FILE, check_synthetic_set, write_manifest
 from m3dhmr.data.synth_scene import SynthConfig, _HandContext, _projected_box
-from m3dhmr.fileio import atomic_path, atomic_write_json
+from m3dhmr.fileio import (LOCK_NAME, TEMP_GLOB, FolderLock, atomic_path, atomic_write_json, check_output_folder,
+                           remove_stale_temporaries)
 from m3dhmr.render.shading import render_mesh
 
 log = logging.getLogger(__name__)
@@ -134,12 +143,13 @@ def _init_worker(out: str, seed: int, cfg: SynthConfig) -> None:
     _STATE.update(out=Path(out), seed=seed, cfg=cfg, ctx=_HandContext())
 
 
-def _work(task: tuple[str, int, int, int]) -> tuple[str, int, list[dict[str, str]]]:
-    """Render, write the images of, and encode the annotations of one chunk."""
+def _work(task: tuple[str, int, int, int]) -> tuple[str, int, list[dict[str, str]], list[tuple[int, int]]]:
+    """Render, write the images of, and encode the annotations of one chunk; returns the
+    split, the chunk's first index, its annotations and the (rgb, mask) bytes per image."""
     split, split_id, start, stop = task
     out, cfg = _STATE["out"], _STATE["cfg"]
     samples = render_range(_STATE["ctx"], cfg, _STATE["seed"], split_id, start, stop)
-    entries = []
+    entries, sizes = [], []
     # Images are written directly, not through fileio's temp-file-and-rename (3x slower per
     # file here): a half-written image can only exist in a set whose annotation JSONs do not
     # exist yet, i.e. one that never looks complete (module docstring).
@@ -149,40 +159,54 @@ def _work(task: tuple[str, int, int, int]) -> tuple[str, int, list[dict[str, str
         if split == "training":
             (out / split / "mask" / f"{i:08d}.jpg").write_bytes(mask)
         entries.append(encode_annotations(s))
-    return split, stop - start, entries
+        sizes.append((len(rgb), len(mask)))
+    return split, start, entries, sizes
 
 
 # --------------------------------------------------------------------------- the set
 
 
 def _output_entries(out: Path) -> list[Path]:
-    names = [INFO_FILE] + [f"{s}_{k}.json" for s, _ in SPLITS for k in ANNOTATION_KEYS]
+    names = [MANIFEST_FILE, INFO_FILE] + [f"{s}_{k}.json" for s, _ in SPLITS for k in ANNOTATION_KEYS]
     names += [f"{s}_mano.json" for s, _ in SPLITS] + list(TEMPLATE_FILES)
     return [out / n for n in names]
 
 
-def prepare_output(out: Path, overwrite: bool) -> None:
-    """Check ``out`` may be written and remove a previous set's files from it.
+def _set_files() -> list[str]:
+    """The set's files besides its images (relative paths), as listed in its manifest."""
+    return [f"{s}_{k}.json" for s, _ in SPLITS for k in ANNOTATION_KEYS] + list(TEMPLATE_FILES) + [INFO_FILE]
 
-    A non-empty folder is replaced only when it is a previous synthetic set (it has
-    ``synth_info.json`` or the in-progress marker) or ``overwrite``; only the files of
-    the FreiHAND layout, ours and the loader's cache are removed.
-    """
+
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """``ValueError`` unless ``out`` may be written: it is empty (but for a lock file or a
+    killed run's temporaries), a previous synthetic set (``synth_info.json`` or the
+    in-progress marker), or ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        ours = (out / INFO_FILE).is_file() or (out / IN_PROGRESS).is_file()
-        if not ours and not overwrite:
-            raise ValueError(f"--out {out} is not empty and is not a synthetic set made by m3dhmr synth "
-                             f"(no {INFO_FILE}); pass --overwrite to replace its FreiHAND-layout files")
-        # Completion markers first, so an interrupted clean never looks complete either.
-        for p in _output_entries(out):
-            p.unlink(missing_ok=True)
-        for p in out.glob(".*.tmp-*"):
-            p.unlink(missing_ok=True)
-        for d in ("training", "evaluation", ".m3dhmr_cache"):
-            shutil.rmtree(out / d, ignore_errors=True)
+    if not out.is_dir():
+        return
+    others = (p for p in out.iterdir() if p.name != LOCK_NAME and not p.match(TEMP_GLOB))
+    ours = (out / INFO_FILE).is_file() or (out / IN_PROGRESS).is_file()
+    if next(others, None) is not None and not ours and not overwrite:
+        raise ValueError(f"--out {out} is not empty and is not a synthetic set made by m3dhmr synth "
+                         f"(no {INFO_FILE}); pass --overwrite to replace its FreiHAND-layout files")
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Check ``out`` may be written (:func:`check_replaceable`) and remove a previous set's
+    files and a killed run's temporaries from it; call it holding the folder's lock.
+
+    Only the files of the FreiHAND layout, ours and the loader's cache are removed.
+    """
+    check_replaceable(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    # Safe only under the lock: no live writer owns a temporary here.
+    remove_stale_temporaries(out, recursive=True)
+    # Completion markers first, so an interrupted clean never looks complete either.
+    for p in _output_entries(out):
+        p.unlink(missing_ok=True)
+    for d in ("training", "evaluation", ".m3dhmr_cache"):
+        shutil.rmtree(out / d, ignore_errors=True)
 
 
 def _write_template(out: Path, template: Any) -> None:
@@ -209,8 +233,19 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"--workers must be a positive integer, got {workers!r}")
     out = Path(out)
+    # The output is checked (a foreign folder, a file in the way, an unwritable parent) before
+    # the template or any worker is loaded, so a bad --out is one clear line, not a traceback.
+    check_replaceable(out, overwrite)
     if config.background_dir is not None:
         load_photos(config.background_dir)  # a missing or empty folder fails before anything is written
+    check_output_folder(out)
+    # One run per folder: two runs mixed their images and annotations into a set that looked complete.
+    with FolderLock(out, "m3dhmr synth"):
+        return _generate_locked(out, num_train, num_eval, seed, workers, config, overwrite, progress, start_method)
+
+
+def _generate_locked(out: Path, num_train: int, num_eval: int, seed: int, workers: int, config: SynthConfig,
+                     overwrite: bool, progress: bool, start_method: str | None) -> Path:
     prepare_output(out, overwrite)
     atomic_write_json(out / IN_PROGRESS, {"seed": int(seed), "train": int(num_train), "eval": int(num_eval)})
     counts = {"training": int(num_train), "evaluation": int(num_eval)}
@@ -236,6 +271,8 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
                 fh.write("[")
                 files[split, key] = fh
         written = dict.fromkeys(counts, 0)
+        sizes = {"training/rgb": [0] * counts["training"], "training/mask": [0] * counts["training"],
+                 "evaluation/rgb": [0] * counts["evaluation"]}
         bar = stack.enter_context(tqdm(total=num_train + num_eval, unit="img", disable=not progress,
                                        desc="synth", dynamic_ncols=True))
         if workers == 1:
@@ -265,19 +302,25 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
             pool = stack.enter_context(multiprocessing.get_context(method).Pool(
                 workers, initializer=_init_worker, initargs=(str(out), int(seed), config)))
             results = _watched(pool.imap(_work, tasks, chunksize=1), pool)
-        for split, n, entries in results:
+        for split, start, entries, chunk_sizes in results:
             for e in entries:
                 sep = ", " if written[split] else ""
                 for key in ANNOTATION_KEYS:
                     files[split, key].write(sep + e[key])
                 written[split] += 1
-            bar.update(n)
+            for i, (rgb, mask) in enumerate(chunk_sizes, start):
+                sizes[f"{split}/rgb"][i] = rgb
+                if split == "training":
+                    sizes["training/mask"][i] = mask
+            bar.update(len(entries))
         for fh in files.values():
             fh.write("]")
     info = {"version": SYNTH_VERSION, "seed": int(seed), "train": counts["training"], "eval": counts["evaluation"],
             "size": config.size, "template": getattr(template, "name", "open_hand"),
             "num_vertices": int(len(template.vertices)), "config": asdict(config)}
     atomic_write_json(out / INFO_FILE, info, indent=1)
+    # The manifest lists the sizes this run wrote, so files another process changed fail the check.
+    write_manifest(out, seed, counts, sizes, _set_files())
     (out / IN_PROGRESS).unlink(missing_ok=True)
     log.info("wrote %d training and %d evaluation samples to %s", num_train, num_eval, out)
     return out
@@ -307,6 +350,14 @@ def _watched(results: Any, pool: Any) -> Any:
 
 
 def is_complete(out: str | Path) -> bool:
-    """True when ``out`` holds a finished synthetic set (``synth_info.json`` present, no marker)."""
+    """True when ``out`` holds a finished synthetic set (``synth_info.json`` present, no marker)
+    whose files match its manifest (sets from before the manifest: not checked)."""
     out = Path(out)
-    return (out / INFO_FILE).is_file() and not (out / IN_PROGRESS).exists()
+    if not (out / INFO_FILE).is_file() or (out / IN_PROGRESS).exists():
+        return False
+    try:
+        check_synthetic_set(out)
+    except ValueError as e:
+        log.info("%s", e)
+        return False
+    return True

@@ -28,6 +28,7 @@ SUMMARY_KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm")
 def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
     """Render the first ``num`` benchmark samples into ``data`` unless they are there already."""
     from m3dhmr.data.synth import INFO_FILE, SYNTH_VERSION, generate
+    from m3dhmr.data.synth_manifest import check_synthetic_set
 
     info_path = data / INFO_FILE
     if info_path.is_file():
@@ -37,7 +38,14 @@ def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
                              f"{SYNTH_VERSION} (each version renders other images: see m3dhmr.data.synth); delete the "
                              f"folder (or pick another --data) to render the benchmark again")
         if info.get("seed") == BENCHMARK_SEED and info.get("train") == 0 and info.get("eval") == num:
-            return data
+            try:
+                check_synthetic_set(data)
+                return data
+            except ValueError as e:
+                # The folder only caches the benchmark: render it again rather than score a changed set.
+                print(f"{e}; rendering the benchmark again", flush=True)
+                generate(data, 0, num, seed=BENCHMARK_SEED, workers=workers, overwrite=False, progress=False)
+                return data
         if info.get("seed") != BENCHMARK_SEED or info.get("train") != 0:
             raise ValueError(f"{data} holds another synthetic set (seed {info.get('seed')}, {info.get('train')} "
                              f"training samples); pick an empty --data folder for the benchmark")
