@@ -60,3 +60,20 @@ def test_collect_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         collect_inputs([tmp_path / "empty"])
+
+
+def test_float_images_outside_0_1_are_refused(tmp_path):
+    """A float image in 0..255 used to be clipped to white; within [0, 1] (and rounding
+    overshoot) it converts as documented."""
+    with pytest.raises(ValueError, match=r"values up to 200.*\[0, 1\].*divide a 0..255 image by 255"):
+        to_rgb_uint8(np.full((2, 2, 3), 200.0, np.float32))
+    with pytest.raises(ValueError, match="down to -0.5"):
+        to_rgb_uint8(np.full((2, 2), -0.5))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        to_rgb_uint8(np.array([[0.5, np.inf]]))
+    np.testing.assert_array_equal(to_rgb_uint8(np.array([[1.004, -0.004]]), bgr=False)[0, :, 0], [255, 0])
+    cv2.imwrite(str(tmp_path / "f.tiff"), np.full((4, 5, 3), 120.0, np.float32))  # a float TIFF in 0..255
+    with pytest.raises(ValueError, match=r"f.tiff: float image has values up to 120"):
+        load_image(tmp_path / "f.tiff")
+    cv2.imwrite(str(tmp_path / "g.tiff"), np.full((4, 5, 3), 0.5, np.float32))
+    assert load_image(tmp_path / "g.tiff")[0, 0, 0] == 128

@@ -1,6 +1,7 @@
 """``m3dhmr predict`` / ``export-onnx`` / ``bench`` end to end on a tiny random checkpoint."""
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -145,25 +146,27 @@ def test_predict_video_round_trip(tmp_path, checkpoint, capsys):
     assert all(len(json.loads(x)["hands"]) == 1 for x in lines)
 
 
-@pytest.mark.parametrize("make, extra, message", [
-    (lambda p: p.joinpath("x.jpg").write_bytes(b"garbage"), [], "cannot decode"),
-    (lambda p: p.joinpath("x.txt").write_text("hi"), [], "unknown file extension"),
-    (lambda p: None, [], "input not found"),
+@pytest.mark.parametrize("make, extra, message, status", [
+    # Options and missing inputs stop the run before any work (2); a bad input is that
+    # input's failure, reported on its line (1).
+    (lambda p: p.joinpath("x.jpg").write_bytes(b"garbage"), [], "cannot decode", 1),
+    (lambda p: p.joinpath("x.txt").write_text("hi"), [], "unknown file extension", 2),
+    (lambda p: None, [], "input not found", 2),
     (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--bbox", "100,100,10,10"],
-     "entirely outside the 30x20 image"),
-    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--bbox", "1,1,0,10"], "positive"),
-    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--K", "1,2"], "--K"),
-    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--fov", "0"], "--fov"),
+     "entirely outside the 30x20 image", 1),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--bbox", "1,1,0,10"], "positive", 2),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--K", "1,2"], "--K", 2),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--fov", "0"], "--fov", 2),
     (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), ["--onnx", "m.onnx"],
-     "--onnx needs --backend onnxruntime"),
-    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), [], "too small to find hands"),
+     "--onnx needs --backend onnxruntime", 2),
+    (lambda p: cv2.imwrite(str(p / "x.png"), np.zeros((20, 30, 3), np.uint8)), [], "too small to find hands", 1),
 ])
-def test_bad_inputs_give_one_line_errors(tmp_path, checkpoint, capsys, make, extra, message):
+def test_bad_inputs_give_one_line_errors(tmp_path, checkpoint, capsys, make, extra, message, status):
     ckpt, _ = checkpoint
     make(tmp_path)
     name = next((p.name for p in tmp_path.iterdir()), "x.png")
     code, _, err = run_cli(capsys, "predict", tmp_path / name, "--checkpoint", ckpt, "--out", tmp_path / "o", *extra)
-    assert code == 2
+    assert code == status
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -361,3 +364,335 @@ def test_predict_prints_quality_not_ok(tmp_path, checkpoint, capsys, caplog):
     assert code == 0, err
     q = json.loads((tmp_path / "b" / "five_big" / "result.json").read_text())["hands"][0]["quality"]
     assert q["landmark_error_palm"] is None and q["flag"] in ("unchecked", "poor")
+
+
+# ----------------------------------------------------------------------------- robustness (issue 21)
+
+
+def small_image(path, model, seed=0):
+    cv2.imwrite(str(path), hand_image(model, size=(48, 64), seed=seed)[:, :, ::-1])
+    return path
+
+
+def test_one_bad_input_does_not_stop_the_batch(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    d = tmp_path / "in"
+    d.mkdir()
+    small_image(d / "a_good.jpg", model)
+    (d / "b_text.jpg").write_text("not a picture")
+    small_image(d / "c_good.jpg", model, seed=1)
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(capsys, "predict", d, "--checkpoint", ckpt, "--out", out, "--whole-image",
+                                "--view-size", 16)
+    assert code == 1
+    assert (out / "a_good" / "result.json").is_file() and (out / "c_good" / "result.json").is_file()
+    assert not (out / "b_text").exists()
+    assert err.strip().splitlines() == [f"{d / 'b_text.jpg'}: cannot decode the image (unreadable or not an image)"]
+    assert stdout.strip().splitlines()[-1] == f"3 input(s): 2 ok, 1 failed -> {out / 'summary.json'}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"inputs": 3, "ok": 2, "failed": 1}
+    assert [(e["input"], e["status"]) for e in summary["inputs"]] == [
+        (str(d / "a_good.jpg"), "ok"), (str(d / "b_text.jpg"), "failed"), (str(d / "c_good.jpg"), "ok")]
+    assert "cannot decode" in summary["inputs"][1]["reason"] and summary["inputs"][0]["reason"] is None
+    assert summary["inputs"][0]["outputs"] == ["a_good"] and summary["inputs"][0]["hands"] == 1
+
+
+def test_output_names_are_unique_and_decided_up_front():
+    from m3dhmr.commands.predict import output_names
+    from m3dhmr.inference.images import InputItem
+
+    items = [InputItem(Path(p), k) for p, k in (("d1/x.jpg", "image"), ("d2/x.jpg", "image"), ("x_2.jpg", "image"),
+                                                  ("X.png", "image"), ("v/clip.mp4", "video"),
+                                                  ("clip.jpg", "image"), ("clip_hands.jpg", "image"),
+                                                  ("w/clip.avi", "video"))]
+    # x_2 belongs to x_2.jpg; names differing in case only would collide on macOS and
+    # Windows; a video writes clip_annotated.mp4, clip_results.jsonl and clip_hands/.
+    assert output_names(items) == ["x", "x_3", "x_2", "X_4", "clip", "clip", "clip_hands_2", "clip_2"]
+
+
+def test_reruns_replace_folders_and_collisions_keep_every_result(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    for sub, seed in (("d1", 0), ("d2", 1)):
+        (tmp_path / sub).mkdir()
+        small_image(tmp_path / sub / "x.jpg", model, seed)
+    small_image(tmp_path / "x_2.jpg", model, 2)
+    out = tmp_path / "o"
+    # An earlier run's folder with a hand this run will not have, and what a killed run left.
+    (out / "x" / "hand_5").mkdir(parents=True)
+    (out / "x" / "hand_5" / "mesh.obj").write_text("stale")
+    (out / ".x_2.tmp-k1ll3d").mkdir()
+    (out / ".x_2.tmp-k1ll3d" / "result.json").write_text("{}")
+    (out / ".clip_annotated.mp4.tmp-abc.mp4").write_bytes(b"half")
+    inputs = [tmp_path / "d1" / "x.jpg", tmp_path / "d2" / "x.jpg", tmp_path / "x_2.jpg"]
+    code, _, err = run_cli(capsys, "predict", *inputs, "--checkpoint", ckpt, "--out", out, "--whole-image",
+                           "--view-size", 16)
+    assert code == 0, err
+    for name, path in zip(("x", "x_3", "x_2"), inputs):
+        assert json.loads((out / name / "result.json").read_text())["image"] == str(path)
+    assert sorted(p.name for p in (out / "x").iterdir()) == ["hand_0", "overlay.jpg", "result.json"]
+    assert not list(out.rglob(".*.tmp-*"))
+    assert sorted(p.name for p in out.iterdir()) == [".m3dhmr.lock", "summary.json", "x", "x_2", "x_3"]
+
+
+def test_predict_locks_its_output_folder(tmp_path, checkpoint, capsys, monkeypatch):
+    """A second predict into a folder in use refuses in one line and writes nothing; the
+    lock is held while predict writes (checked from inside its writing) and released after."""
+    import subprocess
+    import sys
+
+    from m3dhmr.fileio import FolderInUseError, FolderLock
+    from m3dhmr.inference import outputs
+
+    ckpt, model = checkpoint
+    img = small_image(tmp_path / "h.jpg", model)
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "m3dhmr", "predict", str(img), "--checkpoint", str(ckpt), "--out", str(out),
+           "--whole-image", "--view-size", "16"]
+    with FolderLock(out, "another m3dhmr predict"):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "is in use by another process" in lines[0] and "another m3dhmr predict" in lines[0]
+    assert [p.name for p in out.iterdir()] == [".m3dhmr.lock"]
+
+    seen = []
+    save = outputs.save_image_outputs
+
+    def save_and_try_the_lock(*a, **k):
+        with pytest.raises(FolderInUseError):
+            FolderLock(out).acquire()
+        seen.append(True)
+        return save(*a, **k)
+
+    monkeypatch.setattr(outputs, "save_image_outputs", save_and_try_the_lock)
+    code, _, err = run_cli(capsys, "predict", img, "--checkpoint", ckpt, "--out", out, "--whole-image",
+                           "--view-size", 16)
+    assert code == 0 and seen == [True], err
+    FolderLock(out).acquire().release()  # free again
+
+
+def _avi_chunks(data: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of each video frame's data in an AVI file's movi list."""
+    pos = data.index(b"movi") + 4
+    chunks = []
+    while pos + 8 <= len(data) and data[pos:pos + 4] != b"idx1":
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if data[pos + 2:pos + 4] == b"dc":
+            chunks.append((pos + 8, size))
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def test_corrupt_video_frame_is_skipped_and_counted(tmp_path, checkpoint, capsys, caplog):
+    """An MJPG .avi whose third frame's JPEG bytes are zeroed: OpenCV fails that frame and
+    decodes the next; the frames after it are predicted and the skip is reported."""
+    ckpt, model = checkpoint
+    writer = cv2.VideoWriter(str(tmp_path / "raw.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(5):
+        writer.write(np.roll(hand_image(model, size=(48, 64), seed=2), 3 * i, axis=1)[:, :, ::-1].copy())
+    writer.release()
+    data = bytearray((tmp_path / "raw.avi").read_bytes())
+    chunks = _avi_chunks(bytes(data))
+    assert len(chunks) == 5
+    start, size = chunks[2]
+    data[start:start + size] = bytes(size)
+    (tmp_path / "clip.avi").write_bytes(bytes(data))
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(capsys, "predict", tmp_path / "clip.avi", "--checkpoint", ckpt, "--out", out,
+                                "--whole-image")
+    assert code == 0, err
+    lines = [json.loads(x) for x in (out / "clip_results.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1, 3, 4]
+    np.testing.assert_allclose([x["time_s"] for x in lines], [0.0, 0.1, 0.3, 0.4])
+    assert "1 undecodable frame(s) skipped" in stdout and "could not be decoded" in caplog.text
+    entry = json.loads((out / "summary.json").read_text())["inputs"][0]
+    assert entry["status"] == "ok" and entry["frames"] == 4 and entry["bad_frames"] == 1
+    with VideoReader(out / "clip_annotated.mp4") as r:  # the picture is held, the timing kept
+        assert len(list(r)) == 5
+
+
+def test_video_reader_skips_a_bounded_run_of_bad_frames(tmp_path, monkeypatch):
+    """A fake capture: failed reads before the reported count are skipped and counted when a
+    frame follows; a run longer than MAX_BAD_FRAMES_IN_A_ROW ends the video (not counted)."""
+    from m3dhmr.inference import video
+
+    script = [True, False, False, True] + [False] * 200 + [True]
+    frame = np.zeros((4, 4, 3), np.uint8)
+
+    class FakeCapture:
+        def __init__(self, path):
+            self.reads = 0
+
+        def isOpened(self):
+            return True
+
+        def get(self, prop):
+            return {cv2.CAP_PROP_FRAME_COUNT: 300.0, cv2.CAP_PROP_FPS: 10.0}.get(prop, 4.0)
+
+        def read(self):
+            ok = script[self.reads] if self.reads < len(script) else False
+            self.reads += 1
+            return ok, frame.copy() if ok else None
+
+        def release(self):
+            pass
+
+    (tmp_path / "v.avi").write_bytes(b"x")
+    monkeypatch.setattr(video.cv2, "VideoCapture", FakeCapture)
+    with video.VideoReader(tmp_path / "v.avi") as r:
+        assert [i for i, _ in r.frames()] == [0, 3]
+        assert r.bad_frames == 2 and r._cap.reads == 4 + video.MAX_BAD_FRAMES_IN_A_ROW + 1
+    script[:] = [True, False, True]  # without a frame count, the first failure ends it as before
+    monkeypatch.setattr(FakeCapture, "get", lambda self, prop: 0.0)
+    with video.VideoReader(tmp_path / "v.avi") as r:
+        assert len(list(r)) == 1 and r.bad_frames == 0
+
+
+@pytest.mark.parametrize("extra", [["--whole-image"], ["--bbox", "0,0,1,1"], []])
+def test_tiny_images_are_refused_on_every_path(tmp_path, checkpoint, capsys, extra):
+    ckpt, _ = checkpoint
+    cv2.imwrite(str(tmp_path / "dot.png"), np.full((1, 1, 3), 200, np.uint8))
+    code, stdout, err = run_cli(capsys, "predict", tmp_path / "dot.png", "--checkpoint", ckpt, "--out",
+                                tmp_path / "o", *extra)
+    assert code == 1 and "hand(s)" not in stdout  # was: "1 hand(s): right hand ok"
+    assert err.strip() == (f"{tmp_path / 'dot.png'}: image of 1 x 1 px is too small to find hands in "
+                           "(at least 32 px a side)")
+    assert not (tmp_path / "o" / "dot").exists()
+
+
+@pytest.mark.parametrize("option", [["--K", "500,500,1e300,10"], ["--K", "1e-9,1e-9,30,20"]])
+def test_implausible_intrinsics_are_an_input_error(tmp_path, checkpoint, capsys, option):
+    ckpt, model = checkpoint
+    img = small_image(tmp_path / "h.jpg", model)
+    code, _, err = run_cli(capsys, "predict", img, "--checkpoint", ckpt, "--out", tmp_path / "o", "--whole-image",
+                           *option)
+    assert code == 1 and err.startswith(f"{img}: --K: ") and len(err.strip().splitlines()) == 1, err
+    assert ("principal point" in err) if "1e300" in option[1] else ("focal lengths" in err)
+    assert not (tmp_path / "o" / "h").exists()  # not an empty hand_0/ as before
+
+
+def test_out_is_checked_before_the_model_loads(tmp_path, capsys):
+    """A bad --out is one line and comes before the (missing) checkpoint is even looked at."""
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((40, 40, 3), np.uint8))
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        code, _, err = run_cli(capsys, "predict", tmp_path / "x.png", "--checkpoint", tmp_path / "no.safetensors",
+                               "--out", out)
+        assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((40, 40, 3), np.uint8))
+    (tmp_path / "ro").mkdir(mode=0o500)
+    code, _, err = run_cli(capsys, "predict", tmp_path / "x.png", "--checkpoint", tmp_path / "no.safetensors",
+                           "--out", tmp_path / "ro" / "o")
+    assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_write_errors_fail_one_input_and_a_full_disk_stops_the_batch(tmp_path, checkpoint, capsys, monkeypatch):
+    import errno
+
+    from m3dhmr.inference import outputs
+
+    ckpt, model = checkpoint
+    imgs = [small_image(tmp_path / f"{n}.jpg", model) for n in ("a", "b")]
+    write = outputs.write_image
+    error = {}
+
+    def failing_write(path, rgb, quality=92):
+        if ".a.tmp-" in str(path):
+            raise OSError(error["errno"], os.strerror(error["errno"]), str(path))
+        return write(path, rgb, quality)
+
+    monkeypatch.setattr(outputs, "write_image", failing_write)
+    args = ["--checkpoint", ckpt, "--whole-image", "--view-size", 16]
+    error["errno"] = errno.EIO  # one input's problem: the others go on
+    code, _, err = run_cli(capsys, "predict", *imgs, "--out", tmp_path / "o1", *args)
+    assert code == 1 and err.startswith(f"{imgs[0]}: ") and "input/output error" in err, err
+    assert len(err.strip().splitlines()) == 1 and (tmp_path / "o1" / "b" / "result.json").is_file()
+    assert not (tmp_path / "o1" / "a").exists() and not list((tmp_path / "o1").rglob(".*.tmp-*"))
+    error["errno"] = errno.ENOSPC  # nothing else would fit: stop with one line
+    code, _, err = run_cli(capsys, "predict", *imgs, "--out", tmp_path / "o2", *args)
+    assert code == 1 and "no space left on device" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o2" / "b").exists() and not list((tmp_path / "o2").rglob(".*.tmp-*"))
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--device", "banana"], "--device: expected cpu, cuda or cuda:N, got 'banana'"),
+    (["--threads", "-3"], "--threads must be >= 1, got -3"),
+    (["--view-size", "5000"], "--view-size must be in [16, 4096], got 5000"),
+    (["--view-size", "8"], "--view-size must be in [16, 4096], got 8"),
+    (["--device", "cuda"], "--device cuda: no CUDA device is available"),
+])
+def test_bad_options_are_one_line_before_loading(tmp_path, capsys, option, message):
+    if option == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((40, 40, 3), np.uint8))
+    code, _, err = run_cli(capsys, "predict", tmp_path / "x.png", "--checkpoint", tmp_path / "no.safetensors",
+                           "--out", tmp_path / "o", *option)
+    assert code == 2 and err.strip() == f"m3dhmr predict: error: {message}"
+
+
+@pytest.mark.parametrize("argv, box, inputs", [
+    (["--bbox", "-5", "10", "100", "100", "a.jpg"], "-5,10,100,100", ["a.jpg"]),
+    (["a.jpg", "--bbox", "-5", "10", "100", "100"], "-5,10,100,100", ["a.jpg"]),
+    (["--bbox", "-5,10,100,100", "a.jpg", "b.jpg"], "-5,10,100,100", ["a.jpg", "b.jpg"]),
+    (["--bbox=-5,10,100,100", "a.jpg"], "-5,10,100,100", ["a.jpg"]),
+    (["a.jpg", "--bbox", "1,2,3,4", "b.jpg"], "1,2,3,4", ["a.jpg", "b.jpg"]),
+    (["--bbox", "-.5", "-1e1", "3", "4", "a.jpg"], "-.5,-1e1,3,4", ["a.jpg"]),
+])
+def test_bbox_takes_negative_numbers(argv, box, inputs):
+    args = cli.build_parser("predict").parse_args(["predict", *argv, "--out", "o"])
+    assert args.bbox == box and [*args.inputs_after_bbox, *args.inputs] == inputs
+
+
+def test_inputs_are_required_also_after_a_box(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", "--bbox", "1,2,3,4", "--out", tmp_path / "o")
+    assert code == 2 and "no INPUT given" in err and not (tmp_path / "o").exists()
+
+
+def test_negative_bbox_end_to_end(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    img = small_image(tmp_path / "h.jpg", model)
+    code, _, err = run_cli(capsys, "predict", "--bbox", "-5", "2", "40", "40", img, "--checkpoint", ckpt, "--out",
+                           tmp_path / "o", "--view-size", 16)
+    assert code == 0, err
+    assert json.loads((tmp_path / "o" / "h" / "result.json").read_text())["hands"][0]["box"] == [-5, 2, 40, 40]
+
+
+def test_big_photo_overlays_are_downscaled(tmp_path, checkpoint, capsys):
+    """A 2,600 x 3,200 photo: overlays at 2,048 px a side, result.json in the photo's pixels
+    (the same joints as a run that draws at full size)."""
+    from m3dhmr.inference.outputs import downscale_view
+
+    ckpt, model = checkpoint
+    big = cv2.resize(hand_image(model, size=(48, 64), seed=4), (3200, 2600), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(tmp_path / "big.png"), big[:, :, ::-1])
+    code, _, err = run_cli(capsys, "predict", tmp_path / "big.png", "--checkpoint", ckpt, "--out", tmp_path / "o",
+                           "--whole-image", "--view-size", 16)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "o" / "big" / "result.json").read_text())
+    assert doc["image_size"] == [2600, 3200] and doc["overlay_scale"] == 0.64
+    assert cv2.imread(str(tmp_path / "o" / "big" / "overlay.jpg")).shape == (1664, 2048, 3)
+    assert cv2.imread(str(tmp_path / "o" / "big" / "hand_0" / "pose2d.jpg")).shape == (1664, 2048, 3)
+    hand = doc["hands"][0]
+    j2 = np.array(hand["joints2d"])
+    assert np.ptp(j2[:, 0]) > 200  # the photo's pixels, not the overlay's
+    # The drawn copy: joints, box and K follow the pixel-centre convention.
+    from m3dhmr.inference.predictor import PredictionResult
+
+    r = PredictionResult(joints2d=j2, joints3d=np.array(hand["joints3d"]), vertices=np.array(hand["vertices"]),
+                         faces=model.faces.numpy(), translation=np.array(hand["translation"]), success=True,
+                         reprojection_error=0.0, box=np.array(hand["crop_box"]), K=np.array(hand["K"]),
+                         image_size=(2600, 3200), left=False)
+    view, (small,), scale = downscale_view(big, [r])
+    assert view.shape == (1664, 2048, 3) and scale == 0.64
+    np.testing.assert_allclose(small.joints2d, (j2 + 0.5) * 0.64 - 0.5)
+    from m3dhmr.geometry.camera import project
+
+    np.testing.assert_allclose(project(r.joints3d, small.K), (project(r.joints3d, r.K) + 0.5) * 0.64 - 0.5,
+                               atol=1e-6)
+    np.testing.assert_allclose(small.box, [(r.box[0] + 0.5) * 0.64 - 0.5, (r.box[1] + 0.5) * 0.64 - 0.5,
+                                           r.box[2] * 0.64, r.box[3] * 0.64])
+    assert downscale_view(big[:100, :200], [r])[2] == 1.0

@@ -131,7 +131,7 @@ def test_input_conversion_and_errors(predictor):
         predictor.predict(img.astype(np.float32))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         predictor.predict(img[:, :, 0])
-    with pytest.raises(ValueError, match="--K"):
+    with pytest.raises(ValueError, match=r"^K: expected fx,fy,cx,cy"):  # the API's word, not the option's
         predictor.predict(img, None, [1, 2, 3])
     with pytest.raises(ValueError, match="--backend"):
         Predictor.from_checkpoint("x.safetensors", backend="tensorrt")
@@ -205,7 +205,7 @@ def test_without_a_box_every_detected_hand_is_predicted(predictor, tiny_data):
     forced = predictor.predict(canvas, left=False)
     assert [r.left for r in forced] == [False, False]
     assert predictor.predict(np.full((100, 120, 3), 128, np.uint8)) == []
-    with pytest.raises(ValueError, match="--K"):
+    with pytest.raises(ValueError, match="^K: "):
         predictor.predict(np.full((100, 120, 3), 128, np.uint8), K=[1, 2, 3])
 
 
@@ -267,3 +267,57 @@ def test_quality_checks_the_detector_landmarks(predictor):
     assert r.to_json(include_vertices=False)["quality"]["flag"] == q.flag
     boxed = predictor.predict(img, hand_box=hand.box)
     assert boxed.quality_report.landmark_error is None and boxed.quality_flag in ("unchecked", "poor")
+
+
+def test_small_images_and_implausible_K_are_refused_on_every_path(predictor):
+    """A 1 x 1 image with a box or as the crop used to give a confident hand; a K that
+    parses but is absurd for the image left nothing finite. API errors say "K", not "--K"."""
+    for image in (np.full((1, 1, 3), 200, np.uint8), np.zeros((31, 100, 3), np.uint8)):
+        for call in (lambda im: predictor.predict(im, crops.full_image_box(*im.shape[:2])),
+                     lambda im: predictor.predict(im, hand_box=(0, 0, 1, 1)), lambda im: predictor.predict(im)):
+            with pytest.raises(ValueError, match=r"too small to find hands in \(at least 32 px a side\)"):
+                call(image)
+    img = random_image()
+    for K, what in (([100, 100, 1e300, 30], "principal point"), ([1e-9, 1e-9, 48, 36], "focal lengths"),
+                    ([1e9, 1e9, 48, 36], "focal lengths"), ([100, np.nan, 48, 36], "positive and finite")):
+        for call in (lambda: predictor.predict(img, crops.full_image_box(72, 96), K),
+                     lambda: predictor.predict(img, K=K)):
+            with pytest.raises(ValueError, match=what) as e:
+                call()
+            assert str(e.value).startswith("K: ") and "--K" not in str(e.value)
+    # A principal point off the image but within 10 image sizes is fine (crops of bigger pictures).
+    r = predictor.predict(img, crops.full_image_box(72, 96), [100, 100, -300, 500])
+    assert np.all(np.isfinite(r.vertices))
+    with pytest.raises(ValueError, match=r"to_rgb_uint8"):
+        predictor.predict(img.astype(np.float32) / 255)
+
+
+def test_device_is_checked_before_loading(model):
+    from m3dhmr.inference.networks import check_device
+
+    with pytest.raises(ValueError, match=r"^device: expected cpu, cuda or cuda:N, got 'banana'$"):
+        Predictor.from_model(model, device="banana")
+    assert check_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^--device cuda:1: no CUDA device is available$"):
+            check_device("cuda:1", where="--device")
+
+
+def test_huge_images_are_searched_on_a_downscaled_copy(predictor, tiny_data, monkeypatch):
+    """Detection on a copy of a quarter of the pixels finds the same hands, mapped back to
+    the image's pixels (within the landmark model's jitter at half the resolution)."""
+    from m3dhmr.inference import predictor as predictor_module
+    from m3dhmr.inference.images import load_image
+
+    canvas = np.full((600, 1040, 3), 90, np.uint8)
+    canvas[80:528, 20:468] = cv2.resize(load_image(tiny_data / "training" / "rgb" / "00000007.jpg"), (448, 448))
+    full = predictor.detector.detect(canvas)
+    monkeypatch.setattr(predictor_module, "DETECT_MAX_PIXELS", 600 * 1040 // 4)
+    calls = []
+    detect = predictor.detector.detect
+    monkeypatch.setattr(predictor.detector, "detect", lambda im, **k: calls.append(im.shape) or detect(im, **k))
+    results = predictor.predict(canvas)
+    assert calls == [(300, 520, 3)] and len(full) == len(results) == 1
+    side = full[0].box[2:].max()
+    np.testing.assert_allclose(results[0].hand_box, full[0].box, atol=0.05 * side)
+    assert results[0].image_size == (600, 1040) and np.all(results[0].joints2d[:, 0] < 520)

@@ -178,6 +178,33 @@ def intrinsics_from_values(values, where: str = "--K") -> np.ndarray:
     return K
 
 
+#: Plausible intrinsics for an image of long side S: focal lengths within
+#: [S / 100, 1000 S] (fields of view from ~178 degrees down to ~0.06), principal point
+#: at most 10 image sizes outside the image (crops of bigger pictures have it outside).
+FOCAL_RANGE: tuple[float, float] = (0.01, 1000.0)
+PRINCIPAL_POINT_RANGE: float = 10.0
+
+
+def check_intrinsics(K: np.ndarray, height: int, width: int, where: str = "K") -> np.ndarray:
+    """Check a (3, 3) K (from :func:`intrinsics_from_values`) against an ``H x W`` image:
+    finite, positive focal lengths a plausible multiple of the image size, principal
+    point near the image (see :data:`FOCAL_RANGE`); errors name ``where``. Returns K.
+
+    Extreme values pass the parsing yet leave the registration nothing finite to work with."""
+    K = np.asarray(K, dtype=np.float64)
+    size = float(max(height, width))
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    lo, hi = FOCAL_RANGE[0] * size, FOCAL_RANGE[1] * size
+    if not (np.all(np.isfinite(K)) and lo <= fx <= hi and lo <= fy <= hi):
+        raise ValueError(f"{where}: focal lengths fx={fx:g}, fy={fy:g} px are implausible for a {width}x{height} "
+                         f"image (expected {lo:g} to {hi:g} px)")
+    r = PRINCIPAL_POINT_RANGE
+    if not (-r * width <= cx <= (r + 1) * width and -r * height <= cy <= (r + 1) * height):
+        raise ValueError(f"{where}: principal point cx={cx:g}, cy={cy:g} lies more than {r:g} image sizes "
+                         f"outside the {width}x{height} image")
+    return K
+
+
 def parse_intrinsics(text: str, where: str = "--K") -> np.ndarray:
     """``"fx,fy,cx,cy"`` -> (3, 3) K."""
     return intrinsics_from_values(_four_numbers(text, "fx,fy,cx,cy", where), where)

@@ -2,8 +2,9 @@
 
 Any image OpenCV decodes is accepted: grayscale is replicated to three channels, an
 alpha channel is dropped (composited over black would darken anti-aliased hand edges),
-16-bit images are scaled to 8 bits (``/ 257``, so 65535 -> 255), float images are taken
-as [0, 1] and clipped.
+16-bit images are scaled to 8 bits (``/ 257``, so 65535 -> 255), float images must be in
+[0, 1] (values beyond it by more than :data:`FLOAT_TOLERANCE` are refused rather than clipped:
+a float image in 0..255 would otherwise turn white; divide it by 255 first).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import numpy as np
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jp2"})
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
+#: How far a float image may stray outside [0, 1] (interpolation overshoot) and still be
+#: clipped; beyond it the image is refused.
+FLOAT_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,8 @@ class InputItem:
 def to_rgb_uint8(array: np.ndarray, where: str = "image", bgr: bool = True) -> np.ndarray:
     """Convert a decoded image to (H, W, 3) uint8 RGB.
 
-    array: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16 or float.
+    array: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8, uint16 or float in [0, 1]
+    (a ValueError for NaN, inf or values outside [0, 1], e.g. a float image in 0..255).
     ``bgr``: channel order of colour input (OpenCV decodes as BGR).
     """
     a = np.asarray(array)
@@ -46,6 +51,12 @@ def to_rgb_uint8(array: np.ndarray, where: str = "image", bgr: bool = True) -> n
     elif np.issubdtype(a.dtype, np.floating):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{where}: float image contains NaN or inf")
+        lo, hi = float(a.min()), float(a.max())
+        if hi > 1.0 + FLOAT_TOLERANCE:
+            raise ValueError(f"{where}: float image has values up to {hi:g}, but float images must be in [0, 1] "
+                             "(divide a 0..255 image by 255)")
+        if lo < -FLOAT_TOLERANCE:
+            raise ValueError(f"{where}: float image has values down to {lo:g}, but float images must be in [0, 1]")
         a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     else:
         raise ValueError(f"{where}: unsupported pixel type {a.dtype} (expected 8/16-bit or float)")

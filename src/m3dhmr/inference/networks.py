@@ -7,6 +7,7 @@ graph's input and output names are here, shared with the exporter
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,36 @@ BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 #: ONNX graph input and output names (shared with :mod:`m3dhmr.inference.onnx_export`).
 ONNX_INPUT = "images"
 ONNX_OUTPUTS = ("vertices", "joints3d", "joints2d")
+
+
+def check_device(device, backend: str = "torch", where: str = "device") -> str:
+    """``device`` ("cpu", "cuda", "cuda:N", "mps") as a string, checked to exist for
+    ``backend`` before any model is loaded; a ValueError naming ``where`` otherwise."""
+    name = str(device)
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", name)
+    if m is None or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise ValueError(f"{where}: expected cpu, cuda or cuda:N, got {name!r}")
+    kind = m.group(1)
+    if kind == "cpu":
+        return name
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        if kind != "cuda":
+            raise ValueError(f"{where} {name}: ONNX Runtime runs on cpu or cuda")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(f"{where} {name} with ONNX Runtime needs onnxruntime-gpu "
+                             f"(available providers: {ort.get_available_providers()})")
+        return name
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{where} {name}: no MPS device is available")
+        return name
+    if not torch.cuda.is_available():
+        raise ValueError(f"{where} {name}: no CUDA device is available")
+    if m.group(2) is not None and int(m.group(2)) >= torch.cuda.device_count():
+        raise ValueError(f"{where} {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return name
 
 
 @dataclass(frozen=True)

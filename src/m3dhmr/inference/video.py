@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Frame rate assumed when a video does not report one.
 DEFAULT_FPS = 30.0
+#: Undecodable frames in a row that :class:`VideoReader` skips before the reported frame
+#: count; more, and the video is taken to end there.
+MAX_BAD_FRAMES_IN_A_ROW = 50
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,12 @@ class VideoInfo:
 
 
 class VideoReader:
-    """Frames of a video file as (H, W, 3) uint8 RGB; errors name the file."""
+    """Frames of a video file as (H, W, 3) uint8 RGB; errors name the file.
+
+    A frame that fails to decode before the container's frame count is reached (a
+    corrupt frame mid-video) is skipped, not taken as the end: :attr:`bad_frames` counts
+    those followed by a readable frame (see :meth:`frames`).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -81,13 +89,28 @@ class VideoReader:
             width=int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
             height=int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
         )
+        self.bad_frames = 0
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, frame)`` of every readable frame; ``index`` counts skipped frames too,
+        so it stays the frame's position (and time) in the video."""
+        index = failed = 0
         while True:
             ok, frame = self._cap.read()
-            if not ok or frame is None:
-                return
-            yield to_rgb_uint8(frame, f"{self.path} frame")
+            if ok and frame is not None:
+                self.bad_frames += failed  # the failures were mid-video: a frame followed
+                failed = 0
+                yield index, to_rgb_uint8(frame, f"{self.path} frame {index}")
+            else:
+                # Without a frame count (0) a failed read is the end, as before.
+                if index >= self.info.frame_count or failed >= MAX_BAD_FRAMES_IN_A_ROW:
+                    return
+                failed += 1
+            index += 1
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, frame in self.frames():
+            yield frame
 
     def close(self) -> None:
         self._cap.release()
@@ -251,7 +274,8 @@ class _Track:
 @dataclass(frozen=True)
 class VideoSummary:
     """What :func:`predict_video` did: frames processed, hands registered (summed over
-    frames), distinct hands followed (track ids), the annotated video and the JSON-lines file."""
+    frames), distinct hands followed (track ids), the annotated video and the JSON-lines
+    file, and the undecodable frames skipped mid-video (:attr:`VideoReader.bad_frames`)."""
 
     frames: int
     successes: int
@@ -259,6 +283,7 @@ class VideoSummary:
     video_path: Path
     jsonl_path: Path
     info: VideoInfo
+    bad_frames: int = 0
 
 
 def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out: str | Path, *,
@@ -280,7 +305,8 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
     Writes ``video_out`` (each frame annotated by ``annotate(frame, results)``, default:
     every hand's mesh, skeleton, box and id) and ``jsonl_out`` (one JSON object per frame:
     ``frame``, ``time_s`` and ``hands``, each with its ``id``, ``tracked`` and the
-    result), both atomically.
+    result), both atomically. A corrupt frame is skipped with a warning (no JSON line;
+    the annotated video repeats the previous picture so it keeps the input's timing).
 
     ``articulator`` (:class:`m3dhmr.inference.articulation.Articulator`) with
     ``articulation_dir``: each hand id's meshes (smoothed with ``smooth``; where the
@@ -306,7 +332,12 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
         tracker = None
         try:
             with open(tmp_jsonl, "w") as lines:
-                for frame in reader:
+                picture, last = None, -1
+                for index, frame in reader.frames():
+                    if picture is not None:
+                        for _ in range(index - last - 1):  # skipped frames: keep the timing
+                            writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
+                    last = index
                     H, W = frame.shape[:2]
                     if tracker is None:
                         if one_hand:
@@ -322,7 +353,7 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                         else:
                             tracker = MultiHandTracker(predictor.detector, redetect_every=redetect_every)
                         writer = open_writer(tmp_video, info.fps, W, H)
-                    t = n / info.fps
+                    t = index / info.fps
                     if one_hand:
                         tracked = [tracker.tracking]
                         results = [predictor.predict(frame, tracker.box, K, bool(left))]
@@ -343,11 +374,11 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                         from m3dhmr.inference.articulation import TrackAnimation
 
                         for i, r in zip(frame_ids, results):
-                            tracks.setdefault(i, TrackAnimation(articulator, info.fps)).add(n, r)
+                            tracks.setdefault(i, TrackAnimation(articulator, info.fps)).add(index, r)
                     ok += sum(r.success for r in results)
                     picture = viz.draw_hands(frame, results, frame_ids) if annotate is None else annotate(frame, results)
                     writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
-                    record = {"frame": n, "time_s": round(t, 6), "hands": [
+                    record = {"frame": index, "time_s": round(t, 6), "hands": [
                         {"id": i, "tracked": bool(tr), **r.to_json(include_vertices=include_vertices)}
                         for i, tr, r in zip(frame_ids, tracked, results)]}
                     lines.write(json.dumps(record) + "\n")
@@ -357,7 +388,10 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                 writer.release()
         if n == 0:
             raise ValueError(f"{path}: the video has no readable frames")
+    if reader.bad_frames:
+        log.warning("%s: %d frame(s) could not be decoded and were skipped", path, reader.bad_frames)
     for i, track in sorted(tracks.items()):
-        track.write(Path(articulation_dir) / f"hand_{i}", n)
+        track.write(Path(articulation_dir) / f"hand_{i}", last + 1)
     log.info("%s: %d frames, %d hand track(s), %d hand(s) registered", path, n, len(ids), ok)
-    return VideoSummary(frames=n, successes=ok, hands=len(ids), video_path=video_out, jsonl_path=jsonl_out, info=info)
+    return VideoSummary(frames=n, successes=ok, hands=len(ids), video_path=video_out, jsonl_path=jsonl_out, info=info,
+                        bad_frames=reader.bad_frames)
