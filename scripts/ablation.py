@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.fresh or not done:
                 print(f"training {v} seed {seed} -> {run}", flush=True)
                 run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
-                train(run_cfg, data, run, resume=weights.is_file() and not args.fresh,
+                train(run_cfg, data, run, resume=(run / "checkpoints").is_dir() and not args.fresh,
+                      overwrite=args.fresh,
                       max_steps=args.steps if args.steps > 0 else None, progress_bar=False)
                 (score_dir / "benchmark.json").unlink(missing_ok=True)
             train_s = time.perf_counter() - t0

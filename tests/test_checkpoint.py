@@ -150,3 +150,90 @@ def test_load_model_from_checkpoint_and_config_mismatch(tmp_path):
     other = tiny_experiment(decoder_channels=[8, 8, 16, 32])
     with pytest.raises(ValueError, match="does not match the model configuration.*decoder"):
         ck.load_model_from_checkpoint(path, experiment=other)
+
+
+# ---------------------------------------------------------------- one complete checkpoint, kinds, repair
+
+
+def _save_pair(ckdir, net, step, epoch_file=False):
+    cfg = tiny_experiment()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    ck.save_checkpoint(ckdir, net, cfg, ck.Progress(0, step, step), opt, epoch_file=epoch_file)
+
+
+def test_state_file_is_a_complete_checkpoint_and_repairs_stale_weights(tmp_path):
+    net = Net()
+    _save_pair(tmp_path, net, 3)
+    assert ck.inspect_run(tmp_path) == ck.RunFiles(3, 3, False)
+    with torch.no_grad():
+        net.a.weight.add_(1.0)
+    # A kill between the two files: the state of step 5 is written, the weights are still of step 3.
+    ck.save_training_state(tmp_path / ck.LAST_STATE, experiment=tiny_experiment(), progress=ck.Progress(0, 5, 5),
+                           optimizer=torch.optim.SGD(net.parameters(), lr=0.1), model=net)
+    assert ck.inspect_run(tmp_path) == ck.RunFiles(5, 3, False)
+    tensors, state, progress = ck.load_resume_point(tmp_path)
+    assert progress.global_step == 5 and "model" not in state
+    torch.testing.assert_close(tensors["a.weight"], net.a.weight.detach())
+    # last.safetensors now matches the state again (what users and eval read).
+    got, meta = ck.read_weights(tmp_path / ck.LAST_WEIGHTS)
+    assert ck.progress_from_metadata(meta).global_step == 5
+    torch.testing.assert_close(got["a.weight"], net.a.weight.detach())
+    assert ck.inspect_run(tmp_path) == ck.RunFiles(5, 5, False)
+
+
+def test_older_state_without_weights_needs_matching_weights(tmp_path):
+    net = Net()
+    _save_pair(tmp_path, net, 3)
+    state = torch.load(tmp_path / ck.LAST_STATE, weights_only=True)
+    del state["model"]
+    state["progress"]["global_step"] = 4
+    torch.save(state, tmp_path / ck.LAST_STATE)
+    with pytest.raises(ValueError, match=r"\(step 3\) and last.state.pt \(step 4\) disagree"):
+        ck.load_resume_point(tmp_path)
+    state["progress"]["global_step"] = 3
+    torch.save(state, tmp_path / ck.LAST_STATE)
+    assert ck.load_resume_point(tmp_path)[2].global_step == 3
+
+
+def test_inspect_run_describes_what_is_there(tmp_path):
+    assert ck.inspect_run(tmp_path / "nothing").empty
+    _save_pair(tmp_path, Net(), 2)
+    (tmp_path / ck.LAST_STATE).unlink()
+    files = ck.inspect_run(tmp_path)
+    assert files == ck.RunFiles(None, 2, False) and files.describe() == "last.safetensors of step 2"
+    (tmp_path / ck.LAST_STATE).write_bytes(b"garbage")
+    assert ck.inspect_run(tmp_path).state_step == -1  # unreadable, but still something not to overwrite
+
+
+def test_integer_tensor_for_a_float_parameter_is_refused():
+    net = Net()
+    tensors = ck.dense_state_dict(net)
+    tensors["a.weight"] = tensors["a.weight"].round().to(torch.int64)
+    with pytest.raises(ValueError, match=r"another kind than the model's, e\.g\. a\.weight: checkpoint torch\.int64"):
+        ck.load_weights_into(Net(), tensors, "x.safetensors")
+    tensors = ck.dense_state_dict(net)
+    tensors["bn.num_batches_tracked"] = tensors["bn.num_batches_tracked"].float()
+    with pytest.raises(ValueError, match="num_batches_tracked"):
+        ck.load_weights_into(Net(), tensors, "x.safetensors")
+    # float16 weights (the packaged model's) load into float32 parameters.
+    half = {k: v.half() if v.is_floating_point() else v for k, v in ck.dense_state_dict(net).items()}
+    ck.load_weights_into(Net(), half, "half.safetensors")
+
+
+def test_non_finite_weights_are_refused():
+    tensors = ck.dense_state_dict(Net())
+    tensors["b.bias"][0] = float("nan")
+    with pytest.raises(ValueError, match="b.bias holds NaN or infinite"):
+        ck.load_weights_into(Net(), tensors, "x.safetensors")
+    with pytest.raises(ValueError, match="unexpected type"):
+        ck.check_tensor_dtypes({"w": torch.zeros(2, dtype=torch.complex64)}, "x")
+
+
+def test_weights_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    _save_pair(tmp_path, Net(), 1, epoch_file=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in tmp_path.iterdir():
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p.name

@@ -131,6 +131,7 @@ def test_wrong_data_layout_is_a_clear_error(tiny_config, tmp_path, capsys):
                "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "training_K.json" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # a failed call writes nothing
     rc = main(["train", "--config", str(tiny_config), "--data", str(tmp_path / "missing"), "--out",
                str(tmp_path / "r")])
     assert rc == 2 and "missing" in capsys.readouterr().err
@@ -464,3 +465,176 @@ def test_real_fraction_must_leave_both_kinds(fake_real_labels, tiny_data, tiny_c
     cfg = load_experiment(tiny_config, [f"data.real_dir={real_dir}", "data.real_fraction=0.1"])
     with pytest.raises(ValueError, match="real_fraction"):
         train(cfg, tiny_data, tmp_path / "r", max_steps=1, progress_bar=False)
+
+
+# ---------------------------------------------------------------- nothing lost: kills, refusals, bad values
+
+
+class _Crash(Exception):
+    """Stands for a kill (or a full disk) at one write step of a checkpoint."""
+
+
+def _crash_at(monkeypatch, point: str):
+    """Make the step-4 checkpoint fail at ``point``: while writing a file (half of it on
+    disk) or at its rename."""
+    import os
+
+    from m3dhmr import fileio
+
+    real_replace, real_save = os.replace, torch.save
+    from safetensors import torch as st
+
+    real_save_file = st.save_file
+    def replace(src, dst):
+        if point == {ck.LAST_STATE: "state rename", ck.LAST_WEIGHTS: "weights rename"}.get(Path(dst).name):
+            raise _Crash(point)
+        return real_replace(src, dst)
+
+    def half_then_crash(real, name):
+        def write(obj, path, *a, **k):
+            real(obj, path, *a, **k)
+            size = Path(path).stat().st_size
+            with open(path, "r+b") as f:
+                f.truncate(size // 2)
+            raise _Crash(name)
+        return write
+
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    if point == "state write":
+        monkeypatch.setattr(ck.torch, "save", half_then_crash(real_save, point))
+    if point == "weights write":
+        monkeypatch.setattr(st, "save_file", half_then_crash(real_save_file, point))
+
+
+@pytest.mark.parametrize("point", ["state write", "state rename", "weights write", "weights rename"])
+def test_a_crash_at_any_checkpoint_write_resumes_to_the_same_weights(full_run, tiny_data, tmp_path, monkeypatch,
+                                                                     point):
+    cfg, ref_run, _ = full_run
+    run = tmp_path / "run"
+    train(cfg, tiny_data, run, max_steps=3, progress_bar=False)
+    with monkeypatch.context() as m:
+        _crash_at(m, point)
+        with pytest.raises(_Crash):
+            train(cfg, tiny_data, run, resume=True, max_steps=4, progress_bar=False)
+    files = ck.inspect_run(run / "checkpoints")
+    # Either the previous (step 3) or the new (step 4) state, never a stuck pair.
+    assert files.state_step == (3 if point.startswith("state") else 4), files
+    r = train(cfg, tiny_data, run, resume=True, progress_bar=False)
+    assert r.progress.finished and r.progress.global_step == 6
+    ref, got = _weights(ref_run), _weights(run)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
+    assert not list((run / "checkpoints").glob(".*tmp*"))
+
+
+def test_a_run_is_never_overwritten_unasked(full_run, tiny_data, tmp_path):
+    import shutil
+
+    cfg, ref_run, _ = full_run
+    run = tmp_path / "run"
+    shutil.copytree(ref_run, run)
+    before = (run / "checkpoints" / "last.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"already holds a run at step 6 \(finished\): pass --resume .* --overwrite"):
+        train(cfg, tiny_data, run, progress_bar=False)
+    (run / "checkpoints" / ck.LAST_STATE).unlink()
+    with pytest.raises(ValueError, match=r"holds last.safetensors of step 6 \(finished\) but no last.state.pt"):
+        train(cfg, tiny_data, run, resume=True, progress_bar=False)
+    assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
+    # Asked: a new run, and none of the old run's files left to mix with it.
+    r = train(cfg, tiny_data, run, overwrite=True, max_steps=1, progress_bar=False)
+    assert r.progress.global_step == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.safetensors", "last.state.pt"]
+
+
+def test_a_failed_call_leaves_the_run_untouched(full_run, tiny_data, tiny_config, tmp_path, capsys):
+    import shutil
+
+    from m3dhmr.cli import main
+
+    _, ref_run, _ = full_run
+    run = tmp_path / "run"
+    shutil.copytree(ref_run, run)
+    config_before = (run / "config.yaml").read_text()
+    rc = main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(run), "--resume",
+               "--set", "train.batch_size=1000", "train.epochs=4", "--no-progress"])
+    assert rc == 2 and "fewer than one batch" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config_before
+    rc = main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(run), "--resume",
+               "--overwrite"])
+    assert rc == 2 and "exclude each other" in capsys.readouterr().err
+
+
+def test_non_finite_settings_and_losses_are_one_line_errors(tiny_data, tiny_config, tmp_path, capsys, monkeypatch):
+    from m3dhmr.cli import main
+
+    for bad in ("train.lr=.inf", "train.lr=.nan", "loss.mesh=-.inf"):
+        rc = main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(tmp_path / "r"),
+                   "--set", bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and "expected a finite number" in err and bad.split("=")[0] in err, err
+    assert not (tmp_path / "r").exists()
+    # A loss that diverges all the same: one line with the step, the last checkpoint kept.
+    from m3dhmr.train import trainer as tr
+
+    real_forward = tr.StepLoss.forward
+
+    def diverge(self, batch):
+        terms = real_forward(self, batch)
+        return dataclasses.replace(terms, total=terms.total * float("nan"))
+
+    monkeypatch.setattr(tr.StepLoss, "forward", diverge)
+    rc = main(["train", "--config", str(tiny_config), "--data", str(tiny_data), "--out", str(tmp_path / "r2"),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the loss became nan by step 1" in err and "Traceback" not in err
+
+
+def test_a_second_training_process_on_one_run_is_refused(tiny_data, tiny_config, tmp_path):
+    from m3dhmr.fileio import FolderInUseError, FolderLock
+
+    run = tmp_path / "run"
+    with FolderLock(run, "another m3dhmr train"):
+        with pytest.raises(FolderInUseError, match="another m3dhmr train"):
+            train(load_experiment(tiny_config), tiny_data, run, max_steps=1, progress_bar=False)
+    assert not (run / "checkpoints").exists()
+
+
+def test_sigkill_at_random_moments_always_resumes(tiny_data, tiny_config, tmp_path):
+    """A real process killed with SIGKILL at random moments (seeded), then resumed each time:
+    every resume starts, stale temporaries are cleaned, and the end matches an unkilled run."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = ["train.epochs=6", "train.lr_milestones=[4]", "train.keep_epoch_checkpoints=false"]
+    ref = tmp_path / "ref"
+    train(load_experiment(tiny_config, overrides), tiny_data, ref, progress_bar=False)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "m3dhmr", "train", "--config", str(tiny_config), "--data", str(tiny_data),
+           "--out", str(run), "--no-progress", "--set", *overrides]
+    rng = random.Random(0)
+    kills = 0
+    for i in range(4):
+        proc = subprocess.Popen(cmd + (["--resume"] if i else []), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while not (run / "config.yaml").is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode in (0, -signal.SIGKILL), err
+        if proc.returncode == 0:
+            break
+    assert kills >= 1
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(run.rglob(".*.tmp-*"))
+    want, got = _weights(ref), _weights(run)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)

@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"reusing {data}")
     ckpt = run_dir / "checkpoints" / "last.safetensors"
     # resume is a no-op for a finished run and completes an interrupted one.
-    train(experiment, data, run_dir, resume=not args.fresh and ckpt.is_file(), max_steps=args.max_steps,
-          progress_bar=False)
+    train(experiment, data, run_dir, resume=not args.fresh and ckpt.parent.is_dir(), overwrite=args.fresh,
+          max_steps=args.max_steps, progress_bar=False)
     curve = _plot_curve(run_dir, out / "learning_curve.png", packaged["rest_hand"])
     timings["train_s"] = time.perf_counter() - t
 

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="data folder in FreiHAND's layout")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints/, tb/, config.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in an --out that holds one (its checkpoints, curve and logs are removed)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many optimiser steps in total (counting steps before a resume)")
     parser.add_argument("--max-minutes", type=float, default=None,
@@ -46,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    result = train(cfg, args.data, args.out, resume=args.resume, max_steps=args.max_steps,
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    result = train(cfg, args.data, args.out, resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, device=device,
                    progress_bar=not args.no_progress)
     from m3dhmr.train.distributed import dist_env

@@ -2,9 +2,15 @@
 
 A run folder holds ``checkpoints/last.safetensors`` (+ ``epoch_XXX.safetensors`` per epoch)
 whose metadata carries the experiment config as JSON, the format version and the
-progress, and ``checkpoints/last.state.pt`` with the optimiser, scaler, progress and RNG
-states as tensors and plain containers only. Both are written to a temporary file and
-renamed (:mod:`m3dhmr.fileio`), so a killed run never leaves a broken checkpoint.
+progress, and ``checkpoints/last.state.pt`` with the model weights and the optimiser,
+scaler, progress and RNG states as tensors and plain containers only.
+
+The state file is the checkpoint that ``--resume`` reads, complete on its own, and it is
+written first: each file goes to a temporary file and is renamed (:mod:`m3dhmr.fileio`),
+so the previous good state stays until the new one is whole, and a kill (or a full
+disk) at any moment leaves a state file that resumes. ``last.safetensors`` is the copy of
+the weights for users; a kill between the two files leaves it one checkpoint behind, and
+:func:`load_resume_point` rewrites it from the state.
 """
 
 from __future__ import annotations
@@ -111,13 +117,32 @@ def progress_from_metadata(meta: dict[str, str]) -> Progress:
     )
 
 
+def check_tensor_dtypes(tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Raise ``ValueError`` for tensors of a kind no model holds (complex, bool, ...)."""
+    odd = sorted(k for k, v in tensors.items() if v.dtype not in _STORED_DTYPES)
+    if odd:
+        raise ValueError(f"{where}: {len(odd)} tensor(s) of an unexpected type, e.g. {odd[0]} "
+                         f"({tensors[odd[0]].dtype})")
+
+
+_STORED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32)
+
+
 def check_compatible(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """Raise ``ValueError`` naming the tensors a checkpoint lacks, has extra, or has in another shape."""
-    expected = {k: tuple(v.shape) for k, v in dense_state_dict_shapes(model).items()}
+    """Raise ``ValueError`` naming the tensors a checkpoint lacks, has extra, or has in another
+    shape or kind (an integer tensor for a float parameter would be cast silently)."""
+    model_tensors = dense_state_dict_shapes(model)
+    expected = {k: tuple(v.shape) for k, v in model_tensors.items()}
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    kinds = sorted(k for k in set(expected) & set(got)
+                   if model_tensors[k].is_floating_point() != tensors[k].is_floating_point())
+    if kinds:
+        k = kinds[0]
+        raise ValueError(f"{where}: {len(kinds)} tensor(s) of another kind than the model's, e.g. {k}: "
+                         f"checkpoint {tensors[k].dtype}, model {model_tensors[k].dtype}")
     if not (missing or extra or shapes):
         return
 
@@ -144,6 +169,9 @@ def dense_state_dict_shapes(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
     """Copy checkpoint tensors into ``model`` after :func:`check_compatible`."""
     check_compatible(model, tensors, where)
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{where}: tensor {bad} holds NaN or infinite values (a diverged or damaged checkpoint)")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     # Only non-stored (sparse) buffers may be missing; check_compatible covered the rest.
     assert not unexpected, unexpected
@@ -214,8 +242,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_training_state(path: str | Path, *, experiment: ExperimentConfig, progress: Progress,
                         optimizer: torch.optim.Optimizer, scaler: Any | None = None,
-                        extra: dict[str, Any] | None = None) -> None:
-    """Write optimiser, scaler, progress and RNG states atomically (``weights_only``-loadable).
+                        extra: dict[str, Any] | None = None, model: torch.nn.Module | None = None) -> None:
+    """Write optimiser, scaler, progress and RNG states (and ``model``'s weights, which make
+    the file a complete checkpoint) atomically (``weights_only``-loadable).
 
     ``extra``: more plain entries (ints, strings, tensors) stored at the top level.
     """
@@ -224,6 +253,7 @@ def save_training_state(path: str | Path, *, experiment: ExperimentConfig, progr
         "format_version": FORMAT_VERSION,
         "experiment": experiment_to_json(experiment),
         "progress": asdict(progress),
+        **({"model": dense_state_dict(model)} if model is not None else {}),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": rng_state(),
@@ -245,3 +275,92 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not an m3dhmr training state")
     return state
+
+
+def save_checkpoint(ckdir: str | Path, model: torch.nn.Module, experiment: ExperimentConfig, progress: Progress,
+                    optimizer: torch.optim.Optimizer, scaler: Any | None = None,
+                    extra: dict[str, Any] | None = None, epoch_file: bool = False) -> None:
+    """Write the run's checkpoint into ``ckdir``: the complete state first, then the weights
+    (see the module doc for why that order survives a kill at any moment)."""
+    ckdir = Path(ckdir)
+    save_training_state(ckdir / LAST_STATE, experiment=experiment, progress=progress, optimizer=optimizer,
+                        scaler=scaler, extra=extra, model=model)
+    save_weights(ckdir / LAST_WEIGHTS, model, experiment, progress)
+    if epoch_file:
+        save_weights(ckdir / epoch_weights_name(progress.epoch_index), model, experiment, progress)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What a run's checkpoint folder holds: the step of its state and weights files
+    (None where the file is absent), and whether the weights are of a finished run."""
+
+    state_step: int | None
+    weights_step: int | None
+    finished: bool
+
+    @property
+    def empty(self) -> bool:
+        return self.state_step is None and self.weights_step is None
+
+    def describe(self) -> str:
+        if self.state_step is not None:
+            return f"a run at step {self.state_step}{' (finished)' if self.finished else ''}"
+        return f"{LAST_WEIGHTS} of step {self.weights_step}{' (finished)' if self.finished else ''}"
+
+
+def inspect_run(ckdir: str | Path) -> RunFiles:
+    """The steps of ``ckdir``'s checkpoint files, read from their headers (cheap)."""
+    ckdir = Path(ckdir)
+    state_step = weights_step = None
+    finished = False
+    if (ckdir / LAST_WEIGHTS).is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(ckdir / LAST_WEIGHTS), framework="pt") as f:
+                p = progress_from_metadata(dict(f.metadata() or {}))
+            weights_step, finished = p.global_step, p.finished
+        except Exception:  # unreadable weights still count as something not to overwrite
+            weights_step = -1
+    if (ckdir / LAST_STATE).is_file():
+        try:
+            p = Progress(**load_training_state(ckdir / LAST_STATE)["progress"])
+            state_step, finished = p.global_step, p.finished
+        except (ValueError, TypeError, KeyError):
+            state_step = -1
+    return RunFiles(state_step, weights_step, finished)
+
+
+def load_resume_point(ckdir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Progress]:
+    """``(weights, training state, progress)`` to resume from ``ckdir``'s complete checkpoint.
+
+    The weights come from the state file; a ``last.safetensors`` left behind by a kill
+    between the two files is rewritten to match. States written before the weights moved
+    into them (format 1 without ``model``) are read with ``last.safetensors``, which
+    must then be of the same step.
+    """
+    ckdir = Path(ckdir)
+    state_path, weights_path = ckdir / LAST_STATE, ckdir / LAST_WEIGHTS
+    state = load_training_state(state_path)
+    progress = Progress(**state["progress"])
+    tensors = state.pop("model", None)
+    if tensors is None:
+        tensors, meta = read_weights(weights_path)
+        saved = progress_from_metadata(meta)
+        if saved.global_step != progress.global_step:
+            raise ValueError(f"{ckdir}: {LAST_WEIGHTS} (step {saved.global_step}) and {LAST_STATE} "
+                             f"(step {progress.global_step}) disagree, and this older state holds no weights")
+        return tensors, state, progress
+    check_tensor_dtypes(tensors, str(state_path))
+    files = inspect_run(ckdir)
+    if files.weights_step != progress.global_step:
+        log.warning("%s is of step %s, its state of step %d (killed while checkpointing): rewriting it",
+                    weights_path, files.weights_step, progress.global_step)
+        from safetensors.torch import save_file
+
+        meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "experiment": state["experiment"],
+                **{k: str(v) for k, v in asdict(progress).items()}}
+        with atomic_path(weights_path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    return tensors, state, progress

@@ -43,6 +43,10 @@ class TrainResult:
     model: nn.Module | None = None  # the trained network (on the training device)
 
 
+class NonFiniteLossError(ValueError):
+    """Training diverged: the loss is NaN or infinite (a user-fixable setting, not a bug)."""
+
+
 def epoch_plan(cfg: ExperimentConfig) -> list[tuple[int, int]]:
     """``[(stage, epoch_in_stage), ...]`` over both stages, stage-1 epochs first."""
     t = cfg.train
@@ -232,12 +236,18 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     max_steps: int | None = None,
     max_seconds: float | None = None,
     device: str = "cpu",
     progress_bar: bool = True,
 ) -> TrainResult:
     """Train ``experiment`` on the FreiHAND-layout folder ``data_root``; write the run to ``run_dir``.
+
+    ``resume`` continues the run in ``run_dir``; without it a ``run_dir`` that holds a
+    checkpoint is refused unless ``overwrite`` (which starts over and removes the old
+    run's checkpoints, curve and logs). Everything is checked before anything is written,
+    and ``run_dir`` is locked against a second training process.
 
     ``max_steps`` stops after that many optimiser steps in total (counting those before a
     resume) and checkpoints there; ``max_seconds`` stops (and checkpoints) after the first
@@ -250,27 +260,115 @@ def train(
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
     dist_info = init_distributed(device)
     try:
-        return _train(experiment, data_root, run_dir, dist_info, resume=resume, max_steps=max_steps,
+        return _train(experiment, data_root, run_dir, dist_info, resume=resume, overwrite=overwrite,
+                      max_steps=max_steps,
                       max_seconds=max_seconds, device=device, progress_bar=progress_bar)
     finally:
         cleanup_distributed(dist_info)
 
 
-def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, *, resume: bool,
+def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, *, resume: bool, overwrite: bool,
            max_steps: int | None, max_seconds: float | None, device: str, progress_bar: bool) -> TrainResult:
+    lock = None
+    try:
+        if dist.is_main:
+            # A new run folder is made only once everything is checked (no folder left by a
+            # failed call); an existing one is locked before its checkpoints are read.
+            if run_dir.exists():
+                lock = _lock_run(run_dir)
+            _check_run_dir(run_dir, resume, overwrite)
+        return _train_locked(cfg, data_root, run_dir, dist, lock, resume=resume, overwrite=overwrite,
+                             max_steps=max_steps, max_seconds=max_seconds, device=device, progress_bar=progress_bar)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume_readonly(ckdir: Path):
+    """DDP ranks other than the main one read the state's weights without repairing files."""
+    state = ckpt.load_training_state(ckdir / ckpt.LAST_STATE)
+    tensors = state.pop("model", None)
+    if tensors is None:
+        tensors = ckpt.read_weights(ckdir / ckpt.LAST_WEIGHTS)[0]
+    return tensors, state, ckpt.Progress(**state["progress"])
+
+
+def _lock_run(run_dir: Path):
+    from m3dhmr.fileio import FolderLock, check_output_folder
+
+    check_output_folder(run_dir)
+    return FolderLock(run_dir, "m3dhmr train").acquire()
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to lose a run: its weights are overwritten only when asked (``overwrite``)."""
+    files = ckpt.inspect_run(ckpt.checkpoint_dir(run_dir))
+    if files.empty or overwrite:
+        return
+    if not resume:
+        raise ValueError(f"{run_dir} already holds {files.describe()}: pass --resume to continue it, "
+                         "or --overwrite to start a new run over it")
+    if files.state_step is None:
+        raise ValueError(f"{run_dir} holds {files.describe()} but no {ckpt.LAST_STATE}, so it cannot be "
+                         "resumed: train into another --out (train.init_from: PATH starts from those weights), "
+                         "or pass --overwrite to start over")
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove an old run's outputs before a new run starts over it (``overwrite``)."""
+    import shutil
+
+    ckdir = ckpt.checkpoint_dir(run_dir)
+    for p in [*ckdir.glob("*.safetensors"), ckdir / ckpt.LAST_STATE, run_dir / "eval_metrics.csv"]:
+        p.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
+
+
+def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, lock, *, resume: bool,
+                  overwrite: bool, max_steps: int | None, max_seconds: float | None, device: str,
+                  progress_bar: bool) -> TrainResult:
     t0 = time.perf_counter()
     dev = torch.device(f"cuda:{dist.local_rank}" if device.startswith("cuda") and dist.distributed else device)
     tcfg = cfg.train
     model, progress, state, frozen_modules = _start(cfg, run_dir, dist, resume, dev)
     plan = epoch_plan(cfg)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     if progress.epoch_index >= len(plan) or (max_steps is not None and progress.global_step >= max_steps):
         log.info("nothing to do: run at step %d, epoch %d of %d", progress.global_step, progress.epoch_index, len(plan))
         return TrainResult(run_dir, progress, 0, time.perf_counter() - t0, model=model)
+    data = _TrainingData(cfg, data_root, dev, dist, model, progress_bar)
+    for epoch_index in range(progress.epoch_index, len(plan)):  # every epoch has a batch: checked before writing
+        two_view = plan[epoch_index][0] == 2 and cfg.data.two_view
+        num_samples = data.num_samples(two_view)
+        if num_samples < data.counts[0]:
+            raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
+                             f"(train.batch_size={tcfg.batch_size}, of which {data.counts[0]} synthetic)")
+
+    new_lock = None
+    if dist.is_main:  # the run starts: from here on the run folder is written
+        from m3dhmr.fileio import remove_stale_temporaries
+
+        if lock is None:
+            lock = new_lock = _lock_run(run_dir)
+        removed = remove_stale_temporaries(run_dir, recursive=True)
+        if removed:
+            log.info("removed %d temporary file(s) left by a killed run in %s", len(removed), run_dir)
+        if state is None and overwrite:
+            _clear_run(run_dir)
+        import yaml
+
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    try:
+        return _run(cfg, data_root, run_dir, dist, dev, model, progress, state, frozen_modules, data, plan, t0,
+                    max_steps=max_steps, max_seconds=max_seconds, progress_bar=progress_bar)
+    finally:
+        if new_lock is not None:
+            new_lock.release()
+
+
+def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, dev: torch.device, model, progress,
+         state, frozen_modules, data, plan, t0: float, *, max_steps: int | None, max_seconds: float | None,
+         progress_bar: bool) -> TrainResult:
+    tcfg = cfg.train
 
     amp_dtype = resolve_amp(tcfg.amp, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -286,7 +384,6 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=progress.global_step or None)
     curve = _LearningCurve(cfg, data_root, run_dir, model, dev, amp_dtype, writer, progress.global_step) \
         if dist.is_main and tcfg.eval_every > 0 else None
-    data = _TrainingData(cfg, data_root, dev, dist, model, progress_bar)
     if dist.is_main and data.real is not None:
         log.info("real photos: %d of each batch of %d (data.real_fraction=%g), %d photos", data.counts[1],
                  tcfg.batch_size, cfg.data.real_fraction, len(data.real))
@@ -309,9 +406,6 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
             num_samples = data.num_samples(two_view)
             batches = epoch_batches(num_samples, data.counts[0], tcfg.seed, epoch_index, dist.rank,
                                     dist.world_size)
-            if not batches:
-                raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
-                                 f"(train.batch_size={tcfg.batch_size}, of which {data.counts[0]} synthetic)")
             skip = progress.batch_in_epoch if epoch_index == progress.epoch_index else 0
             model.train()
             for m in frozen_modules:
@@ -361,27 +455,19 @@ def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, d
     state = None
     if resume and state_path.is_file():
         state = ckpt.load_training_state(state_path)
-        tensors, meta = ckpt.read_weights(weights_path)
-        saved = ckpt.progress_from_metadata(meta)
         stored = ckpt.experiment_from_json(state["experiment"], where=str(state_path))
         if stored.model != cfg.model:
-            raise ValueError(f"{weights_path}: the run was trained with another model section than --config; "
+            raise ValueError(f"{state_path}: the run was trained with another model section than --config; "
                              "resume with the run's own config (RUN/config.yaml)")
-        ckpt.load_weights_into(model, tensors, str(weights_path))
-        progress = ckpt.Progress(**state["progress"])
-        if saved.global_step != progress.global_step:
-            raise ValueError(f"{ckdir}: last.safetensors (step {saved.global_step}) and last.state.pt "
-                             f"(step {progress.global_step}) disagree; the run was killed while checkpointing")
+        tensors, state, progress = ckpt.load_resume_point(ckdir) if dist.is_main else _resume_readonly(ckdir)
+        ckpt.load_weights_into(model, tensors, str(state_path))
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, progress.global_step,
                  progress.epoch_index, progress.batch_in_epoch)
     if state is None and tcfg.init_from is not None:
         init_weights_from(model, tcfg.init_from, tcfg.init_from_prefixes)
     frozen_modules = freeze(model, tcfg.freeze_prefixes)
-    if resume and state is None:
-        log.warning("--resume: no %s yet; starting a new run", state_path)
-    elif not resume and state_path.is_file() and dist.is_main:
-        log.warning("%s already holds a run; starting over and overwriting its checkpoints (use --resume to continue)",
-                    run_dir)
+    if resume and state is None and dist.is_main:
+        log.warning("--resume: no checkpoint in %s yet; starting a new run", ckdir)
     model.to(dev)
     if tcfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -555,8 +641,9 @@ class _Loop:
             step_no = progress.global_step + 1
             log_step = step_no % tcfg.log_every == 0 or step_no == 1 or batch_in_epoch + 1 == num_batches
             if (self.sync_every_step or log_step) and not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} by step {step_no} "
-                                         f"(stage {stage}, epoch {epoch_in_stage + 1}); lower train.lr?")
+                raise NonFiniteLossError(
+                    f"the loss became {loss.item()} by step {step_no} (stage {stage}, epoch {epoch_in_stage + 1}); "
+                    "the last checkpoint is kept: lower train.lr or set train.grad_clip_norm, then --resume")
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if tcfg.grad_clip_norm is not None:
@@ -737,13 +824,8 @@ def _any_rank(dist: DistInfo, flag: bool, device: torch.device) -> bool:
 
 def _save(run_dir: Path, model: nn.Module, cfg: ExperimentConfig, progress: ckpt.Progress,
           optimizer: torch.optim.Optimizer, scaler, stage: int, epoch_file: bool) -> None:
-    ckdir = ckpt.checkpoint_dir(run_dir)
-    # State first, weights last: a kill in between leaves a detectable step mismatch.
-    ckpt.save_training_state(ckdir / ckpt.LAST_STATE, experiment=cfg, progress=progress, optimizer=optimizer,
-                             scaler=scaler, extra={"optimizer_stage": stage})
-    ckpt.save_weights(ckdir / ckpt.LAST_WEIGHTS, model, cfg, progress)
-    if epoch_file:
-        ckpt.save_weights(ckdir / ckpt.epoch_weights_name(progress.epoch_index), model, cfg, progress)
+    ckpt.save_checkpoint(ckpt.checkpoint_dir(run_dir), model, cfg, progress, optimizer, scaler,
+                         extra={"optimizer_stage": stage}, epoch_file=epoch_file)
 
 
-__all__ = ["TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp"]
+__all__ = ["NonFiniteLossError", "TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp"]
