@@ -77,15 +77,17 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     ck.save_weights(path, Net(), tiny_experiment(), ck.Progress(global_step=1))
     before = path.read_bytes()
 
-    def broken(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"half")
-        raise OSError("disk full")
+    import errno
+    from pathlib import Path
 
-    import safetensors.torch
+    real_write_bytes = Path.write_bytes
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError, match="disk full"):
+    def broken(self, data):
+        real_write_bytes(self, bytes(data)[:4])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", broken)
+    with pytest.raises(OSError, match="No space left"):
         ck.save_weights(path, Net(), tiny_experiment(), ck.Progress(global_step=2))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]

@@ -475,35 +475,30 @@ class _Crash(Exception):
 
 
 def _crash_at(monkeypatch, point: str):
-    """Make the step-4 checkpoint fail at ``point``: while writing a file (half of it on
-    disk) or at its rename."""
+    """Make the step-4 checkpoint fail at ``point``: while writing a file (half of it
+    written) or at its rename."""
     import os
 
     from m3dhmr import fileio
 
-    real_replace, real_save = os.replace, torch.save
-    from safetensors import torch as st
+    real_replace, real_write = os.replace, ck.atomic_write_bytes
+    names = {"state": ck.LAST_STATE, "weights": ck.LAST_WEIGHTS}
+    target, step = point.split()
 
-    real_save_file = st.save_file
     def replace(src, dst):
-        if point == {ck.LAST_STATE: "state rename", ck.LAST_WEIGHTS: "weights rename"}.get(Path(dst).name):
+        if step == "rename" and Path(dst).name == names[target]:
             raise _Crash(point)
         return real_replace(src, dst)
 
-    def half_then_crash(real, name):
-        def write(obj, path, *a, **k):
-            real(obj, path, *a, **k)
-            size = Path(path).stat().st_size
-            with open(path, "r+b") as f:
-                f.truncate(size // 2)
-            raise _Crash(name)
-        return write
+    def write(path, data):
+        if step == "write" and Path(path).name == names[target]:
+            with fileio.atomic_path(path) as tmp:
+                tmp.write_bytes(bytes(data)[: len(data) // 2])
+                raise _Crash(point)
+        return real_write(path, data)
 
     monkeypatch.setattr(fileio.os, "replace", replace)
-    if point == "state write":
-        monkeypatch.setattr(ck.torch, "save", half_then_crash(real_save, point))
-    if point == "weights write":
-        monkeypatch.setattr(st, "save_file", half_then_crash(real_save_file, point))
+    monkeypatch.setattr(ck, "atomic_write_bytes", write)
 
 
 @pytest.mark.parametrize("point", ["state write", "state rename", "weights write", "weights rename"])
@@ -638,3 +633,81 @@ def test_sigkill_at_random_moments_always_resumes(tiny_data, tiny_config, tmp_pa
     want, got = _weights(ref), _weights(run)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_bad_out_and_device_are_one_line_before_any_work(tiny_config, tmp_path, capsys):
+    from m3dhmr.cli import main
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    for out, device, want in ((f, "cpu", "is a file, not a folder"), (f / "run", "cpu", "is a file, not a folder"),
+                              (tmp_path / "r", "banana", "--device: expected cpu, cuda"),
+                              (tmp_path / "r", "cuda:7" if not torch.cuda.is_available() else "cuda:999",
+                               "--device cuda")):
+        rc = main(["train", "--config", str(tiny_config), "--data", str(tmp_path), "--out", str(out),
+                   "--device", device])
+        err = capsys.readouterr().err
+        assert rc == 2 and want in err and "Traceback" not in err, err
+    assert not (tmp_path / "r").exists()
+
+
+_DISK_FULL_DRIVER = r"""
+import json, subprocess, sys
+from pathlib import Path
+mnt, size, cmd = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True)
+full = subprocess.run(cmd + ["--max-steps", "4"], capture_output=True, text=True)
+from m3dhmr.train import checkpoint as ck
+files = ck.inspect_run(mnt / "run" / "checkpoints")
+temps = [str(p) for p in (mnt / "run").rglob(".*.tmp-*")]
+subprocess.run(["mount", "-o", "remount,size=512m", str(mnt)], check=True)
+again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+from safetensors.torch import load_file
+import torch
+w = load_file(str(mnt / "run" / "checkpoints" / "last.safetensors"))
+torch.save(w, sys.argv[4])
+print(json.dumps({"rc": full.returncode, "err": full.stderr, "state_step": files.state_step, "temps": temps,
+                  "rc2": again.returncode, "err2": again.stderr}))
+"""
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(full_run, tiny_data, tiny_config, tmp_path):
+    """Training into a small tmpfs (in a private mount namespace) that holds the first
+    checkpoint but not the second: one line naming the cause, no temporaries left, and the
+    run resumes (once there is space) to the weights of an uninterrupted run."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    _, ref_run, _ = full_run
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare to mount a small tmpfs")
+    probe = subprocess.run(["unshare", "-Urm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp_path)],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.strip()}")
+    # Size it from a run on the normal disk: room for step 2's checkpoint, not for step 4's too.
+    sizing = tmp_path / "sizing"
+    train(load_experiment(tiny_config), tiny_data, sizing, max_steps=2, progress_bar=False)
+    used = sum(p.stat().st_size for p in sizing.rglob("*") if p.is_file())
+    state = (sizing / "checkpoints" / ck.LAST_STATE).stat().st_size
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cmd = [sys.executable, "-m", "m3dhmr", "train", "--config", str(tiny_config), "--data", str(tiny_data),
+           "--out", str(mnt / "run"), "--no-progress"]
+    weights = tmp_path / "final.pt"
+    out = subprocess.run(["unshare", "-Urm", sys.executable, "-c", _DISK_FULL_DRIVER, str(mnt),
+                          str(used + state // 2), json.dumps(cmd), str(weights)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["rc"] == 1, r["err"]
+    last = r["err"].strip().splitlines()[-1]
+    assert last.startswith("m3dhmr train: error:") and "no space left on device" in last, r["err"]
+    assert "Traceback" not in r["err"], r["err"]
+    assert r["temps"] == [] and r["state_step"] in (2, 4)
+    assert r["rc2"] == 0, r["err2"]
+    got, ref = torch.load(weights, weights_only=True), _weights(ref_run)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)

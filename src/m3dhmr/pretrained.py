@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,10 +125,8 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
     written atomically, shards before the manifest, and shards of an earlier version of
     ``name`` are removed once the new manifest is in place.
     """
-    from safetensors.torch import save_file
-
-    from m3dhmr.fileio import atomic_path, atomic_write_json
-    from m3dhmr.train.checkpoint import read_weights
+    from m3dhmr.fileio import atomic_write_bytes, atomic_write_json
+    from m3dhmr.train.checkpoint import read_weights, safetensors_bytes
 
     tensors, meta = read_weights(checkpoint)
     if "experiment" not in meta:
@@ -151,12 +148,8 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
     files = []
     for i, shard in enumerate(shards):
         fname = f"{name}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        with atomic_path(out_dir / fname) as tmp:
-            save_file(shard, str(tmp), metadata={"name": name})
-            # safetensors writes through its own temporary file (mode 0600): readable by all, as package data is.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+        # In memory, then written: a full disk is a plain OSError (see train.checkpoint).
+        atomic_write_bytes(out_dir / fname, safetensors_bytes(shard, {"name": name}))
         files.append({"file": fname, "bytes": (out_dir / fname).stat().st_size, "sha256": sha256_file(out_dir / fname)})
     manifest = {
         "format": MANIFEST_FORMAT,

@@ -15,6 +15,7 @@ the weights for users; a kill between the two files leaves it one checkpoint beh
 
 from __future__ import annotations
 
+import io
 import logging
 import random
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from m3dhmr.fileio import atomic_path
+from m3dhmr.fileio import atomic_write_bytes
 from m3dhmr.train.config import ExperimentConfig, experiment_from_json, experiment_to_json
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,21 @@ def dense_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_weights(path: str | Path, model: torch.nn.Module, experiment: ExperimentConfig,
                  progress: Progress) -> None:
     """Write ``model``'s weights with the experiment and progress in the metadata, atomically."""
-    from safetensors.torch import save_file
-
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "experiment": experiment_to_json(experiment),
         **{k: str(v) for k, v in asdict(progress).items()},
     }
-    with atomic_path(path) as tmp:
-        save_file(dense_state_dict(model), str(tmp), metadata=meta)
+    # Serialised in memory, then written: a full disk is then a plain OSError (ENOSPC), where
+    # the libraries' own file writers fail with internal errors.
+    atomic_write_bytes(path, safetensors_bytes(dense_state_dict(model), meta))
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    from safetensors.torch import save
+
+    return save(tensors, metadata=metadata)
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -259,8 +265,9 @@ def save_training_state(path: str | Path, *, experiment: ExperimentConfig, progr
         "rng": rng_state(),
         **(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getbuffer())
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
@@ -357,10 +364,7 @@ def load_resume_point(ckdir: str | Path) -> tuple[dict[str, torch.Tensor], dict[
     if files.weights_step != progress.global_step:
         log.warning("%s is of step %s, its state of step %d (killed while checkpointing): rewriting it",
                     weights_path, files.weights_step, progress.global_step)
-        from safetensors.torch import save_file
-
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "experiment": state["experiment"],
                 **{k: str(v) for k, v in asdict(progress).items()}}
-        with atomic_path(weights_path) as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        atomic_write_bytes(weights_path, safetensors_bytes({k: v.contiguous() for k, v in tensors.items()}, meta))
     return tensors, state, progress
