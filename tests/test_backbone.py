@@ -70,8 +70,43 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
         raise URLError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match="copy it to .*resnet18-f37072fd.pth"):
+    with pytest.raises(ValueError) as info:
         small(pretrained=True)
+    msg = str(info.value)
+    # One line: which weights, that (and why) the download failed, and the two ways out.
+    assert "\n" not in msg
+    assert "resnet18 ImageNet weights (IMAGENET1K_V1) failed (no network)" in msg
+    assert "model.pretrained_backbone: false" in msg
+    assert f"{tmp_path / 'checkpoints'} as resnet18-f37072fd.pth" in msg
+
+
+@pytest.mark.parametrize("error", [OSError(101, "Network is unreachable"), TimeoutError("timed out"),
+                                   RuntimeError('invalid hash value (expected "f37072fd")')])
+def test_pretrained_download_failures_are_one_line_value_errors(monkeypatch, tmp_path, error):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def fail(*a, **k):
+        raise error
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    with pytest.raises(ValueError, match="downloading the resnet34 ImageNet weights .* failed") as info:
+        bb.load_imagenet_state_dict("resnet34")
+    assert "\n" not in str(info.value)
+
+
+def test_pretrained_backbone_offline_through_the_cli_is_one_line(monkeypatch, tmp_path, capsys):
+    """``model.pretrained_backbone: true`` on an offline machine: one error line, no traceback."""
+    from m3dhmr.cli import main
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: (_ for _ in ()).throw(URLError("no network")))
+    cfg = tmp_path / "pretrained.yaml"
+    cfg.write_text("model:\n  pretrained_backbone: true\n")
+    rc = main(["bench", "--config", str(cfg), "--backend", "torch", "--seconds", "0.01", "--no-detection"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and "no network" in err and "pretrained_backbone: false" in err
 
 
 def test_pretrained_loads_from_hub_cache(monkeypatch, tmp_path):

@@ -441,6 +441,20 @@ def test_bad_init_is_a_value_error(oh, samples, bad):
         fit_hand(m, verts, init=init)
 
 
+def test_absurd_coordinates_are_a_value_error(oh, samples):
+    """1e300 is finite, but squared it overflows: refused up front, naming the meshes."""
+    m, _ = oh
+    verts, joints = samples[3], samples[4]
+    huge = verts.clone()
+    huge[4, 10, 1] = 1e300
+    with pytest.raises(ValueError, match=r"vertices have coordinates up to 1e\+300.*metres \(meshes \[4\]\)"):
+        fit_hand(m, huge)
+    far = joints.clone()
+    far[2, 0, 0] = -2e4
+    with pytest.raises(ValueError, match=r"joints .*metres \(meshes \[2\]\)"):
+        fit_hand(m, verts, far)
+
+
 @pytest.mark.parametrize("kwargs", [{"iterations": 2.5}, {"dtype": torch.int64}])
 def test_fit_settings_reject_wrong_types(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):

@@ -196,3 +196,29 @@ def test_mano_template(tmp_path, capsys):
     err = run_error([write_verts(tmp_path / "few.json", verts[:, :778]), "--out", str(tmp_path / "o2"),
                      "--template", f"mano:{pkl}"], capsys, tmp_path)
     assert "--template" in err
+
+
+@pytest.mark.parametrize("value", [1e300, -1e3])
+def test_huge_coordinates_are_one_line_naming_the_entry(meshes, tmp_path, capsys, value):
+    huge = np.array(meshes)
+    huge[1, 5, 2] = value
+    out = tmp_path / "out"
+    err = run_error([write_verts(tmp_path / "huge.json", huge), "--out", str(out)], capsys, tmp_path)
+    assert "<tmp>/huge.json: mesh 1, vertex 5: coordinate z" in err and "beyond 100 m" in err and "metres" in err
+    assert not (out / "pose.json").exists()
+
+
+@pytest.mark.parametrize("where", ["is_a_file", "under_a_file"])
+def test_bad_out_is_one_line_before_any_work(meshes, tmp_path, capsys, monkeypatch, where):
+    from m3dhmr.hand import load as hand_load
+
+    def forbidden(*a, **k):
+        raise AssertionError("the hand model was loaded before --out was checked")
+
+    monkeypatch.setattr(hand_load, "load_hand_model", forbidden)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    out = blocker if where == "is_a_file" else blocker / "out"
+    err = run_error([write_verts(tmp_path / "v.json", meshes), "--out", str(out)], capsys, tmp_path)
+    assert "--out" in err and "<tmp>/blocker is a file, not a folder" in err
+    assert blocker.read_text() == "a file"

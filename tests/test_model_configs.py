@@ -80,3 +80,40 @@ def test_bad_model_values_are_clear_errors():
         from_dict(ModelConfig, {"input_size": 100}, "model")
     with pytest.raises(ConfigError, match="dsc_kernels"):
         from_dict(ModelConfig, {"dsc_kernels": 0}, "model")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("input_size", 32 * 1024),
+    ("stack_channels", 100_000),
+    ("latent_channels", 100_000),
+    ("stack2_channels", [16, 16, 1_000_000]),
+    ("dsc_kernels", 10_000),
+    ("spiral_length", 10_000),
+    ("roi_spiral_length", 10_000),
+    ("dilation", 1_000),
+    ("roi_dilation", 1_000),
+])
+def test_sizes_that_allocate_memory_are_bounded(key, value):
+    """A hostile checkpoint's config cannot ask for gigabytes when the model is built."""
+    with pytest.raises(ConfigError, match=f"model.{key}: .*(maximum|<=)"):
+        from_dict(ModelConfig, {key: value}, "model")
+
+
+def test_too_many_levels_and_huge_decoder_channels_are_refused():
+    with pytest.raises(ConfigError, match="model.levels: 1000 is larger than the maximum"):
+        from_dict(ModelConfig, {"levels": 1000, "decoder_channels": [8] * 1000}, "model")
+    with pytest.raises(ConfigError, match="model.decoder_channels: .*<= 4096"):
+        from_dict(ModelConfig, {"decoder_channels": [32, 64, 128, 10**9]}, "model")
+
+
+def test_checkpoint_config_asking_for_too_much_is_refused_before_building():
+    import json
+
+    from m3dhmr.train.config import ExperimentConfig, experiment_from_json
+
+    good = json.dumps({"model": {"input_size": 1024, "latent_channels": 4096}})
+    assert experiment_from_json(good).model.input_size == 1024  # the bounds themselves are allowed
+    bad = json.dumps({"model": {"input_size": 65536}})
+    with pytest.raises(ConfigError, match="checkpoint: .*model.input_size: 65536 is larger than the maximum 1024"):
+        experiment_from_json(bad)
+    assert ExperimentConfig().model.input_size <= 1024

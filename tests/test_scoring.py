@@ -123,3 +123,39 @@ def test_constant_baselines_hand_case_and_loop():
     np.testing.assert_allclose(cj[2], np.zeros((21, 3)) + tgt[2, 0])
     with pytest.raises(ValueError, match="joint_regressor"):
         constant_prediction(v, jreg[:, :1], tgt)
+
+
+def test_absurd_predictions_are_refused(tmp_path):
+    p = tmp_path / "pred.json"
+    xyz, verts = np.zeros((3, 21, 3)), np.zeros((3, 5, 3))
+    verts[1, 4, 2] = 1e300  # finite, but no hand is 1e300 m away (the metrics would overflow)
+    p.write_text(json.dumps([xyz.tolist(), verts.tolist()]))
+    with pytest.raises(ValueError, match=r"pred.json: verts_list sample 1 has a coordinate of 1e\+300 m"):
+        read_prediction_file(p)
+    verts[1, 4, 2] = -101.0
+    xyz[2, 0, 0] = 1e6
+    p.write_text(json.dumps([xyz.tolist(), verts.tolist()]))
+    with pytest.raises(ValueError, match="xyz_list sample 2 .*within 100 m"):
+        read_prediction_file(p)
+    xyz[2, 0, 0] = 0.0
+    p.write_text(json.dumps([xyz.tolist(), verts.tolist()]))
+    with pytest.raises(ValueError, match="verts_list sample 1"):
+        read_prediction_file(p)
+    p.write_text("[[[[1e999, 0, 0]]], []]")  # JSON's overflow is infinity: refused as such
+    with pytest.raises(ValueError, match="pred.json"):
+        read_prediction_file(p)
+
+
+def test_metrics_json_is_strict_json_even_for_non_finite_metrics(tmp_path):
+    gt_xyz, gt_verts = _make_set(tmp_path / "data")
+    res = score_predictions(gt_xyz, gt_verts, tmp_path / "data", "evaluation")
+    res.summary["pa_mpjpe_mm"] = float("inf")
+    res.summary["f5"] = float("nan")
+    paths = write_metrics(tmp_path / "out", res)
+
+    def strict(token):
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    m = json.loads(paths[0].read_text(), parse_constant=strict)
+    assert m["pa_mpjpe_mm"] is None and m["f5"] is None and m["num_samples"] == N
+    assert list(m) == list(SUMMARY_KEYS)

@@ -29,9 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the whole-image timing (hand detector + model)")
 
 
+#: Largest ``--image-size`` (a frame of that side is allocated per backend).
+MAX_IMAGE_SIZE = 4096
+
+
 def run(args: argparse.Namespace) -> int:
+    import math
     import os
     import platform
+    from pathlib import Path
 
     import torch
 
@@ -43,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    if not args.seconds > 0:
-        raise UserError(f"--seconds must be > 0, got {args.seconds}")
-    if args.image_size < 16:
-        raise UserError(f"--image-size must be >= 16, got {args.image_size}")
+    if not 0 < args.seconds < math.inf:
+        raise UserError(f"--seconds must be a finite number > 0, got {args.seconds}")
+    if not 16 <= args.image_size <= MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size must be in [16, {MAX_IMAGE_SIZE}], got {args.image_size}")
+    for option, path in (("--checkpoint", args.checkpoint), ("--config", args.config), ("--onnx", args.onnx)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{option}: file not found: {path}")
     torch.set_num_threads(args.threads)
     if args.checkpoint:
         from m3dhmr.train.checkpoint import load_model_from_checkpoint

@@ -40,29 +40,39 @@ def run(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.data.freihand import FreiHANDDataset, load_annotations
     from m3dhmr.evaluation.scoring import read_prediction_file, score_predictions, write_metrics, write_prediction_file
+    from m3dhmr.fileio import check_output_folder
+    from m3dhmr.inference.networks import check_device
 
     log = logging.getLogger("m3dhmr.eval")
+    # Every argument is checked before a model or data set is loaded.
     if args.batch_size < 1 or args.workers < 0:
         raise UserError("--batch-size must be >= 1 and --workers >= 0")
+    device = "cpu"
+    if args.pred is None:  # --pred only scores a file: no device involved
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        check_device(device, where="--device")
+    for option, path in (("--pred", args.pred), ("--checkpoint", args.checkpoint)):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{option}: file not found: {path}")
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: folder not found: {args.data}")
-    out: Path = args.out
+    if args.pred is None and args.checkpoint is None and (args.config is not None or args.template is not None):
+        raise UserError("--config and --template apply to --checkpoint; the packaged model carries its own")
+    experiment = None
+    if args.pred is None and args.config is not None:
+        from m3dhmr.train.config import load_experiment
+
+        experiment = load_experiment(args.config)
+    out = check_output_folder(args.out, "--out")
     pred_path = out / "pred.json"
 
     if args.pred is None:
         from m3dhmr.evaluation.predict_split import predict_split
         from m3dhmr.train.checkpoint import load_model_from_checkpoint
-        from m3dhmr.train.config import load_experiment
 
-        device = args.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        experiment = load_experiment(args.config) if args.config is not None else None
         if args.checkpoint is None:
             from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
 
-            if experiment is not None or args.template is not None:
-                raise UserError("--config and --template apply to --checkpoint; the packaged model carries its own")
             model, cfg = load_pretrained(DEFAULT_MODEL, device=device)
             print(f"scoring the packaged model {DEFAULT_MODEL} (docs/MODEL_CARD.md)")
         else:
@@ -95,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%s has no %s_xyz.json/%s_verts.json: %s written, nothing to score against", args.data,
                     args.split, args.split, pred_path)
         return 0
-    result = score_predictions(pred_xyz, pred_verts, args.data, args.split)
+    try:
+        result = score_predictions(pred_xyz, pred_verts, args.data, args.split)
+    except ValueError as e:  # counts that differ from the split's: name the file scored
+        raise ValueError(f"{args.pred}: {e}" if args.pred is not None else str(e)) from None
     paths = write_metrics(out, result)
     s = result.summary
     print(f"PA-MPJPE {s['pa_mpjpe_mm']:.2f} mm, PA-MPVPE {s['pa_mpvpe_mm']:.2f} mm, F@5 {s['f5']:.3f}, "

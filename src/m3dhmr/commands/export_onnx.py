@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from m3dhmr.cli import UserError
+    from m3dhmr.fileio import check_output_folder
     from m3dhmr.inference.onnx_export import MIN_OPSET, PARITY_TOLERANCE, check_parity, export_onnx
     from m3dhmr.train.checkpoint import load_model_from_checkpoint
 
@@ -29,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {out}: expected a .onnx file name")
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    # A bad --out (a folder, under a file, not writable) is one line before the model is loaded.
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give the .onnx file's name")
+    check_output_folder(out.parent, "--out")
     model, _ = load_model_from_checkpoint(args.checkpoint, "cpu")
     export_onnx(model, out, opset=args.opset)
     report = check_parity(model, out, batch=2)

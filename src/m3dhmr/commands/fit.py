@@ -25,8 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-glb", action="store_true", help="write pose.json only")
 
 
+#: Largest coordinate (metres, absolute) accepted in VERTS.json: hands are within a few
+#: metres of any camera or origin; 1e300 would overflow the fit.
+MAX_ABS_COORD_M = 100.0
+
+
 def read_meshes(path):
-    """(N, V, 3) float64 from a JSON list of (V, 3) meshes (or a single mesh)."""
+    """(N, V, 3) float64 from a JSON list of (V, 3) meshes (or a single mesh); a finite
+    coordinate beyond :data:`MAX_ABS_COORD_M` metres is a ValueError naming the file, mesh
+    and vertex."""
     import json
     from pathlib import Path
 
@@ -50,6 +57,14 @@ def read_meshes(path):
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"{path}: expected a list of (V, 3) meshes, got an array of shape {arr.shape}")
+    # NaN and infinity are refused by fit_hand, per batch of meshes (naming them).
+    with np.errstate(invalid="ignore"):
+        big = np.isfinite(arr) & (np.abs(arr) > MAX_ABS_COORD_M)
+    if big.any():
+        i, v, k = np.argwhere(big)[0]
+        raise ValueError(f"{path}: mesh {i}, vertex {v}: coordinate {'xyz'[k]} = {arr[i, v, k]:.6g} is beyond "
+                         f"{MAX_ABS_COORD_M:g} m; the meshes must be in metres "
+                         f"({int(big.any(axis=(1, 2)).sum())} such mesh(es))")
     return arr
 
 
@@ -63,12 +78,16 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..export import write_glb
     from ..export.from_fit import fit_rig
-    from ..fileio import atomic_write_text
+    from ..fileio import atomic_write_text, check_output_folder
     from ..hand.fit import fit_hand
     from ..hand.load import load_hand_model
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not Path(args.verts).is_file():
+        raise FileNotFoundError(f"file not found: {args.verts}")
+    # A bad --out (a file, under a file, not writable) is one line before any work.
+    out = check_output_folder(args.out, "--out")
     meshes = read_meshes(args.verts)
     model = load_hand_model(args.template)
     if meshes.shape[1] != model.num_vertices:
@@ -76,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
                         f"{model.num_vertices}: pass the template the meshes are in (--template)")
     if args.left:
         meshes = meshes * np.array([-1.0, 1.0, 1.0])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     # Every mesh is fitted before anything is written: bad input leaves no file behind.
     fits = []
     for start in range(0, len(meshes), args.batch_size):

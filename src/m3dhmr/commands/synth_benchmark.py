@@ -34,6 +34,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="pseudo-label cache file (default: .m3dhmr_pseudo_labels.npz beside the photos)")
 
 
+def resolve_device(device: str) -> str:
+    """``--device``: "auto" -> CUDA when present, else CPU; checked to exist (one-line ValueError)."""
+    import torch
+
+    from m3dhmr.inference.networks import check_device
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return check_device(device, where="--device")
+
+
+def _check_not_under_a_file(path: Path, option: str) -> None:
+    """ValueError when ``path`` or a folder above it is a file (nothing is created)."""
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+            return
+
+
+def check_paths(data: Path, out: Path | None) -> None:
+    """``--data`` and ``--out`` (default DATA/scores), checked before rendering or loading.
+
+    ``--out`` is created (:func:`m3dhmr.fileio.check_output_folder`) unless it lies in a
+    ``--data`` folder not rendered yet, which must stay empty until it is rendered.
+    """
+    from m3dhmr.data.synth import INFO_FILE
+    from m3dhmr.fileio import check_output_folder
+
+    out = out if out is not None else data / "scores"
+    _check_not_under_a_file(data, "--data")
+    _check_not_under_a_file(out, "--out")
+    if (data / INFO_FILE).is_file() or not out.resolve().is_relative_to(data.resolve()):
+        check_output_folder(out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.evaluation.benchmark import score_benchmark
@@ -44,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--num must be in 1..{BENCHMARK_SIZE}, got {args.num}")
     if args.workers < 1 or args.batch_size < 1:
         raise UserError("--workers and --batch-size must be >= 1")
-    r = score_benchmark(args.data, args.num, args.checkpoint, args.out, args.device, args.batch_size, args.workers)
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise FileNotFoundError(f"--checkpoint: file not found: {args.checkpoint}")
+    device = resolve_device(args.device)
+    check_paths(args.data, args.out)
+    r = score_benchmark(args.data, args.num, args.checkpoint, args.out, device, args.batch_size, args.workers)
     rows = {"model": r["model"], "mean_pose": r["mean_pose"], "rest_hand": r["rest_hand"]}
     print(f"\nsynthetic benchmark: {r['num_samples']} images (seed {BENCHMARK_SEED}), {r['scored']}")
     print(f"{'':12s} {'PA-MPJPE':>9s} {'PA-MPVPE':>9s} {'F@5':>6s} {'F@15':>6s} {'MPJPE (root-rel.)':>18s}")
@@ -62,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
 def run_real(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.evaluation.real import evaluate_real
+    from m3dhmr.inference.networks import check_device
     from m3dhmr.inference.predictor import Predictor
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
-    device = "cpu" if args.device == "auto" else args.device
+    device = check_device("cpu" if args.device == "auto" else args.device, where="--device")
     predictor = (Predictor.from_pretrained(device=device) if args.checkpoint is None
                  else Predictor.from_checkpoint(args.checkpoint, device=device))
     r = evaluate_real(predictor, args.real, args.split, args.limit, args.cache, progress=True)

@@ -72,8 +72,7 @@ def score_benchmark(data: str | Path = Path("outputs/benchmark"), num: int = BEN
     from m3dhmr.data.freihand import FreiHANDDataset
     from m3dhmr.evaluation.predict_split import predict_split
     from m3dhmr.evaluation.scoring import (constant_prediction, mean_pose_prediction, score_predictions,
-                                           write_metrics, write_prediction_file)
-    from m3dhmr.fileio import atomic_write_json
+                                           write_json_strict, write_metrics, write_prediction_file)
     from m3dhmr.hand import load_template
 
     if not 1 <= num <= BENCHMARK_SIZE:
@@ -110,5 +109,5 @@ def score_benchmark(data: str | Path = Path("outputs/benchmark"), num: int = BEN
     result = {"scored": name, "num_samples": len(pred), "registration_success": float(pred.success.mean()),
               "model": model_scores.summary, "mean_pose": base_scores.summary, "rest_hand": rest_scores.summary,
               "out": str(out)}
-    atomic_write_json(out / "benchmark.json", {k: v for k, v in result.items() if k != "out"}, indent=2)
+    write_json_strict(out / "benchmark.json", {k: v for k, v in result.items() if k != "out"}, indent=2)
     return result

@@ -3,7 +3,8 @@
 ``pred.json`` is ``[xyz_list, verts_list]``: N x 21 x 3 keypoints and N x V x 3 vertices,
 camera space, metres, in the split's sample order. Metrics follow
 :mod:`m3dhmr.evaluation.metrics`; results are written as ``metrics.json`` (the summary) and
-``per_sample_metrics.csv`` beside it, both atomically.
+``per_sample_metrics.csv`` beside it, both atomically. JSON is always written strictly
+(``allow_nan=False``): a non-finite metric is written as ``null``, never as ``Infinity``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ import csv
 import io
 import json
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
-from m3dhmr.fileio import atomic_write_json, atomic_write_text
+from m3dhmr.fileio import atomic_write_text
 from m3dhmr.evaluation.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 PER_SAMPLE_FILE = "per_sample_metrics.csv"
+#: Largest coordinate (metres, absolute) a prediction file may hold: hands are filmed
+#: within a few metres, and the metrics square coordinates (1e300 would overflow to inf).
+MAX_ABS_COORD_M = 100.0
 
 
 def read_prediction_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +43,8 @@ def read_prediction_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Raises:
         FileNotFoundError: no such file. ValueError: not JSON, not a 2-element list,
-        ragged or wrongly shaped lists, sample counts that differ, NaN (all naming the file).
+        ragged or wrongly shaped lists, sample counts that differ, NaN or infinity, a
+        coordinate beyond :data:`MAX_ABS_COORD_M` (all naming the file).
     """
     path = Path(path)
     if not path.is_file():
@@ -64,6 +71,13 @@ def read_prediction_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(str(e).replace("(N, 21, 3)", "N x 21 x 3").replace("(N, P, 3)", "N x V x 3")) from None
     if len(xyz) != len(verts):
         raise ValueError(f"{path}: xyz_list has {len(xyz)} samples but verts_list has {len(verts)}")
+    for name, arr in (("xyz_list", xyz), ("verts_list", verts)):
+        big = np.abs(arr).max(axis=(1, 2)) > MAX_ABS_COORD_M if arr.size else np.zeros(len(arr), bool)
+        if big.any():
+            i = int(np.flatnonzero(big)[0])
+            raise ValueError(f"{path}: {name} sample {i} has a coordinate of {np.abs(arr[i]).max():.3g} m; "
+                             f"predictions must be in metres, within {MAX_ABS_COORD_M:g} m of the camera "
+                             f"({int(big.sum())} such sample(s))")
     return xyz, verts
 
 
@@ -76,7 +90,27 @@ def write_prediction_file(path: str | Path, xyz: np.ndarray, verts: np.ndarray) 
     """
     xyz = check_points("xyz", np.asarray(xyz, dtype=np.float64), p=NUM_JOINTS)
     verts = check_points("verts", np.asarray(verts, dtype=np.float64), n=len(xyz))
-    atomic_write_json(path, [xyz.tolist(), verts.tolist()])
+    atomic_write_text(path, json.dumps([xyz.tolist(), verts.tolist()], allow_nan=False))
+    return Path(path)
+
+
+def finite_or_null(obj: Any, where: str = "") -> Any:
+    """``obj`` (nested dicts, lists, numbers) with every non-finite float replaced by
+    ``None`` (JSON ``null``), each replacement logged: strict JSON has no NaN or Infinity."""
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, (float, np.floating)) and not math.isfinite(obj):
+        log.warning("%s is %s: written as null", where or "value", obj)
+        return None
+    return obj
+
+
+def write_json_strict(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as strict JSON (atomically): non-finite floats become ``null``
+    (:func:`finite_or_null`) and ``allow_nan=False`` guarantees no ``NaN``/``Infinity``."""
+    atomic_write_text(path, json.dumps(finite_or_null(obj), indent=indent, allow_nan=False))
     return Path(path)
 
 
@@ -183,7 +217,7 @@ def write_metrics(out_dir: str | Path, result: MetricsResult) -> list[Path]:
     out_dir = Path(out_dir)
     metrics_path = out_dir / METRICS_FILE
     csv_path = out_dir / PER_SAMPLE_FILE
-    atomic_write_json(metrics_path, result.summary, indent=2)
+    write_json_strict(metrics_path, result.summary, indent=2)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(("index",) + PER_SAMPLE_KEYS)

@@ -315,6 +315,7 @@ def _check_inputs(hand: ArticulatedHand, vertices, joints):
     bad = ~torch.isfinite(vertices).reshape(vertices.shape[0], -1).all(1)
     if bad.any():
         raise ValueError(f"vertices contain NaN/inf (meshes {bad.nonzero().flatten().tolist()[:10]})")
+    _check_magnitude("vertices", vertices)
     if joints is not None:
         if not isinstance(joints, torch.Tensor):
             joints = torch.as_tensor(np.asarray(joints, dtype=np.float64))
@@ -322,7 +323,22 @@ def _check_inputs(hand: ArticulatedHand, vertices, joints):
             raise ValueError(f"joints must have shape ({vertices.shape[0]}, {cv.NUM_JOINTS}, 3), got {tuple(joints.shape)}")
         if not torch.isfinite(joints).all():
             raise ValueError("joints contain NaN/inf")
+        _check_magnitude("joints", joints)
     return vertices, joints
+
+
+#: Largest coordinate (metres, absolute) :func:`fit_hand` accepts: far beyond any camera,
+#: small enough that the fit's squares and SVDs cannot overflow (1e300 did).
+MAX_ABS_COORD_M = 1e4
+
+
+def _check_magnitude(name: str, x: torch.Tensor) -> None:
+    """ValueError naming the meshes of ``x (B, P, 3)`` with a coordinate beyond :data:`MAX_ABS_COORD_M`."""
+    big = (x.abs() > MAX_ABS_COORD_M).reshape(x.shape[0], -1).any(1)
+    if big.any():
+        worst = float(x.abs().max())
+        raise ValueError(f"{name} have coordinates up to {worst:.3g}, beyond {MAX_ABS_COORD_M:g} m: they must be "
+                         f"in metres (meshes {big.nonzero().flatten().tolist()[:10]})")
 
 
 def fit_hand(model: HandModel | ArticulatedHand, vertices: torch.Tensor, joints: torch.Tensor | None = None, *,

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from urllib.error import URLError
 from urllib.parse import urlparse
@@ -51,7 +52,9 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     """torchvision's ``IMAGENET1K_V1`` state dict for ``name`` ("resnet18" | "resnet34").
 
     Reads torch.hub's cache; when the file is absent, tries one download with a
-    timeout and raises RuntimeError (how to place the file by hand) when it fails.
+    timeout. A failed download, or a cached file that cannot be read, is a one-line
+    ValueError saying what to do (place the file by hand, or switch
+    ``model.pretrained_backbone`` off).
     """
     if name not in _RESNETS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
@@ -64,18 +67,35 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(url, str(path), progress=False)
-        except (URLError, OSError, TimeoutError) as e:
-            raise RuntimeError(
-                f"pretrained_backbone: cannot download the {name} ImageNet weights ({e}). "
-                f"On an offline machine fetch {url} elsewhere and copy it to {path} "
-                "(or set TORCH_HOME), or set model.pretrained_backbone: false."
+        # URLError and socket errors are OSErrors; torch.hub raises RuntimeError on a bad
+        # hash, http.client HTTPException on a cut connection.
+        except (OSError, RuntimeError, HTTPException) as e:
+            raise ValueError(
+                f"model.pretrained_backbone: downloading the {name} ImageNet weights (IMAGENET1K_V1) failed "
+                f"({_download_cause(e)}); set model.pretrained_backbone: false, or fetch {url} elsewhere and "
+                f"put it in torch's hub cache {path.parent} as {path.name}"
             ) from e
         finally:
             socket.setdefaulttimeout(old)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise RuntimeError(f"pretrained_backbone: cannot read {path} ({e}); delete it and retry") from e
+        raise ValueError(f"model.pretrained_backbone: cannot read {path} ({_download_cause(e)}); "
+                         "delete it and retry") from e
+
+
+def _download_cause(e: BaseException) -> str:
+    """The cause of a failed download or read in a few words, on one line."""
+    if isinstance(e, URLError):
+        cause = str(e.reason)
+    elif isinstance(e, OSError) and e.errno is not None:
+        from m3dhmr.fileio import os_error_message
+
+        cause = os_error_message(e)
+    else:
+        cause = str(e) or type(e).__name__
+    cause = " ".join(cause.split())
+    return cause if len(cause) <= 160 else cause[:157] + "..."
 
 
 def soft_argmax(heatmaps: Tensor, stride: float, beta: float) -> Tensor:

@@ -13,6 +13,16 @@ from typing import Literal
 CONV_NAMES = ("dsc", "dsconv", "spiral")
 BACKBONE_NAMES = ("resnet18", "resnet34")
 
+#: Upper bounds of the sizes that allocate memory when the model is built (the packaged
+#: configs use at most 128 px, 256 channels, 16 kernels, spirals of 9, dilation 2 and 5
+#: levels): a checkpoint's config asking for more is refused before anything is allocated.
+MAX_INPUT_SIZE = 1024
+MAX_CHANNELS = 4096
+MAX_DSC_KERNELS = 64
+MAX_SPIRAL_LENGTH = 64
+MAX_DILATION = 16
+MAX_LEVELS = 10
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -68,22 +78,28 @@ class ModelConfig:
             raise ValueError(f"model.conv: {self.conv!r} is not one of {list(CONV_NAMES)}")
         if self.input_size < 32 or self.input_size % 32:
             raise ValueError(f"model.input_size: {self.input_size} must be a positive multiple of 32")
-        positive = {
-            "stack_channels": self.stack_channels,
-            "latent_channels": self.latent_channels,
-            "dsc_kernels": self.dsc_kernels,
-            "roi_spiral_length": self.roi_spiral_length,
-            "roi_dilation": self.roi_dilation,
-            "spiral_length": self.spiral_length,
-            "dilation": self.dilation,
-            "levels": self.levels,
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ValueError(f"model.input_size: {self.input_size} is larger than the maximum {MAX_INPUT_SIZE}")
+        bounded = {  # key: (value, maximum)
+            "stack_channels": (self.stack_channels, MAX_CHANNELS),
+            "latent_channels": (self.latent_channels, MAX_CHANNELS),
+            "dsc_kernels": (self.dsc_kernels, MAX_DSC_KERNELS),
+            "roi_spiral_length": (self.roi_spiral_length, MAX_SPIRAL_LENGTH),
+            "roi_dilation": (self.roi_dilation, MAX_DILATION),
+            "spiral_length": (self.spiral_length, MAX_SPIRAL_LENGTH),
+            "dilation": (self.dilation, MAX_DILATION),
+            "levels": (self.levels, MAX_LEVELS),
         }
-        for key, value in positive.items():
+        for key, (value, maximum) in bounded.items():
             if value < 1:
                 raise ValueError(f"model.{key}: {value} must be >= 1")
+            if value > maximum:
+                raise ValueError(f"model.{key}: {value} is larger than the maximum {maximum}")
         for key, chans in (("decoder_channels", self.decoder_channels), ("stack2_channels", self.stack2_channels)):
             if any(c < 1 for c in chans):
                 raise ValueError(f"model.{key}: {list(chans)} must all be >= 1")
+            if any(c > MAX_CHANNELS for c in chans):
+                raise ValueError(f"model.{key}: {list(chans)} must all be <= {MAX_CHANNELS}")
         if len(self.decoder_channels) != self.levels:
             raise ValueError(
                 f"model.decoder_channels: {len(self.decoder_channels)} entries but model.levels is {self.levels}; "
