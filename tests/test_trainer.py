@@ -594,6 +594,16 @@ def test_a_second_training_process_on_one_run_is_refused(tiny_data, tiny_config,
     assert not (run / "checkpoints").exists()
 
 
+def _reference_run(cmd: list[str], run: Path, ref: Path) -> None:
+    """The uninterrupted run as a fresh process too: an in-process reference would inherit
+    settings earlier tests changed (torch's thread count alters float sums)."""
+    import subprocess
+
+    cmd = [str(ref) if c == str(run) else c for c in cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def test_sigkill_at_random_moments_always_resumes(tiny_data, tiny_config, tmp_path):
     """A real process killed with SIGKILL at random moments (seeded), then resumed each time:
     every resume starts, stale temporaries are cleaned, and the end matches an unkilled run."""
@@ -605,11 +615,11 @@ def test_sigkill_at_random_moments_always_resumes(tiny_data, tiny_config, tmp_pa
     import time
 
     overrides = ["train.epochs=6", "train.lr_milestones=[4]", "train.keep_epoch_checkpoints=false"]
-    ref = tmp_path / "ref"
-    train(load_experiment(tiny_config, overrides), tiny_data, ref, progress_bar=False)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "m3dhmr", "train", "--config", str(tiny_config), "--data", str(tiny_data),
            "--out", str(run), "--no-progress", "--set", *overrides]
+    ref = tmp_path / "ref"
+    _reference_run(cmd, run, ref)
     rng = random.Random(0)
     kills = 0
     for i in range(4):
@@ -671,7 +681,7 @@ print(json.dumps({"rc": full.returncode, "err": full.stderr, "state_step": files
 """
 
 
-def test_a_full_disk_is_one_line_and_the_run_resumes(full_run, tiny_data, tiny_config, tmp_path):
+def test_a_full_disk_is_one_line_and_the_run_resumes(tiny_data, tiny_config, tmp_path):
     """Training into a small tmpfs (in a private mount namespace) that holds the first
     checkpoint but not the second: one line naming the cause, no temporaries left, and the
     run resumes (once there is space) to the weights of an uninterrupted run."""
@@ -680,7 +690,6 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(full_run, tiny_data, tiny_c
     import subprocess
     import sys
 
-    _, ref_run, _ = full_run
     if shutil.which("unshare") is None:
         pytest.skip("needs util-linux's unshare to mount a small tmpfs")
     probe = subprocess.run(["unshare", "-Urm", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp_path)],
@@ -708,6 +717,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes(full_run, tiny_data, tiny_c
     assert "Traceback" not in r["err"], r["err"]
     assert r["temps"] == [] and r["state_step"] in (2, 4)
     assert r["rc2"] == 0, r["err2"]
-    got, ref = torch.load(weights, weights_only=True), _weights(ref_run)
+    _reference_run(cmd, mnt / "run", tmp_path / "ref")
+    got, ref = torch.load(weights, weights_only=True), _weights(tmp_path / "ref")
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
