@@ -116,3 +116,13 @@ def test_check_output_folder(tmp_path):
         check_output_folder(f)
     with pytest.raises(ValueError, match="--views .*file.txt is a file, not a folder"):
         check_output_folder(f / "under", "--views")
+
+
+def test_check_creatable_folder_creates_nothing(tmp_path):
+    from m3dhmr.fileio import check_creatable_folder
+
+    check_creatable_folder(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="--data .*f is a file, not a folder"):
+        check_creatable_folder(tmp_path / "f" / "g", "--data", writable=False)

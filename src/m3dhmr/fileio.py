@@ -183,11 +183,7 @@ def check_output_folder(path: str | Path, option: str = "--out") -> Path:
     """Check early (before any heavy work) that ``path`` is, or can be made, a writable folder;
     ``ValueError`` naming the option and the cause otherwise. Creates the folder."""
     path = Path(path)
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
-            break
+    check_creatable_folder(path, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -195,3 +191,17 @@ def check_output_folder(path: str | Path, option: str = "--out") -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path}: the folder is not writable")
     return path
+
+
+def check_creatable_folder(path: str | Path, option: str = "--out", writable: bool = True) -> None:
+    """``ValueError`` when ``path`` or a folder above it is a file, or (``writable``) the
+    nearest existing folder is not writable; creates nothing (for commands that must leave
+    no trace when they fail later)."""
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+            if writable and not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"{option} {path}: {parent} is not writable")
+            return

@@ -45,15 +45,6 @@ def resolve_device(device: str) -> str:
     return check_device(device, where="--device")
 
 
-def _check_not_under_a_file(path: Path, option: str) -> None:
-    """ValueError when ``path`` or a folder above it is a file (nothing is created)."""
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
-            return
-
-
 def check_paths(data: Path, out: Path | None) -> None:
     """``--data`` and ``--out`` (default DATA/scores), checked before rendering or loading.
 
@@ -61,11 +52,11 @@ def check_paths(data: Path, out: Path | None) -> None:
     ``--data`` folder not rendered yet, which must stay empty until it is rendered.
     """
     from m3dhmr.data.synth import INFO_FILE
-    from m3dhmr.fileio import check_output_folder
+    from m3dhmr.fileio import check_creatable_folder, check_output_folder
 
     out = out if out is not None else data / "scores"
-    _check_not_under_a_file(data, "--data")
-    _check_not_under_a_file(out, "--out")
+    check_creatable_folder(data, "--data", writable=False)  # a rendered benchmark may be read-only
+    check_creatable_folder(out, "--out")
     if (data / INFO_FILE).is_file() or not out.resolve().is_relative_to(data.resolve()):
         check_output_folder(out, "--out")
 

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from m3dhmr.inference.networks import check_device
 
     check_device(device, where="--device")
-    _check_out(args.out)
+    from m3dhmr.fileio import check_creatable_folder
+
+    check_creatable_folder(args.out)  # creates nothing: a failed call leaves no folder
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     result = train(cfg, args.data, args.out, resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
@@ -67,16 +69,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"tensorboard: tensorboard --logdir {args.out / 'tb'}")
     return 0
 
-
-def _check_out(out: Path) -> None:
-    """--out must be, or be creatable as, a writable folder; checked before any data is read
-    (and without creating it: a failed call leaves nothing behind)."""
-    import os
-
-    for parent in [out, *out.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"--out {out}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"--out {out}: {parent} is not writable")
-            return
