@@ -339,11 +339,13 @@ def inspect_run(ckdir: str | Path) -> RunFiles:
     return RunFiles(state_step, weights_step, finished)
 
 
-def load_resume_point(ckdir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], Progress]:
+def load_resume_point(ckdir: str | Path, repair: bool = True
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any], Progress]:
     """``(weights, training state, progress)`` to resume from ``ckdir``'s complete checkpoint.
 
     The weights come from the state file; a ``last.safetensors`` left behind by a kill
-    between the two files is rewritten to match. States written before the weights moved
+    between the two files is rewritten to match (``repair``; off for the DDP ranks that
+    only read). States written before the weights moved
     into them (format 1 without ``model``) are read with ``last.safetensors``, which
     must then be of the same step.
     """
@@ -360,10 +362,9 @@ def load_resume_point(ckdir: str | Path) -> tuple[dict[str, torch.Tensor], dict[
                              f"(step {progress.global_step}) disagree, and this older state holds no weights")
         return tensors, state, progress
     check_tensor_dtypes(tensors, str(state_path))
-    files = inspect_run(ckdir)
-    if files.weights_step != progress.global_step:
-        log.warning("%s is of step %s, its state of step %d (killed while checkpointing): rewriting it",
-                    weights_path, files.weights_step, progress.global_step)
+    if repair and inspect_run(ckdir).weights_step != progress.global_step:
+        log.warning("%s is not of its state's step %d (killed while checkpointing): rewriting it",
+                    weights_path, progress.global_step)
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "experiment": state["experiment"],
                 **{k: str(v) for k, v in asdict(progress).items()}}
         atomic_write_bytes(weights_path, safetensors_bytes({k: v.contiguous() for k, v in tensors.items()}, meta))

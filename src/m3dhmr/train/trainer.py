@@ -284,15 +284,6 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
             lock.release()
 
 
-def _resume_readonly(ckdir: Path):
-    """DDP ranks other than the main one read the state's weights without repairing files."""
-    state = ckpt.load_training_state(ckdir / ckpt.LAST_STATE)
-    tensors = state.pop("model", None)
-    if tensors is None:
-        tensors = ckpt.read_weights(ckdir / ckpt.LAST_WEIGHTS)[0]
-    return tensors, state, ckpt.Progress(**state["progress"])
-
-
 def _lock_run(run_dir: Path):
     from m3dhmr.fileio import FolderLock, check_output_folder
 
@@ -459,7 +450,7 @@ def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, d
         if stored.model != cfg.model:
             raise ValueError(f"{state_path}: the run was trained with another model section than --config; "
                              "resume with the run's own config (RUN/config.yaml)")
-        tensors, state, progress = ckpt.load_resume_point(ckdir) if dist.is_main else _resume_readonly(ckdir)
+        tensors, state, progress = ckpt.load_resume_point(ckdir, repair=dist.is_main)
         ckpt.load_weights_into(model, tensors, str(state_path))
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, progress.global_step,
                  progress.epoch_index, progress.batch_in_epoch)
