@@ -1454,7 +1454,7 @@ def _(ctx, ws):
     out = ws / "o"
     o = run_cli(["predict", "--bbox", "-5", "10", "100", "100", img, "--out", out, "--view-size", 32])
     expect(o.rc == 0, "refused", o)
-    box = json.loads((out / "h" / "result.json").read_text())["hands"][0]["box"]
+    box = json.loads((out / "h" / "result.json").read_text())["hands"][0]["hand_box"]
     expect(box == [-5, 10, 100, 100], f"the box used is {box}")
     return Verdict(HANDLED, f"accepted; result.json box {box}")
 

@@ -57,7 +57,7 @@ def network_meshes(folder: Path, count: int) -> np.ndarray:
     boxes = np.concatenate([uv.min(1), uv.max(1) - uv.min(1)], axis=1)
     images = [load_image(folder / "evaluation" / "rgb" / f"{i:08d}.jpg") for i in range(len(K))]
     predictor = Predictor.from_pretrained()
-    results = [predictor.predict(image, K=K[i], hand_box=box) for i, (image, box) in enumerate(zip(images, boxes))]
+    results = [predictor.predict(image, K=K[i], hand_box=box)[0] for i, (image, box) in enumerate(zip(images, boxes))]
     return np.stack([r.vertices for r in results])
 
 

@@ -70,8 +70,8 @@ def fingerprint(work: Path) -> dict:
     for i, r in enumerate(predictor.predict(frame)):
         out[f"predict_detected_{i}"] = {"vertices": _arr(r.vertices), "joints2d": _arr(r.joints2d),
                                         "hand_box": _arr(r.hand_box), "handedness": r.handedness}
-    r = predictor.predict(frame, hand_box=(280, 120, 200, 260))
-    out["predict_box"] = {"vertices": _arr(r.vertices), "joints2d": _arr(r.joints2d), "box": _arr(r.box)}
+    [r] = predictor.predict(frame, hand_box=(280, 120, 200, 260))
+    out["predict_box"] = {"vertices": _arr(r.vertices), "joints2d": _arr(r.joints2d), "box": _arr(r.crop_box)}
 
     assert cli(["eval", "--data", str(data), "--out", str(work / "eval")]) == 0
     out["eval_metrics"] = json.loads((work / "eval" / "metrics.json").read_text())

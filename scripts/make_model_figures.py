@@ -46,7 +46,7 @@ def main() -> None:
     rows = []
     for name in names:
         image = load_image(bench / "evaluation" / "rgb" / name)
-        res = predictor.predict(image, hand_box=boxes[name])
+        [res] = predictor.predict(image, hand_box=boxes[name])
         pose = viz.draw_pose2d(image, res.joints2d)
         overlay = viz.overlay_mesh(image, res.vertices, res.faces, res.K)
         front, side = viz.render_front_side(res.vertices, res.faces, 224)

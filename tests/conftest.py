@@ -1,9 +1,17 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 # Two cores: keep each test process from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The package's caches (topology, ONNX exports) go to a folder of this run, never into
+# the user's home; subprocesses inherit it.
+if "M3DHMR_CACHE_DIR" not in os.environ:
+    os.environ["M3DHMR_CACHE_DIR"] = tempfile.mkdtemp(prefix="m3dhmr-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["M3DHMR_CACHE_DIR"], ignore_errors=True)
 
 try:
     import torch

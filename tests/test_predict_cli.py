@@ -78,7 +78,7 @@ def test_predict_images_folder_and_formats(tmp_path, checkpoint, capsys):
         r = doc["hands"][0]
         assert np.array(r["joints2d"]).shape == (21, 2) and np.array(r["joints3d"]).shape == (21, 3)
         assert np.array(r["vertices"]).shape == (V, 3) and np.array(r["K"]).shape == (3, 3)
-        assert len(r["translation"]) == 3 and len(r["box"]) == 4 and r["left"] is False
+        assert len(r["translation"]) == 3 and len(r["hand_box"]) == 4 and r["left"] is False
         assert r["handedness"] == "right" and r["score"] is None
         np.testing.assert_allclose(r["crop_box"], crops.full_image_box(96, 128), atol=1e-3)
         assert isinstance(r["success"], bool)
@@ -117,7 +117,7 @@ def test_predict_left_mirrors_right(tmp_path, capsys, tiny_data):
     l = json.loads((tmp_path / "o" / "l" / "result.json").read_text())["hands"][0]
     assert l["left"] is True and l["handedness"] == "left" and r["handedness"] == "right"
     assert r["success"] and l["success"]
-    np.testing.assert_allclose(r["box"], box, atol=1e-3)  # the box around the hand, as given
+    np.testing.assert_allclose(r["hand_box"], box, atol=1e-3)  # the box around the hand, as given
     j2r, j2l = np.array(r["joints2d"]), np.array(l["joints2d"])
     np.testing.assert_allclose(j2l[:, 0], W - 1 - j2r[:, 0], atol=0.05)
     np.testing.assert_allclose(j2l[:, 1], j2r[:, 1], atol=0.05)
@@ -187,7 +187,7 @@ def test_predict_finds_every_hand_without_a_box(tmp_path, checkpoint, capsys, ti
     hands = doc["hands"]
     assert len(hands) == 2 and sorted(h["handedness"] for h in hands) == ["left", "right"]
     for i, h in enumerate(hands):
-        assert 0.5 <= h["score"] <= 1 and len(h["box"]) == 4 and np.array(h["joints3d"]).shape == (21, 3)
+        assert 0.5 <= h["score"] <= 1 and len(h["hand_box"]) == 4 and np.array(h["joints3d"]).shape == (21, 3)
         assert h["left"] == (h["handedness"] == "left")
         for name in HAND_OUTPUTS:
             assert (out / "two" / f"hand_{i}" / name).is_file()
@@ -658,7 +658,7 @@ def test_negative_bbox_end_to_end(tmp_path, checkpoint, capsys):
     code, _, err = run_cli(capsys, "predict", "--bbox", "-5", "2", "40", "40", img, "--checkpoint", ckpt, "--out",
                            tmp_path / "o", "--view-size", 16)
     assert code == 0, err
-    assert json.loads((tmp_path / "o" / "h" / "result.json").read_text())["hands"][0]["box"] == [-5, 2, 40, 40]
+    assert json.loads((tmp_path / "o" / "h" / "result.json").read_text())["hands"][0]["hand_box"] == [-5, 2, 40, 40]
 
 
 def test_big_photo_overlays_are_downscaled(tmp_path, checkpoint, capsys):
@@ -684,7 +684,8 @@ def test_big_photo_overlays_are_downscaled(tmp_path, checkpoint, capsys):
 
     r = PredictionResult(joints2d=j2, joints3d=np.array(hand["joints3d"]), vertices=np.array(hand["vertices"]),
                          faces=model.faces.numpy(), translation=np.array(hand["translation"]), success=True,
-                         reprojection_error=0.0, box=np.array(hand["crop_box"]), K=np.array(hand["K"]),
+                         reprojection_error=0.0, hand_box=np.array(hand["hand_box"]),
+                         crop_box=np.array(hand["crop_box"]), K=np.array(hand["K"]),
                          image_size=(2600, 3200), left=False)
     view, (small,), scale = downscale_view(big, [r])
     assert view.shape == (1664, 2048, 3) and scale == 0.64
@@ -693,6 +694,90 @@ def test_big_photo_overlays_are_downscaled(tmp_path, checkpoint, capsys):
 
     np.testing.assert_allclose(project(r.joints3d, small.K), (project(r.joints3d, r.K) + 0.5) * 0.64 - 0.5,
                                atol=1e-6)
-    np.testing.assert_allclose(small.box, [(r.box[0] + 0.5) * 0.64 - 0.5, (r.box[1] + 0.5) * 0.64 - 0.5,
-                                           r.box[2] * 0.64, r.box[3] * 0.64])
+    for name in ("crop_box", "hand_box"):
+        b = getattr(r, name)
+        np.testing.assert_allclose(getattr(small, name), [(b[0] + 0.5) * 0.64 - 0.5, (b[1] + 0.5) * 0.64 - 0.5,
+                                                          b[2] * 0.64, b[3] * 0.64])
     assert downscale_view(big[:100, :200], [r])[2] == 1.0
+
+
+# ----------------------------------------------------------------------------- first hour (issue 22)
+
+
+def test_mesh_axes_are_stated_and_y_up_on_request(tmp_path, checkpoint, capsys):
+    """mesh.obj/ply were camera axes (y down: upside down in Blender) and nothing said so."""
+    ckpt, model = checkpoint
+    img = small_image(tmp_path / "h.png", model)
+    for axes in ("camera", "y-up"):
+        code, _, err = run_cli(capsys, "predict", img, "--checkpoint", ckpt, "--out", tmp_path / axes,
+                               "--whole-image", "--view-size", 16, "--mesh-axes", axes)
+        assert code == 0, err
+    doc = json.loads((tmp_path / "y-up" / "h" / "result.json").read_text())
+    cam = np.array(doc["hands"][0]["vertices"])
+    assert "y up" in doc["axes"]["mesh.obj/mesh.ply"] and "y down" in doc["axes"]["result.json"]
+    for axes, expected in (("camera", cam), ("y-up", cam * [1.0, -1.0, -1.0])):
+        for name in ("mesh.obj", "mesh.ply"):
+            path = tmp_path / axes / "h" / "hand_0" / name
+            v, f = read_mesh(path)
+            np.testing.assert_allclose(v, expected, atol=1e-6)
+            head = path.read_bytes()[:400].decode("ascii", "replace")
+            assert ("y up" if axes == "y-up" else "y down") in head, head
+    # A rotation, not a mirror: the winding stays outward (the same faces in both files).
+    np.testing.assert_array_equal(read_mesh(tmp_path / "camera" / "h" / "hand_0" / "mesh.ply")[1],
+                                  read_mesh(tmp_path / "y-up" / "h" / "hand_0" / "mesh.ply")[1])
+
+
+def test_quiet_prints_only_the_summary_and_failures(tmp_path, checkpoint, capsys):
+    ckpt, model = checkpoint
+    good = small_image(tmp_path / "good.png", model)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    code, stdout, err = run_cli(capsys, "predict", good, bad, "--checkpoint", ckpt, "--out", tmp_path / "o",
+                                "--whole-image", "--view-size", 16, "--quiet")
+    assert code == 1
+    assert stdout.splitlines() == [f"2 input(s): 1 ok, 1 failed -> {tmp_path / 'o' / 'summary.json'}"]
+    assert "bad.png" in err and "good.png" not in err
+
+
+class _Bar:
+    """Records what predict does with its tqdm bars."""
+
+    made: list = []
+
+    def __init__(self, total=None, disable=None, **kwargs):
+        self.total, self.n, self.disable, self.kwargs = total, 0, False, kwargs
+        self.closed = False
+        _Bar.made.append(self)
+
+    def update(self, k=1):
+        self.n += k
+
+    def close(self):
+        self.closed = True
+
+    @staticmethod
+    def write(line, file=None):
+        print(line, file=file)
+
+
+def test_progress_bars_count_inputs_and_frames(tmp_path, checkpoint, capsys, caplog, monkeypatch):
+    """A folder and a video drew nothing for a minute; the video's summary line came twice."""
+    import logging
+
+    import tqdm
+
+    ckpt, model = checkpoint
+    small_image(tmp_path / "a.png", model)
+    write_video(tmp_path / "v.avi", [hand_image(model, size=(48, 64), seed=s) for s in range(5)], fps=10.0)
+    monkeypatch.setattr(tqdm, "tqdm", _Bar)
+    _Bar.made = []
+    caplog.set_level(logging.INFO)
+    code, stdout, err = run_cli(capsys, "predict", tmp_path / "a.png", tmp_path / "v.avi", "--checkpoint", ckpt,
+                                "--out", tmp_path / "o", "--whole-image", "--view-size", 16)
+    assert code == 0, err
+    inputs = [b for b in _Bar.made if b.kwargs.get("unit") == "input"]
+    frames = [b for b in _Bar.made if b.kwargs.get("unit") == "frame"]
+    assert len(inputs) == 1 and inputs[0].total == 2 and inputs[0].n == 2 and inputs[0].closed
+    assert len(frames) == 1 and frames[0].n == 5 and frames[0].closed
+    said = stdout + caplog.text
+    assert said.count("hand track(s)") == 1, said  # the video's summary, once

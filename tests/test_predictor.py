@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -31,14 +33,15 @@ def random_image(h=72, w=96, seed=0):
 
 def test_result_shapes_and_internal_consistency(predictor, model):
     img = random_image()
-    r = predictor.predict(img, crops.full_image_box(72, 96))
+    [r] = predictor.predict(img, crop_box=crops.full_image_box(72, 96))
     V = model.num_vertices
     assert isinstance(r, PredictionResult)
     assert r.joints2d.shape == (21, 2) and r.joints3d.shape == (21, 3) and r.vertices.shape == (V, 3)
     assert r.faces.shape == tuple(model.faces.shape) and r.translation.shape == (3,)
     assert r.image_size == (72, 96) and r.K.shape == (3, 3) and isinstance(r.success, bool)
     # Default crop: the whole image squared about its centre; default K from 60 deg.
-    np.testing.assert_allclose(r.box, crops.full_image_box(72, 96))
+    np.testing.assert_allclose(r.crop_box, crops.full_image_box(72, 96))
+    np.testing.assert_allclose(r.hand_box, r.crop_box)  # only a crop given: it is the hand box too
     np.testing.assert_allclose(r.K, crops.default_intrinsics(72, 96, 60.0))
     # joints = regressor @ vertices in camera space; the wrist sits at the translation.
     jreg = model.joint_regressor.double().numpy()
@@ -53,7 +56,7 @@ def test_matches_hand_built_pipeline(predictor, model):
     img = random_image(seed=1)
     box = np.array([20.0, 10.0, 40.0, 30.0])  # squared: centre (40, 25), side 40
     K = np.array([[120.0, 0, 47.5], [0, 120.0, 35.5], [0, 0, 1]])
-    r = predictor.predict(img, box, K)
+    [r] = predictor.predict(img, crop_box=box, K=K)
     S = 64
     s = S / 40.0
     A = np.array([[s, 0, (S - 1) / 2 - s * 40], [0, s, (S - 1) / 2 - s * 25]])
@@ -80,11 +83,11 @@ def test_registered_hand_reprojects_onto_its_2d_joints(tiny_data):
     uv = xyz @ K.T
     uv = uv[:, :2] / uv[:, 2:]
     hand_box = np.r_[uv.min(0), uv.max(0) - uv.min(0)]
-    r = Predictor.from_pretrained().predict(img, K=K, hand_box=hand_box)
+    [r] = Predictor.from_pretrained().predict(img, K=K, hand_box=hand_box)
     assert r.success
     err = np.linalg.norm(project(r.joints3d, K) - r.joints2d, axis=1)
     # The crop is S / side times the image, so image-pixel errors are the crop's scaled.
-    scale = r.box[2] / 128
+    scale = r.crop_box[2] / 128
     # reprojection_error is the mean over the registration's inliers (joints far from the
     # network's 2D joints are dropped), so it sits within the spread of the joints' errors,
     # near their median rather than their mean.
@@ -108,8 +111,8 @@ def test_left_hand_is_mirror_of_right(predictor, use_box):
     else:
         box = box_m = crops.full_image_box(H, W)
         K = K_m = None
-    right = predictor.predict(img, box, K)
-    left = predictor.predict(mirrored, box_m, K_m, left=True)
+    [right] = predictor.predict(img, crop_box=box, K=K)
+    [left] = predictor.predict(mirrored, crop_box=box_m, K=K_m, left=True)
     assert left.left and not right.left
     np.testing.assert_allclose(left.joints2d[:, 0], W - 1 - right.joints2d[:, 0], atol=1e-3)
     np.testing.assert_allclose(left.joints2d[:, 1], right.joints2d[:, 1], atol=1e-3)
@@ -124,21 +127,21 @@ def test_left_hand_is_mirror_of_right(predictor, use_box):
 def test_input_conversion_and_errors(predictor):
     img = random_image()
     with pytest.raises(ValueError, match="entirely outside"):
-        predictor.predict(img, [500, 500, 10, 10])
+        predictor.predict(img, crop_box=[500, 500, 10, 10])
     with pytest.raises(ValueError, match="positive"):
-        predictor.predict(img, [10, 10, 0, 5])
+        predictor.predict(img, crop_box=[10, 10, 0, 5])
     with pytest.raises(ValueError, match="uint8"):
         predictor.predict(img.astype(np.float32))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         predictor.predict(img[:, :, 0])
     with pytest.raises(ValueError, match=r"^K: expected fx,fy,cx,cy"):  # the API's word, not the option's
-        predictor.predict(img, None, [1, 2, 3])
+        predictor.predict(img, K=[1, 2, 3])
     with pytest.raises(ValueError, match="--backend"):
         Predictor.from_checkpoint("x.safetensors", backend="tensorrt")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         Predictor.from_checkpoint("/nonexistent/ckpt.safetensors")
     # A box partly outside the image is cropped with black padding.
-    r = predictor.predict(img, [-30, -20, 60, 60])
+    [r] = predictor.predict(img, crop_box=[-30, -20, 60, 60])
     assert np.all(np.isfinite(r.vertices))
 
 
@@ -148,7 +151,7 @@ def test_stages_compose_to_predict(predictor):
     assert prep.images.shape == (1, 3, 64, 64) and prep.images.dtype == np.float32
     assert 0.0 <= prep.images.min() and prep.images.max() <= 1.0
     r1 = predictor.finish(prep, predictor.run_network(prep.images))
-    r2 = predictor.predict(img, [5, 5, 50, 40])
+    [r2] = predictor.predict(img, crop_box=[5, 5, 50, 40])
     np.testing.assert_allclose(r1.vertices, r2.vertices)
     with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
         predictor.run_network(np.zeros((1, 3, 32, 32), np.float32))
@@ -158,8 +161,8 @@ def test_stages_compose_to_predict(predictor):
 def test_cuda_matches_cpu(model):
     img = random_image(seed=4)
     box = crops.full_image_box(*img.shape[:2])
-    cpu = Predictor.from_model(model, device="cpu").predict(img, box)
-    gpu = Predictor.from_model(model, device="cuda").predict(img, box)
+    [cpu] = Predictor.from_model(model, device="cpu").predict(img, crop_box=box)
+    [gpu] = Predictor.from_model(model, device="cuda").predict(img, crop_box=box)
     model.cpu()
     np.testing.assert_allclose(gpu.joints2d, cpu.joints2d, atol=1e-2)
     np.testing.assert_allclose(gpu.vertices - gpu.translation, cpu.vertices - cpu.translation, atol=1e-4)
@@ -170,12 +173,13 @@ def test_hand_box_is_enlarged_like_the_training_crops(predictor):
 
     img = random_image(120, 160)
     hand = (40.0, 30.0, 50.0, 40.0)
-    a = predictor.predict(img, hand_box=hand)
-    b = predictor.predict(img, crops.square_box(hand, predictor.box_scale))
-    np.testing.assert_allclose(a.box, b.box)
+    [a] = predictor.predict(img, hand_box=hand)
+    [b] = predictor.predict(img, crop_box=crops.square_box(hand, predictor.box_scale))
+    np.testing.assert_allclose(a.crop_box, b.crop_box)
+    np.testing.assert_allclose(a.hand_box, hand)
     np.testing.assert_allclose(a.vertices, b.vertices)
     with pytest.raises(ValueError, match="not both"):
-        predictor.predict(img, box=hand, hand_box=hand)
+        predictor.predict(img, crop_box=hand, hand_box=hand)
 
 
 def test_without_a_box_every_detected_hand_is_predicted(predictor, tiny_data):
@@ -194,13 +198,13 @@ def test_without_a_box_every_detected_hand_is_predicted(predictor, tiny_data):
         np.testing.assert_allclose(r.hand_box, h.box)
         assert r.score == pytest.approx(h.score)
         # Cropped around the landmarks like the training crops (joints' extent x margin).
-        np.testing.assert_allclose(r.box, crops.square_box(h.box, predictor.track_margin))
-        one = predictor.predict(canvas, r.box, left=r.left)  # the same crop, one at a time
+        np.testing.assert_allclose(r.crop_box, crops.square_box(h.box, predictor.track_margin))
+        [one] = predictor.predict(canvas, crop_box=r.crop_box, left=r.left)  # the same crop, one at a time
         np.testing.assert_allclose(one.vertices - one.translation, r.vertices - r.translation, atol=1e-5)
         np.testing.assert_allclose(one.joints2d, r.joints2d, atol=1e-3)
         j = r.to_json()
-        assert j["handedness"] == r.handedness and j["box"] == np.round(h.box, 3).tolist()
-        assert j["crop_box"] == np.round(r.box, 3).tolist()
+        assert j["handedness"] == r.handedness and j["hand_box"] == np.round(h.box, 3).tolist()
+        assert j["crop_box"] == np.round(r.crop_box, 3).tolist() and "box" not in j
     assert sorted(r.handedness for r in results) == ["left", "right"]
     forced = predictor.predict(canvas, left=False)
     assert [r.left for r in forced] == [False, False]
@@ -215,7 +219,7 @@ def test_predict_batch_matches_one_at_a_time(predictor):
     batch = predictor.predict_batch(imgs, boxes, batch_size=3)  # two network calls: 3 + 1
     assert len(batch) == 4
     for img, box, r in zip(imgs, boxes, batch):
-        one = predictor.predict(img, hand_box=box)
+        [one] = predictor.predict(img, hand_box=box)
         np.testing.assert_allclose(r.vertices - r.translation, one.vertices - one.translation, atol=1e-5)
         np.testing.assert_allclose(r.joints2d, one.joints2d, atol=1e-3)
         np.testing.assert_allclose(r.hand_box, box)
@@ -265,7 +269,7 @@ def test_quality_checks_the_detector_landmarks(predictor):
     assert q == hand_quality(r.joints2d, r.joints3d, r.reprojection_error, predictor.input_size, r.success,
                              landmarks_3d(hand))
     assert r.to_json(include_vertices=False)["quality"]["flag"] == q.flag
-    boxed = predictor.predict(img, hand_box=hand.box)
+    [boxed] = predictor.predict(img, hand_box=hand.box)
     assert boxed.quality_report.landmark_error is None and boxed.quality_flag in ("unchecked", "poor")
 
 
@@ -273,20 +277,20 @@ def test_small_images_and_implausible_K_are_refused_on_every_path(predictor):
     """A 1 x 1 image with a box or as the crop used to give a confident hand; a K that
     parses but is absurd for the image left nothing finite. API errors say "K", not "--K"."""
     for image in (np.full((1, 1, 3), 200, np.uint8), np.zeros((31, 100, 3), np.uint8)):
-        for call in (lambda im: predictor.predict(im, crops.full_image_box(*im.shape[:2])),
+        for call in (lambda im: predictor.predict(im, crop_box=crops.full_image_box(*im.shape[:2])),
                      lambda im: predictor.predict(im, hand_box=(0, 0, 1, 1)), lambda im: predictor.predict(im)):
             with pytest.raises(ValueError, match=r"too small to find hands in \(at least 32 px a side\)"):
                 call(image)
     img = random_image()
     for K, what in (([100, 100, 1e300, 30], "principal point"), ([1e-9, 1e-9, 48, 36], "focal lengths"),
                     ([1e9, 1e9, 48, 36], "focal lengths"), ([100, np.nan, 48, 36], "positive and finite")):
-        for call in (lambda: predictor.predict(img, crops.full_image_box(72, 96), K),
+        for call in (lambda: predictor.predict(img, crop_box=crops.full_image_box(72, 96), K=K),
                      lambda: predictor.predict(img, K=K)):
             with pytest.raises(ValueError, match=what) as e:
                 call()
             assert str(e.value).startswith("K: ") and "--K" not in str(e.value)
     # A principal point off the image but within 10 image sizes is fine (crops of bigger pictures).
-    r = predictor.predict(img, crops.full_image_box(72, 96), [100, 100, -300, 500])
+    [r] = predictor.predict(img, crop_box=crops.full_image_box(72, 96), K=[100, 100, -300, 500])
     assert np.all(np.isfinite(r.vertices))
     with pytest.raises(ValueError, match=r"to_rgb_uint8"):
         predictor.predict(img.astype(np.float32) / 255)
@@ -321,3 +325,84 @@ def test_huge_images_are_searched_on_a_downscaled_copy(predictor, tiny_data, mon
     side = full[0].box[2:].max()
     np.testing.assert_allclose(results[0].hand_box, full[0].box, atol=0.05 * side)
     assert results[0].image_size == (600, 1040) and np.all(results[0].joints2d[:, 0] < 520)
+
+
+def test_predict_always_returns_a_list_and_boxes_are_keywords(predictor):
+    """One return type (it was a list without a box and a bare result with one), and no
+    positional box (a positional box was the crop, which differs from hand_box= by the
+    enlargement)."""
+    img = random_image(120, 160)
+    for kwargs in ({"hand_box": (40, 30, 50, 40)}, {"crop_box": (40, 30, 50, 50)}, {}):
+        out = predictor.predict(img, **kwargs)
+        assert isinstance(out, list) and all(isinstance(r, PredictionResult) for r in out)
+    with pytest.raises(TypeError):
+        predictor.predict(img, (40, 30, 50, 40))
+    [r] = predictor.predict(img, hand_box=(40, 30, 50, 40))
+    j = r.to_json(include_vertices=False)
+    assert j["hand_box"] == [40, 30, 50, 40] and j["crop_box"] == np.round(r.crop_box, 3).tolist()
+    for name in ("joints2d", "joints3d", "vertices", "translation", "hand_box", "crop_box", "K"):
+        a = getattr(r, name)
+        assert isinstance(a, np.ndarray) and a.dtype == np.float64, name
+    with pytest.raises(ValueError, match="color_order"):
+        predictor.predict(img, color_order="BGRA")
+
+
+def test_repr_is_short(predictor):
+    [r] = predictor.predict(random_image(), crop_box=crops.full_image_box(72, 96))
+    text = repr(r)
+    assert len(text) < 250 and text.startswith("PredictionResult(right, hand_box=(") and "quality=" in text
+    assert repr(predictor).startswith("Predictor(backend='torch'") and len(repr(predictor)) < 200
+
+
+SIGN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sign-language-digits" / "Dataset"
+
+
+@pytest.mark.skipif(not SIGN.is_dir(), reason=f"the sign-language-digits photos are not at {SIGN}")
+def test_bgr_arrays_are_noticed(predictor):
+    """``predict(cv2.imread(path))``: the BGR photo's hand is missed (or bluer than skin);
+    a ColorOrderWarning says so, and color_order="bgr" reads it right (real phone photos)."""
+    import warnings
+
+    from m3dhmr.inference.images import load_image
+    from m3dhmr.inference.predictor import ColorOrderWarning
+
+    # 2/IMG_4778: its BGR copy has no hand for the detector; 3/IMG_4708: found, but blue.
+    for name in ("2/IMG_4778.JPG", "3/IMG_4708.JPG"):
+        bgr = cv2.imread(str(SIGN / name))
+        with pytest.warns(ColorOrderWarning, match="BGR"):
+            predictor.predict(bgr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fixed = predictor.predict(bgr, color_order="bgr")
+            same = predictor.predict(load_image(SIGN / name))
+        assert len(fixed) == len(same) == 1
+        np.testing.assert_allclose(fixed[0].joints2d, same[0].joints2d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            predictor.predict(bgr, color_order="rgb")  # the caller's word: no check
+
+
+def test_articulation_is_numpy_like_the_rest_of_the_result(tiny_data, tmp_path):
+    """result.articulation was the fitter's torch HandFit (float32) beside float64 NumPy
+    results; it is a NumPy HandArticulation, in the result's camera frame."""
+    import m3dhmr
+    from m3dhmr.inference.articulation import HandArticulation, write_hand_files
+
+    p = m3dhmr.Predictor.from_pretrained()
+    p.articulation = True
+    img = m3dhmr.load_image(tiny_data / "training" / "rgb" / "00000007.jpg")
+    for image, left in ((img, False), (np.ascontiguousarray(img[:, ::-1]), True)):
+        [r] = p.predict(image, left=left)
+        a = r.articulation
+        assert isinstance(a, HandArticulation) and a.mirrored == left == r.left
+        for name in ("rotations", "axis_angle", "quaternion", "anatomical", "pose", "shape", "translation",
+                     "vertices", "joints"):
+            assert isinstance(getattr(a, name), np.ndarray) and getattr(a, name).dtype == np.float64, name
+        assert a.rotations.shape == (16, 3, 3) and a.vertices.shape == r.vertices.shape
+        # The fitted mesh lies on the prediction (mirrored back for a left hand).
+        assert np.linalg.norm(a.vertices - r.vertices, axis=1).mean() * 1000 == pytest.approx(a.error_mean_mm,
+                                                                                               rel=0.05, abs=0.5)
+        assert r.to_json(include_vertices=False)["articulation"]["mirrored"] == left
+        assert "HandArticulation(16 joints" in repr(a)
+    files = write_hand_files(tmp_path / "h", r)
+    assert sorted(f.name for f in files) == ["hand.glb", "pose.json"]

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from m3dhmr.errors import InputError, UserError
 from m3dhmr.fileio import FolderInUseError, os_error_message
 
 #: Command name -> (module under ``m3dhmr.commands``, one-line help).
@@ -24,14 +25,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "evaluate the packaged model, a checkpoint or a pred.json (FreiHAND protocol)"),
     "benchmark": ("synth_benchmark", "score the packaged model (or a checkpoint) on the synthetic benchmark, or on real photos (--real DIR)"),
     "predict": ("predict", "find and reconstruct the hands in images, folders or videos"),
-    "export-onnx": ("export_onnx", "export a checkpoint to ONNX"),
+    "export-onnx": ("export_onnx", "export the packaged model or a checkpoint to ONNX (with metadata)"),
     "bench": ("bench", "frames per second end to end and per stage"),
     "demo": ("demo", "the main job: score and run the packaged model, and train a small one, on built-in data"),
 }
 
 
-class UserError(Exception):
-    """An error caused by the user's input; printed without a traceback."""
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]  # UserError: kept importable from here
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = importlib.import_module(f"m3dhmr.commands.{COMMANDS[args.command][0]}")
         return int(module.run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, FolderInUseError) as e:
-        # Input problems get one clear line; programming errors keep their traceback.
+    except (InputError, FileNotFoundError, FolderInUseError) as e:
+        # Input problems get one clear line; anything else (a ValueError deep in NumPy
+        # included) is a bug and keeps its traceback (m3dhmr.errors).
         if args.verbose:
             raise
         print(f"m3dhmr {args.command}: error: {e}", file=sys.stderr)

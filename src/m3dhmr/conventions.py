@@ -25,6 +25,7 @@ Dimension legend for docstrings
 from __future__ import annotations
 
 from typing import Final
+from m3dhmr.errors import InputError
 
 JOINT_NAMES: Final[tuple[str, ...]] = (
     "wrist",
@@ -82,6 +83,11 @@ MM_PER_M: Final[float] = 1000.0
 VERTEX_NORMALISATION_M: Final[float] = 0.2
 
 CAMERA_CONVENTION: Final[str] = "opencv"  # x right, y down, z forward
+#: The exported files' axes, as their files' headers and the README state them.
+CAMERA_AXES_TEXT: Final[str] = "OpenCV camera axes (x right, y down, z forward), metres"
+#: Y-up axes (glTF, BVH, Blender's importers): the camera axes turned 180 degrees about x.
+Y_UP_AXES_TEXT: Final[str] = "y-up axes (x right, y up, z towards the viewer: OpenCV camera axes turned " \
+                             "180 degrees about x), metres"
 
 #: ImageNet statistics the backbone normalises with (images enter as RGB in [0, 1]).
 IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
@@ -91,5 +97,5 @@ IMAGENET_STD: Final[tuple[float, float, float]] = (0.229, 0.224, 0.225)
 def finger_of_joint(j: int) -> int:
     """Region label (1..5) of a finger joint ``j`` in 1..20, or 0 (palm) for the wrist."""
     if not 0 <= j < NUM_JOINTS:
-        raise ValueError(f"joint index {j} outside 0..{NUM_JOINTS - 1}")
+        raise InputError(f"joint index {j} outside 0..{NUM_JOINTS - 1}")
     return 0 if j == 0 else 1 + (j - 1) // 4

@@ -19,6 +19,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from m3dhmr.errors import InputError
 
 
 @contextmanager
@@ -187,9 +188,9 @@ def check_output_folder(path: str | Path, option: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"{option} {path}: cannot create the folder ({os_error_message(e)})") from e
+        raise InputError(f"{option} {path}: cannot create the folder ({os_error_message(e)})") from e
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: the folder is not writable")
+        raise InputError(f"{option} {path}: the folder is not writable")
     return path
 
 
@@ -201,7 +202,7 @@ def check_creatable_folder(path: str | Path, option: str = "--out", writable: bo
     for parent in [path, *path.parents]:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+                raise InputError(f"{option} {path}: {parent} is a file, not a folder")
             if writable and not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"{option} {path}: {parent} is not writable")
+                raise InputError(f"{option} {path}: {parent} is not writable")
             return

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from m3dhmr.conventions import VERTEX_NORMALISATION_M
 from m3dhmr.geometry import crop as crop_maths
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class LossWeights:
         for f in fields(self):
             value = getattr(self, f.name)
             if not value >= 0.0 or value == float("inf"):
-                raise ValueError(f"loss.{f.name}: {value} must be a finite number >= 0")
+                raise InputError(f"loss.{f.name}: {value} must be a finite number >= 0")
         if self.heatmap_sigma <= 0.0:
-            raise ValueError(f"loss.heatmap_sigma: {self.heatmap_sigma} must be > 0")
+            raise InputError(f"loss.heatmap_sigma: {self.heatmap_sigma} must be > 0")
 
 
 TERMS = ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap", "pose2d_stack1", "heatmap2", "mesh_aligned")
@@ -186,7 +187,7 @@ def view_mapping(target: dict[str, Tensor]) -> dict[str, Tensor]:
     ``{"R12": (B, 3, 3), "A12": (B, 2, 3)}``."""
     for key in ("rot", "rot_2", "affine", "affine_2"):
         if key not in target:
-            raise ValueError(f"view_mapping needs target[{key!r}] (a two-view batch)")
+            raise InputError(f"view_mapping needs target[{key!r}] (a two-view batch)")
     r12, a12 = crop_maths.view_mapping(target["rot"], target["affine"], target["rot_2"], target["affine_2"])
     return {"R12": r12, "A12": a12}
 
@@ -196,9 +197,9 @@ def view_mapping(target: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def _check(name: str, t: Tensor, shape: tuple[int | None, ...]) -> None:
     if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
-        raise ValueError(f"target[{name!r}] has shape {tuple(t.shape)}, expected {shape} (None = any)")
+        raise InputError(f"target[{name!r}] has shape {tuple(t.shape)}, expected {shape} (None = any)")
     if not torch.isfinite(t).all():
-        raise ValueError(f"target[{name!r}] holds NaN or infinite values")
+        raise InputError(f"target[{name!r}] holds NaN or infinite values")
 
 
 def compute_losses(
@@ -233,7 +234,7 @@ def compute_losses(
         image_size = getattr(pred, "image_size", None)
     if image_size is None:
         if "image" not in target:
-            raise ValueError("compute_losses needs image_size (or target['image']) to normalise 2D terms")
+            raise InputError("compute_losses needs image_size (or target['image']) to normalise 2D terms")
         image_size = tuple(target["image"].shape[-2:])
     scale2d = ref.new_tensor([float(image_size[1]), float(image_size[0])])
     b = ref.shape[0]
@@ -243,9 +244,9 @@ def compute_losses(
         bad = [n for n in ("mesh", "normal", "edge", "con3d", "con2d", "mesh_aligned") if getattr(weights, n) > 0]
         if bad:
             what = "first-stack" if stack1_only else "2D-only"
-            raise ValueError(f"a {what} output has no {', '.join(bad)} terms; set those loss weights to 0")
+            raise InputError(f"a {what} output has no {', '.join(bad)} terms; set those loss weights to 0")
     if stack1_only and (weights.heatmap2 > 0 or weights.pose2d > 0):
-        raise ValueError("a first-stack output has no heatmap2 or pose2d term; set loss.heatmap2 and loss.pose2d to 0")
+        raise InputError("a first-stack output has no heatmap2 or pose2d term; set loss.heatmap2 and loss.pose2d to 0")
     if b == 0:  # an empty batch: every mean would be 0 / 0; zero terms, still in the graph
         empty = ref.sum() * 0.0
         return LossTerms(total=empty, **dict.fromkeys(TERMS, empty))
@@ -264,7 +265,7 @@ def compute_losses(
         if weights.heatmap2 > 0:
             hm2 = pred.heatmaps2
             if hm2 is None:
-                raise ValueError("loss.heatmap2 > 0 needs the second stack's heatmaps (ModelOutput.heatmaps2)")
+                raise InputError("loss.heatmap2 > 0 needs the second stack's heatmaps (ModelOutput.heatmaps2)")
             tgt2 = heatmap_targets(gt2d, tuple(hm2.shape[-2:]), weights.heatmap_sigma, image_size)
             terms["heatmap2"] = ((hm2 - tgt2) ** 2).mean()
 

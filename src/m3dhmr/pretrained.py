@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from m3dhmr.fileio import sha256_file
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,15 @@ def read_manifest(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGHTS_DIR) ->
     try:
         d = json.loads(path.read_text())
         if d.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"manifest format {d.get('format')!r}, expected {MANIFEST_FORMAT}")
+            raise InputError(f"manifest format {d.get('format')!r}, expected {MANIFEST_FORMAT}")
         files = tuple({"file": str(f["file"]), "bytes": int(f["bytes"]), "sha256": str(f["sha256"])}
                       for f in d["files"])
         if not files:
-            raise ValueError("no weight files listed")
+            raise InputError("no weight files listed")
         return PretrainedInfo(name=str(d["name"]), experiment=json.dumps(d["experiment"]), files=files,
                               dtype=str(d["dtype"]), licence=str(d["licence"]), metadata=dict(d.get("metadata", {})))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: not a valid m3dhmr weights manifest ({e})") from None
+        raise InputError(f"{path}: not a valid m3dhmr weights manifest ({e})") from None
 
 
 def read_pretrained_tensors(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGHTS_DIR,
@@ -88,11 +89,11 @@ def read_pretrained_tensors(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGH
             raise FileNotFoundError(f"packaged weights {path} are missing (listed in {name}.json); reinstall m3dhmr")
         size = path.stat().st_size
         if size != f["bytes"] or sha256_file(path) != f["sha256"]:
-            raise ValueError(f"packaged weights {path} are corrupt ({size} bytes, expected {f['bytes']} with "
+            raise InputError(f"packaged weights {path} are corrupt ({size} bytes, expected {f['bytes']} with "
                              f"SHA-256 {f['sha256'][:16]}...); reinstall m3dhmr")
         for k, v in load_file(str(path)).items():
             if k in tensors:
-                raise ValueError(f"{path}: tensor {k!r} appears in two shards")
+                raise InputError(f"{path}: tensor {k!r} appears in two shards")
             tensors[k] = v.float() if v.is_floating_point() else v
     return tensors, info
 
@@ -130,7 +131,7 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
 
     tensors, meta = read_weights(checkpoint)
     if "experiment" not in meta:
-        raise ValueError(f"{checkpoint}: no experiment config in its metadata (not an m3dhmr checkpoint)")
+        raise InputError(f"{checkpoint}: no experiment config in its metadata (not an m3dhmr checkpoint)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -138,7 +139,7 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
     for k in sorted(tensors):
         v = tensors[k].half() if tensors[k].is_floating_point() else tensors[k]
         if not torch.isfinite(v.float()).all():
-            raise ValueError(f"{checkpoint}: tensor {k!r} is not finite in float16")
+            raise InputError(f"{checkpoint}: tensor {k!r} is not finite in float16")
         nbytes = v.numel() * v.element_size()
         if shards[-1] and size + nbytes > shard_bytes:
             shards.append({})

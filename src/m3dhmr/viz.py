@@ -16,6 +16,7 @@ import numpy as np
 
 from m3dhmr.conventions import BONES, NUM_JOINTS, finger_of_joint
 from m3dhmr.geometry.rotations import rot_y
+from m3dhmr.errors import InputError
 
 #: RGB colour per region: palm/wrist, thumb, index, middle, ring, little.
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -28,7 +29,7 @@ MESH_COLOR: tuple[float, float, float] = (0.55, 0.7, 0.95)
 def _check_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"{name} must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+        raise InputError(f"{name} must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
     return image
 
 
@@ -48,7 +49,7 @@ def draw_pose2d(image: np.ndarray, joints2d: np.ndarray, thickness: int | None =
     out = _check_image(image).copy()
     j = np.asarray(joints2d, dtype=np.float64)
     if j.shape != (NUM_JOINTS, 2):
-        raise ValueError(f"joints2d must have shape ({NUM_JOINTS}, 2), got {j.shape}")
+        raise InputError(f"joints2d must have shape ({NUM_JOINTS}, 2), got {j.shape}")
     size = max(out.shape[:2])
     thickness = thickness or max(1, round(size / 150))
     radius = radius or max(1, round(size / 100))
@@ -97,7 +98,7 @@ def draw_hands(image: np.ndarray, results, ids=None) -> np.ndarray:
         out = draw_pose2d(out, r.joints2d)
     thick = max(1, round(size / 300))
     for i, r in enumerate(results):
-        box = r.box if r.hand_box is None else r.hand_box
+        box = r.hand_box
         x0, y0 = int(round(box[0])), int(round(box[1]))
         x1, y1 = int(round(box[0] + box[2])), int(round(box[1] + box[3]))
         cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), thick, cv2.LINE_AA)
@@ -120,9 +121,9 @@ def view_transform(vertices: np.ndarray, size: int, angle_deg: float = 0.0,
     """
     v = np.asarray(vertices, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise ValueError(f"vertices must have shape (V, 3) with V > 0, got {v.shape}")
+        raise InputError(f"vertices must have shape (V, 3) with V > 0, got {v.shape}")
     if not np.all(np.isfinite(v)):
-        raise ValueError("vertices contain NaN or inf")
+        raise InputError("vertices contain NaN or inf")
     c = v.mean(axis=0)
     local = (v - c) @ rot_y(math.radians(angle_deg)).T
     r = max(float(np.linalg.norm(local, axis=1).max()), 1e-6)
@@ -155,7 +156,7 @@ def make_panel(tiles: list[np.ndarray], height: int = 256, gap: int = 4) -> np.n
     tiles: list of (H_i, W_i, 3) uint8. Returns (height, sum W_i' + gaps, 3) uint8.
     """
     if not tiles:
-        raise ValueError("make_panel: no tiles")
+        raise InputError("make_panel: no tiles")
     parts = []
     for i, t in enumerate(tiles):
         t = _check_image(t, f"tile {i}")
@@ -184,7 +185,7 @@ def plot_learning_curve(rows: list[dict[str, float]], path, title: str = "", bas
     from m3dhmr.fileio import atomic_write_bytes
 
     if not rows:
-        raise ValueError("plot_learning_curve: no rows (did the run evaluate? set train.eval_every)")
+        raise InputError("plot_learning_curve: no rows (did the run evaluate? set train.eval_every)")
     steps = [r["step"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
     for key, label in (("pa_mpjpe_mm", "PA-MPJPE"), ("pa_mpvpe_mm", "PA-MPVPE")):

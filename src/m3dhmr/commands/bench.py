@@ -20,10 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--config", help="experiment YAML (random weights), e.g. configs/m3dhmr_r18.yaml")
     src.add_argument("--checkpoint", help="model weights (.safetensors)")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "both"), default="both")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "both"), default="both",
+                        help="which runtime to time (default both, side by side in one run)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per backend (default 2)")
     parser.add_argument("--seconds", type=float, default=10.0, help="timing duration (default 10)")
-    parser.add_argument("--onnx", help="ONNX model to time (default: export the model to a temporary file)")
+    parser.add_argument("--onnx", help="ONNX model to time (default: the model's export in the per-user ONNX cache, made once)")
     parser.add_argument("--image-size", type=int, default=224, help="side of the synthetic frame (default 224)")
     parser.add_argument("--no-detection", action="store_true",
                         help="skip the whole-image timing (hand detector + model)")

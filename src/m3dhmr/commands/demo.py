@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         boxes = detector_boxes(bench, "evaluation", [p.name for p in images])
         for path in images:
             image = m3dhmr.load_image(path)
-            result = predictor.predict(image, hand_box=boxes[path.name])
+            [result] = predictor.predict(image, hand_box=boxes[path.name])
             save_image_outputs(pred_dir / path.stem, path, image, [result], result.K)
             print(f"{path}: {result.handedness} hand, wrist at {[round(float(x), 3) for x in result.translation]} m")
         gallery = _gallery(pred_dir, [p.stem for p in images], out / "predictions.jpg")

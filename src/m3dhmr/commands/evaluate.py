@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from m3dhmr.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="weights (RUN/checkpoints/last.safetensors); without it and --pred: the packaged model")
     src.add_argument("--pred", type=Path, help="an existing pred.json to score")
     parser.add_argument("--data", type=Path, required=True, help="data folder in FreiHAND's layout")
-    parser.add_argument("--split", default="evaluation", choices=("evaluation", "training"))
+    parser.add_argument("--split", default="evaluation", choices=("evaluation", "training"),
+                        help="which part of --data to score (default: evaluation, FreiHAND's test split)")
     parser.add_argument("--out", type=Path, required=True, help="folder for pred.json, metrics.json, per_sample.csv")
     parser.add_argument("--config", type=Path, default=None,
                         help="experiment YAML to build the model from (default: the one stored in the checkpoint)")
     parser.add_argument("--template", default=None,
                         help="hand template of --checkpoint's model (open_hand, mano:/path/MANO_RIGHT.pkl or a "
                              "folder), when not the one it was trained with at this path")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="images per network batch (default 32; lower it if memory runs out)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
 
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
 
             model, cfg = load_pretrained(DEFAULT_MODEL, device=device)
-            print(f"scoring the packaged model {DEFAULT_MODEL} (docs/MODEL_CARD.md)")
+            print(f"scoring the packaged model {DEFAULT_MODEL} (model card: docs/MODEL_CARD.md in the source repository)")
         else:
             model, cfg = load_model_from_checkpoint(args.checkpoint, device=device, experiment=experiment,
                                                     template=args.template)
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         ann = load_annotations(args.data, args.split)
         pred_xyz, pred_verts = read_prediction_file(args.pred)
         if len(pred_xyz) != ann.num_annotations:
-            raise ValueError(f"{args.pred} holds {len(pred_xyz)} samples but {args.data} has "
+            raise InputError(f"{args.pred} holds {len(pred_xyz)} samples but {args.data} has "
                              f"{ann.num_annotations} {args.split} samples")
         has_gt = ann.has_3d
 
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = score_predictions(pred_xyz, pred_verts, args.data, args.split)
     except ValueError as e:  # counts that differ from the split's: name the file scored
-        raise ValueError(f"{args.pred}: {e}" if args.pred is not None else str(e)) from None
+        raise InputError(f"{args.pred}: {e}" if args.pred is not None else str(e)) from None
     paths = write_metrics(out, result)
     s = result.summary
     print(f"PA-MPJPE {s['pa_mpjpe_mm']:.2f} mm, PA-MPVPE {s['pa_mpvpe_mm']:.2f} mm, F@5 {s['f5']:.3f}, "

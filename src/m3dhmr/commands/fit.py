@@ -12,6 +12,7 @@ prints ``fit_error_mm_mean=...`` and ``fit_error_mm_max=...`` last.
 from __future__ import annotations
 
 import argparse
+from m3dhmr.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,24 +46,24 @@ def read_meshes(path):
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        raise InputError(f"{path}: not valid JSON ({e})") from e
     try:
         arr = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: expected a list of (V, 3) meshes of numbers; the meshes differ in size "
+        raise InputError(f"{path}: expected a list of (V, 3) meshes of numbers; the meshes differ in size "
                          f"or hold non-numbers ({e})") from e
     if arr.size == 0:
-        raise ValueError(f"{path}: the list of meshes is empty")
+        raise InputError(f"{path}: the list of meshes is empty")
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"{path}: expected a list of (V, 3) meshes, got an array of shape {arr.shape}")
+        raise InputError(f"{path}: expected a list of (V, 3) meshes, got an array of shape {arr.shape}")
     # NaN and infinity are refused by fit_hand, per batch of meshes (naming them).
     with np.errstate(invalid="ignore"):
         big = np.isfinite(arr) & (np.abs(arr) > MAX_ABS_COORD_M)
     if big.any():
         i, v, k = np.argwhere(big)[0]
-        raise ValueError(f"{path}: mesh {i}, vertex {v}: coordinate {'xyz'[k]} = {arr[i, v, k]:.6g} is beyond "
+        raise InputError(f"{path}: mesh {i}, vertex {v}: coordinate {'xyz'[k]} = {arr[i, v, k]:.6g} is beyond "
                          f"{MAX_ABS_COORD_M:g} m; the meshes must be in metres "
                          f"({int(big.any(axis=(1, 2)).sum())} such mesh(es))")
     return arr
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             fits.append((start, fit_hand(model, chunk)))
         except ValueError as e:
-            raise ValueError(f"{args.verts}, meshes {start}..{start + len(chunk) - 1}: {e}") from e
+            raise InputError(f"{args.verts}, meshes {start}..{start + len(chunk) - 1}: {e}") from e
     entries, means, maxes = [], [], []
     for start, fit in fits:
         for i in range(len(fit)):

@@ -48,6 +48,8 @@ import re
 import sys
 from pathlib import Path
 
+from m3dhmr.errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: Largest --view-size (the renders' buffers grow with its square).
@@ -94,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders of images, or videos")
     parser.set_defaults(inputs_after_bbox=[])
     parser.add_argument("--checkpoint", default=None,
-                        help="model weights (.safetensors from m3dhmr train); default: the packaged model "
-                             "(docs/MODEL_CARD.md)")
+                        help="model weights (.safetensors from m3dhmr train); default: the packaged model, a "
+                             "ResNet-18 M3DHMR trained on the package's synthetic hands and fine-tuned on real "
+                             "photos (its model card: docs/MODEL_CARD.md in the source repository)")
     parser.add_argument("--out", required=True,
                         help="output folder (locked while predict runs; summary.json lists every input)")
     parser.add_argument("--template", default=None,
@@ -120,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-hands", type=int, default=4, help="most hands per image or frame (default 4)")
     parser.add_argument("--min-score", type=float, default=0.5,
                         help="hand presence threshold of the detector in [0, 1] (default 0.5)")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="run the network with PyTorch (default) or ONNX Runtime (faster on CPUs)")
     parser.add_argument("--onnx", help="ONNX model for --backend onnxruntime (default: export the checkpoint)")
     parser.add_argument("--articulation", action="store_true",
                         help="fit joint rotations: pose.json and a rigged hand.glb per hand; for videos "
@@ -130,6 +134,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="videos: also write every frame's vertices to the JSON lines")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch and ONNX Runtime)")
+    parser.add_argument("--mesh-axes", choices=("camera", "y-up"), default="camera",
+                        help="axes of mesh.obj/mesh.ply: camera (OpenCV: x right, y down, z forward, as in "
+                             "result.json; default) or y-up (turned 180 degrees about x, upright in Blender; "
+                             ".glb/.bvh are always y-up)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars and no line per input: only failures, warnings and the summary line")
     parser.add_argument("--view-size", type=int, default=256,
                         help=f"side of the front/side renders in pixels (16 to {MAX_VIEW_SIZE}; overlays of "
                              f"images over {MAX_PICTURE_SIDE} px are drawn downscaled to {MAX_PICTURE_SIDE} px, "
@@ -213,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
     user_box = crops.parse_box(args.bbox) if args.bbox else None
     boxes = crops.load_boxes_json(args.bbox_json) if args.bbox_json else None
     items = collect_inputs(inputs)
+    if args.quiet:
+        logging.getLogger("m3dhmr").setLevel(logging.WARNING)
     out = check_output_folder(args.out)
     names = output_names(items)
     with FolderLock(out, "m3dhmr predict"):
@@ -239,6 +251,9 @@ def run(args: argparse.Namespace) -> int:
             articulator = Articulator(predictor.template)
         job = _Job(args, predictor, articulator, out, K, user_box, boxes)
         entries = []
+        # One bar over the inputs when there are several; a video draws its own over its frames.
+        bar = _progress(args, total=len(items), unit="input", desc="predict") if len(items) > 1 else None
+        job.bar = bar
         for item, name in zip(items, names):
             entry = {"input": str(item.path), "kind": item.kind, "status": "ok", "reason": None}
             try:
@@ -247,13 +262,17 @@ def run(args: argparse.Namespace) -> int:
                 if e.errno == errno.ENOSPC:
                     raise  # nothing else will fit either: one line from the CLI, exit 1
                 entry.update(status="failed", reason=_reason(os_error_message(e), item.path))
-            except (ValueError, cv2.error) as e:  # this input's problem, not the program's
+            except (InputError, cv2.error) as e:  # this input's problem, not the program's
                 entry.update(status="failed", reason=_reason(str(e), item.path))
             except MemoryError:
                 entry.update(status="failed", reason="not enough memory for this input")
             if entry["status"] == "failed":
-                print(f"{item.path}: {entry['reason']}", file=sys.stderr, flush=True)
+                job.say(f"{item.path}: {entry['reason']}", sys.stderr)
             entries.append(entry)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         job.warn()
         failed = sum(e["status"] == "failed" for e in entries)
         counts = {"inputs": len(entries), "ok": len(entries) - failed, "failed": failed}
@@ -269,6 +288,13 @@ def _reason(message: str, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
+def _progress(args: argparse.Namespace, **kwargs):
+    """A tqdm bar on stderr with ETA; drawn only on a terminal, never with --quiet."""
+    from tqdm import tqdm
+
+    return tqdm(disable=True if args.quiet else None, dynamic_ncols=True, leave=False, file=sys.stderr, **kwargs)
+
+
 class _Job:
     """One input at a time, with the options and counters of the run."""
 
@@ -277,6 +303,19 @@ class _Job:
         self.K, self.user_box, self.boxes = K, user_box, boxes
         self.left = True if args.left else False if args.right else None
         self.failed = self.empty = self.poor = 0
+        self.bar = None  # the inputs' progress bar, which lines are printed above
+
+    def say(self, line: str, file=None) -> None:
+        """One line about an input (stdout; failures to stderr even with --quiet), above the bar."""
+        from tqdm import tqdm
+
+        file = sys.stdout if file is None else file
+        if self.args.quiet and file is sys.stdout:
+            return
+        if self.bar is not None and not self.bar.disable:
+            tqdm.write(line, file=file)
+        else:
+            print(line, file=file, flush=True)
 
     def box(self, path: Path):
         from m3dhmr.inference import crops
@@ -302,16 +341,21 @@ class _Job:
         kwargs = dict(hand_box=self.box(item.path), whole_frame=args.whole_image, K=self.K, left=self.left,
                       smooth=args.smooth, include_vertices=args.video_vertices)
         files = [f"{name}_annotated.mp4", f"{name}_results.jsonl"]
-        if self.articulator is None:
-            summary = predict_video(self.predictor, item.path, out / files[0], out / files[1], **kwargs)
-        else:
-            with staged_folder(out / f"{name}_hands") as hands_dir:
-                summary = predict_video(self.predictor, item.path, out / files[0], out / files[1], **kwargs,
-                                        articulator=self.articulator, articulation_dir=hands_dir)
-            files.append(f"{name}_hands")
+        frames = _progress(args, unit="frame", desc=item.path.name)
+        kwargs["progress"] = _frame_counter(frames)
+        try:
+            if self.articulator is None:
+                summary = predict_video(self.predictor, item.path, out / files[0], out / files[1], **kwargs)
+            else:
+                with staged_folder(out / f"{name}_hands") as hands_dir:
+                    summary = predict_video(self.predictor, item.path, out / files[0], out / files[1], **kwargs,
+                                            articulator=self.articulator, articulation_dir=hands_dir)
+                files.append(f"{name}_hands")
+        finally:
+            frames.close()
         bad = f", {summary.bad_frames} undecodable frame(s) skipped" if summary.bad_frames else ""
-        print(f"{item.path}: {summary.frames} frames{bad}, {summary.hands} hand track(s), "
-              f"{summary.successes} hand(s) registered -> {summary.video_path}")
+        self.say(f"{item.path}: {summary.frames} frames{bad}, {summary.hands} hand track(s), "
+                 f"{summary.successes} hand(s) registered -> {summary.video_path}")
         return {"outputs": files, "frames": summary.frames, "bad_frames": summary.bad_frames,
                 "hand_tracks": summary.hands}
 
@@ -330,29 +374,29 @@ class _Job:
         box = self.box(item.path)
         if box is not None:
             crops.validate_box(box, H, W, f"box of {item.path}")
-            results = [predictor.predict(image, K=K, left=bool(left), hand_box=box)]
+            results = predictor.predict(image, K=K, left=bool(left), hand_box=box)
         elif args.whole_image:
-            results = [predictor.predict(image, crops.full_image_box(H, W), K, bool(left))]
+            results = predictor.predict(image, crop_box=crops.full_image_box(H, W), K=K, left=bool(left))
         else:
-            results = predictor.predict(image, K=K, left=left)
+            results = predictor.predict(image, K=K, left=left, color_order="rgb")  # load_image gives RGB
         if self.articulator is not None:
             results = self.articulator.attach(results)
         K_used = results[0].K if results else (
             crops.default_intrinsics(H, W, predictor.fov_deg) if K is None else K)
         folder = self.out / name
         with staged_folder(folder) as tmp:
-            save_image_outputs(tmp, item.path, image, results, K_used, args.view_size)
+            save_image_outputs(tmp, item.path, image, results, K_used, args.view_size, mesh_axes=args.mesh_axes)
         entry = {"outputs": [name], "hands": len(results)}
         if not results:
             self.empty += 1
-            print(f"{item.path}: no hand found (give --bbox, lower --min-score, or --whole-image for a hand crop) "
-                  f"-> {folder}")
+            self.say(f"{item.path}: no hand found (give --bbox, lower --min-score, or --whole-image for a hand "
+                     f"crop) -> {folder}")
             return entry
         self.failed += sum(not r.success for r in results)
         self.poor += sum(r.quality_flag == "poor" for r in results)
         desc = "; ".join(f"{r.handedness} hand {_status(r)}, wrist at {np.round(r.translation, 3).tolist()} m"
                          for r in results)
-        print(f"{item.path}: {len(results)} hand(s): {desc} -> {folder}")
+        self.say(f"{item.path}: {len(results)} hand(s): {desc} -> {folder}")
         return entry
 
     def warn(self) -> None:
@@ -363,6 +407,17 @@ class _Job:
                         "result.json); do not trust them", self.poor)
         if self.empty:
             log.warning("%d image(s) with no hand found", self.empty)
+
+
+def _frame_counter(bar):
+    """predict_video's ``progress(done, total)`` callback, moving ``bar`` to ``done`` frames."""
+
+    def progress(done: int, total: int | None) -> None:
+        if total and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
 
 
 def _status(result) -> str:

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for pred.json and metrics (default: DATA/scores)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--workers", type=int, default=2, help="processes that render the images")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="images per network batch (default 32; lower it if memory runs out)")
     real = parser.add_argument_group("real photos (instead of the synthetic benchmark)")
     real.add_argument("--real", type=Path, default=None, metavar="DIR",
                       help="score against the real-photo landmark model on the photos in DIR (the sign-language "

@@ -11,6 +11,7 @@ what the network then uses as its rest shape). Writes ``template.ply``, ``j_reg.
 from __future__ import annotations
 
 import argparse
+from m3dhmr.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             reg = np.load(reg_path, allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise ValueError(f"{reg_path}: not a readable .npy array ({e})") from e
+            raise InputError(f"{reg_path}: not a readable .npy array ({e})") from e
         template = template_from_mesh(vertices, faces, reg, name=args.name or Path(args.out).name,
                                       where=f"{mesh} with {reg_path}")
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from m3dhmr.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def _load_npy(path: Path, what: str):
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npy array for {what} ({e})") from e
+        raise InputError(f"{path}: not a readable .npy array for {what} ({e})") from e
 
 
 def run(args: argparse.Namespace) -> int:

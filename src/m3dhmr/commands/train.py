@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from m3dhmr.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: folder not found: {args.data}")
     if args.max_minutes is not None and not args.max_minutes > 0:
-        raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+        raise InputError(f"--max-minutes must be > 0, got {args.max_minutes}")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_creatable_folder(args.out)  # creates nothing: a failed call leaves no folder
     if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
+        raise InputError("--resume and --overwrite exclude each other")
     result = train(cfg, args.data, args.out, resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, device=device,
                    progress_bar=not args.no_progress)

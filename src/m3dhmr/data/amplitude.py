@@ -33,6 +33,7 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
+from m3dhmr.errors import InputError
 
 #: Uniform draws per sample and view (see the module docstring).
 AMPLITUDE_DRAWS = 4
@@ -42,7 +43,7 @@ AMPLITUDE_MODES = ("swap", "jitter")
 def window_half_sizes(h: int, w: int, beta: float) -> tuple[int, int]:
     """Half-sizes ``(b_y, b_x)`` of the low-frequency box, or ``(-1, -1)`` (empty) for beta 0."""
     if not 0.0 <= beta <= 1.0:
-        raise ValueError(f"amplitude beta must be in [0, 1], got {beta}")
+        raise InputError(f"amplitude beta must be in [0, 1], got {beta}")
     if beta == 0:
         return -1, -1
     return int(math.floor(beta * h / 2)), int(math.floor(beta * w / 2))
@@ -58,7 +59,7 @@ def low_frequency_mask(h: int, w: int, beta: float) -> np.ndarray:
 
 def _check_image(image: np.ndarray, what: str) -> None:
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{what} must have shape (H, W, 3), got {image.shape}")
+        raise InputError(f"{what} must have shape (H, W, 3), got {image.shape}")
 
 
 def mix_amplitude(image: np.ndarray, other: np.ndarray, beta: float, lam: float) -> np.ndarray:
@@ -66,7 +67,7 @@ def mix_amplitude(image: np.ndarray, other: np.ndarray, beta: float, lam: float)
     ``(1 - lam) A_image + lam A_other`` inside the window, phase kept; float32 in [0, 1]."""
     _check_image(image, "mix_amplitude: image")
     if other.shape != image.shape:
-        raise ValueError(f"mix_amplitude: other has shape {other.shape}, image {image.shape}")
+        raise InputError(f"mix_amplitude: other has shape {other.shape}, image {image.shape}")
     f = np.fft.fft2(np.asarray(image, np.float64), axes=(0, 1))
     a_other = np.abs(np.fft.fft2(np.asarray(other, np.float64), axes=(0, 1)))
     m = low_frequency_mask(image.shape[0], image.shape[1], beta)[:, :, None]
@@ -113,7 +114,7 @@ def augment_amplitude(image: np.ndarray, u: np.ndarray, cfg, other: np.ndarray |
         return image
     if cfg.amplitude_mode == "swap":
         if other is None:
-            raise ValueError("augment_amplitude: the swap mode needs the other image")
+            raise InputError("augment_amplitude: the swap mode needs the other image")
         return mix_amplitude(image, other, cfg.amplitude_beta, cfg.amplitude_mix * float(u[1]))
     return jitter_amplitude(image, cfg.amplitude_beta, 1.0 + cfg.amplitude_jitter * (2.0 * np.asarray(u[1:4]) - 1.0))
 

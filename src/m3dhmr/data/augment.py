@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from m3dhmr.geometry.crop import CropBox
+from m3dhmr.errors import InputError
 
 #: Rec. 601 luma weights (RGB), used for grey levels in contrast and saturation.
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -93,35 +94,35 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
-            raise ValueError(f"augment.scale_range must satisfy 0 < low <= high, got {list(self.scale_range)}")
+            raise InputError(f"augment.scale_range must satisfy 0 < low <= high, got {list(self.scale_range)}")
         if not self.base_box_scale > 0:
-            raise ValueError(f"augment.base_box_scale must be > 0, got {self.base_box_scale}")
+            raise InputError(f"augment.base_box_scale must be > 0, got {self.base_box_scale}")
         if not 0 <= self.rotation_deg <= 180:
-            raise ValueError(f"augment.rotation_deg must be in [0, 180], got {self.rotation_deg}")
+            raise InputError(f"augment.rotation_deg must be in [0, 180], got {self.rotation_deg}")
         if not 0 <= self.shift_fraction <= 1:
-            raise ValueError(f"augment.shift_fraction must be in [0, 1], got {self.shift_fraction}")
+            raise InputError(f"augment.shift_fraction must be in [0, 1], got {self.shift_fraction}")
         for name in ("brightness", "contrast", "saturation"):
             v = getattr(self, name)
             if not 0 <= v < 1:
-                raise ValueError(f"augment.{name} must be in [0, 1), got {v}")
+                raise InputError(f"augment.{name} must be in [0, 1), got {v}")
         if not 0 <= self.hue_deg <= 180:
-            raise ValueError(f"augment.hue_deg must be in [0, 180], got {self.hue_deg}")
+            raise InputError(f"augment.hue_deg must be in [0, 180], got {self.hue_deg}")
         if self.eval_box not in ("image", "joints", "centre"):
-            raise ValueError(f"augment.eval_box must be 'image', 'joints' or 'centre', got {self.eval_box!r}")
+            raise InputError(f"augment.eval_box must be 'image', 'joints' or 'centre', got {self.eval_box!r}")
         if self.box_source not in ("joints", "mask"):
-            raise ValueError(f"augment.box_source must be 'joints' or 'mask', got {self.box_source!r}")
+            raise InputError(f"augment.box_source must be 'joints' or 'mask', got {self.box_source!r}")
         if not 0 < self.eval_centre_fraction <= 4:
-            raise ValueError(f"augment.eval_centre_fraction must be in (0, 4], got {self.eval_centre_fraction}")
+            raise InputError(f"augment.eval_centre_fraction must be in (0, 4], got {self.eval_centre_fraction}")
         if self.border not in ("constant", "replicate"):
-            raise ValueError(f"augment.border must be 'constant' or 'replicate', got {self.border!r}")
+            raise InputError(f"augment.border must be 'constant' or 'replicate', got {self.border!r}")
         if not self.min_box_px > 0:
-            raise ValueError(f"augment.min_box_px must be > 0, got {self.min_box_px}")
+            raise InputError(f"augment.min_box_px must be > 0, got {self.min_box_px}")
         for name in ("amplitude_prob", "amplitude_beta", "amplitude_mix", "amplitude_jitter"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise ValueError(f"augment.{name} must be a number in [0, 1], got {v!r}")
+                raise InputError(f"augment.{name} must be a number in [0, 1], got {v!r}")
         if self.amplitude_mode not in ("swap", "jitter"):
-            raise ValueError(f"augment.amplitude_mode must be 'swap' or 'jitter', got {self.amplitude_mode!r}")
+            raise InputError(f"augment.amplitude_mode must be 'swap' or 'jitter', got {self.amplitude_mode!r}")
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def joints_box(joints2d: np.ndarray, base_scale: float, min_extent: float = 1.0)
     """
     j = np.asarray(joints2d, dtype=np.float64)
     if j.ndim != 2 or j.shape[1] != 2 or len(j) == 0:
-        raise ValueError(f"joints_box: joints2d must have shape (J, 2), got {j.shape}")
+        raise InputError(f"joints_box: joints2d must have shape (J, 2), got {j.shape}")
     lo, hi = j.min(axis=0), j.max(axis=0)
     c = 0.5 * (lo + hi)
     extent = max(float((hi - lo).max()), min_extent)
@@ -219,7 +220,7 @@ def colour_matrix(jitter: ColourJitter, mean_grey: float) -> np.ndarray:
 def apply_colour(image: np.ndarray, jitter: ColourJitter) -> np.ndarray:
     """Colour-jitter an (H, W, 3) float32 RGB image in [0, 1]; result clipped to [0, 1]."""
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"apply_colour: image must have shape (H, W, 3), got {image.shape}")
+        raise InputError(f"apply_colour: image must have shape (H, W, 3), got {image.shape}")
     mean_grey = float(np.asarray(cv2.mean(image)[:3]) @ LUMA) * jitter.brightness  # cv2.mean: no strided pass
     m = colour_matrix(jitter, mean_grey).astype(np.float32)
     out = cv2.transform(image, m)

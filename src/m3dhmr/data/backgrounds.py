@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ def _folder_photos(folder: str) -> tuple[tuple[str, np.ndarray], ...]:
                                 "scripts/fetch_backgrounds.py --out DIR)")
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
     if not files:
-        raise ValueError(f"background_dir {folder} has no JPEG or PNG photos")
+        raise InputError(f"background_dir {folder} has no JPEG or PNG photos")
     photos = []
     for path in files:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
-            raise ValueError(f"background_dir: cannot decode {path}")
+            raise InputError(f"background_dir: cannot decode {path}")
         s = FOLDER_PHOTO_SIDE / max(img.shape[:2])
         if s < 1:
             img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
@@ -147,7 +148,7 @@ def procedural_background(rng: np.random.Generator, size: int, kind: str | None 
     """A (size, size, 3) uint8 RGB texture of ``kind`` (random when None) and its name."""
     kind = kind or PROCEDURAL_KINDS[rng.integers(len(PROCEDURAL_KINDS))]
     if kind not in PROCEDURAL_KINDS:
-        raise ValueError(f"unknown background kind {kind!r}; expected one of {PROCEDURAL_KINDS}")
+        raise InputError(f"unknown background kind {kind!r}; expected one of {PROCEDURAL_KINDS}")
     # Coordinates in [0, 1): 1-D rows/columns broadcast into the (S, S) maps, never an mgrid.
     r = (np.arange(size, dtype=np.float32) / np.float32(size))
     xx, yy = r[None, :], r[:, None]

@@ -36,6 +36,7 @@ from torch import Tensor
 from m3dhmr.conventions import ROOT_JOINT
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude_batch
 from m3dhmr.data.augment import LUMA, AugmentConfig, _RGB2YIQ, _YIQ2RGB
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
     root = Path(root)
     ann = load_annotations(root, split, num_vertices=num_vertices, cache_dir=cache_dir)
     if not ann.has_3d:
-        raise ValueError(f"{root}: the {split} split has no 3D ground truth; it cannot be trained on")
+        raise InputError(f"{root}: the {split} split has no 3D ground truth; it cannot be trained on")
     first = read_jpeg(ann.rgb_dir / "00000000.jpg")
     h, w = first.shape[:2]
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)
@@ -120,7 +121,7 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
         for i in iterator:
             img = first if i == 0 else read_jpeg(ann.rgb_dir / f"{i:08d}.jpg")
             if img.shape[:2] != (h, w):
-                raise ValueError(f"{ann.rgb_dir / f'{i:08d}.jpg'} is {img.shape[1]}x{img.shape[0]} but "
+                raise InputError(f"{ann.rgb_dir / f'{i:08d}.jpg'} is {img.shape[1]}x{img.shape[0]} but "
                                  f"00000000.jpg is {w}x{h}; the in-memory pipeline needs one image size "
                                  "(use data.pipeline: loader)")
             cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out[i])
@@ -220,7 +221,7 @@ def crop_cameras(K: Tensor, affine: Tensor) -> tuple[Tensor, Tensor]:
     M = affine[:, :, :2] @ K[:, :2, :2]
     d = torch.hypot(M[:, 1, 0], M[:, 1, 1])
     if not bool((d > 0).all()):
-        raise ValueError("crop_cameras: degenerate intrinsics or crop affine")
+        raise InputError("crop_cameras: degenerate intrinsics or crop affine")
     sn, c = M[:, 1, 0] / d, M[:, 1, 1] / d
     a = M[:, 0, 0] * c - M[:, 0, 1] * sn
     b = M[:, 0, 0] * sn + M[:, 0, 1] * c
@@ -338,7 +339,7 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
         crops = jitter_colours(crops, u[:, 4:8], cfg)
         if cfg.amplitude_prob > 0:
             if u.shape[1] < DRAWS_PER_VIEW + AMPLITUDE_DRAWS:
-                raise ValueError(f"make_views: amplitude augmentation needs {DRAWS_PER_VIEW + AMPLITUDE_DRAWS} "
+                raise InputError(f"make_views: amplitude augmentation needs {DRAWS_PER_VIEW + AMPLITUDE_DRAWS} "
                                  f"draws per sample, got {u.shape[1]}")
             # Swap partners: other crops of this batch (after their colour jitter).
             crops = augment_amplitude_batch(crops, u[:, DRAWS_PER_VIEW:DRAWS_PER_VIEW + AMPLITUDE_DRAWS], cfg)
@@ -368,7 +369,7 @@ def make_batch(split: InMemorySplit, image_index: Tensor | list[int], cfg: Augme
     """
     image_index = torch.as_tensor(image_index, dtype=torch.int64)
     if image_index.ndim != 1 or len(image_index) == 0:
-        raise ValueError(f"make_batch: image_index must be a non-empty (B,) tensor, got {tuple(image_index.shape)}")
+        raise InputError(f"make_batch: image_index must be a non-empty (B,) tensor, got {tuple(image_index.shape)}")
     if int(image_index.min()) < 0 or int(image_index.max()) >= split.num_images:
         raise IndexError(f"make_batch: image indices must lie in 0..{split.num_images - 1}")
     views = 2 if two_view else 1

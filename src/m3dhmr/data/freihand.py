@@ -52,6 +52,7 @@ from m3dhmr.data.augment import (
     sample_box,
     sample_colour,
 )
+from m3dhmr.errors import InputError
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude, partner_index
 from m3dhmr.data.synth_manifest import check_synthetic_set
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
@@ -144,23 +145,23 @@ def _parse_json_array(path: Path, dtype: type) -> np.ndarray:
         with open(path, "rb") as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        raise InputError(f"{path}: not valid JSON ({e})") from e
     try:
         return np.asarray(data, dtype=dtype)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: entries do not form a regular numeric array ({e})") from e
+        raise InputError(f"{path}: entries do not form a regular numeric array ({e})") from e
 
 
 def _check_shape(arr: np.ndarray, path: Path, tail: tuple[int | None, ...], what: str) -> None:
     ok = arr.ndim == 1 + len(tail) and all(t is None or a == t for a, t in zip(arr.shape[1:], tail))
     if not ok:
         want = "N x " + " x ".join("V" if t is None else str(t) for t in tail) if tail else "N"
-        raise ValueError(f"{path}: expected {what} of shape {want}, got array of shape {arr.shape}")
+        raise InputError(f"{path}: expected {what} of shape {want}, got array of shape {arr.shape}")
     if tail and None in tail and arr.shape[0] > 0 and arr.shape[1] == 0:
-        raise ValueError(f"{path}: {what} has 0 vertices per sample")
+        raise InputError(f"{path}: {what} has 0 vertices per sample")
     if not np.isfinite(arr).all():
         bad = np.unique(np.nonzero(~np.isfinite(arr.reshape(len(arr), -1)))[0])
-        raise ValueError(f"{path}: {what} contains NaN/inf (first bad sample index {int(bad[0])}, "
+        raise InputError(f"{path}: {what} contains NaN/inf (first bad sample index {int(bad[0])}, "
                          f"{len(bad)} bad samples)")
 
 
@@ -207,7 +208,7 @@ def _count_images(folder: Path) -> int:
     n = len(indices)
     if n and max(indices) != n - 1:
         missing = sorted(set(range(max(indices) + 1)) - set(indices))
-        raise ValueError(f"{folder}: images must be numbered 00000000.jpg..{n - 1:08d}.jpg; "
+        raise InputError(f"{folder}: images must be numbered 00000000.jpg..{n - 1:08d}.jpg; "
                          f"found {n} files up to {max(indices):08d}.jpg, missing e.g. {missing[0]:08d}.jpg")
     return n
 
@@ -231,11 +232,11 @@ def load_annotations(
     """
     root = Path(root)
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
     if not root.is_dir():
         raise FileNotFoundError(f"data set folder not found: {root}")
     if (root / SYNTH_IN_PROGRESS).exists():
-        raise ValueError(f"{root} is a synthetic set still being written (or interrupted): "
+        raise InputError(f"{root} is a synthetic set still being written (or interrupted): "
                          f"{root / SYNTH_IN_PROGRESS} exists; rerun m3dhmr synth")
     check_synthetic_set(root)
     cache = (Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)) if use_cache else None
@@ -261,7 +262,7 @@ def load_annotations(
     K = _load_array(k_path, np.float64, (3, 3), "intrinsics", cache)
     n = len(K)
     if n == 0:
-        raise ValueError(f"{k_path}: no samples")
+        raise InputError(f"{k_path}: no samples")
     xyz = verts = scale = None
     if file("xyz").is_file():
         xyz = _load_array(file("xyz"), np.float32, (NUM_JOINTS, 3), "joints", cache)
@@ -270,28 +271,28 @@ def load_annotations(
         scale = _load_array(file("scale"), np.float64, (), "scales", cache)
     for kind, arr in (("xyz", xyz), ("verts", verts), ("scale", scale)):
         if arr is not None and len(arr) != n:
-            raise ValueError(f"{file(kind)} has {len(arr)} samples but {k_path} has {n}")
+            raise InputError(f"{file(kind)} has {len(arr)} samples but {k_path} has {n}")
     if verts is not None and num_vertices is not None and verts.shape[1] != num_vertices:
         hint = (" (FreiHAND's meshes are MANO's: train with --template mano:/path/MANO_RIGHT.pkl, or a template "
                 "folder from `m3dhmr template`)" if verts.shape[1] == 778 else
                 " (train with the template the set was made with: --template, or model.template in the YAML)")
-        raise ValueError(f"{file('verts')} has {verts.shape[1]} vertices per sample but the model template "
+        raise InputError(f"{file('verts')} has {verts.shape[1]} vertices per sample but the model template "
                          f"has {num_vertices}{hint}")
     bad_k = ~((K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & (K[:, 1, 0] == 0)
               & np.all(np.isclose(K[:, 2], [0.0, 0.0, 1.0]), axis=1))
     if np.any(bad_k):
-        raise ValueError(f"{k_path}: sample {int(np.argmax(bad_k))} is not a pinhole matrix "
+        raise InputError(f"{k_path}: sample {int(np.argmax(bad_k))} is not a pinhole matrix "
                          "[[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0")
 
     num_images = _count_images(rgb_dir)
     if num_images == 0 or num_images % n:
-        raise ValueError(f"{rgb_dir} has {num_images} images, not a whole multiple of the {n} annotations "
+        raise InputError(f"{rgb_dir} has {num_images} images, not a whole multiple of the {n} annotations "
                          f"in {k_path}")
     mask_dir: Path | None = root / split / "mask"
     if mask_dir.is_dir():
         num_masks = _count_images(mask_dir)
         if num_masks != n:
-            raise ValueError(f"{mask_dir} has {num_masks} masks but {k_path} has {n} annotations")
+            raise InputError(f"{mask_dir} has {num_masks} masks but {k_path} has {n} annotations")
     else:
         mask_dir = None
     return FreiHANDAnnotations(K=np.asarray(K), xyz=xyz, verts=verts, scale=scale, num_images=num_images,
@@ -310,10 +311,10 @@ def read_jpeg(path: Path, grey: bool = False) -> np.ndarray:
         raise FileNotFoundError(f"image not found: {path}") from None
     # EOI marker FF D9 at the end (a few padding bytes after it are tolerated).
     if len(data) < 4 or data[:2] != b"\xff\xd8" or b"\xff\xd9" not in data[-16:]:
-        raise ValueError(f"{path}: not a complete JPEG file ({len(data)} bytes)")
+        raise InputError(f"{path}: not a complete JPEG file ({len(data)} bytes)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if img is None:
-        raise ValueError(f"{path}: JPEG could not be decoded")
+        raise InputError(f"{path}: JPEG could not be decoded")
     return img
 
 
@@ -330,7 +331,7 @@ class SharedEpoch:
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch`` (call before iterating each epoch)."""
         if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+            raise InputError(f"epoch must be >= 0, got {epoch}")
         self._epoch.fill_(int(epoch))
 
     @property
@@ -360,9 +361,9 @@ class FreiHANDDataset(SharedEpoch, Dataset):
         num_vertices: int | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
     ) -> None:
         if crop_size < 1:
-            raise ValueError(f"crop_size must be >= 1, got {crop_size}")
+            raise InputError(f"crop_size must be >= 1, got {crop_size}")
         if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+            raise InputError(f"seed must be >= 0, got {seed}")
         self.ann = load_annotations(root, split, num_vertices=num_vertices, cache_dir=cache_dir,
                                     use_cache=use_cache)
         self.root, self.split = Path(root), split
@@ -373,7 +374,7 @@ class FreiHANDDataset(SharedEpoch, Dataset):
         self.num_vertices = self.ann.num_vertices if self.ann.num_vertices is not None else (num_vertices or 0)
         needs_joints = self.augment.enabled or self.augment.eval_box == "joints"
         if needs_joints and not self.ann.has_3d:
-            raise ValueError(f"{root}: the {split} split has no {split}_xyz.json, so crops cannot be placed "
+            raise InputError(f"{root}: the {split} split has no {split}_xyz.json, so crops cannot be placed "
                              "from joints; use augment=None or AugmentConfig(enabled=False, eval_box='image')")
         SharedEpoch.__init__(self)
 
@@ -409,7 +410,7 @@ class FreiHANDDataset(SharedEpoch, Dataset):
         image = read_jpeg(self.image_path(i))
         mask = read_jpeg(self.ann.mask_dir / f"{a:08d}.jpg", grey=True) if self.ann.mask_dir else None
         if mask is not None and mask.shape != image.shape[:2]:
-            raise ValueError(f"{self.ann.mask_dir / f'{a:08d}.jpg'}: mask is {mask.shape[1]}x{mask.shape[0]} "
+            raise InputError(f"{self.ann.mask_dir / f'{a:08d}.jpg'}: mask is {mask.shape[1]}x{mask.shape[0]} "
                              f"but {self.image_path(i)} is {image.shape[1]}x{image.shape[0]}")
         K = self.ann.K[a]
         joints2d = self.joints2d(a)

@@ -42,6 +42,7 @@ import numpy as np
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.detect.hands import PAD_FRACTION, pad_view, shift_hand
 from m3dhmr.fileio import atomic_path, atomic_write_json, sha256_file
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,9 @@ class PseudoLabels:
         n = len(self.paths)
         for name, shape in (("landmarks", (n, NUM_JOINTS, 2)), ("depth", (n, NUM_JOINTS)), ("presence", (n,))):
             if getattr(self, name).shape != shape:
-                raise ValueError(f"PseudoLabels.{name} must have shape {shape}, got {getattr(self, name).shape}")
+                raise InputError(f"PseudoLabels.{name} must have shape {shape}, got {getattr(self, name).shape}")
         if len(self.handedness) != n:
-            raise ValueError(f"PseudoLabels.handedness has {len(self.handedness)} entries for {n} paths")
+            raise InputError(f"PseudoLabels.handedness has {len(self.handedness)} entries for {n} paths")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -84,7 +85,7 @@ class PseudoLabels:
     def select(self, min_presence: float = DEFAULT_MIN_PRESENCE) -> np.ndarray:
         """(N,) bool: a hand with presence >= ``min_presence`` and finite landmarks."""
         if not 0.0 <= min_presence <= 1.0:
-            raise ValueError(f"min_presence must be in [0, 1], got {min_presence}")
+            raise InputError(f"min_presence must be in [0, 1], got {min_presence}")
         finite = np.isfinite(self.landmarks).all(axis=(1, 2))
         return finite & (self.presence >= min_presence) & (self.presence > 0)
 
@@ -185,7 +186,7 @@ def pseudo_labels(paths: Sequence[Path | str], cache: Path | str | None = None, 
     """
     paths = tuple(Path(p) for p in paths)
     if not paths:
-        raise ValueError("pseudo_labels: no image paths given")
+        raise InputError("pseudo_labels: no image paths given")
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"{p}: image not found")

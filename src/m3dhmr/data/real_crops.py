@@ -42,6 +42,7 @@ from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.data.augment import AugmentConfig, apply_colour, joints_box, sample_box, sample_colour
 from m3dhmr.data.freihand import SharedEpoch
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,10 @@ def real_stream_index(num_real: int, seed: int, epoch: int, slots) -> np.ndarray
     cycle, in an order that depends only on the position. Returns int64 of ``slots``' shape.
     """
     if num_real < 1:
-        raise ValueError(f"real_stream_index: need at least one real photo, got {num_real}")
+        raise InputError(f"real_stream_index: need at least one real photo, got {num_real}")
     slots = np.asarray(slots, dtype=np.int64)
     if slots.size and slots.min() < 0:
-        raise ValueError("real_stream_index: slots must be >= 0")
+        raise InputError("real_stream_index: slots must be >= 0")
     out = np.empty(slots.shape, np.int64)
     for cycle in np.unique(slots // num_real):
         perm = np.random.default_rng([seed, epoch, int(cycle), 0x5EA1]).permutation(num_real)
@@ -80,7 +81,7 @@ def real_batch_slots(per_batch: int, batch: int, rank: int = 0, world_size: int 
     """This rank's stream positions in global batch ``batch`` (``per_batch`` real samples
     per global batch, dealt to ranks as :func:`m3dhmr.train.distributed.epoch_batches` does)."""
     if per_batch % world_size:
-        raise ValueError(f"{per_batch} real samples per batch do not divide among {world_size} ranks")
+        raise InputError(f"{per_batch} real samples per batch do not divide among {world_size} ranks")
     return list(range(batch * per_batch + rank, (batch + 1) * per_batch, world_size))
 
 
@@ -89,7 +90,7 @@ def split_counts(batch_size: int, real_fraction: float) -> tuple[int, int]:
     real, at least one of each (ValueError naming the keys otherwise)."""
     real = int(round(batch_size * real_fraction))
     if real < 1 or real >= batch_size:
-        raise ValueError(f"train.batch_size={batch_size} x data.real_fraction={real_fraction} gives {real} real "
+        raise InputError(f"train.batch_size={batch_size} x data.real_fraction={real_fraction} gives {real} real "
                          "samples per batch; need at least one real and one synthetic sample")
     return batch_size - real, real
 
@@ -118,7 +119,7 @@ def region_of(image: np.ndarray, landmarks: np.ndarray, left: bool, cfg: Augment
     x0, y0 = max(int(math.floor(cx - reach)), 0), max(int(math.floor(cy - reach)), 0)
     x1, y1 = min(int(math.ceil(cx + reach)), W - 1), min(int(math.ceil(cy + reach)), H - 1)
     if x1 < x0 or y1 < y0:
-        raise ValueError(f"landmarks lie outside the {W}x{H} image (box centre {cx:.1f}, {cy:.1f})")
+        raise InputError(f"landmarks lie outside the {W}x{H} image (box centre {cx:.1f}, {cy:.1f})")
     region = image[y0:y1 + 1, x0:x1 + 1]
     h, w = region.shape[:2]
     r = min(1.0, REGION_OVERSAMPLE * crop_size / (side * lo))
@@ -172,18 +173,18 @@ class RealCropDataset(SharedEpoch, Dataset):
         landmarks = np.asarray(landmarks, np.float64)
         keep, left = np.asarray(keep, bool).reshape(-1), np.asarray(left, bool).reshape(-1)
         if landmarks.shape != (n, NUM_JOINTS, 2):
-            raise ValueError(f"landmarks must have shape ({n}, {NUM_JOINTS}, 2) for {n} paths, got {landmarks.shape}")
+            raise InputError(f"landmarks must have shape ({n}, {NUM_JOINTS}, 2) for {n} paths, got {landmarks.shape}")
         if keep.shape != (n,) or left.shape != (n,):
-            raise ValueError(f"keep {keep.shape} and left {left.shape} must have shape ({n},)")
+            raise InputError(f"keep {keep.shape} and left {left.shape} must have shape ({n},)")
         if images is not None and len(images) != n:
-            raise ValueError(f"{len(images)} images for {n} paths")
+            raise InputError(f"{len(images)} images for {n} paths")
         if crop_size < 1 or seed < 0 or num_vertices < 0:
-            raise ValueError(f"crop_size ({crop_size}) must be >= 1, seed ({seed}) and num_vertices "
+            raise InputError(f"crop_size ({crop_size}) must be >= 1, seed ({seed}) and num_vertices "
                              f"({num_vertices}) >= 0")
         usable = keep & np.isfinite(landmarks).all(axis=(1, 2))
         self.rows = np.flatnonzero(usable)
         if len(self.rows) == 0:
-            raise ValueError(f"no usable real photo among {n}: {int(keep.sum())} kept by the presence threshold, "
+            raise InputError(f"no usable real photo among {n}: {int(keep.sum())} kept by the presence threshold, "
                              f"{int(usable.sum())} with finite landmarks")
         self.crop_size, self.seed, self.two_view, self.num_vertices = crop_size, seed, two_view, num_vertices
         self.augment = augment if augment is not None else AugmentConfig(enabled=False)
@@ -278,7 +279,7 @@ def photo_paths(real_dir: str | Path) -> list[Path]:
         return [Path(p) for p in split_by_person(root)["train"]]
     for up in root.resolve().parents:
         if all((up / str(d)).is_dir() for d in range(10)):
-            raise ValueError(f"data.real_dir {root} lies inside the sign-language-digits set {up}: give the set's "
+            raise InputError(f"data.real_dir {root} lies inside the sign-language-digits set {up}: give the set's "
                              "folder, so that only its training persons are used (never the held-out ones)")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Literal
 
 from m3dhmr.conventions import FINGER_NAMES
+from m3dhmr.errors import InputError
 
 #: Neighbouring runs (persons) held out together (see the module doc).
 BLOCK = 5
@@ -90,10 +91,10 @@ class FingerStates:
 
     def __post_init__(self) -> None:
         if self.thumb not in ("out", "across", "any"):
-            raise ValueError(f"FingerStates.thumb must be 'out', 'across' or 'any', got {self.thumb!r}")
+            raise InputError(f"FingerStates.thumb must be 'out', 'across' or 'any', got {self.thumb!r}")
         for f in FINGER_NAMES[1:]:
             if getattr(self, f) not in ("extended", "curled", "any"):
-                raise ValueError(f"FingerStates.{f} must be 'extended', 'curled' or 'any', got {getattr(self, f)!r}")
+                raise InputError(f"FingerStates.{f} must be 'extended', 'curled' or 'any', got {getattr(self, f)!r}")
 
     def __getitem__(self, finger: str) -> str:
         if finger not in FINGER_NAMES:
@@ -130,7 +131,7 @@ def image_number(path: Path | str) -> int:
     """The number of ``IMG_<number>.JPG``; a ValueError for any other name."""
     m = _NAME.fullmatch(Path(path).name)
     if m is None:
-        raise ValueError(f"{path}: not a sign-digits photo name (IMG_<number>.JPG)")
+        raise InputError(f"{path}: not a sign-digits photo name (IMG_<number>.JPG)")
     return int(m.group(1))
 
 
@@ -138,7 +139,7 @@ def digit_of(path: Path | str) -> int:
     """The digit shown in a photo: the name of its folder (``Dataset/<digit>/IMG_*.JPG``)."""
     name = Path(path).parent.name
     if not (len(name) == 1 and name.isdigit()):
-        raise ValueError(f"{path}: its folder {name!r} is not a digit 0-9 (expected Dataset/<digit>/IMG_*.JPG)")
+        raise InputError(f"{path}: its folder {name!r} is not a digit 0-9 (expected Dataset/<digit>/IMG_*.JPG)")
     return int(name)
 
 

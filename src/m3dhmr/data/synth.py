@@ -93,6 +93,7 @@ from m3dhmr.data.synth_manifest import MANIFEST_FILE, check_synthetic_set, write
 from m3dhmr.data.synth_scene import SynthConfig, _HandContext, _projected_box
 from m3dhmr.fileio import (LOCK_NAME, TEMP_GLOB, FolderLock, atomic_path, atomic_write_json, check_output_folder,
                            remove_stale_temporaries)
+from m3dhmr.errors import InputError
 from m3dhmr.render.shading import render_mesh
 
 log = logging.getLogger(__name__)
@@ -182,13 +183,13 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
     killed run's temporaries), a previous synthetic set (``synth_info.json`` or the
     in-progress marker), or ``overwrite``."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
+        raise InputError(f"--out {out} exists and is not a folder")
     if not out.is_dir():
         return
     others = (p for p in out.iterdir() if p.name != LOCK_NAME and not p.match(TEMP_GLOB))
     ours = (out / INFO_FILE).is_file() or (out / IN_PROGRESS).is_file()
     if next(others, None) is not None and not ours and not overwrite:
-        raise ValueError(f"--out {out} is not empty and is not a synthetic set made by m3dhmr synth "
+        raise InputError(f"--out {out} is not empty and is not a synthetic set made by m3dhmr synth "
                          f"(no {INFO_FILE}); pass --overwrite to replace its FreiHAND-layout files")
 
 
@@ -227,11 +228,11 @@ def generate(out: str | Path, num_train: int, num_eval: int, seed: int = 0, work
     available, else spawn)."""
     for name, v in (("--train", num_train), ("--eval", num_eval), ("--seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+            raise InputError(f"{name} must be a non-negative integer, got {v!r}")
     if num_train + num_eval == 0:
-        raise ValueError("--train and --eval are both 0: nothing to generate")
+        raise InputError("--train and --eval are both 0: nothing to generate")
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"--workers must be a positive integer, got {workers!r}")
+        raise InputError(f"--workers must be a positive integer, got {workers!r}")
     out = Path(out)
     # The output is checked (a foreign folder, a file in the way, an unwritable parent) before
     # the template or any worker is loaded, so a bad --out is one clear line, not a traceback.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from m3dhmr.errors import InputError
 
 #: Gamma of the sRGB-like encoding the synthetic images are made in.
 BASE_GAMMA = 2.2
@@ -97,7 +98,7 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     the segment inside its cell (16 samples per pixel of length, each given to its nearest
     pixel), so a horizontal motion of 3 px is exactly [1/3, 1/3, 1/3]."""
     if length < 1.0:
-        raise ValueError(f"motion blur length must be >= 1 px, got {length}")
+        raise InputError(f"motion blur length must be >= 1 px, got {length}")
     k = 2 * int(np.ceil(length / 2)) + 1
     c = (k - 1) // 2
     n = int(np.ceil(length * 16))
@@ -112,7 +113,7 @@ def disc_kernel(radius: float) -> np.ndarray:
     """(k, k) float32 defocus kernel: a disc of ``radius`` px (>= 0.5), anti-aliased by 4x4
     supersampling of each pixel's coverage, summing to 1."""
     if radius < 0.5:
-        raise ValueError(f"defocus radius must be >= 0.5 px, got {radius}")
+        raise InputError(f"defocus radius must be >= 0.5 px, got {radius}")
     h = int(np.ceil(radius))
     sub = (np.arange(4) + 0.5) / 4 - 0.5
     g = np.arange(-h, h + 1)
@@ -150,7 +151,7 @@ def apply_camera(img: np.ndarray, cam: CameraDraw) -> np.ndarray:
     not modified). Order as in a camera: exposure/white balance/tone curve, then lens
     softness, defocus and motion, then sensor noise."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 image, got {img.dtype} {img.shape}")
+        raise InputError(f"expected an (H, W, 3) uint8 image, got {img.dtype} {img.shape}")
     out = img
     if cam.gains != (1.0, 1.0, 1.0) or cam.gamma != BASE_GAMMA:
         out = cv2.LUT(out, tone_lut(cam.gains, cam.gamma))

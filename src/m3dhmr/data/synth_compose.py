@@ -19,6 +19,7 @@ from m3dhmr.data.synth_objects import SceneMesh, grip_object, object_colors, pla
 from m3dhmr.data.synth_forearm import ForearmParams, forearm_mesh, sample_forearm
 from m3dhmr.data.synth_scene import (RenderedSample, SynthConfig, _draw_geometry, _environment, _HandContext, _light,
                                      _occluder_spheres, _place, _skin, _v3_environment, sample_rng)
+from m3dhmr.errors import InputError
 from m3dhmr.data.synth_skin import GAMMA, SkinSample, sample_skin, skin_material, vertex_albedo
 from m3dhmr.geometry.rotations import rotation_to_axis_angle
 from m3dhmr.render.rasterizer import Fragments, rasterize
@@ -324,7 +325,7 @@ def render_hand_box(v_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: i
     h, w = int(y1 - y0), int(x1 - x0)
     if not isinstance(light, Environment):
         if occlusion is not None or material is not None:
-            raise ValueError("occlusion and material need an Environment light")
+            raise InputError("occlusion and material need an Environment light")
         return render_mesh(v_cam, faces, K_box, (h, w), colors=albedo, light=light, normals=normals), box
     frags = rasterize(v_cam, faces, K_box, h, w)
     rgb = np.zeros((h, w, 3), np.float32)

@@ -11,6 +11,7 @@ from numba import njit
 
 from m3dhmr.conventions import SCALE_BONE
 from m3dhmr.data.synth_scene import RenderedSample
+from m3dhmr.errors import InputError
 
 
 @njit(cache=True, nogil=True)
@@ -71,7 +72,7 @@ def _rows(a: np.ndarray) -> str:
     """
     a = np.ascontiguousarray(a, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError(f"expected an (N, 3) array, got shape {a.shape}")
+        raise InputError(f"expected an (N, 3) array, got shape {a.shape}")
     if len(a) == 0:
         return "[]"
     if not np.isfinite(a).all() or np.abs(a).max() >= 1e12:  # int64 micrometres
@@ -107,5 +108,5 @@ def encode_images(s: RenderedSample, mask_quality: int) -> tuple[bytes, bytes]:
     ``mask_quality`` (the mask is a label: never degraded with the image)."""
     quality = int(s.params["jpeg_quality"])
     if not 1 <= quality <= 100:
-        raise ValueError(f"sample jpeg_quality must be in 1..100, got {quality}")
+        raise InputError(f"sample jpeg_quality must be in 1..100, got {quality}")
     return _encode_jpeg(s.rgb[:, :, ::-1], quality), _encode_jpeg(s.mask.astype(np.uint8) * 255, mask_quality)

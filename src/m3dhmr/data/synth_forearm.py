@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from m3dhmr.mesh.adjacency import half_edges
+from m3dhmr.errors import InputError
 
 #: Rest-frame x of the cut that separates the hand from its stump (the wrist joint is at 0).
 WRIST_CUT_X = -0.010
@@ -59,7 +60,7 @@ def wrist_loop(vertices: np.ndarray, faces: np.ndarray, cut_x: float = WRIST_CUT
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"vertices must be (V, 3) and faces (F, 3), got {vertices.shape} and {faces.shape}")
+        raise InputError(f"vertices must be (V, 3) and faces (F, 3), got {vertices.shape} and {faces.shape}")
     cap = (vertices[faces, 0] < cut_x).any(1)
     kept = faces[~cap]
     he = half_edges(kept)
@@ -68,20 +69,20 @@ def wrist_loop(vertices: np.ndarray, faces: np.ndarray, cut_x: float = WRIST_CUT
     rev = he[:, 1] * len(vertices) + he[:, 0]
     boundary = he[~np.isin(rev, key)]
     if len(boundary) < 3:
-        raise ValueError(f"no wrist loop at x = {cut_x}: the cut leaves {len(boundary)} boundary edges")
+        raise InputError(f"no wrist loop at x = {cut_x}: the cut leaves {len(boundary)} boundary edges")
     # Follow each boundary half-edge backwards (b -> a): the tube's faces then use the loop's
     # edges in the direction opposite to the hand's, i.e. the two surfaces wind alike.
     nxt = dict(zip(boundary[:, 1].tolist(), boundary[:, 0].tolist()))
     if len(nxt) != len(boundary):
-        raise ValueError(f"the wrist cut at x = {cut_x} is not a simple loop (a vertex repeats)")
+        raise InputError(f"the wrist cut at x = {cut_x} is not a simple loop (a vertex repeats)")
     start = int(boundary[:, 1].min())
     loop = [start]
     while (v := nxt[loop[-1]]) != start:
         loop.append(v)
         if len(loop) > len(boundary):
-            raise ValueError(f"the wrist cut at x = {cut_x} is not a simple loop")
+            raise InputError(f"the wrist cut at x = {cut_x} is not a simple loop")
     if len(loop) != len(boundary):
-        raise ValueError(f"the wrist cut at x = {cut_x} leaves {len(boundary)} boundary edges in more than one loop")
+        raise InputError(f"the wrist cut at x = {cut_x} leaves {len(boundary)} boundary edges in more than one loop")
     return WristLoop(loop=np.asarray(loop, dtype=np.int64), open_faces=np.ascontiguousarray(kept), cap=cap)
 
 

@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from m3dhmr.errors import InputError
 from m3dhmr.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ _IMAGE_NAME = re.compile(r"^(\d{8})\.jpg$")
 OPTIONAL_TOGETHER = ("evaluation_xyz.json", "evaluation_verts.json")
 
 
-class IncompleteSetError(ValueError):
+class IncompleteSetError(InputError):
     """A synthetic set's files disagree with its manifest."""
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 #: Half the thickness of a finger at its pad (m): how far an object's surface sits from the bone line.
 FINGER_RADIUS = 0.009
@@ -40,7 +41,7 @@ def cylinder(radius: float, length: float, segments: int = 20, rings: int = 6) -
     """Closed cylinder along +z centred at the origin: vertices (segments * (rings + 1) + 2, 3),
     faces (F, 3) int64 (side quads split in two, caps as fans around a centre vertex)."""
     if radius <= 0 or length <= 0 or segments < 3 or rings < 1:
-        raise ValueError(f"cylinder needs radius, length > 0, segments >= 3, rings >= 1; got "
+        raise InputError(f"cylinder needs radius, length > 0, segments >= 3, rings >= 1; got "
                          f"{radius}, {length}, {segments}, {rings}")
     a = np.linspace(0, 2 * np.pi, segments, endpoint=False)
     z = np.linspace(-length / 2, length / 2, rings + 1)
@@ -64,7 +65,7 @@ def cylinder(radius: float, length: float, segments: int = 20, rings: int = 6) -
 def sphere(radius: float, segments: int = 20, rings: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """UV sphere centred at the origin: vertices (segments * (rings - 1) + 2, 3), faces (F, 3) int64."""
     if radius <= 0 or segments < 3 or rings < 2:
-        raise ValueError(f"sphere needs radius > 0, segments >= 3, rings >= 2; got {radius}, {segments}, {rings}")
+        raise InputError(f"sphere needs radius > 0, segments >= 3, rings >= 2; got {radius}, {segments}, {rings}")
     th = np.linspace(0, np.pi, rings + 1)[1:-1]
     ph = np.linspace(0, 2 * np.pi, segments, endpoint=False)
     st, ct = np.sin(th)[:, None], np.cos(th)[:, None]
@@ -87,7 +88,7 @@ def box(size: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned box of side lengths ``size`` (x, y, z) centred at the origin, 4 vertices per
     side so each side shades flat: vertices (24, 3), faces (12, 3) int64."""
     if min(size) <= 0:
-        raise ValueError(f"box sides must be > 0, got {size}")
+        raise InputError(f"box sides must be > 0, got {size}")
     h = np.asarray(size, dtype=np.float64) / 2
     verts, faces = [], []
     for axis in range(3):
@@ -129,7 +130,7 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     (the linear fit |x|^2 = 2 c.x + d, d = r^2 - |c|^2)."""
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3 or len(points) < 4:
-        raise ValueError(f"fit_sphere needs points of shape (N >= 4, 3), got {points.shape}")
+        raise InputError(f"fit_sphere needs points of shape (N >= 4, 3), got {points.shape}")
     A = np.column_stack([2 * points, np.ones(len(points))])
     sol = np.linalg.lstsq(A, (points ** 2).sum(1), rcond=None)[0]
     c = sol[:3]
@@ -168,9 +169,9 @@ def grip_object(kind: str, joints: np.ndarray, vertices: np.ndarray, rng: np.ran
     J = np.asarray(joints, dtype=np.float64)
     V = np.asarray(vertices, dtype=np.float64)
     if J.shape != (21, 3):
-        raise ValueError(f"joints must have shape (21, 3), got {J.shape}")
+        raise InputError(f"joints must have shape (21, 3), got {J.shape}")
     if V.ndim != 2 or V.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {V.shape}")
+        raise InputError(f"vertices must have shape (V, 3), got {V.shape}")
     if kind == "cylinder":
         axis = _unit(J[5] - J[17])
         mcp, pip, tip = (J[[k + o for k in (5, 9, 13, 17)]].mean(0) for o in (0, 1, 3))
@@ -268,7 +269,7 @@ def grip_object(kind: str, joints: np.ndarray, vertices: np.ndarray, rng: np.ran
                 if depth < 0.002:
                     return v, f
         return best[1], f
-    raise ValueError(f"unknown object kind {kind!r}; expected cylinder, sphere, plate or stick")
+    raise InputError(f"unknown object kind {kind!r}; expected cylinder, sphere, plate or stick")
 
 
 def object_colors(vertices: np.ndarray, rng: np.random.Generator) -> np.ndarray:

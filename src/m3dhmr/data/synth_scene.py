@@ -11,6 +11,7 @@ from numba import njit
 
 from m3dhmr.geometry.rotations import random_rotation, rot_x, rot_y, rot_z
 from m3dhmr.render.shading import Environment, LightSettings, vertex_normals
+from m3dhmr.errors import InputError
 
 #: Smallest image side a set can have.
 MIN_SIZE = 64
@@ -87,46 +88,46 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)):
-            raise ValueError(f"size must be a whole number of pixels, got {self.size!r}")
+            raise InputError(f"size must be a whole number of pixels, got {self.size!r}")
         if not MIN_SIZE <= self.size <= MAX_SIZE:
             which = f"at least {MIN_SIZE}" if self.size < MIN_SIZE else f"at most {MAX_SIZE}"
-            raise ValueError(f"size must be {which} pixels, got {self.size}")
+            raise InputError(f"size must be {which} pixels, got {self.size}")
         for name in ("focal_range", "fill_range"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
-                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+                raise InputError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
         if self.fill_range[1] / 2 + self.center_jitter >= 0.5:
-            raise ValueError("fill_range[1] / 2 + center_jitter must stay below 0.5 (hand inside the image)")
+            raise InputError("fill_range[1] / 2 + center_jitter must stay below 0.5 (hand inside the image)")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+            raise InputError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         for name in ("photo_prob", "occluder_prob", "max_occluded_fraction", "frontal_prob", "handshape_prob",
                      "object_prob", "other_hand_prob", "blur_prob", "defocus_prob", "motion_blur_prob",
                      "noise_prob", "color_prob"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+                raise InputError(f"{name} must be a number in [0, 1], got {v!r}")
         for name, low, high in (("shot_noise_range", 0.0, 0.1), ("read_noise_range", 0.0, 0.2),
                                 ("exposure_range", 1e-3, 100.0), ("gamma_range", 0.5, 5.0),
                                 ("jpeg_quality_range", 1, 100)):
             v = getattr(self, name)
             if len(v) != 2 or not low <= v[0] <= v[1] <= high:
-                raise ValueError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {v!r}")
+                raise InputError(f"{name} must be (low, high) with {low} <= low <= high <= {high}, got {v!r}")
         if any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) for q in self.jpeg_quality_range):
-            raise ValueError(f"jpeg_quality_range must hold integers, got {self.jpeg_quality_range!r}")
+            raise InputError(f"jpeg_quality_range must hold integers, got {self.jpeg_quality_range!r}")
         for name in ("forearm_prob", "sleeve_prob"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+                raise InputError(f"{name} must be a number in [0, 1], got {v!r}")
         for name in ("skin_detail", "ao"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.background_dir is not None and (not isinstance(self.background_dir, str) or not self.background_dir):
-            raise ValueError(f"background_dir must be a folder path or null, got {self.background_dir!r}")
+            raise InputError(f"background_dir must be a folder path or null, got {self.background_dir!r}")
         if self.shading not in SHADINGS:
-            raise ValueError(f"shading must be one of {SHADINGS}, got {self.shading!r}")
+            raise InputError(f"shading must be one of {SHADINGS}, got {self.shading!r}")
         for name in ("defocus_max", "motion_blur_max", "white_balance_std"):
             if not 0.0 <= getattr(self, name) <= 50.0:
-                raise ValueError(f"{name} must be in [0, 50], got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be in [0, 50], got {getattr(self, name)!r}")
 
 
 @dataclass

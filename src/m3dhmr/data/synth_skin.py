@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from m3dhmr import conventions as cv
+from m3dhmr.errors import InputError
 
 #: sRGB skin albedos from Fitzpatrick type I (very light) to VI (very dark); a sample
 #: interpolates between neighbours.
@@ -76,7 +77,7 @@ def skin_fields(rest_vertices: np.ndarray, rest_normals: np.ndarray, rest_joints
     w = np.asarray(skinning_weights, dtype=np.float64)
     frames = np.asarray(joint_frames, dtype=np.float64)
     if w.shape != (len(rest_vertices), len(cv.KINEMATIC_JOINTS)) or frames.shape != (len(cv.KINEMATIC_JOINTS), 3, 3):
-        raise ValueError(f"skinning weights must be (V, 16) and frames (16, 3, 3), got {w.shape} and {frames.shape}")
+        raise InputError(f"skinning weights must be (V, 16) and frames (16, 3, 3), got {w.shape} and {frames.shape}")
     # Palm side of each bone: positive flexion about the first axis moves the twist axis
     # towards flexion x twist (checked on the open hand: -y for every straight finger).
     palmar = np.cross(frames[:, :, 0], frames[:, :, 2])

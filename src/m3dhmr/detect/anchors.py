@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def ssd_anchor_centres(cfg: AnchorConfig = AnchorConfig()) -> np.ndarray:
     row-major (y, then x), then the anchors of a cell, as the model's outputs are laid out.
     """
     if len(cfg.strides) != cfg.num_layers:
-        raise ValueError(f"AnchorConfig: {cfg.num_layers} layers but {len(cfg.strides)} strides")
+        raise InputError(f"AnchorConfig: {cfg.num_layers} layers but {len(cfg.strides)} strides")
     out = []
     layer = 0
     while layer < cfg.num_layers:
@@ -86,9 +87,9 @@ def decode_boxes(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndar
     raw_scores = np.asarray(raw_scores, dtype=np.float64).reshape(-1)
     A = len(anchors)
     if raw_boxes.ndim != 2 or raw_boxes.shape[0] != A or raw_boxes.shape[1] < 4 or raw_boxes.shape[1] % 2:
-        raise ValueError(f"raw_boxes must have shape ({A}, 4 + 2K), got {raw_boxes.shape}")
+        raise InputError(f"raw_boxes must have shape ({A}, 4 + 2K), got {raw_boxes.shape}")
     if raw_scores.shape != (A,):
-        raise ValueError(f"raw_scores must have {A} values, got {raw_scores.shape}")
+        raise InputError(f"raw_scores must have {A} values, got {raw_scores.shape}")
     scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -clip, clip)))
     keep = np.flatnonzero(scores >= min_score)
     r = raw_boxes[keep] / float(input_size)

@@ -39,6 +39,7 @@ import numpy as np
 import m3dhmr.detect.anchors as anc
 import m3dhmr.detect.rois as rois
 from m3dhmr.fileio import sha256_file
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,13 @@ class DetectedHand:
 def model_path(name: str, model_dir: Path = MODEL_DIR) -> Path:
     """Path of a packaged model file, after checking its size and SHA-256."""
     if name not in MODEL_FILES:
-        raise ValueError(f"unknown detector model {name!r}; packaged: {sorted(MODEL_FILES)}")
+        raise InputError(f"unknown detector model {name!r}; packaged: {sorted(MODEL_FILES)}")
     path = Path(model_dir) / name
     size, digest = MODEL_FILES[name]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the packaged hand detector model is missing; reinstall m3dhmr")
     if path.stat().st_size != size or sha256_file(path) != digest:
-        raise ValueError(f"{path}: size or SHA-256 does not match the pinned hash (damaged file); reinstall m3dhmr")
+        raise InputError(f"{path}: size or SHA-256 does not match the pinned hash (damaged file); reinstall m3dhmr")
     return path
 
 
@@ -140,10 +141,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB of at least :data:`MIN_IMAGE_SIDE` px, else a ValueError saying why."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape} "
+        raise InputError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape} "
                          "(m3dhmr.load_image converts grayscale, RGBA and 16-bit files)")
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image of {image.shape[1]} x {image.shape[0]} px is too small to find hands in "
+        raise InputError(f"image of {image.shape[1]} x {image.shape[0]} px is too small to find hands in "
                          f"(at least {MIN_IMAGE_SIDE} px a side)")
     return image
 
@@ -166,17 +167,17 @@ class HandDetector:
                  threads: int | None = None, nms_iou: float = 0.3, duplicate_iou: float = 0.5,
                  tiles: bool = True, pad_fraction: float = PAD_FRACTION) -> None:
         if max_hands < 1:
-            raise ValueError(f"max_hands must be >= 1, got {max_hands}")
+            raise InputError(f"max_hands must be >= 1, got {max_hands}")
         for name, v in (("min_detection_score", min_detection_score), ("min_presence", min_presence)):
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
+                raise InputError(f"{name} must be in [0, 1], got {v}")
         self.max_hands = int(max_hands)
         self.min_detection_score = float(min_detection_score)
         self.min_presence = float(min_presence)
         self.nms_iou, self.duplicate_iou = float(nms_iou), float(duplicate_iou)
         self.tiles = bool(tiles)
         if not 0.0 <= pad_fraction <= 2.0:
-            raise ValueError(f"pad_fraction must be in [0, 2], got {pad_fraction}")
+            raise InputError(f"pad_fraction must be in [0, 2], got {pad_fraction}")
         self.pad_fraction = float(pad_fraction)
         self._palm = _interpreter(model_path("hand_detector.tflite"), threads)
         self._hand = _interpreter(model_path("hand_landmarks_detector.tflite"), threads)

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 #: The benchmark's generator seed (training sets use others).
 BENCHMARK_SEED = 7
@@ -34,7 +35,7 @@ def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
     if info_path.is_file():
         info = json.loads(info_path.read_text())
         if info.get("version") != SYNTH_VERSION:
-            raise ValueError(f"{data} was rendered by synthetic-data generator version {info.get('version')}, not "
+            raise InputError(f"{data} was rendered by synthetic-data generator version {info.get('version')}, not "
                              f"{SYNTH_VERSION} (each version renders other images: see m3dhmr.data.synth); delete the "
                              f"folder (or pick another --data) to render the benchmark again")
         if info.get("seed") == BENCHMARK_SEED and info.get("train") == 0 and info.get("eval") == num:
@@ -47,9 +48,9 @@ def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
                 generate(data, 0, num, seed=BENCHMARK_SEED, workers=workers, overwrite=False, progress=False)
                 return data
         if info.get("seed") != BENCHMARK_SEED or info.get("train") != 0:
-            raise ValueError(f"{data} holds another synthetic set (seed {info.get('seed')}, {info.get('train')} "
+            raise InputError(f"{data} holds another synthetic set (seed {info.get('seed')}, {info.get('train')} "
                              f"training samples); pick an empty --data folder for the benchmark")
-        raise ValueError(f"{data} holds the first {info.get('eval')} benchmark images, not {num}; "
+        raise InputError(f"{data} holds the first {info.get('eval')} benchmark images, not {num}; "
                          f"use --num {info.get('eval')} or another --data folder")
     print(f"rendering {num} benchmark images (seed {BENCHMARK_SEED}) into {data}", flush=True)
     generate(data, 0, num, seed=BENCHMARK_SEED, workers=workers, overwrite=False, progress=False)
@@ -76,9 +77,9 @@ def score_benchmark(data: str | Path = Path("outputs/benchmark"), num: int = BEN
     from m3dhmr.hand import load_template
 
     if not 1 <= num <= BENCHMARK_SIZE:
-        raise ValueError(f"--num must be in 1..{BENCHMARK_SIZE}, got {num}")
+        raise InputError(f"--num must be in 1..{BENCHMARK_SIZE}, got {num}")
     if workers < 1 or batch_size < 1:
-        raise ValueError("--workers and --batch-size must be >= 1")
+        raise InputError("--workers and --batch-size must be >= 1")
     data = ensure_benchmark(Path(data), num, workers)
     out = Path(out) if out is not None else data / "scores"
     if device == "auto":

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from m3dhmr.conventions import MM_PER_M, NUM_JOINTS, ROOT_JOINT
 from m3dhmr.geometry.procrustes import align_w_scale_batch
+from m3dhmr.errors import InputError
 
 #: PCK thresholds of the AUC, metres (official: ``np.linspace(0.0, 0.05, 100)``).
 AUC_THRESHOLDS_M: np.ndarray = np.linspace(0.0, 0.05, 100)
@@ -73,11 +74,11 @@ def check_points(name: str, x: np.ndarray, n: int | None = None, p: int | None =
     x = np.asarray(x, dtype=np.float64)
     want = f"({n if n is not None else 'N'}, {p if p is not None else 'P'}, 3)"
     if x.ndim != 3 or x.shape[-1] != 3 or (n is not None and x.shape[0] != n) or (p is not None and x.shape[1] != p):
-        raise ValueError(f"{name}: expected shape {want}, got {x.shape}")
+        raise InputError(f"{name}: expected shape {want}, got {x.shape}")
     bad = ~np.isfinite(x).all(axis=(1, 2))
     if bad.any():
         idx = np.flatnonzero(bad)
-        raise ValueError(f"{name}: sample {idx[0]} contains NaN or inf ({idx.size} bad sample(s))")
+        raise InputError(f"{name}: sample {idx[0]} contains NaN or inf ({idx.size} bad sample(s))")
     return x
 
 
@@ -150,11 +151,11 @@ def nearest_distances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndar
     a = np.ascontiguousarray(a, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != 3 or b.shape[2] != 3:
-        raise ValueError(f"nearest_distances: expected (N, P, 3) and (N, Q, 3), got {a.shape} and {b.shape}")
+        raise InputError(f"nearest_distances: expected (N, P, 3) and (N, Q, 3), got {a.shape} and {b.shape}")
     d_ab = np.empty(a.shape[:2])
     d_ba = np.empty(b.shape[:2])
     if a.shape[1] == 0 or b.shape[1] == 0:
-        raise ValueError(f"nearest_distances: empty point set, shapes {a.shape} and {b.shape}")
+        raise InputError(f"nearest_distances: empty point set, shapes {a.shape} and {b.shape}")
     _nn_kernel()(a, b, d_ab, d_ba)
     return np.sqrt(d_ab), np.sqrt(d_ba)
 
@@ -193,7 +194,7 @@ def freihand_metrics(pred_xyz: np.ndarray, pred_verts: np.ndarray, gt_xyz: np.nd
     gt_xyz = check_points("gt_xyz", gt_xyz, p=NUM_JOINTS)
     n = gt_xyz.shape[0]
     if n == 0:
-        raise ValueError("freihand_metrics: no samples")
+        raise InputError("freihand_metrics: no samples")
     gt_verts = check_points("gt_verts", gt_verts, n=n)
     pred_xyz = check_points("pred_xyz", pred_xyz, n=n, p=NUM_JOINTS)
     pred_verts = check_points("pred_verts", pred_verts, n=n, p=gt_verts.shape[1])

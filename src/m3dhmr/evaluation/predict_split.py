@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,17 @@ def predict_split(
     from m3dhmr.inference.predictor import Predictor
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        raise InputError(f"num_workers must be >= 0, got {num_workers}")
     n = int(getattr(dataset, "num_annotations", len(dataset)))
     if n == 0:
-        raise ValueError("predict_split: the split has no samples")
+        raise InputError("predict_split: the split has no samples")
     if dataset.augment.enabled:
-        raise ValueError("predict_split: the dataset augments its crops; pass augment.enabled = false")
+        raise InputError("predict_split: the dataset augments its crops; pass augment.enabled = false")
     predictor = Predictor.from_model(model, device=str(device))
     if predictor.input_size != dataset.crop_size:
-        raise ValueError(f"predict_split: the model takes {predictor.input_size}-px crops, the dataset makes "
+        raise InputError(f"predict_split: the model takes {predictor.input_size}-px crops, the dataset makes "
                          f"{dataset.crop_size}-px ones")
 
     def prepare(i: int):

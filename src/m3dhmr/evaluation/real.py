@@ -32,6 +32,7 @@ import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.geometry.finger_states import finger_states
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,10 @@ def palm_length(ref: np.ndarray) -> np.ndarray:
 def palm_errors(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """pred, ref (N, 21, 2) pixels -> (N, 21) distance in palms of the reference."""
     if pred.shape != ref.shape or pred.shape[-2:] != (NUM_JOINTS, 2):
-        raise ValueError(f"pred and ref must both be (N, 21, 2), got {pred.shape} and {ref.shape}")
+        raise InputError(f"pred and ref must both be (N, 21, 2), got {pred.shape} and {ref.shape}")
     palm = palm_length(ref)
     if np.any(palm <= 0):
-        raise ValueError("a reference hand has its wrist on its middle MCP (palm length 0)")
+        raise InputError("a reference hand has its wrist on its middle MCP (palm length 0)")
     return np.linalg.norm(pred - ref, axis=-1) / palm[:, None]
 
 
@@ -199,7 +200,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"spearman needs two (N,) arrays, got {a.shape} and {b.shape}")
+        raise InputError(f"spearman needs two (N,) arrays, got {a.shape} and {b.shape}")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b)[0])
@@ -224,12 +225,12 @@ def real_photos(root: Path, split: str = "heldout") -> tuple[list[Path], bool]:
     from m3dhmr.data import sign_digits as sd
 
     if split not in ("train", "heldout", "all"):
-        raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+        raise InputError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
     try:
         sd.dataset_dir(root)
     except FileNotFoundError:
         if split == "train":
-            raise ValueError(f"{root} is not the sign-language-digits set: it has no 'train' split") from None
+            raise InputError(f"{root} is not the sign-language-digits set: it has no 'train' split") from None
         return list_images(root), False
     if split == "all":
         return sd.list_photos(root), True
@@ -249,7 +250,7 @@ def evaluate_real(predictor, root: Path, split: str = "heldout", limit: int | No
     paths, is_sign = real_photos(root, split)
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+            raise InputError(f"limit must be >= 1, got {limit}")
         if is_sign:  # every digit in a small run: take the photos evenly over the split
             paths = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(limit, len(paths))).round()
                                                  .astype(int))]
@@ -257,7 +258,7 @@ def evaluate_real(predictor, root: Path, split: str = "heldout", limit: int | No
             paths = paths[:limit]
     ref = pseudo_labels(paths, cache=cache, progress=progress) if labels is None else labels
     if tuple(ref.paths) != tuple(Path(p) for p in paths):
-        raise ValueError("labels are not for the photos being scored")
+        raise InputError("labels are not for the photos being scored")
     n = len(paths)
     has_ref = ref.select(DEFAULT_MIN_PRESENCE)
     j2 = np.full((n, NUM_JOINTS, 2), np.nan)
@@ -265,7 +266,11 @@ def evaluate_real(predictor, root: Path, split: str = "heldout", limit: int | No
     reproj = np.full(n, np.nan)
     has_pred = np.zeros(n, bool)
     quality = np.full(n, np.nan)
-    for i, p in enumerate(paths):
+    from tqdm import tqdm
+
+    # A bar on a terminal (ETA); elsewhere the log line every 100 photos below.
+    for i, p in enumerate(tqdm(paths, desc="real photos", unit="photo", disable=True if not progress else None,
+                               leave=False, dynamic_ncols=True)):
         image = load_image(p)
         hand = detect_best(predictor.detector, image)
         if hand is not None:

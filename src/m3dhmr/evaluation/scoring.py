@@ -22,6 +22,7 @@ import numpy as np
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.fileio import atomic_write_text
 from m3dhmr.evaluation.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +53,30 @@ def read_prediction_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, list) or len(data) != 2:
         got = f"a list of {len(data)} items" if isinstance(data, list) else type(data).__name__
-        raise ValueError(f"{path}: expected a 2-element list [xyz_list, verts_list], got {got}")
+        raise InputError(f"{path}: expected a 2-element list [xyz_list, verts_list], got {got}")
     arrays = []
     for name, lst in (("xyz_list", data[0]), ("verts_list", data[1])):
         try:
             arr = np.asarray(lst, dtype=np.float64)
         except (ValueError, TypeError):
-            raise ValueError(f"{path}: {name} is not a regular N x P x 3 list of numbers") from None
+            raise InputError(f"{path}: {name} is not a regular N x P x 3 list of numbers") from None
         arrays.append(arr)
     xyz, verts = arrays
     try:
         xyz = check_points(f"{path}: xyz_list", xyz, p=NUM_JOINTS)
         verts = check_points(f"{path}: verts_list", verts)
     except ValueError as e:
-        raise ValueError(str(e).replace("(N, 21, 3)", "N x 21 x 3").replace("(N, P, 3)", "N x V x 3")) from None
+        raise InputError(str(e).replace("(N, 21, 3)", "N x 21 x 3").replace("(N, P, 3)", "N x V x 3")) from None
     if len(xyz) != len(verts):
-        raise ValueError(f"{path}: xyz_list has {len(xyz)} samples but verts_list has {len(verts)}")
+        raise InputError(f"{path}: xyz_list has {len(xyz)} samples but verts_list has {len(verts)}")
     for name, arr in (("xyz_list", xyz), ("verts_list", verts)):
         big = np.abs(arr).max(axis=(1, 2)) > MAX_ABS_COORD_M if arr.size else np.zeros(len(arr), bool)
         if big.any():
             i = int(np.flatnonzero(big)[0])
-            raise ValueError(f"{path}: {name} sample {i} has a coordinate of {np.abs(arr[i]).max():.3g} m; "
+            raise InputError(f"{path}: {name} sample {i} has a coordinate of {np.abs(arr[i]).max():.3g} m; "
                              f"predictions must be in metres, within {MAX_ABS_COORD_M:g} m of the camera "
                              f"({int(big.sum())} such sample(s))")
     return xyz, verts
@@ -143,9 +144,9 @@ def score_predictions(pred_xyz: np.ndarray, pred_verts: np.ndarray, data_dir: st
     pred_verts = np.asarray(pred_verts)
     if pred_xyz.ndim < 1 or len(pred_xyz) != len(gt_xyz) or pred_verts.ndim < 1 or len(pred_verts) != len(gt_xyz):
         n_p = len(pred_xyz) if pred_xyz.ndim else 0
-        raise ValueError(f"the prediction has {n_p} samples but the {split} split of {data_dir} has {len(gt_xyz)}")
+        raise InputError(f"the prediction has {n_p} samples but the {split} split of {data_dir} has {len(gt_xyz)}")
     if pred_verts.ndim != 3 or pred_verts.shape[1] != gt_verts.shape[1]:
-        raise ValueError(f"the predicted meshes have {pred_verts.shape[1] if pred_verts.ndim == 3 else '?'} "
+        raise InputError(f"the predicted meshes have {pred_verts.shape[1] if pred_verts.ndim == 3 else '?'} "
                          f"vertices but the ground truth in {data_dir} ({split}_verts.json) has {gt_verts.shape[1]}")
     return freihand_metrics(pred_xyz, pred_verts, gt_xyz, gt_verts)
 
@@ -156,7 +157,7 @@ def score_prediction_file(path: str | Path, data_dir: str | Path, split: str = "
     try:
         return score_predictions(xyz, verts, data_dir, split)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
 
 
 def mean_pose_prediction(reference_xyz: np.ndarray, reference_verts: np.ndarray,
@@ -201,7 +202,7 @@ def constant_prediction(vertices: np.ndarray, joint_regressor: np.ndarray,
     v = np.asarray(vertices, np.float64)
     jreg = np.asarray(joint_regressor, np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or jreg.shape != (NUM_JOINTS, v.shape[0]):
-        raise ValueError(f"constant_prediction: vertices (V, 3) and joint_regressor (21, V) expected, "
+        raise InputError(f"constant_prediction: vertices (V, 3) and joint_regressor (21, V) expected, "
                          f"got {v.shape} and {jreg.shape}")
     j = jreg @ v
     v, j = v - j[ROOT_JOINT], j - j[ROOT_JOINT]

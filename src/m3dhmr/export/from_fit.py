@@ -22,6 +22,7 @@ from .. import conventions as cv
 from ..hand.articulation import pose_hand
 from ..hand.fit import HandFit
 from .rig import Rig
+from m3dhmr.errors import InputError
 
 
 def _rig_arrays(fit: HandFit, index: int, bake_correctives: bool) -> tuple[Rig, np.ndarray]:
@@ -92,9 +93,9 @@ def fit_animation(fit: HandFit) -> tuple[Rig, np.ndarray]:
     ``fit_hand(..., shape=...)``), since a rig has one rest mesh.
     """
     if len(fit) == 0:
-        raise ValueError("an animation needs at least one frame")
+        raise InputError("an animation needs at least one frame")
     if not torch.allclose(fit.shape, fit.shape[:1].expand_as(fit.shape), atol=1e-6):
-        raise ValueError("the frames' shapes differ: fit them with one shape (fit_hand(..., shape=...)) "
+        raise InputError("the frames' shapes differ: fit them with one shape (fit_hand(..., shape=...)) "
                          "to animate one rig")
     rig, g0 = _rig_arrays(fit, 0, bake_correctives=False)
     frames = [g0] + [_global_transforms(fit.hand, fit, i, rig.rest_transforms) for i in range(1, len(fit))]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import conventions as cv
+from m3dhmr.errors import InputError
 
 #: Mirror of the x axis: a left hand is the right hand seen through ``x -> -x``.
 MIRROR_X = np.diag([-1.0, 1.0, 1.0])
@@ -44,15 +45,15 @@ def _homogeneous(a: np.ndarray) -> np.ndarray:
 def _check_transforms(g: np.ndarray, name: str, tol: float) -> None:
     """Raise ValueError unless every (..., 4, 4) in ``g`` is finite and rigid with det +1."""
     if not np.all(np.isfinite(g)):
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
+        raise InputError(f"{name} must be finite (found NaN or inf)")
     bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), g.shape[:-2] + (4,))
     if g.size and np.abs(g[..., 3, :] - bottom).max() > tol:
-        raise ValueError(f"{name} must have bottom row [0, 0, 0, 1]")
+        raise InputError(f"{name} must have bottom row [0, 0, 0, 1]")
     r = g[..., :3, :3]
     if g.size and np.abs(r @ np.swapaxes(r, -1, -2) - np.eye(3)).max() > tol:
-        raise ValueError(f"{name}: rotation parts must be orthonormal (R R^T = I within {tol:g})")
+        raise InputError(f"{name}: rotation parts must be orthonormal (R R^T = I within {tol:g})")
     if g.size and np.abs(np.linalg.det(r) - 1.0).max() > tol:
-        raise ValueError(f"{name}: rotation parts must be proper (det +1 within {tol:g}), "
+        raise InputError(f"{name}: rotation parts must be proper (det +1 within {tol:g}), "
                          f"min det {np.linalg.det(r).min():.6g}")
 
 
@@ -85,37 +86,37 @@ class Rig:
         parents = tuple(int(p) for p in self.parents)
         J = len(names)
         if J < 1 or len(set(names)) != J or not all(isinstance(n, str) and n for n in names):
-            raise ValueError(f"joint_names must be {J if J else 'at least 1'} distinct non-empty strings, got {names}")
+            raise InputError(f"joint_names must be {J if J else 'at least 1'} distinct non-empty strings, got {names}")
         if len(parents) != J:
-            raise ValueError(f"parents has {len(parents)} entries for {J} joint_names")
+            raise InputError(f"parents has {len(parents)} entries for {J} joint_names")
         for j, p in enumerate(parents):
             if (j == 0) != (p == -1) or p >= j or p < -1:
-                raise ValueError(f"parents must list the root first (-1) and parents before children; "
+                raise InputError(f"parents must list the root first (-1) and parents before children; "
                                  f"joint {j} ({names[j]}) has parent {p}")
         v = np.array(self.vertices, dtype=np.float64)
         if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] < 1:
-            raise ValueError(f"vertices must be (V, 3) with V >= 1, got {v.shape}")
+            raise InputError(f"vertices must be (V, 3) with V >= 1, got {v.shape}")
         if not np.all(np.isfinite(v)):
-            raise ValueError("vertices must be finite (found NaN or inf)")
+            raise InputError("vertices must be finite (found NaN or inf)")
         f_in = np.asarray(self.faces)
         if f_in.ndim != 2 or f_in.shape[1] != 3 or f_in.shape[0] < 1:
-            raise ValueError(f"faces must be (F, 3) with F >= 1, got {f_in.shape}")
+            raise InputError(f"faces must be (F, 3) with F >= 1, got {f_in.shape}")
         if not np.issubdtype(f_in.dtype, np.integer):
-            raise ValueError(f"faces must be integers, got dtype {f_in.dtype}")
+            raise InputError(f"faces must be integers, got dtype {f_in.dtype}")
         f = f_in.astype(np.int64)
         if f.min() < 0 or f.max() >= v.shape[0]:
-            raise ValueError(f"faces index vertices 0..{v.shape[0] - 1}, got range {f.min()}..{f.max()}")
+            raise InputError(f"faces index vertices 0..{v.shape[0] - 1}, got range {f.min()}..{f.max()}")
         w = np.array(self.weights, dtype=np.float64)
         if w.shape != (v.shape[0], J):
-            raise ValueError(f"weights must be (V, J) = ({v.shape[0]}, {J}), got {w.shape}")
+            raise InputError(f"weights must be (V, J) = ({v.shape[0]}, {J}), got {w.shape}")
         if not np.all(np.isfinite(w)) or w.min() < 0.0:
-            raise ValueError("weights must be finite and non-negative")
+            raise InputError("weights must be finite and non-negative")
         row_err = np.abs(w.sum(axis=1) - 1.0).max()
         if row_err > _RIG_TOL:
-            raise ValueError(f"weights rows must sum to 1 within {_RIG_TOL:g}, worst is off by {row_err:.3g}")
+            raise InputError(f"weights rows must sum to 1 within {_RIG_TOL:g}, worst is off by {row_err:.3g}")
         g = np.array(self.rest_transforms, dtype=np.float64)
         if g.shape != (J, 4, 4):
-            raise ValueError(f"rest_transforms must be (J, 4, 4) = ({J}, 4, 4), got {g.shape}")
+            raise InputError(f"rest_transforms must be (J, 4, 4) = ({J}, 4, 4), got {g.shape}")
         _check_transforms(g, "rest_transforms", _RIG_TOL)
         for name, value in (("vertices", v), ("faces", f), ("weights", w), ("rest_transforms", g)):
             value.flags.writeable = False
@@ -140,7 +141,7 @@ def as_global_transforms(global_transforms: np.ndarray, num_joints: int = cv.NUM
     """
     g = np.array(global_transforms, dtype=np.float64)
     if g.ndim != 4 or g.shape[0] < 1 or g.shape[1:] != (num_joints, 4, 4):
-        raise ValueError(f"global_transforms must be (T, {num_joints}, 4, 4) with T >= 1, got {g.shape}")
+        raise InputError(f"global_transforms must be (T, {num_joints}, 4, 4) with T >= 1, got {g.shape}")
     _check_transforms(g, "global_transforms", _POSE_TOL)
     return g
 
@@ -159,7 +160,7 @@ def local_transforms(global_transforms: np.ndarray, parents: tuple[int, ...] | l
     """(..., J, 4, 4) global transforms -> (..., J, 4, 4) local ones ``inv(G_parent) @ G_j`` (root: G_root)."""
     g = np.asarray(global_transforms, dtype=np.float64)
     if g.ndim < 3 or g.shape[-3:] != (len(parents), 4, 4):
-        raise ValueError(f"global_transforms must be (..., {len(parents)}, 4, 4), got {g.shape}")
+        raise InputError(f"global_transforms must be (..., {len(parents)}, 4, 4), got {g.shape}")
     p = np.asarray(parents)
     out = g.copy()
     child = np.flatnonzero(p >= 0)
@@ -215,7 +216,7 @@ def skin(rig: Rig, global_transforms: np.ndarray) -> np.ndarray:
 def _as_rotations(r: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     r = np.asarray(r, dtype=np.float64)
     if r.ndim < 2 or r.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation matrices must be (..., 3, 3), got {r.shape}")
+        raise InputError(f"rotation matrices must be (..., 3, 3), got {r.shape}")
     return r.reshape(-1, 3, 3), r.shape[:-2]
 
 
@@ -274,12 +275,12 @@ def prepare_export(path, suffix: str, rig: "Rig", global_transforms: np.ndarray,
     """
     path = Path(path)
     if path.suffix.lower() != suffix:
-        raise ValueError(f"path must end in {suffix}, got {str(path)!r}")
+        raise InputError(f"path must end in {suffix}, got {str(path)!r}")
     if not isinstance(rig, Rig):
-        raise ValueError(f"rig must be an m3dhmr.export.Rig, got {type(rig).__name__}")
+        raise InputError(f"rig must be an m3dhmr.export.Rig, got {type(rig).__name__}")
     fps = float(fps)
     if not math.isfinite(fps) or fps <= 0.0:
-        raise ValueError(f"fps must be finite and > 0, got {fps}")
+        raise InputError(f"fps must be finite and > 0, got {fps}")
     g = as_global_transforms(global_transforms, rig.num_joints)
     if mirror:
         rig, g = mirror_rig(rig), mirror_transforms(g)

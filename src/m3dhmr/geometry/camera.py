@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from m3dhmr.errors import InputError
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -26,7 +27,7 @@ def _check(name: str, x: Array, last: tuple[int, ...]) -> None:
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
     if tuple(x.shape[x.ndim - len(last):]) != last or x.ndim < len(last):
         want = "(..., " + ", ".join(str(d) for d in last) + ")"
-        raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+        raise InputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
 
 def _transpose(x: Array) -> Array:
@@ -57,8 +58,8 @@ def intrinsics_from_fov(height: int, width: int, fov_deg: float) -> np.ndarray:
     """(3, 3) pinhole K of an ``H x W`` image with horizontal field of view ``fov_deg``:
     ``fx = fy = (W / 2) / tan(fov / 2)``, principal point ``((W-1)/2, (H-1)/2)``."""
     if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
+        raise InputError(f"image size must be positive, got {width}x{height}")
     if not 0.0 < fov_deg < 180.0:
-        raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
+        raise InputError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
     f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
     return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def rotation_z(theta: float) -> np.ndarray:
 def crop_affine(box: CropBox, crop_size: int) -> np.ndarray:
     """(2, 3) affine mapping original pixels to crop pixels: ``q = s R (p - c) + (S-1)/2``."""
     if not box.side > 0:
-        raise ValueError(f"crop box side must be > 0, got {box.side}")
+        raise InputError(f"crop box side must be > 0, got {box.side}")
     s = crop_size / box.side
     M = s * rotation_z(box.theta)[:2, :2]
     centre = np.full(2, (crop_size - 1) / 2.0)
@@ -78,7 +79,7 @@ def crop_camera(K: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarr
     # RQ of a 2x2: the second row of M is d times the second row of R(phi).
     d = math.hypot(M[1, 0], M[1, 1])
     if not d > 0:
-        raise ValueError(f"crop_camera: degenerate intrinsics/affine (K={K.tolist()}, affine={affine.tolist()})")
+        raise InputError(f"crop_camera: degenerate intrinsics/affine (K={K.tolist()}, affine={affine.tolist()})")
     sn, c = M[1, 0] / d, M[1, 1] / d
     a = M[0, 0] * c - M[0, 1] * sn
     b = M[0, 0] * sn + M[0, 1] * c
@@ -132,7 +133,7 @@ def view_mapping(
     for name, t, shape in (("rot_1", rot_1, (3, 3)), ("rot_2", rot_2, (3, 3)),
                            ("affine_1", affine_1, (2, 3)), ("affine_2", affine_2, (2, 3))):
         if t.ndim != 3 or tuple(t.shape[1:]) != shape:
-            raise ValueError(f"view_mapping: {name} must have shape (B, {shape[0]}, {shape[1]}), got {tuple(t.shape)}")
+            raise InputError(f"view_mapping: {name} must have shape (B, {shape[0]}, {shape[1]}), got {tuple(t.shape)}")
     R12 = rot_2 @ rot_1.transpose(1, 2)
     row = affine_1.new_tensor([0.0, 0.0, 1.0]).expand(affine_1.shape[0], 1, 3)
     H1, H2 = torch.cat([affine_1, row], dim=1), torch.cat([affine_2, row], dim=1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from m3dhmr.conventions import FINGER_JOINTS, FINGER_NAMES, NUM_JOINTS
+from m3dhmr.errors import InputError
 
 #: A finger whose MCP + PIP + DIP bends exceed this (degrees) is "curled".
 CURLED_BEND_DEG = 90.0
@@ -36,7 +37,7 @@ def bend_angles(joints: np.ndarray) -> np.ndarray:
     after its base (thumb: CMC->MCP->IP; others: MCP, PIP, DIP), 0 = straight."""
     joints = np.asarray(joints, dtype=np.float64)
     if joints.shape[-2:] != (NUM_JOINTS, 3):
-        raise ValueError(f"joints must be (..., 21, 3), got {joints.shape}")
+        raise InputError(f"joints must be (..., 21, 3), got {joints.shape}")
     chains = np.array([(0,) + FINGER_JOINTS[f] for f in FINGER_NAMES])  # (5, 5) wrist + 4 joints
     pts = joints[..., chains, :]  # (..., 5, 5, 3)
     bones = np.diff(pts, axis=-2)  # (..., 5, 4, 3)
@@ -50,7 +51,7 @@ def thumb_position(joints: np.ndarray) -> np.ndarray:
     index MCP, 1 at the little MCP; negative beyond the index side)."""
     joints = np.asarray(joints, dtype=np.float64)
     if joints.shape[-2:] != (NUM_JOINTS, 3):
-        raise ValueError(f"joints must be (..., 21, 3), got {joints.shape}")
+        raise InputError(f"joints must be (..., 21, 3), got {joints.shape}")
     axis = joints[..., 17, :] - joints[..., 5, :]
     return ((joints[..., 4, :] - joints[..., 5, :]) * axis).sum(-1) / np.maximum((axis * axis).sum(-1), 1e-12)
 

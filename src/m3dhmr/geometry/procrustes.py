@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 import scipy.linalg
 import torch
+from m3dhmr.errors import InputError
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -39,7 +40,7 @@ def align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     gt = np.array(gt, dtype=np.float64)
     pred = np.array(pred, dtype=np.float64)
     if gt.ndim != 2 or gt.shape[1] != 3 or pred.shape != gt.shape:
-        raise ValueError(f"align_w_scale: expected gt and pred of shape (N, 3), got {gt.shape} and {pred.shape}")
+        raise InputError(f"align_w_scale: expected gt and pred of shape (N, 3), got {gt.shape} and {pred.shape}")
     t1 = gt.mean(0)
     gt_c = gt - t1
     pred_c = pred - pred.mean(0)
@@ -65,7 +66,7 @@ def align_w_scale_batch(gt: Array, pred: Array) -> Array:
         (B, N, 3) aligned predictions (numpy float64 or a tensor like ``pred``).
     """
     if tuple(gt.shape) != tuple(pred.shape) or gt.ndim != 3 or gt.shape[-1] != 3:
-        raise ValueError(f"align_w_scale_batch: expected gt and pred of shape (B, N, 3), "
+        raise InputError(f"align_w_scale_batch: expected gt and pred of shape (B, N, 3), "
                          f"got {tuple(gt.shape)} and {tuple(pred.shape)}")
     if isinstance(gt, torch.Tensor):
         t1 = gt.mean(1, keepdim=True)                                    # (B, 1, 3)

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,12 @@ class RegistrationSettings:
     def __post_init__(self) -> None:
         for name in ("iterations", "refine_iterations", "outlier_rounds"):
             if int(getattr(self, name)) < 0:
-                raise ValueError(f"registration {name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"registration {name} must be >= 0, got {getattr(self, name)}")
         if self.min_inliers < 3:
-            raise ValueError(f"registration min_inliers must be >= 3 (three unknowns), got {self.min_inliers}")
+            raise InputError(f"registration min_inliers must be >= 3 (three unknowns), got {self.min_inliers}")
         for name in ("outlier_px", "min_depth", "fallback_depth", "min_rcond"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"registration {name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"registration {name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -103,16 +104,16 @@ def check_inputs(joints3d_rr, joints2d, K, vertices_rr=None, weights=None) -> tu
     ``K`` may be (B, 3, 3) or (3, 3). Errors name the argument and the expected shape.
     """
     if joints3d_rr.ndim != 3 or joints3d_rr.shape[-1] != 3:
-        raise ValueError(f"joints3d_rr: expected shape (B, J, 3), got {tuple(joints3d_rr.shape)}")
+        raise InputError(f"joints3d_rr: expected shape (B, J, 3), got {tuple(joints3d_rr.shape)}")
     B, J, _ = joints3d_rr.shape
     if tuple(joints2d.shape) != (B, J, 2):
-        raise ValueError(f"joints2d: expected shape ({B}, {J}, 2) to match joints3d_rr, got {tuple(joints2d.shape)}")
+        raise InputError(f"joints2d: expected shape ({B}, {J}, 2) to match joints3d_rr, got {tuple(joints2d.shape)}")
     if tuple(K.shape) not in ((3, 3), (B, 3, 3)):
-        raise ValueError(f"K: expected shape ({B}, 3, 3) or (3, 3), got {tuple(K.shape)}")
+        raise InputError(f"K: expected shape ({B}, 3, 3) or (3, 3), got {tuple(K.shape)}")
     if vertices_rr is not None and (vertices_rr.ndim != 3 or vertices_rr.shape[0] != B or vertices_rr.shape[-1] != 3):
-        raise ValueError(f"vertices_rr: expected shape ({B}, V, 3), got {tuple(vertices_rr.shape)}")
+        raise InputError(f"vertices_rr: expected shape ({B}, V, 3), got {tuple(vertices_rr.shape)}")
     if weights is not None and tuple(weights.shape) != (B, J):
-        raise ValueError(f"weights: expected shape ({B}, {J}), got {tuple(weights.shape)}")
+        raise InputError(f"weights: expected shape ({B}, {J}), got {tuple(weights.shape)}")
     return int(B), int(J)
 
 

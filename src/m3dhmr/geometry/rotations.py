@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 
 def rot_x(a: float) -> np.ndarray:
@@ -46,7 +47,7 @@ def rotation_to_axis_angle(R: np.ndarray) -> np.ndarray:
     """
     R = np.asarray(R, dtype=np.float64)
     if R.shape != (3, 3):
-        raise ValueError(f"R must have shape (3, 3), got {R.shape}")
+        raise InputError(f"R must have shape (3, 3), got {R.shape}")
     tr = R[0, 0] + R[1, 1] + R[2, 2]
     k = int(np.argmax((R[0, 0], R[1, 1], R[2, 2], tr)))
     if k == 3:

@@ -36,6 +36,7 @@ from .. import conventions as cv
 from .kinematics import batch_rodrigues, rodrigues_with_left_jacobian, skew, so3_left_jacobian
 from .limits import JOINT_KIND_LIMITS, joint_kind
 from .model import HandModel
+from m3dhmr.errors import InputError
 
 NUM_KINEMATIC = len(cv.KINEMATIC_JOINTS)
 
@@ -235,7 +236,7 @@ def _build(model: HandModel) -> ArticulatedHand:
             pose_mean = model.pose_mean.to(f64)
             halfwidth = torch.full((model.num_shape,), 2.0, dtype=f64)  # betas are ~N(0, 1)
         else:
-            raise ValueError(f"articulation fitting supports the open hand and MANO, not a {type(model).__name__} "
+            raise InputError(f"articulation fitting supports the open hand and MANO, not a {type(model).__name__} "
                              f"(pose convention {convention!r})")
         lower, upper = _limits(freihand)
         w = model.weights.to(f64)

@@ -40,6 +40,7 @@ import torch
 from .. import conventions as cv
 from .articulation import (ArticulatedHand, NUM_KINEMATIC, Tangents, articulated_hand, joint_jacobian, pose_hand,
                            tangents, vertex_jacobian, vertex_normal_equations)
+from m3dhmr.errors import InputError
 from .kinematics import (batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_axis_angle,
                          quaternion_to_xyzw)
 from .model import HandModel
@@ -92,21 +93,21 @@ class FitSettings:
         for name in ("iterations", "max_vertices"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"FitSettings.{name} must be an integer >= 0, got {v!r}")
+                raise InputError(f"FitSettings.{name} must be an integer >= 0, got {v!r}")
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
-            raise ValueError(f"FitSettings.dtype must be a floating torch dtype, got {self.dtype!r}")
+            raise InputError(f"FitSettings.dtype must be a floating torch dtype, got {self.dtype!r}")
         if not isinstance(self.adaptive_prior, bool):
-            raise ValueError(f"FitSettings.adaptive_prior must be True or False, got {self.adaptive_prior!r}")
+            raise InputError(f"FitSettings.adaptive_prior must be True or False, got {self.adaptive_prior!r}")
         if not self.shape_bound > 0:
-            raise ValueError(f"FitSettings.shape_bound must be > 0, got {self.shape_bound!r}")
+            raise InputError(f"FitSettings.shape_bound must be > 0, got {self.shape_bound!r}")
         if len(self.pose_spread) != 3 or not all(np.isfinite(v) and v > 0 for v in self.pose_spread):
-            raise ValueError(f"FitSettings.pose_spread must be 3 positive radians, got {self.pose_spread!r}")
+            raise InputError(f"FitSettings.pose_spread must be 3 positive radians, got {self.pose_spread!r}")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("pose_spread", "adaptive_prior", "dtype"):
                 continue
             if not np.isfinite(v) or v < 0:
-                raise ValueError(f"FitSettings.{f.name} must be finite and >= 0, got {v!r}")
+                raise InputError(f"FitSettings.{f.name} must be finite and >= 0, got {v!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,26 +304,26 @@ def _check_inputs(hand: ArticulatedHand, vertices, joints):
     if not isinstance(vertices, torch.Tensor):
         vertices = torch.as_tensor(np.asarray(vertices, dtype=np.float64))
     if vertices.dim() == 2:
-        raise ValueError(f"vertices must be a batch (B, {hand.num_vertices}, 3); got one mesh {tuple(vertices.shape)} "
+        raise InputError(f"vertices must be a batch (B, {hand.num_vertices}, 3); got one mesh {tuple(vertices.shape)} "
                          f"(add a batch dimension)")
     if vertices.dim() != 3 or vertices.shape[2] != 3:
-        raise ValueError(f"vertices must have shape (B, V, 3), got {tuple(vertices.shape)}")
+        raise InputError(f"vertices must have shape (B, V, 3), got {tuple(vertices.shape)}")
     if vertices.shape[0] == 0:
-        raise ValueError("vertices: empty batch (B = 0), nothing to fit")
+        raise InputError("vertices: empty batch (B = 0), nothing to fit")
     if vertices.shape[1] != hand.num_vertices:
-        raise ValueError(f"vertices have {vertices.shape[1]} vertices per mesh but the {hand.convention} template "
+        raise InputError(f"vertices have {vertices.shape[1]} vertices per mesh but the {hand.convention} template "
                          f"has {hand.num_vertices}: fit with the template the meshes were predicted in (--template)")
     bad = ~torch.isfinite(vertices).reshape(vertices.shape[0], -1).all(1)
     if bad.any():
-        raise ValueError(f"vertices contain NaN/inf (meshes {bad.nonzero().flatten().tolist()[:10]})")
+        raise InputError(f"vertices contain NaN/inf (meshes {bad.nonzero().flatten().tolist()[:10]})")
     _check_magnitude("vertices", vertices)
     if joints is not None:
         if not isinstance(joints, torch.Tensor):
             joints = torch.as_tensor(np.asarray(joints, dtype=np.float64))
         if joints.shape != (vertices.shape[0], cv.NUM_JOINTS, 3):
-            raise ValueError(f"joints must have shape ({vertices.shape[0]}, {cv.NUM_JOINTS}, 3), got {tuple(joints.shape)}")
+            raise InputError(f"joints must have shape ({vertices.shape[0]}, {cv.NUM_JOINTS}, 3), got {tuple(joints.shape)}")
         if not torch.isfinite(joints).all():
-            raise ValueError("joints contain NaN/inf")
+            raise InputError("joints contain NaN/inf")
         _check_magnitude("joints", joints)
     return vertices, joints
 
@@ -337,7 +338,7 @@ def _check_magnitude(name: str, x: torch.Tensor) -> None:
     big = (x.abs() > MAX_ABS_COORD_M).reshape(x.shape[0], -1).any(1)
     if big.any():
         worst = float(x.abs().max())
-        raise ValueError(f"{name} have coordinates up to {worst:.3g}, beyond {MAX_ABS_COORD_M:g} m: they must be "
+        raise InputError(f"{name} have coordinates up to {worst:.3g}, beyond {MAX_ABS_COORD_M:g} m: they must be "
                          f"in metres (meshes {big.nonzero().flatten().tolist()[:10]})")
 
 
@@ -376,7 +377,7 @@ def fit_hand(model: HandModel | ArticulatedHand, vertices: torch.Tensor, joints:
     target_v = vertices.to(dtype)
     if joints is None:
         if regressor_source is None:
-            raise ValueError("joints not given and no joint_regressor to regress them from the vertices")
+            raise InputError("joints not given and no joint_regressor to regress them from the vertices")
         reg = torch.as_tensor(np.asarray(regressor_source) if not isinstance(regressor_source, torch.Tensor)
                               else regressor_source, dtype=dtype, device=dev)
         target_j = torch.einsum("jv,bvx->bjx", reg, target_v)
@@ -385,7 +386,7 @@ def fit_hand(model: HandModel | ArticulatedHand, vertices: torch.Tensor, joints:
     if shape is not None:
         shape = torch.as_tensor(shape, dtype=dtype, device=dev)
         if shape.shape != (target_v.shape[0], hand.num_shape):
-            raise ValueError(f"shape must have shape ({target_v.shape[0]}, {hand.num_shape}), got {tuple(shape.shape)}")
+            raise InputError(f"shape must have shape ({target_v.shape[0]}, {hand.num_shape}), got {tuple(shape.shape)}")
     with torch.no_grad():
         return _fit(hand, target_v, target_j, settings, shape, init)
 
@@ -399,13 +400,13 @@ def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, 
     else:
         want = ((B, NUM_KINEMATIC, 3), (B, hand.num_shape), (B, 3))
         if not isinstance(init, (tuple, list)) or len(init) != 3:
-            raise ValueError("init must be (a (B, 16, 3), shape (B, S), translation (B, 3))")
+            raise InputError("init must be (a (B, 16, 3), shape (B, S), translation (B, 3))")
         got = [tuple(torch.as_tensor(x).shape) for x in init]
         if got != [tuple(w) for w in want]:
-            raise ValueError(f"init: expected shapes {[tuple(w) for w in want]} (a, shape, translation), got {got}")
+            raise InputError(f"init: expected shapes {[tuple(w) for w in want]} (a, shape, translation), got {got}")
         a, shape, t = (torch.as_tensor(x).to(device=dev, dtype=dtype).clone() for x in init)
         if not all(torch.isfinite(x).all() for x in (a, shape, t)):
-            raise ValueError("init contains NaN/inf")
+            raise InputError("init contains NaN/inf")
         if fixed_shape is not None:
             shape = fixed_shape.clone()
     ids = fit_vertex_subset(hand, settings.max_vertices).to(dev)

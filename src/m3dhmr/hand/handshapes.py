@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import conventions as cv
 from .limits import clamp_pose
+from m3dhmr.errors import InputError
 
 
 class _Spec(NamedTuple):
@@ -119,7 +120,7 @@ def _spec_pose(spec: _Spec) -> np.ndarray:
 def handshape(name: str) -> np.ndarray:
     """The (48,) float64 pose of handshape ``name`` (global rotation zero, inside the limits)."""
     if name not in _SPECS:
-        raise ValueError(f"unknown handshape {name!r}; expected one of {', '.join(HANDSHAPE_NAMES)}")
+        raise InputError(f"unknown handshape {name!r}; expected one of {', '.join(HANDSHAPE_NAMES)}")
     return clamp_pose(_spec_pose(_SPECS[name]).reshape(1, -1))[0]
 
 
@@ -136,9 +137,9 @@ def sample_handshapes(n: int, rng: np.random.Generator, name: str | None = None)
         (n, 48) float64 poses inside the limits (global rotation zero), and the n names.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InputError(f"n must be >= 0, got {n}")
     if name is not None and name not in _SPECS:
-        raise ValueError(f"unknown handshape {name!r}; expected one of {', '.join(HANDSHAPE_NAMES)}")
+        raise InputError(f"unknown handshape {name!r}; expected one of {', '.join(HANDSHAPE_NAMES)}")
     out = np.zeros((n, len(cv.KINEMATIC_JOINTS), 3))
     names = []
     for i in range(n):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from m3dhmr.errors import InputError
 
 # Below this squared angle the Taylor series is used (its error ~theta^6 / 5040 is
 # far below float64 round-off there), so the map and its gradient are finite at 0.
@@ -21,7 +22,7 @@ _SMALL_ANGLE_SQ = 1e-6
 
 def _check_last(x: torch.Tensor, name: str, tail: tuple[int, ...]) -> None:
     if x.shape[-len(tail):] != tail:
-        raise ValueError(f"{name} must end in shape {tail}, got {tuple(x.shape)}")
+        raise InputError(f"{name} must end in shape {tail}, got {tuple(x.shape)}")
 
 
 def batch_rodrigues(aa: torch.Tensor) -> torch.Tensor:
@@ -70,14 +71,14 @@ def forward_kinematics(
     _check_last(rot, "rot", (3, 3))
     _check_last(rest_joints, "rest_joints", (3,))
     if rot.dim() != 4 or rest_joints.dim() != 3 or rot.shape[:2] != rest_joints.shape[:2]:
-        raise ValueError(f"rot (B, J, 3, 3) and rest_joints (B, J, 3) disagree: "
+        raise InputError(f"rot (B, J, 3, 3) and rest_joints (B, J, 3) disagree: "
                          f"{tuple(rot.shape)} vs {tuple(rest_joints.shape)}")
     num_joints = rot.shape[1]
     if len(parents) != num_joints:
-        raise ValueError(f"parents has {len(parents)} entries for {num_joints} joints")
+        raise InputError(f"parents has {len(parents)} entries for {num_joints} joints")
     for j, p in enumerate(parents):
         if (j == 0) != (p < 0) or p >= j:
-            raise ValueError(f"parents must list the root first (-1) and parents before children; joint {j} has {p}")
+            raise InputError(f"parents must list the root first (-1) and parents before children; joint {j} has {p}")
 
     # World rotation of each joint's frame and its displacement from rest, down the tree.
     # Tracking displacements (not positions) makes the rest pose exact: every term is 0.
@@ -116,7 +117,7 @@ def linear_blend_skinning(vertices: torch.Tensor, weights: torch.Tensor, transfo
         vertices = vertices.expand(transforms.shape[0], -1, -1)
     _check_last(vertices, "vertices", (3,))
     if weights.dim() != 2 or weights.shape[0] != vertices.shape[1] or weights.shape[1] != transforms.shape[1]:
-        raise ValueError(f"weights must be (V, J) = ({vertices.shape[1]}, {transforms.shape[1]}), "
+        raise InputError(f"weights must be (V, J) = ({vertices.shape[1]}, {transforms.shape[1]}), "
                          f"got {tuple(weights.shape)}")
     # v + sum_j w_vj ((R_j - I) v + t_j): the same blend, but exactly v when every R_j = I, t_j = 0.
     eye = torch.eye(3, dtype=transforms.dtype, device=transforms.device)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import conventions as cv
+from m3dhmr.errors import InputError
 
 #: (lower, upper) per component (flexion, abduction, twist) for each joint kind.
 JOINT_KIND_LIMITS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -38,7 +39,7 @@ JOINT_KIND_LIMITS: dict[str, tuple[tuple[float, float, float], tuple[float, floa
 def joint_kind(j: int) -> str:
     """Kind of FreiHAND joint ``j`` (a non-tip finger joint): 'mcp', 'pip', 'dip' or 'thumb_*'."""
     if j == 0 or j in cv.TIP_JOINTS or not 0 < j < cv.NUM_JOINTS:
-        raise ValueError(f"joint {j} has no limits (only non-tip finger joints rotate locally)")
+        raise InputError(f"joint {j} has no limits (only non-tip finger joints rotate locally)")
     k = (j - 1) % 4
     if cv.finger_of_joint(j) == 1:
         return ("thumb_cmc", "thumb_mcp", "thumb_ip")[k]
@@ -57,7 +58,7 @@ def pose_limits() -> tuple[np.ndarray, np.ndarray]:
 
 def _as_pose(pose):
     if pose.ndim != 2 or pose.shape[1] != 48:
-        raise ValueError(f"pose must have shape (N, 48), got {tuple(pose.shape)}")
+        raise InputError(f"pose must have shape (N, 48), got {tuple(pose.shape)}")
 
 
 def within_limits(pose: np.ndarray, atol: float = 1e-9) -> np.ndarray:

@@ -28,6 +28,7 @@ from ..conventions import NUM_JOINTS
 from .mano import mano_template, read_mano_pickle
 from .open_hand import load_open_hand_asset
 from .template import HandTemplate, read_template_dir
+from m3dhmr.errors import InputError
 
 #: Environment variable naming ``MANO_RIGHT.pkl`` for the template spec ``"mano"``.
 MANO_ENV = "M3DHMR_MANO"
@@ -76,7 +77,7 @@ def load_hand_model(spec: str | Path, dtype=None):
         return load_open_hand(dtype)
     if s == "mano" or s.startswith("mano:"):
         return load_mano(_mano_path(s), dtype=dtype)
-    raise ValueError(f"template {s!r} has no articulated hand model: articulation needs 'open_hand' or "
+    raise InputError(f"template {s!r} has no articulated hand model: articulation needs 'open_hand' or "
                      "'mano:/path/MANO_RIGHT.pkl' (a template folder holds a mesh, not joints that rotate)")
 
 
@@ -102,10 +103,10 @@ def template_from_mesh(vertices: np.ndarray, faces: np.ndarray, joint_regressor:
     reg = np.asarray(joint_regressor, dtype=np.float64)
     check_triangle_mesh(v, f, name=where)
     if reg.shape != (NUM_JOINTS, len(v)):
-        raise ValueError(f"{where}: the joint regressor must have shape ({NUM_JOINTS}, {len(v)}) for this "
+        raise InputError(f"{where}: the joint regressor must have shape ({NUM_JOINTS}, {len(v)}) for this "
                          f"{len(v)}-vertex mesh, got {reg.shape}")
     if not np.isfinite(reg).all():
-        raise ValueError(f"{where}: the joint regressor contains NaN/inf")
+        raise InputError(f"{where}: the joint regressor contains NaN/inf")
     v = v - reg[0] @ v  # wrist (joint 0) at the origin
     regions = make_regions_connected(f, regions_from_joint_regressor(v, reg))
     return HandTemplate(v, f.astype(np.int64), reg, regions, None, name=name)

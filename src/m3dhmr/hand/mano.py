@@ -33,6 +33,7 @@ from .. import conventions as cv
 from .kinematics import batch_rodrigues, forward_kinematics, linear_blend_skinning
 from .model import HandModel, HandOutput
 from .template import HandTemplate
+from m3dhmr.errors import InputError
 
 #: MANO joint (wrist, index1-3, middle1-3, little1-3, ring1-3, thumb1-3) of each FreiHAND
 #: non-tip joint: FreiHAND joint j = MANO joint MANO_TO_FREIHAND[j] (tips: -1).
@@ -112,7 +113,7 @@ def _to_numpy(value: Any, key: str) -> Any:
     if isinstance(value, _ChumpyArray):
         state = value.state
         if not isinstance(state, dict) or "x" not in state:
-            raise ValueError(f"MANO key {key!r}: chumpy object without an 'x' array")
+            raise InputError(f"MANO key {key!r}: chumpy object without an 'x' array")
         return np.asarray(_to_numpy(state["x"], key))
     if isinstance(value, _SparseState):
         s = value.state
@@ -120,7 +121,7 @@ def _to_numpy(value: Any, key: str) -> Any:
             shape = tuple(s.get("_shape", s.get("shape")))
             args = (np.asarray(s["data"]), np.asarray(s["indices"]), np.asarray(s["indptr"]))
         except (AttributeError, KeyError, TypeError) as e:
-            raise ValueError(f"MANO key {key!r}: unreadable sparse matrix state ({e})") from e
+            raise InputError(f"MANO key {key!r}: unreadable sparse matrix state ({e})") from e
         return (sp.csc_matrix if value.fmt == "csc" else sp.csr_matrix)(args, shape=shape)
     if isinstance(value, dict):
         return {k: _to_numpy(v, f"{key}.{k}") for k, v in value.items()}
@@ -142,15 +143,15 @@ def read_mano_pickle(path: str | Path) -> dict[str, Any]:
         try:
             data = _RestrictedUnpickler(fh, encoding="latin1").load()
         except pickle.UnpicklingError as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise InputError(f"{path}: {e}") from e
         except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-            raise ValueError(f"{path}: not a readable MANO pickle ({type(e).__name__}: {e})") from e
+            raise InputError(f"{path}: not a readable MANO pickle ({type(e).__name__}: {e})") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict of MANO arrays, got {type(data).__name__}")
+        raise InputError(f"{path}: expected a dict of MANO arrays, got {type(data).__name__}")
     data = {k: _to_numpy(v, k) for k, v in data.items()}
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
-        raise ValueError(f"{path}: not a MANO model, missing key(s) {', '.join(missing)}")
+        raise InputError(f"{path}: not a MANO model, missing key(s) {', '.join(missing)}")
     _check_mano(data, path)
     return data
 
@@ -163,14 +164,14 @@ def _check_mano(d: dict[str, Any], where: Any) -> None:
     for k, shape in expect.items():
         got = tuple(d[k].shape)
         if got != shape or n <= max(cv.MANO_TIP_VERTICES):
-            raise ValueError(f"{where}: MANO key {k!r} has shape {got}, expected {shape} "
+            raise InputError(f"{where}: MANO key {k!r} has shape {got}, expected {shape} "
                              f"(V = {n}, need V > {max(cv.MANO_TIP_VERTICES)})")
     sd = np.asarray(d["shapedirs"])
     if sd.ndim != 3 or sd.shape[:2] != (n, 3):
-        raise ValueError(f"{where}: MANO key 'shapedirs' has shape {sd.shape}, expected ({n}, 3, S)")
+        raise InputError(f"{where}: MANO key 'shapedirs' has shape {sd.shape}, expected ({n}, 3, S)")
     f = np.asarray(d["f"])
     if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"{where}: MANO key 'f' has shape {f.shape}, expected (F, 3)")
+        raise InputError(f"{where}: MANO key 'f' has shape {f.shape}, expected (F, 3)")
 
 
 def _parents(kintree_table: np.ndarray) -> tuple[int, ...]:
@@ -213,7 +214,7 @@ class Mano(HandModel):
         template = mano_template(data)
         sd = np.asarray(data["shapedirs"], dtype=np.float64)
         if not 0 < num_shape <= sd.shape[2]:
-            raise ValueError(f"num_shape must be in 1..{sd.shape[2]}, got {num_shape}")
+            raise InputError(f"num_shape must be in 1..{sd.shape[2]}, got {num_shape}")
         super().__init__(template, tuple(f"beta{i}" for i in range(num_shape)))
         f32 = dtype
         n = template.num_vertices
@@ -222,7 +223,7 @@ class Mano(HandModel):
         mean = np.zeros(48)
         if not flat_hand_mean:
             if "hands_mean" not in data or np.asarray(data["hands_mean"]).size != 45:
-                raise ValueError("flat_hand_mean=False needs MANO key 'hands_mean' with 45 values")
+                raise InputError("flat_hand_mean=False needs MANO key 'hands_mean' with 45 values")
             mean[3:] = np.asarray(data["hands_mean"], dtype=np.float64).ravel()
         self.flat_hand_mean = flat_hand_mean
         self.parents = _parents(data["kintree_table"])

@@ -16,6 +16,7 @@ import torch
 
 from .. import conventions as cv
 from .template import HandTemplate
+from m3dhmr.errors import InputError
 
 POSE_DIM = 48
 
@@ -50,11 +51,11 @@ class HandModel(torch.nn.Module):
     def forward(self, pose: torch.Tensor, shape: torch.Tensor | None = None) -> HandOutput:
         """Pose (B, 48) and shape (B, num_shape) or None -> HandOutput(vertices (B, V, 3), joints (B, 21, 3))."""
         if not isinstance(pose, torch.Tensor) or pose.dim() != 2 or pose.shape[1] != POSE_DIM:
-            raise ValueError(f"pose must be a tensor of shape (B, {POSE_DIM}), got "
+            raise InputError(f"pose must be a tensor of shape (B, {POSE_DIM}), got "
                              f"{tuple(pose.shape) if isinstance(pose, torch.Tensor) else type(pose).__name__}")
         if shape is not None and (not isinstance(shape, torch.Tensor) or shape.shape != (pose.shape[0], self.num_shape)):
             got = tuple(shape.shape) if isinstance(shape, torch.Tensor) else type(shape).__name__
-            raise ValueError(f"shape must be a tensor of shape ({pose.shape[0]}, {self.num_shape}) "
+            raise InputError(f"shape must be a tensor of shape ({pose.shape[0]}, {self.num_shape}) "
                              f"({', '.join(self.shape_names)}), got {got}")
         out = self._forward(pose, shape)
         assert out.joints.shape[1:] == (cv.NUM_JOINTS, 3)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import conventions as cv
 from .limits import clamp_pose
+from m3dhmr.errors import InputError
 
 KINDS: tuple[str, ...] = ("open", "relaxed", "fist", "point", "pinch", "grasp")
 ALL_KINDS: tuple[str, ...] = KINDS + ("mixture",)
@@ -50,7 +51,7 @@ def _kind_pose(kind: str, spread: float) -> np.ndarray:
         curls = {"index": "pinch_index", "middle": "relaxed", "ring": "relaxed", "little": "relaxed"}
         thumb = "pinch"
     elif kind != "open":
-        raise ValueError(f"unknown pose kind {kind!r}; expected one of {', '.join(ALL_KINDS)}")
+        raise InputError(f"unknown pose kind {kind!r}; expected one of {', '.join(ALL_KINDS)}")
     for i, f in enumerate(cv.FINGER_NAMES[1:]):
         for k, j in enumerate(cv.FINGER_JOINTS[f][:3]):
             p[cv.KINEMATIC_JOINTS.index(j), 0] = _CURL[curls[f]][k]
@@ -74,9 +75,9 @@ def sample_poses(n: int, rng: np.random.Generator, kind: str | None = None) -> n
         (n, 48) float64 poses inside the limits, global rotation zero.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InputError(f"n must be >= 0, got {n}")
     if kind is not None and kind not in ALL_KINDS:
-        raise ValueError(f"unknown pose kind {kind!r}; expected one of {', '.join(ALL_KINDS)}")
+        raise InputError(f"unknown pose kind {kind!r}; expected one of {', '.join(ALL_KINDS)}")
     out = np.zeros((n, len(cv.KINEMATIC_JOINTS), 3))
     for i in range(n):
         k = kind if kind is not None else ALL_KINDS[rng.integers(len(ALL_KINDS))]
@@ -108,7 +109,7 @@ def sample_natural_pose(rng: np.random.Generator, handshape_prob: float = 0.5) -
     from .handshapes import sample_handshapes
 
     if not 0.0 <= handshape_prob <= 1.0:
-        raise ValueError(f"handshape_prob must be in [0, 1], got {handshape_prob}")
+        raise InputError(f"handshape_prob must be in [0, 1], got {handshape_prob}")
     if rng.random() < handshape_prob:
         poses, names = sample_handshapes(1, rng)
         return poses[0], names[0]
@@ -120,7 +121,7 @@ def sample_shapes(n: int, rng: np.random.Generator) -> np.ndarray:
     from .open_hand import SHAPE_NAMES, SHAPE_RANGES
 
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InputError(f"n must be >= 0, got {n}")
     lo = np.array([SHAPE_RANGES[k][0] for k in SHAPE_NAMES])
     hi = np.array([SHAPE_RANGES[k][1] for k in SHAPE_NAMES])
     return rng.uniform(lo, hi, size=(n, len(SHAPE_NAMES)))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import conventions as cv
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,25 +43,25 @@ class HandTemplate:
         regions = np.asarray(self.regions)
         where = f"template {self.name!r}"
         if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-            raise ValueError(f"{where}: vertices must have shape (V, 3), got {v.shape}")
+            raise InputError(f"{where}: vertices must have shape (V, 3), got {v.shape}")
         if not np.isfinite(v).all():
-            raise ValueError(f"{where}: vertices contain NaN/inf")
+            raise InputError(f"{where}: vertices contain NaN/inf")
         if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-            raise ValueError(f"{where}: faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
+            raise InputError(f"{where}: faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
         if f.size and (f.min() < 0 or f.max() >= len(v)):
-            raise ValueError(f"{where}: faces index vertices outside 0..{len(v) - 1}")
+            raise InputError(f"{where}: faces index vertices outside 0..{len(v) - 1}")
         if reg.shape != (cv.NUM_JOINTS, len(v)) or not np.isfinite(reg).all():
-            raise ValueError(f"{where}: joint_regressor must be finite with shape ({cv.NUM_JOINTS}, {len(v)}), "
+            raise InputError(f"{where}: joint_regressor must be finite with shape ({cv.NUM_JOINTS}, {len(v)}), "
                              f"got {reg.shape}")
         if regions.shape != (len(v),) or not np.issubdtype(regions.dtype, np.integer):
-            raise ValueError(f"{where}: regions must be integers of shape ({len(v)},), got {regions.dtype} {regions.shape}")
+            raise InputError(f"{where}: regions must be integers of shape ({len(v)},), got {regions.dtype} {regions.shape}")
         if regions.size and (regions.min() < 0 or regions.max() >= cv.NUM_REGIONS):
-            raise ValueError(f"{where}: regions must lie in 0..{cv.NUM_REGIONS - 1}")
+            raise InputError(f"{where}: regions must lie in 0..{cv.NUM_REGIONS - 1}")
         w = self.skinning_weights
         if w is not None:
             w = np.asarray(w, dtype=np.float64)
             if w.ndim != 2 or w.shape[0] != len(v) or not np.isfinite(w).all():
-                raise ValueError(f"{where}: skinning_weights must be finite with shape ({len(v)}, J), got {w.shape}")
+                raise InputError(f"{where}: skinning_weights must be finite with shape ({len(v)}, J), got {w.shape}")
         # Normalised private copies: changing a loaded template never changes the source.
         for name, value in (("vertices", v), ("faces", f.astype(np.int64)), ("joint_regressor", reg),
                             ("regions", regions.astype(np.int64)), ("skinning_weights", w)):
@@ -92,13 +93,13 @@ def read_template_dir(folder: str | Path) -> HandTemplate:
         try:
             return np.load(folder / name, allow_pickle=False)
         except (ValueError, OSError) as e:
-            raise ValueError(f"{folder / name}: not a readable .npy array ({e})") from e
+            raise InputError(f"{folder / name}: not a readable .npy array ({e})") from e
 
     skin = npy("skinning_weights.npy") if (folder / "skinning_weights.npy").is_file() else None
     try:
         return HandTemplate(vertices, faces, npy("j_reg.npy"), npy("regions.npy"), skin, name=folder.name)
     except ValueError as e:
-        raise ValueError(f"template folder {folder}: {e}") from e
+        raise InputError(f"template folder {folder}: {e}") from e
 
 
 def write_template_dir(folder: str | Path, template: HandTemplate) -> list[Path]:

@@ -16,6 +16,7 @@ Frames where the hand is missing hold the last pose (the BVH needs every frame).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,75 @@ import torch
 
 from ..hand.fit import FitSettings, HandFit, fit_hand
 from ..hand.load import load_hand_model
+from m3dhmr.errors import InputError
 
 MIRROR = np.array([-1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True, repr=False)
+class HandArticulation:
+    """One predicted hand's fitted articulation, NumPy float64 like the rest of a
+    :class:`~m3dhmr.inference.predictor.PredictionResult` (:attr:`fit` keeps the torch fit).
+
+    A left hand is fitted as its mirror image (``x -> -x``), so its rotations are a right
+    hand's (``mirrored`` True); ``vertices`` and ``joints`` are mirrored back into the
+    result's camera frame (OpenCV axes, metres).
+
+    Attributes:
+        rotations: (16, 3, 3) each of :data:`~m3dhmr.conventions.KINEMATIC_JOINTS`
+            relative to its parent (the wrist's: global). axis_angle: (16, 3) radians.
+        quaternion: (16, 4) x, y, z, w (w >= 0). anatomical: (16, 3) flexion, abduction,
+            twist in radians (row 0: the global rotation).
+        pose: (48,) the hand model's own pose values. shape: (S,) named by ``shape_names``.
+        translation: (3,) of the fit (in the mirrored frame for a left hand).
+        vertices: (V, 3) and joints: (21, 3) the fitted mesh and joints, camera space.
+        error_mean_mm, error_max_mm: vertex distance to the predicted mesh (mm).
+        joint_error_mm: mean joint distance (mm). poor: the fit missed by more than allowed.
+        mirrored: fitted as the mirror image (a left hand).
+        fit: the :class:`~m3dhmr.hand.fit.HandFit` (batch 1, torch) the exports rig from.
+    """
+
+    rotations: np.ndarray
+    axis_angle: np.ndarray
+    quaternion: np.ndarray
+    anatomical: np.ndarray
+    pose: np.ndarray
+    shape: np.ndarray
+    shape_names: tuple[str, ...]
+    translation: np.ndarray
+    vertices: np.ndarray
+    joints: np.ndarray
+    error_mean_mm: float
+    error_max_mm: float
+    joint_error_mm: float
+    poor: bool
+    mirrored: bool
+    fit: HandFit
+
+    @classmethod
+    def from_fit(cls, fit: HandFit, i: int, left: bool) -> "HandArticulation":
+        """Hand ``i`` of ``fit`` (fitted mirrored when ``left``)."""
+        one = fit.take(i)
+
+        def a(t: torch.Tensor) -> np.ndarray:
+            return t[0].detach().cpu().numpy().astype(np.float64)
+
+        flip = MIRROR if left else np.ones(3)
+        return cls(rotations=a(one.rotations), axis_angle=a(one.axis_angle), quaternion=a(one.quaternion),
+                   anatomical=a(one.anatomical), pose=a(one.pose), shape=a(one.shape),
+                   shape_names=tuple(one.shape_names), translation=a(one.translation),
+                   vertices=a(one.vertices) * flip, joints=a(one.joints) * flip,
+                   error_mean_mm=float(one.error_mean_mm[0]), error_max_mm=float(one.error_max_mm[0]),
+                   joint_error_mm=float(one.joint_error_mm[0]), poor=bool(one.poor[0]), mirrored=bool(left),
+                   fit=one)
+
+    def to_json(self) -> dict:
+        """``pose.json``'s content (see :func:`pose_json`)."""
+        return pose_json(self.fit, 0, self.mirrored)
+
+    def __repr__(self) -> str:
+        return (f"HandArticulation({len(self.rotations)} joints, fit error {self.error_mean_mm:.1f} mm"
+                f"{', mirrored' if self.mirrored else ''}{', poor' if self.poor else ''})")
 
 
 class Articulator:
@@ -42,7 +110,7 @@ class Articulator:
         v = torch.as_tensor(np.asarray(vertices, dtype=np.float64) * flip)
         j = None if joints is None else torch.as_tensor(np.asarray(joints, dtype=np.float64) * flip)
         if v.shape[1] != self.model.num_vertices:
-            raise ValueError(f"the predictions have {v.shape[1]} vertices but the {self.template} hand model has "
+            raise InputError(f"the predictions have {v.shape[1]} vertices but the {self.template} hand model has "
                              f"{self.model.num_vertices}")
         return fit_hand(self.model, v, j, settings=self.settings, shape=shape, init=init)
 
@@ -54,7 +122,8 @@ class Articulator:
             return []
         fit = self.fit_meshes(np.stack([r.vertices for r in results]), np.stack([r.joints3d for r in results]),
                               np.array([r.left for r in results]))
-        return [dataclasses.replace(r, articulation=fit.take(i)) for i, r in enumerate(results)]
+        return [dataclasses.replace(r, articulation=HandArticulation.from_fit(fit, i, r.left))
+                for i, r in enumerate(results)]
 
 
 def pose_json(fit: HandFit, i: int, left: bool) -> dict:
@@ -68,15 +137,15 @@ def write_hand_files(folder: str | Path, result) -> list[Path]:
     from ..export.from_fit import fit_rig
     from ..fileio import atomic_write_text
 
-    fit = result.articulation
-    if fit is None:
-        raise ValueError("the result has no articulation (Predictor.articulation = True fits it)")
+    art = result.articulation
+    if art is None:
+        raise InputError("the result has no articulation (Predictor.articulation = True fits it)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rig, g = fit_rig(fit, 0)
+    rig, g = fit_rig(art.fit, 0)
     glb = write_glb(folder / "hand.glb", rig, g, mirror=result.left, name="hand")
     pose = folder / "pose.json"
-    atomic_write_text(pose, json.dumps(pose_json(fit, 0, result.left), indent=1))
+    atomic_write_text(pose, json.dumps(art.to_json(), indent=1))
     return [pose, glb]
 
 
@@ -124,7 +193,7 @@ class TrackAnimation:
         from ..fileio import atomic_write_text
 
         if not self.frames:
-            raise ValueError("no frame of this hand to animate")
+            raise InputError("no frame of this hand to animate")
         fit, left = self.fit()
         rig, g = fit_animation(fit)
         first, last = self.frames[0], min(self.frames[-1], num_frames - 1)

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 STAGES: tuple[str, ...] = ("preprocess", "network", "registration")
 
@@ -76,11 +77,11 @@ def run_bench(predictors: dict[str, object], seconds: float = 10.0, warmup: int 
               image_size: int = 224, block: int = 8) -> dict[str, BenchResult]:
     """Time each named predictor, in turns of ``block`` timed frames, for about ``seconds`` in all."""
     if not predictors:
-        raise ValueError("run_bench: no backends to time")
+        raise InputError("run_bench: no backends to time")
     if not seconds > 0:
-        raise ValueError(f"--seconds must be > 0, got {seconds}")
+        raise InputError(f"--seconds must be > 0, got {seconds}")
     if block < 1:
-        raise ValueError(f"run_bench: block must be >= 1, got {block}")
+        raise InputError(f"run_bench: block must be >= 1, got {block}")
     image, box = synthetic_frame(image_size)
     for p in predictors.values():
         for _ in range(warmup):
@@ -164,11 +165,11 @@ def run_whole_image_bench(predictor, seconds: float = 10.0, warmup: int = 3, min
     """Time whole frames with detection on every frame (``detect``) and with tracking
     (``track``), in turns of ``block`` frames, for about ``seconds`` in all."""
     if not seconds > 0:
-        raise ValueError(f"--seconds must be > 0, got {seconds}")
+        raise InputError(f"--seconds must be > 0, got {seconds}")
     image = whole_image_frame() if image is None else image
     _, first = time_whole_frame(predictor, image)
     if not first:
-        raise ValueError("run_whole_image_bench: the detector finds no hand in the frame")
+        raise InputError("run_whole_image_bench: the detector finds no hand in the frame")
     for _ in range(warmup):
         time_whole_frame(predictor, image)
         time_whole_frame(predictor, image, first)

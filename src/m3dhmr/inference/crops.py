@@ -27,6 +27,7 @@ import numpy as np
 
 from m3dhmr.geometry.camera import intrinsics_from_fov
 from m3dhmr.geometry.crop import CropBox, crop_affine, crop_camera, warp_image
+from m3dhmr.errors import InputError
 
 #: Assumed horizontal field of view (degrees) when the user gives no intrinsics.
 DEFAULT_FOV_DEG: float = 60.0
@@ -62,13 +63,13 @@ def _as_box(box, where: str = "box") -> np.ndarray:
     try:
         b = np.asarray(box, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: expected four numbers x,y,w,h, got {box!r}") from e
+        raise InputError(f"{where}: expected four numbers x,y,w,h, got {box!r}") from e
     if b.shape != (4,):
-        raise ValueError(f"{where}: expected four numbers x,y,w,h, got {b.size}")
+        raise InputError(f"{where}: expected four numbers x,y,w,h, got {b.size}")
     if not np.all(np.isfinite(b)):
-        raise ValueError(f"{where}: box {b.tolist()} contains NaN or inf")
+        raise InputError(f"{where}: box {b.tolist()} contains NaN or inf")
     if b[2] <= 0 or b[3] <= 0:
-        raise ValueError(f"{where}: box width and height must be positive, got w={b[2]:g}, h={b[3]:g}")
+        raise InputError(f"{where}: box width and height must be positive, got w={b[2]:g}, h={b[3]:g}")
     return b
 
 
@@ -78,9 +79,9 @@ def _four_numbers(text: str, names: str, where: str) -> list[float]:
     try:
         values = [float(p) for p in parts]
     except ValueError as e:
-        raise ValueError(f"{where}: expected {names} numbers, got {text!r}") from e
+        raise InputError(f"{where}: expected {names} numbers, got {text!r}") from e
     if len(values) != 4:
-        raise ValueError(f"{where}: expected 4 numbers {names}, got {len(values)} in {text!r}")
+        raise InputError(f"{where}: expected 4 numbers {names}, got {len(values)} in {text!r}")
     return values
 
 
@@ -98,7 +99,7 @@ def validate_box(box, height: int, width: int, where: str = "box") -> np.ndarray
     b = _as_box(box, where)
     x0, y0, x1, y1 = b[0], b[1], b[0] + b[2], b[1] + b[3]
     if x1 <= -0.5 or y1 <= -0.5 or x0 >= width - 0.5 or y0 >= height - 0.5:
-        raise ValueError(f"{where}: box x,y,w,h={b.tolist()} lies entirely outside the "
+        raise InputError(f"{where}: box x,y,w,h={b.tolist()} lies entirely outside the "
                          f"{width}x{height} image")
     return b
 
@@ -127,7 +128,7 @@ def box_from_points(points: np.ndarray, height: int, width: int,
     """
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 2 or len(p) == 0:
-        raise ValueError(f"box_from_points: points must have shape (J, 2), got {p.shape}")
+        raise InputError(f"box_from_points: points must have shape (J, 2), got {p.shape}")
     if not np.all(np.isfinite(p)):
         return None
     lo, hi = p.min(axis=0), p.max(axis=0)
@@ -154,7 +155,7 @@ def default_intrinsics(height: int, width: int, fov_deg: float = DEFAULT_FOV_DEG
     ``fx = fy = (W / 2) / tan(fov / 2)``, principal point ``((W-1)/2, (H-1)/2)``.
     """
     if not (math.isfinite(fov_deg) and 1.0 <= fov_deg <= 170.0):
-        raise ValueError(f"--fov: field of view must be in [1, 170] degrees, got {fov_deg}")
+        raise InputError(f"--fov: field of view must be in [1, 170] degrees, got {fov_deg}")
     return intrinsics_from_fov(height, width, fov_deg)
 
 
@@ -163,18 +164,18 @@ def intrinsics_from_values(values, where: str = "--K") -> np.ndarray:
     try:
         a = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: expected fx,fy,cx,cy or a 3x3 matrix, got {values!r}") from e
+        raise InputError(f"{where}: expected fx,fy,cx,cy or a 3x3 matrix, got {values!r}") from e
     if a.shape == (4,):
         fx, fy, cx, cy = a
         K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     elif a.shape == (3, 3):
         K = a.copy()
     else:
-        raise ValueError(f"{where}: expected fx,fy,cx,cy or a 3x3 matrix, got shape {a.shape}")
+        raise InputError(f"{where}: expected fx,fy,cx,cy or a 3x3 matrix, got shape {a.shape}")
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"{where}: focal lengths must be positive and finite, got {K[:2, :].tolist()}")
+        raise InputError(f"{where}: focal lengths must be positive and finite, got {K[:2, :].tolist()}")
     if not np.allclose(K[2], [0.0, 0.0, 1.0]):
-        raise ValueError(f"{where}: last row of K must be 0,0,1, got {K[2].tolist()}")
+        raise InputError(f"{where}: last row of K must be 0,0,1, got {K[2].tolist()}")
     return K
 
 
@@ -196,11 +197,11 @@ def check_intrinsics(K: np.ndarray, height: int, width: int, where: str = "K") -
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     lo, hi = FOCAL_RANGE[0] * size, FOCAL_RANGE[1] * size
     if not (np.all(np.isfinite(K)) and lo <= fx <= hi and lo <= fy <= hi):
-        raise ValueError(f"{where}: focal lengths fx={fx:g}, fy={fy:g} px are implausible for a {width}x{height} "
+        raise InputError(f"{where}: focal lengths fx={fx:g}, fy={fy:g} px are implausible for a {width}x{height} "
                          f"image (expected {lo:g} to {hi:g} px)")
     r = PRINCIPAL_POINT_RANGE
     if not (-r * width <= cx <= (r + 1) * width and -r * height <= cy <= (r + 1) * height):
-        raise ValueError(f"{where}: principal point cx={cx:g}, cy={cy:g} lies more than {r:g} image sizes "
+        raise InputError(f"{where}: principal point cx={cx:g}, cy={cy:g} lies more than {r:g} image sizes "
                          f"outside the {width}x{height} image")
     return K
 
@@ -221,9 +222,9 @@ def load_boxes_json(path: str | Path) -> dict[str, np.ndarray]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"--bbox-json {path}: not valid JSON ({e})") from e
+        raise InputError(f"--bbox-json {path}: not valid JSON ({e})") from e
     if not isinstance(data, dict):
-        raise ValueError(f"--bbox-json {path}: expected an object mapping file names to [x, y, w, h]")
+        raise InputError(f"--bbox-json {path}: expected an object mapping file names to [x, y, w, h]")
     return {str(k): _as_box(v, f"--bbox-json {path} [{k!r}]") for k, v in data.items()}
 
 

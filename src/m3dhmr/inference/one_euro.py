@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class OneEuroConfig:
         for name in ("min_cutoff", "d_cutoff"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"OneEuroConfig.{name} must be a positive number, got {v!r}")
+                raise InputError(f"OneEuroConfig.{name} must be a positive number, got {v!r}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ValueError(f"OneEuroConfig.beta must be >= 0, got {self.beta!r}")
+            raise InputError(f"OneEuroConfig.beta must be >= 0, got {self.beta!r}")
 
 
 def smoothing_factor(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
@@ -61,15 +62,15 @@ class OneEuroFilter:
         """Filter sample ``x`` (any shape, float) taken at time ``t`` (s); returns float64."""
         x = np.asarray(x, dtype=np.float64)
         if not np.all(np.isfinite(x)):
-            raise ValueError(f"OneEuroFilter: sample of shape {x.shape} contains NaN or inf")
+            raise InputError(f"OneEuroFilter: sample of shape {x.shape} contains NaN or inf")
         if self._x is None:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), float(t)
             return x.copy()
         if x.shape != self._x.shape:
-            raise ValueError(f"OneEuroFilter: sample shape {x.shape} differs from the first sample's {self._x.shape}")
+            raise InputError(f"OneEuroFilter: sample shape {x.shape} differs from the first sample's {self._x.shape}")
         dt = float(t) - self._t
         if not dt > 0:
-            raise ValueError(f"OneEuroFilter: timestamps must increase, got {t} after {self._t}")
+            raise InputError(f"OneEuroFilter: timestamps must increase, got {t} after {self._t}")
         c = self.config
         dx = (x - self._x) / dt
         a_d = smoothing_factor(c.d_cutoff, dt)

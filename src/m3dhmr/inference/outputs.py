@@ -18,6 +18,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from m3dhmr.errors import InputError
 
 #: Long side of the overlays drawn over a photo: bigger photos are drawn downscaled (at
 #: full size a 12,000 x 9,000 photo's overlays took about 6 GB more memory; downscaled,
@@ -78,7 +79,7 @@ def scale_result(result, sx: float, sy: float):
     K[:2] = K[:2] * s[:, None]
     K[:2, 2] += 0.5 * s - 0.5  # principal point, (cx + 0.5) s - 0.5
     H, W = result.image_size
-    return dataclasses.replace(result, joints2d=(result.joints2d + 0.5) * s - 0.5, K=K, box=box(result.box),
+    return dataclasses.replace(result, joints2d=(result.joints2d + 0.5) * s - 0.5, K=K, crop_box=box(result.crop_box),
                                hand_box=box(result.hand_box), image_size=(round(H * sy), round(W * sx)))
 
 
@@ -105,12 +106,39 @@ def write_image(path: Path, rgb, quality: int = 92) -> None:
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix, rgb[:, :, ::-1].copy(), params)
     if not ok:
-        raise ValueError(f"{path}: OpenCV cannot encode this image format")
+        raise InputError(f"{path}: OpenCV cannot encode this image format")
     atomic_write_bytes(path, buf.tobytes())
 
 
-def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256) -> list[Path]:
-    """Write the pictures and meshes of one predicted hand into ``out_dir``; returns the paths."""
+#: ``mesh_axes`` of the OBJ/PLY meshes: the camera's (as in ``result.json``) or y-up.
+MESH_AXES = ("camera", "y-up")
+
+
+def mesh_axes_text(mesh_axes: str) -> str:
+    """The words for ``mesh_axes`` (:data:`MESH_AXES`) in the files' headers and ``result.json``."""
+    from m3dhmr import conventions as cv
+
+    if mesh_axes not in MESH_AXES:
+        raise InputError(f"mesh axes must be one of {list(MESH_AXES)}, got {mesh_axes!r}")
+    return cv.CAMERA_AXES_TEXT if mesh_axes == "camera" else cv.Y_UP_AXES_TEXT
+
+
+def mesh_in_axes(vertices, mesh_axes: str):
+    """(V, 3) camera-space vertices in ``mesh_axes`` and :func:`mesh_axes_text`. Y-up is a
+    rotation (180 degrees about x), so faces keep their winding."""
+    import numpy as np
+
+    from m3dhmr.export.rig import CAMERA_TO_Y_UP
+
+    text = mesh_axes_text(mesh_axes)
+    v = np.asarray(vertices, np.float64)
+    return (v if mesh_axes == "camera" else v @ CAMERA_TO_Y_UP.T), text
+
+
+def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256, mesh_axes: str = "camera") -> list[Path]:
+    """Write the pictures and meshes of one predicted hand into ``out_dir``; returns the paths.
+
+    ``mesh.obj``/``mesh.ply`` are in ``mesh_axes`` (:func:`mesh_in_axes`), said in their header."""
     from m3dhmr import viz
     from m3dhmr.mesh.io import write_mesh
 
@@ -124,8 +152,9 @@ def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256) -> lis
     for name, img in (("pose2d.jpg", pose), ("overlay.jpg", overlay), ("front.png", front), ("side.png", side),
                       ("panel.jpg", panel)):
         write_image(paths[name], img)
-    write_mesh(paths["mesh.obj"], result.vertices, result.faces)
-    write_mesh(paths["mesh.ply"], result.vertices, result.faces)
+    vertices, axes = mesh_in_axes(result.vertices, mesh_axes)
+    write_mesh(paths["mesh.obj"], vertices, result.faces, comment=axes)
+    write_mesh(paths["mesh.ply"], vertices, result.faces, comment=axes)
     written = list(paths.values())
     if getattr(result, "articulation", None) is not None:
         from m3dhmr.inference.articulation import write_hand_files
@@ -134,19 +163,22 @@ def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256) -> lis
     return written
 
 
-def image_result_json(path, image, results, K, overlay_scale: float = 1.0) -> dict:
+def image_result_json(path, image, results, K, overlay_scale: float = 1.0, mesh_axes: str = "camera") -> dict:
     """``result.json`` of one image: its size, the (3, 3) K used, the ``hands`` list (2D
     joints in the image's pixels) and ``overlay_scale``, the factor from the image's pixels
     to those of its overlay pictures (below 1 for images over :data:`MAX_PICTURE_SIDE`)."""
     H, W = image.shape[:2]
+    mesh_axes_name = mesh_axes_text(mesh_axes)
     return {"image": str(path), "image_size": [H, W], "K": [list(map(float, row)) for row in K],
             "units": {"joints3d": "m", "vertices": "m", "joints2d": "px", "camera": "opencv"},
+            "axes": {"result.json": "opencv camera (x right, y down, z forward)",
+                     "mesh.obj/mesh.ply": mesh_axes_name, "hand.glb/hand.bvh": "y-up (x right, y up, z backward)"},
             "overlay_scale": round(float(overlay_scale), 6),
             "hands": [r.to_json() for r in results]}
 
 
 def save_image_outputs(out_dir: Path, path, image, results, K, view_size: int = 256,
-                       max_picture_side: int = MAX_PICTURE_SIDE) -> list[Path]:
+                       max_picture_side: int = MAX_PICTURE_SIDE, mesh_axes: str = "camera") -> list[Path]:
     """Every output of one image (see the module docstring); returns the paths written.
 
     The overlays are drawn on the image downscaled to ``max_picture_side`` px at most."""
@@ -160,9 +192,9 @@ def save_image_outputs(out_dir: Path, path, image, results, K, view_size: int = 
     view, drawn, scale = downscale_view(image, results, max_picture_side)
     written = []
     for i, r in enumerate(drawn):
-        written += save_hand_outputs(out_dir / f"hand_{i}", view, r, view_size)
+        written += save_hand_outputs(out_dir / f"hand_{i}", view, r, view_size, mesh_axes)
     overlay = viz.draw_hands(view, drawn)
     write_image(out_dir / "overlay.jpg", overlay)
     atomic_write_text(out_dir / "result.json",
-                      json.dumps(image_result_json(path, image, results, K, scale), indent=1))
+                      json.dumps(image_result_json(path, image, results, K, scale, mesh_axes), indent=1))
     return written + [out_dir / "overlay.jpg", out_dir / "result.json"]

@@ -24,6 +24,7 @@ with the unflipped crop ``K`` is exact.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from m3dhmr.geometry.crop import apply_affine_np, invert_affine
 from m3dhmr.inference import crops
 from m3dhmr.inference.networks import BACKENDS, Backend, NetworkOutput, OnnxNetwork, TorchNetwork, check_device
 from m3dhmr.inference.quality import HandQuality, hand_quality, landmarks_3d
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -57,25 +59,32 @@ class PreparedInput:
     left: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PredictionResult:
-    """One hand in one image.
+    """One hand in one image; every array is NumPy float64 (faces int64).
 
-    joints2d: (21, 2) original image pixels (network's 2D joints); joints3d: (21, 3) and
-    vertices: (V, 3) camera space, metres; faces: (F, 3) (winding reversed for a left
-    hand, so normals point outwards); translation: (3,) camera-space wrist (root-relative
-    + translation = camera space); success: registration succeeded;
-    reprojection_error: mean pixel error of the registration in crop pixels;
-    box: (4,) square crop box x, y, w, h in image pixels; K: (3, 3) intrinsics used;
-    image_size: (H, W); left: predicted as a left hand; hand_box: (4,) x, y, w, h
-    around the hand (the detector's box around its landmarks, or the box the caller
-    gave; the crop box when only a crop was given); score: the detector's hand presence
-    in [0, 1] (None when the caller gave the box); articulation: the
-    :class:`~m3dhmr.hand.fit.HandFit` (batch 1) of this hand when the predictor fits
-    articulation (:attr:`Predictor.articulation`), else None; a left hand's is its
-    mirror image's (a right hand's); quality_report: the
-    :class:`~m3dhmr.inference.quality.HandQuality` of this hand (agreement with the
-    detector's landmarks when it ran, and the registration residual), see :attr:`quality`.
+    Frames: ``joints3d``, ``vertices`` and ``translation`` are in the camera of ``K``,
+    OpenCV axes (x right, y down, z forward), metres (:mod:`m3dhmr.conventions`);
+    ``joints2d``, ``hand_box`` and ``crop_box`` are in the image's pixels.
+
+    Attributes:
+        joints2d: (21, 2) the network's 2D joints (FreiHAND order).
+        joints3d: (21, 3) camera-space joints. vertices: (V, 3) camera-space mesh.
+        faces: (F, 3) triangles (winding reversed for a left hand, so normals point out).
+        translation: (3,) the camera-space wrist (root-relative + translation = camera space).
+        success: the registration succeeded (else the depth is a fallback guess).
+        reprojection_error: mean pixel error of the registration, in crop pixels.
+        hand_box: (4,) x, y, w, h around the hand: the detector's box around its
+            landmarks, the ``hand_box`` the caller gave, or the ``crop_box`` when only
+            that was given. The same name and meaning as ``"hand_box"`` in ``result.json``.
+        crop_box: (4,) x, y, w, h of the square crop the network saw.
+        K: (3, 3) intrinsics used. image_size: (H, W). left: predicted as a left hand.
+        score: the detector's hand presence in [0, 1] (None when the caller gave the box).
+        articulation: the hand's :class:`~m3dhmr.inference.articulation.HandArticulation`
+            (joint rotations, NumPy) when :attr:`Predictor.articulation` is on, else None.
+        quality_report: the :class:`~m3dhmr.inference.quality.HandQuality` of this hand
+            (agreement with the detector's landmarks when it ran, and the registration
+            residual); :attr:`quality` is its score.
     """
 
     joints2d: np.ndarray
@@ -85,11 +94,11 @@ class PredictionResult:
     translation: np.ndarray
     success: bool
     reprojection_error: float
-    box: np.ndarray
+    hand_box: np.ndarray
+    crop_box: np.ndarray
     K: np.ndarray
     image_size: tuple[int, int]
     left: bool
-    hand_box: np.ndarray | None = None
     score: float | None = None
     articulation: Any = None
     quality_report: HandQuality | None = None
@@ -109,34 +118,48 @@ class PredictionResult:
         """"left" or "right": the hand as predicted (see :attr:`left`)."""
         return "left" if self.left else "right"
 
-    def to_json(self, include_vertices: bool = True) -> dict[str, Any]:
-        """Plain-data form (lists) for ``result.json`` / ``results.jsonl``; units: metres, pixels.
+    def __repr__(self) -> str:
+        # The arrays (2.8 kB of numbers) stay out: what a user checks at a glance.
+        x, y, w, h = (round(float(v), 1) for v in self.hand_box)
+        parts = [self.handedness, f"hand_box=({x}, {y}, {w}, {h})",
+                 f"wrist_m=({', '.join(f'{v:.3f}' for v in self.translation)})",
+                 f"vertices={self.vertices.shape[0]}"]
+        if self.score is not None:
+            parts.append(f"score={self.score:.2f}")
+        if self.quality_report is not None:
+            parts.append(f"quality={self.quality_report.score:.2f} ({self.quality_report.flag})")
+        if not self.success:
+            parts.append("registration failed")
+        if self.articulation is not None:
+            parts.append("articulated")
+        return f"PredictionResult({', '.join(parts)})"
 
-        ``box`` is the box around the hand (:attr:`hand_box`), ``crop_box`` the square
-        crop the network saw."""
-        hand_box = self.box if self.hand_box is None else self.hand_box
+    def to_json(self, include_vertices: bool = True) -> dict[str, Any]:
+        """Plain data (lists) for ``result.json`` / ``results.jsonl``; metres and pixels.
+
+        The keys are the attributes' names (``hand_box``, ``crop_box``, ...), plus
+        ``handedness`` and ``units``; ``vertices`` only with ``include_vertices``."""
         d = {
-            "box": np.round(hand_box, 3).tolist(),
+            "hand_box": np.round(self.hand_box, 3).tolist(),
             "handedness": self.handedness,
             "score": None if self.score is None else round(float(self.score), 4),
+            "quality": None if self.quality_report is None else self.quality_report.to_json(),
             "joints2d": np.round(self.joints2d, 3).tolist(),
             "joints3d": np.round(self.joints3d, 6).tolist(),
             "translation": np.round(self.translation, 6).tolist(),
             "K": self.K.tolist(),
-            "crop_box": np.round(self.box, 3).tolist(),
+            "crop_box": np.round(self.crop_box, 3).tolist(),
             "image_size": list(self.image_size),
             "success": bool(self.success),
             "reprojection_error_px": float(self.reprojection_error),
             "left": bool(self.left),
-            "quality": None if self.quality_report is None else self.quality_report.to_json(),
-            "units": {"joints3d": "m", "vertices": "m", "joints2d": "px", "camera": "opencv"},
+            "units": {"joints3d": "m", "vertices": "m", "translation": "m", "joints2d": "px",
+                      "hand_box": "px", "crop_box": "px", "camera": "opencv (x right, y down, z forward)"},
         }
         if include_vertices:
             d["vertices"] = np.round(self.vertices, 6).tolist()
         if self.articulation is not None:
-            from m3dhmr.inference.articulation import pose_json
-
-            d["articulation"] = pose_json(self.articulation, 0, self.left)
+            d["articulation"] = self.articulation.to_json()
         return d
 
 
@@ -149,12 +172,34 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
         hint = (" (float images in [0, 1]: m3dhmr.inference.images.to_rgb_uint8(image, bgr=False))"
                 if np.issubdtype(image.dtype, np.floating) else "")
-        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape} "
+        raise InputError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape} "
                          f"(use m3dhmr.inference.images.load_image to convert files){hint}")
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image of {image.shape[1]} x {image.shape[0]} px is too small to find hands in "
+        raise InputError(f"image of {image.shape[1]} x {image.shape[0]} px is too small to find hands in "
                          f"(at least {MIN_IMAGE_SIDE} px a side)")
     return image
+
+
+class ColorOrderWarning(UserWarning):
+    """An image given as RGB looks like OpenCV's BGR (see :meth:`Predictor.predict`)."""
+
+
+COLOR_ORDERS = (None, "rgb", "bgr")
+#: Median red minus blue (0..255) at a found hand's landmarks below which the image is
+#: taken for BGR. Skin is redder than blue in every tone and light: on 104 sign-language
+#: photos the median was 42 to 74 in RGB and -41 to -74 in BGR.
+BGR_RED_MINUS_BLUE = -15.0
+
+_BGR_HINT = ("it looks like OpenCV's BGR order (cv2.imread): pass color_order=\"bgr\" or convert it with "
+             "cv2.cvtColor(image, cv2.COLOR_BGR2RGB); color_order=\"rgb\" silences this check")
+
+
+def _to_rgb(image: np.ndarray, color_order: str | None) -> np.ndarray:
+    """The checked (H, W, 3) uint8 image in RGB order (a copy with the channels swapped for "bgr")."""
+    if color_order not in COLOR_ORDERS:
+        raise InputError(f"color_order must be None, 'rgb' or 'bgr', got {color_order!r}")
+    image = _check_image(image)
+    return np.ascontiguousarray(image[:, :, ::-1]) if color_order == "bgr" else image
 
 
 def _intrinsics(K, height: int, width: int, fov_deg: float) -> np.ndarray:
@@ -206,7 +251,7 @@ class Predictor:
         self.track_margin = float(track_margin)
         self._detector = None
         if not (self.box_scale > 0 and self.track_margin > 0):
-            raise ValueError(f"box_scale and track_margin must be > 0, got {box_scale}, {track_margin}")
+            raise InputError(f"box_scale and track_margin must be > 0, got {box_scale}, {track_margin}")
         crops.default_intrinsics(2, 2, self.fov_deg)  # validates the field of view early
 
     @classmethod
@@ -214,12 +259,13 @@ class Predictor:
                         device: str = "cpu", threads: int | None = None,
                         fov_deg: float = crops.DEFAULT_FOV_DEG, template: str | None = None) -> "Predictor":
         """Load a checkpoint; with ``backend="onnxruntime"`` the network runs from ``onnx_path``
-        (exported on the fly into a temporary file when None); ``template`` replaces the
+        (exported once into the per-user ONNX cache when None:
+        :func:`m3dhmr.inference.onnx_export.cached_onnx`); ``template`` replaces the
         hand template the checkpoint names (see :func:`m3dhmr.hand.load_template`)."""
         from m3dhmr.train.checkpoint import load_model_from_checkpoint
 
         if backend not in BACKENDS:
-            raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+            raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -237,7 +283,7 @@ class Predictor:
         from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
 
         if backend not in BACKENDS:
-            raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+            raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
         model, exp = load_pretrained(name or DEFAULT_MODEL, "cpu" if backend == "onnxruntime" else device)
         return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
                               fov_deg=fov_deg, augment=exp.data.augment)
@@ -250,7 +296,7 @@ class Predictor:
         model's training :class:`~m3dhmr.data.augment.AugmentConfig`, sets the box enlargement
         and tracking margin (:func:`m3dhmr.inference.crops.training_crop_scales`)."""
         if backend not in BACKENDS:
-            raise ValueError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+            raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
         check_device(device, backend)
         size = int(model.cfg.input_size)
         faces = model.faces.cpu().numpy()
@@ -258,19 +304,17 @@ class Predictor:
             network = TorchNetwork(model, device)
         else:
             if onnx_path is None:
-                import tempfile
+                from m3dhmr.inference.onnx_export import cached_onnx_file
 
-                from m3dhmr.inference.onnx_export import export_onnx
-
-                # The session holds the graph in memory, so the temporary file can go.
-                with tempfile.TemporaryDirectory(prefix="m3dhmr-onnx-") as tmpdir:
-                    log.info("no ONNX model given: exporting the network for ONNX Runtime")
-                    export_onnx(model.cpu(), Path(tmpdir) / "model.onnx")
-                    network = OnnxNetwork(Path(tmpdir) / "model.onnx", threads=threads, device=device)
+                # Exported once per model into the per-user cache (M3DHMR_CACHE_DIR); where
+                # that cannot be written, a temporary export that may go once the session
+                # holds the graph in memory.
+                with cached_onnx_file(model.cpu()) as path:
+                    network = OnnxNetwork(path, threads=threads, device=device)
             else:
                 network = OnnxNetwork(onnx_path, threads=threads, device=device)
             if network.input_size is not None and network.input_size != size:
-                raise ValueError(f"{onnx_path}: ONNX input is {network.input_size} px but the checkpoint's "
+                raise InputError(f"{onnx_path}: ONNX input is {network.input_size} px but the checkpoint's "
                                  f"model.input_size is {size}; export this checkpoint again")
         margin, box_scale = (crops.DEFAULT_TRACK_MARGIN, crops.DEFAULT_BOX_SCALE) if augment is None \
             else crops.training_crop_scales(augment)
@@ -279,13 +323,14 @@ class Predictor:
 
     # ------------------------------------------------------------------ stages
 
-    def prepare(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool = False) -> PreparedInput:
-        """Crop ``image`` (H, W, 3) uint8 RGB to the square ``box`` (x, y, w, h; squared about
-        its centre, not enlarged; default: the whole image) -> :class:`PreparedInput`."""
+    def prepare(self, image: np.ndarray, crop_box=None, K: np.ndarray | None = None,
+                left: bool = False) -> PreparedInput:
+        """Crop ``image`` (H, W, 3) uint8 RGB to the square ``crop_box`` (x, y, w, h; squared
+        about its centre, not enlarged; default: the whole image) -> :class:`PreparedInput`."""
         image = _check_image(image)
         H, W = image.shape[:2]
         K = _intrinsics(K, H, W, self.fov_deg)
-        box = crops.full_image_box(H, W) if box is None else crops.validate_box(box, H, W)
+        box = crops.full_image_box(H, W) if crop_box is None else crops.validate_box(crop_box, H, W, "crop_box")
         crop = crops.crop_hand(image, box, K, self.input_size)
         pixels = crop.image[:, ::-1] if left else crop.image
         images = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
@@ -294,11 +339,11 @@ class Predictor:
     def run_network(self, images: np.ndarray) -> NetworkOutput:
         """images (B, 3, S, S) float32 in [0, 1] -> :class:`NetworkOutput`."""
         if images.ndim != 4 or images.shape[1:] != (3, self.input_size, self.input_size):
-            raise ValueError(f"images must have shape (B, 3, {self.input_size}, {self.input_size}), got {images.shape}")
+            raise InputError(f"images must have shape (B, 3, {self.input_size}, {self.input_size}), got {images.shape}")
         out = self.network(images)
         for name in ("vertices", "joints3d", "joints2d"):
             if not np.all(np.isfinite(getattr(out, name))):
-                raise ValueError(f"the network returned NaN or inf {name} (broken checkpoint?)")
+                raise InputError(f"the network returned NaN or inf {name} (broken checkpoint?)")
         return out
 
     def finish(self, prepared: PreparedInput, net: NetworkOutput, index: int = 0, *, hand_box=None,
@@ -333,11 +378,11 @@ class Predictor:
             translation=reg.translation[0],
             success=bool(reg.success[0]),
             reprojection_error=float(reg.reprojection_error[0]),
-            box=prepared.crop.box,
+            hand_box=np.asarray(prepared.crop.box if hand_box is None else hand_box, dtype=np.float64),
+            crop_box=np.asarray(prepared.crop.box, dtype=np.float64),
             K=prepared.K,
             image_size=prepared.image_size,
             left=prepared.left,
-            hand_box=None if hand_box is None else np.asarray(hand_box, dtype=np.float64),
             score=None if score is None else float(score),
             quality_report=quality,
         )
@@ -373,32 +418,60 @@ class Predictor:
     def _articulate(self, results: list[PredictionResult]) -> list[PredictionResult]:
         return results if self._articulator is None else self._articulator.attach(results)
 
-    def predict(self, image: np.ndarray, box=None, K: np.ndarray | None = None, left: bool | None = None, *,
-                hand_box=None) -> PredictionResult | list[PredictionResult]:
-        """image (H, W, 3) uint8 RGB; K (3, 3) or (fx, fy, cx, cy) or None (from ``fov_deg``).
+    def predict(self, image: np.ndarray, *, hand_box=None, crop_box=None, K: np.ndarray | None = None,
+                left: bool | None = None, color_order: str | None = None) -> list[PredictionResult]:
+        """The hands in ``image``, always as a list of :class:`PredictionResult`.
 
-        - Neither ``box`` nor ``hand_box``: every hand the :attr:`detector` finds, as a list
-          of :class:`PredictionResult` (highest presence first; empty when there is none),
-          each cropped around its landmarks like the training crops and predicted as the
-          detector's handedness unless ``left`` forces one.
+        image: (H, W, 3) uint8 in RGB order (``color_order="bgr"`` for ``cv2.imread``'s);
+        K: (3, 3) or (fx, fy, cx, cy) or None (from :attr:`fov_deg`).
+
+        - No box: every hand the :attr:`detector` finds (highest presence first; empty
+          when there is none), each cropped around its landmarks like the training crops
+          and predicted as the detector's handedness unless ``left`` forces one.
         - ``hand_box`` (4,) x, y, w, h tight around the visible hand (a detector's or a
           user's box): squared and enlarged by :attr:`box_scale`, so the crop frames the
-          hand as the model's training crops did -> one :class:`PredictionResult`.
-        - ``box`` (4,) x, y, w, h: the crop itself (squared about its centre, not
-          enlarged; :func:`m3dhmr.inference.crops.full_image_box` for the whole image)
-          -> one :class:`PredictionResult`.
+          hand as the model's training crops did -> one result.
+        - ``crop_box`` (4,) x, y, w, h: the crop itself, squared about its centre but not
+          enlarged (:func:`m3dhmr.inference.crops.full_image_box` for an image that is a
+          hand crop already) -> one result.
 
         ``left``: True/False forces the hand side (flip, predict, mirror back); None takes
         the detector's handedness, or a right hand for a given box.
+
+        ``color_order`` None (the default) takes the image for RGB but checks it when the
+        detector runs: a :class:`ColorOrderWarning` when the found hands are bluer than
+        skin ever is, or when no hand is found but the channel-swapped copy has one (an
+        OpenCV BGR array passed as RGB finds fewer hands and worse meshes); "rgb" skips
+        the check.
         """
-        if box is None and hand_box is None:
-            return self.predict_hands(image, K, left)
-        if hand_box is not None:
-            if box is not None:
-                raise ValueError("give either box (the crop) or hand_box (around the hand), not both")
-            box = crops.square_box(hand_box, self.box_scale)
-        prepared = self.prepare(image, box, K, bool(left))
-        return self._articulate([self.finish(prepared, self.run_network(prepared.images), hand_box=hand_box)])[0]
+        if hand_box is None and crop_box is None:
+            return self.predict_hands(image, K, left, color_order=color_order)
+        image = _to_rgb(image, color_order)
+        if hand_box is not None and crop_box is not None:
+            raise InputError("give either hand_box (around the hand) or crop_box (the crop itself), not both")
+        crop = crops.square_box(hand_box, self.box_scale) if hand_box is not None else crop_box
+        prepared = self.prepare(image, crop, K, bool(left))
+        return self._articulate([self.finish(prepared, self.run_network(prepared.images), hand_box=hand_box)])
+
+    def __repr__(self) -> str:
+        return (f"Predictor(backend={self.backend!r}, template={self.template!r}, input_size={self.input_size}, "
+                f"fov_deg={self.fov_deg:g}, box_scale={self.box_scale:g}, articulation={self.articulation})")
+
+    def _check_color_order(self, image: np.ndarray, hands: list) -> None:
+        """Warn (:class:`ColorOrderWarning`) when ``image``, taken for RGB, looks BGR: the
+        found hands are bluer than skin (:data:`BGR_RED_MINUS_BLUE`), or none was found but
+        the channel-swapped copy has one (a second detector pass, only for images without
+        a hand: ``predict(cv2.imread(path))`` missed a third of the sign-language photos)."""
+        if hands:
+            H, W = image.shape[:2]
+            lm = np.concatenate([np.asarray(h.landmarks) for h in hands])
+            x, y = (np.clip(np.round(lm[:, k]), 0, n - 1).astype(int) for k, n in ((0, W), (1, H)))
+            px = image[y, x].astype(np.float64)
+            if np.median(px[:, 0] - px[:, 2]) < BGR_RED_MINUS_BLUE:
+                warnings.warn(f"the hands found are bluer than skin: {_BGR_HINT}", ColorOrderWarning, stacklevel=4)
+        elif self._detect(np.ascontiguousarray(image[:, :, ::-1])):
+            warnings.warn(f"no hand found, but the image with red and blue swapped has one: {_BGR_HINT}",
+                          ColorOrderWarning, stacklevel=4)
 
     def _detect(self, image: np.ndarray) -> list:
         """The :attr:`detector`'s hands in ``image``; a huge image is searched on a downscaled
@@ -414,19 +487,20 @@ class Predictor:
         return [_scale_hand(hand, w / W, h / H) for hand in self.detector.detect(small)]
 
     def predict_batch(self, images, hand_boxes, K: np.ndarray | None = None, left: bool = False,
-                      batch_size: int = 32) -> list[PredictionResult]:
+                      batch_size: int = 32, color_order: str | None = None) -> list[PredictionResult]:
         """One hand per image, the network run on ``batch_size`` crops at a time.
 
-        images: sequence of (H, W, 3) uint8 RGB (sizes may differ); hand_boxes: one
-        (4,) x, y, w, h box around the hand per image (see :meth:`predict`); K: one
-        (3, 3) for all images or None (each image's from ``fov_deg``); left: every hand's side.
+        images: sequence of (H, W, 3) uint8 RGB (sizes may differ; ``color_order`` as in
+        :meth:`predict`); hand_boxes: one (4,) x, y, w, h box around the hand per image
+        (``hand_box`` of :meth:`predict`); K: one (3, 3) for all images or None (each
+        image's from ``fov_deg``); left: every hand's side -> one result per image.
         """
-        images = list(images)
+        images = [_to_rgb(im, color_order) for im in images]
         hand_boxes = list(hand_boxes)
         if len(images) != len(hand_boxes):
-            raise ValueError(f"predict_batch: {len(images)} images but {len(hand_boxes)} hand boxes")
+            raise InputError(f"predict_batch: {len(images)} images but {len(hand_boxes)} hand boxes")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         out: list[PredictionResult] = []
         for start in range(0, len(images), batch_size):
             chunk = range(start, min(start + batch_size, len(images)))
@@ -438,15 +512,17 @@ class Predictor:
         return out
 
     def predict_hands(self, image: np.ndarray, K: np.ndarray | None = None, left: bool | None = None,
-                      hands=None) -> list[PredictionResult]:
+                      hands=None, color_order: str | None = None) -> list[PredictionResult]:
         """Predict every hand in ``image``: those the :attr:`detector` finds, or the given
         ``hands`` (:class:`m3dhmr.detect.DetectedHand` list, e.g. tracked ones), in one
-        network batch. See :meth:`predict` for ``K`` and ``left``."""
-        image = _check_image(image)
+        network batch. See :meth:`predict` for ``K``, ``left`` and ``color_order``."""
+        image = _to_rgb(image, color_order)
         if K is not None:  # a bad K is an error even when no hand is found
             K = _intrinsics(K, *image.shape[:2], self.fov_deg)
         if hands is None:
             hands = self._detect(image)
+            if color_order is None:
+                self._check_color_order(image, hands)
         if not hands:
             return []
         prepared = [self.prepare(image, crops.square_box(h.box, self.track_margin), K,

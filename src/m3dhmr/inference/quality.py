@@ -38,6 +38,7 @@ from typing import Literal
 import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
+from m3dhmr.errors import InputError
 
 #: Palms of mean landmark error that cost a factor e.
 LANDMARK_SCALE = 0.5
@@ -94,9 +95,9 @@ def hand_quality(joints2d: np.ndarray, joints3d: np.ndarray, reprojection_error:
     :func:`landmarks_3d` or None -> :class:`HandQuality` (see the module doc)."""
     joints2d, joints3d = np.asarray(joints2d, np.float64), np.asarray(joints3d, np.float64)
     if joints2d.shape != (NUM_JOINTS, 2) or joints3d.shape != (NUM_JOINTS, 3):
-        raise ValueError(f"joints2d must be (21, 2) and joints3d (21, 3), got {joints2d.shape}, {joints3d.shape}")
+        raise InputError(f"joints2d must be (21, 2) and joints3d (21, 3), got {joints2d.shape}, {joints3d.shape}")
     if crop_side <= 0:
-        raise ValueError(f"crop_side must be > 0, got {crop_side}")
+        raise InputError(f"crop_side must be > 0, got {crop_side}")
     residual = float(reprojection_error) / float(crop_side)
     cost = residual / RESIDUAL_SCALE
     lm_err = disagree = None
@@ -105,7 +106,7 @@ def hand_quality(joints2d: np.ndarray, joints3d: np.ndarray, reprojection_error:
 
         ref = np.asarray(landmarks3d, np.float64)
         if ref.shape != (NUM_JOINTS, 3):
-            raise ValueError(f"landmarks3d must be (21, 3), got {ref.shape}")
+            raise InputError(f"landmarks3d must be (21, 3), got {ref.shape}")
         palm = float(np.linalg.norm(ref[9, :2] - ref[0, :2]))
         if palm > 0 and np.isfinite(ref).all():
             lm_err = float(np.linalg.norm(joints2d - ref[:, :2], axis=1).mean() / palm)

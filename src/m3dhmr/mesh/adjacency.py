@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from m3dhmr.errors import InputError
 
 
 def _faces(faces: np.ndarray) -> np.ndarray:
     f = np.asarray(faces)
     if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+        raise InputError(f"faces must have shape (F, 3), got {f.shape}")
     return f.astype(np.int64, copy=False)
 
 
@@ -47,7 +48,7 @@ def vertex_adjacency(faces: np.ndarray, num_vertices: int) -> sp.csr_matrix:
     """Symmetric ``(V, V)`` CSR matrix with 1.0 where two vertices share an edge."""
     e = edges(faces)
     if e.size and (e.min() < 0 or e.max() >= num_vertices):
-        raise ValueError(f"faces reference vertices outside 0..{num_vertices - 1}")
+        raise InputError(f"faces reference vertices outside 0..{num_vertices - 1}")
     rows = np.concatenate([e[:, 0], e[:, 1]])
     cols = np.concatenate([e[:, 1], e[:, 0]])
     adj = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(num_vertices, num_vertices))

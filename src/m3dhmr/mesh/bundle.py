@@ -35,6 +35,7 @@ from .hierarchy import build_hierarchy
 from .regions import make_regions_connected, region_pieces, regions_from_joints, regions_from_skinning
 from .spirals import region_spiral_indices, spiral_indices
 from .validate import check_triangle_mesh
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ class TopologyParams:
         for name in ("levels", "spiral_length", "dilation", "roi_spiral_length", "roi_dilation"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"TopologyParams.{name} must be an integer >= 1, got {value!r}")
+                raise InputError(f"TopologyParams.{name} must be an integer >= 1, got {value!r}")
         if not float(self.factor) > 1.0:
-            raise ValueError(f"TopologyParams.factor must be > 1, got {self.factor!r}")
+            raise InputError(f"TopologyParams.factor must be > 1, got {self.factor!r}")
 
 
 @dataclass(frozen=True)
@@ -107,25 +108,25 @@ def _inputs(vertices: Any, faces: Any, joint_regressor: Any, skinning_weights: A
     nv = v.shape[0]
     reg = np.asarray(joint_regressor, dtype=np.float64)
     if reg.shape != (NUM_JOINTS, nv):
-        raise ValueError(f"joint_regressor must have shape ({NUM_JOINTS}, {nv}) (21 joints x template "
+        raise InputError(f"joint_regressor must have shape ({NUM_JOINTS}, {nv}) (21 joints x template "
                          f"vertices), got {reg.shape}")
     if not np.isfinite(reg).all():
-        raise ValueError("joint_regressor contains NaN/inf")
+        raise InputError("joint_regressor contains NaN/inf")
     out: dict[str, np.ndarray | None] = {"vertices": v, "faces": f, "joint_regressor": reg,
                                          "skinning_weights": None, "joint_region": None, "regions": None}
     if regions is not None:
         r = np.asarray(regions)
         if r.shape != (nv,) or not np.issubdtype(r.dtype, np.integer):
-            raise ValueError(f"regions must be ({nv},) integers, got dtype {r.dtype} shape {r.shape}")
+            raise InputError(f"regions must be ({nv},) integers, got dtype {r.dtype} shape {r.shape}")
         if r.min() < 0 or r.max() >= NUM_REGIONS:
-            raise ValueError(f"regions values must lie in 0..{NUM_REGIONS - 1}, got {sorted(set(r.tolist()))[:10]}")
+            raise InputError(f"regions values must lie in 0..{NUM_REGIONS - 1}, got {sorted(set(r.tolist()))[:10]}")
         out["regions"] = r.astype(np.int64)
     elif skinning_weights is not None:
         w = np.asarray(skinning_weights, dtype=np.float64)
         if w.ndim != 2 or w.shape[0] != nv:
-            raise ValueError(f"skinning_weights must have shape ({nv}, J), got {w.shape}")
+            raise InputError(f"skinning_weights must have shape ({nv}, J), got {w.shape}")
         if joint_region is None:
-            raise ValueError("skinning_weights need joint_region (the region of each skinning joint), "
+            raise InputError("skinning_weights need joint_region (the region of each skinning joint), "
                              "e.g. m3dhmr.mesh.MANO_JOINT_REGION")
         out["skinning_weights"] = w
         out["joint_region"] = np.asarray(joint_region).astype(np.int64)
@@ -258,11 +259,11 @@ def load_bundle(path: str | Path) -> TopologyBundle:
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path}: not a readable topology bundle ({e})") from e
+        raise InputError(f"{path}: not a readable topology bundle ({e})") from e
     try:
         version = int(a["format_version"])
         if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: topology bundle format {version}, this version reads {FORMAT_VERSION}; "
+            raise InputError(f"{path}: topology bundle format {version}, this version reads {FORMAT_VERSION}; "
                              "rebuild it with `m3dhmr topology`")
         from ..config import from_dict
 
@@ -287,7 +288,7 @@ def load_bundle(path: str | Path) -> TopologyBundle:
             key=str(a["key"]),
         )
     except KeyError as e:
-        raise ValueError(f"{path}: topology bundle lacks array {e}") from e
+        raise InputError(f"{path}: topology bundle lacks array {e}") from e
 
 
 def default_cache_dir() -> Path:

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .validate import MeshError, check_triangle_mesh
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,9 @@ def closest_point_barycentric(points: np.ndarray, triangles: np.ndarray) -> tupl
     p = np.asarray(points, dtype=np.float64)
     t = np.asarray(triangles, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"points must have shape (N, 3), got {p.shape}")
+        raise InputError(f"points must have shape (N, 3), got {p.shape}")
     if t.ndim != 3 or t.shape[1:] != (3, 3) or t.shape[0] == 0:
-        raise ValueError(f"triangles must have shape (M, 3, 3) with M >= 1, got {t.shape}")
+        raise InputError(f"triangles must have shape (M, 3, 3) with M >= 1, got {t.shape}")
     n, m = p.shape[0], t.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros(0)
@@ -234,9 +235,9 @@ def build_hierarchy(vertices: np.ndarray, faces: np.ndarray, levels: int = 4, fa
         levels: L >= 1. factor: > 1, vertex ratio between consecutive levels.
     """
     if levels < 1:
-        raise ValueError(f"levels must be >= 1, got {levels}")
+        raise InputError(f"levels must be >= 1, got {levels}")
     if not factor > 1:
-        raise ValueError(f"factor must be > 1, got {factor}")
+        raise InputError(f"factor must be > 1, got {factor}")
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     check_triangle_mesh(v, f, name="level 0")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
+from m3dhmr.errors import InputError
 
 SUFFIXES = (".ply", ".obj")
 
@@ -21,7 +22,7 @@ SUFFIXES = (".ply", ".obj")
 def _suffix(path: Path) -> str:
     s = path.suffix.lower()
     if s not in SUFFIXES:
-        raise ValueError(f"{path}: unsupported mesh format {s or '(no suffix)'}; use one of {', '.join(SUFFIXES)}")
+        raise InputError(f"{path}: unsupported mesh format {s or '(no suffix)'}; use one of {', '.join(SUFFIXES)}")
     return s
 
 
@@ -42,45 +43,50 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         kwargs = {"maintain_order": True} if suffix == ".obj" else {}
         mesh = trimesh.load(path, file_type=suffix[1:], process=False, force="mesh", **kwargs)
     except Exception as e:  # trimesh raises many types for corrupt files
-        raise ValueError(f"{path}: could not read mesh ({type(e).__name__}: {e})") from e
+        raise InputError(f"{path}: could not read mesh ({type(e).__name__}: {e})") from e
     vertices = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), dtype=np.float64).reshape(-1, 3)
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64).reshape(-1, 3)
     if vertices.shape[0] == 0 or faces.shape[0] == 0:
-        raise ValueError(f"{path}: no triangle mesh in file ({vertices.shape[0]} vertices, {faces.shape[0]} faces)")
+        raise InputError(f"{path}: no triangle mesh in file ({vertices.shape[0]} vertices, {faces.shape[0]} faces)")
     return vertices, faces
 
 
-def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write vertices (V, 3) and faces (F, 3) to ``path`` (.ply binary or .obj), atomically."""
+def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, comment: str | None = None) -> None:
+    """Write vertices (V, 3) and faces (F, 3) to ``path`` (.ply binary or .obj), atomically;
+    ``comment`` (one line, e.g. the axes) goes into the file's header."""
     path = Path(path)
     suffix = _suffix(path)
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
+        raise InputError(f"vertices must have shape (V, 3), got {v.shape}")
     if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(f"faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
+        raise InputError(f"faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
     if f.size and (f.min() < 0 or f.max() >= v.shape[0]):
-        raise ValueError(f"faces reference vertices outside 0..{v.shape[0] - 1}")
+        raise InputError(f"faces reference vertices outside 0..{v.shape[0] - 1}")
+    comment = "" if comment is None else " ".join(str(comment).split())
+    if not comment.isascii():
+        raise InputError(f"mesh comment must be ASCII (PLY headers are), got {comment!r}")
     with atomic_path(path) as tmp:
         if suffix == ".obj":
-            tmp.write_text(_obj_text(v, f.astype(np.int64)))
+            tmp.write_text(_obj_text(v, f.astype(np.int64), comment))
         else:
-            tmp.write_bytes(_ply_bytes(v, f.astype(np.int64)))
+            tmp.write_bytes(_ply_bytes(v, f.astype(np.int64), comment))
 
 
-def _obj_text(v: np.ndarray, f: np.ndarray) -> str:
+def _obj_text(v: np.ndarray, f: np.ndarray, comment: str = "") -> str:
     """OBJ with shortest round-trip float text, so reading it back is exact."""
-    lines = ["# written by m3dhmr"]
+    lines = ["# written by m3dhmr"] + ([f"# {comment}"] if comment else [])
     lines += [f"v {x!r} {y!r} {z!r}" for x, y, z in v.tolist()]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in f.tolist()]
     return "\n".join(lines) + "\n"
 
 
-def _ply_bytes(v: np.ndarray, f: np.ndarray) -> bytes:
+def _ply_bytes(v: np.ndarray, f: np.ndarray, comment: str = "") -> bytes:
     """Binary little-endian PLY with float64 coordinates (trimesh's exporter stores float32)."""
     header = (
         "ply\nformat binary_little_endian 1.0\ncomment written by m3dhmr\n"
+        + (f"comment {comment}\n" if comment else "") +
         f"element vertex {v.shape[0]}\nproperty double x\nproperty double y\nproperty double z\n"
         f"element face {f.shape[0]}\nproperty list uchar int vertex_indices\nend_header\n"
     ).encode("ascii")

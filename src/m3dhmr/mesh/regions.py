@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..conventions import BONES, NUM_JOINTS, NUM_REGIONS, finger_of_joint
 from .adjacency import edges
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,14 @@ def regions_from_skinning(skinning_weights: np.ndarray, joint_region: np.ndarray
     w = np.asarray(skinning_weights, dtype=np.float64)
     jr = np.asarray(joint_region)
     if w.ndim != 2 or w.shape[0] == 0:
-        raise ValueError(f"skinning_weights must have shape (V, J), got {w.shape}")
+        raise InputError(f"skinning_weights must have shape (V, J), got {w.shape}")
     if jr.shape != (w.shape[1],) or not np.issubdtype(jr.dtype, np.integer):
-        raise ValueError(f"joint_region must be ({w.shape[1]},) integers, one per skinning joint, got "
+        raise InputError(f"joint_region must be ({w.shape[1]},) integers, one per skinning joint, got "
                          f"dtype {jr.dtype} shape {jr.shape}")
     if jr.min() < 0 or jr.max() >= NUM_REGIONS:
-        raise ValueError(f"joint_region values must lie in 0..{NUM_REGIONS - 1}, got {sorted(set(jr.tolist()))}")
+        raise InputError(f"joint_region values must lie in 0..{NUM_REGIONS - 1}, got {sorted(set(jr.tolist()))}")
     if not np.isfinite(w).all():
-        raise ValueError("skinning_weights contain NaN/inf")
+        raise InputError("skinning_weights contain NaN/inf")
     per_region = np.zeros((w.shape[0], NUM_REGIONS))
     for r in range(NUM_REGIONS):
         per_region[:, r] = w[:, jr == r].sum(axis=1)
@@ -86,11 +87,11 @@ def regions_from_joints(vertices: np.ndarray, joints: np.ndarray) -> np.ndarray:
     v = np.asarray(vertices, dtype=np.float64)
     j = np.asarray(joints, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
-        raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
+        raise InputError(f"vertices must have shape (V, 3), got {v.shape}")
     if j.shape != (NUM_JOINTS, 3):
-        raise ValueError(f"joints must have shape ({NUM_JOINTS}, 3), got {j.shape}")
+        raise InputError(f"joints must have shape ({NUM_JOINTS}, 3), got {j.shape}")
     if not (np.isfinite(v).all() and np.isfinite(j).all()):
-        raise ValueError("vertices or joints contain NaN/inf")
+        raise InputError("vertices or joints contain NaN/inf")
     bones = np.asarray(BONES)
     d = point_segment_distance(v, j[bones[:, 0]], j[bones[:, 1]])
     return np.asarray(BONE_REGION, dtype=np.int64)[np.argmin(d, axis=1)]
@@ -101,7 +102,7 @@ def regions_from_joint_regressor(vertices: np.ndarray, joint_regressor: np.ndarr
     reg = np.asarray(joint_regressor, dtype=np.float64)
     v = np.asarray(vertices, dtype=np.float64)
     if reg.shape != (NUM_JOINTS, v.shape[0]):
-        raise ValueError(f"joint_regressor must have shape ({NUM_JOINTS}, {v.shape[0]}), got {reg.shape}")
+        raise InputError(f"joint_regressor must have shape ({NUM_JOINTS}, {v.shape[0]}), got {reg.shape}")
     return regions_from_joints(v, reg @ v)
 
 
@@ -137,11 +138,11 @@ def make_regions_connected(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """
     lab = np.asarray(labels).astype(np.int64).copy()
     if lab.ndim != 1:
-        raise ValueError(f"labels must have shape (V,), got {lab.shape}")
+        raise InputError(f"labels must have shape (V,), got {lab.shape}")
     nv = lab.shape[0]
     e = edges(faces)
     if e.size and e.max() >= nv:
-        raise ValueError(f"faces reference vertex {e.max()} but labels has only {nv} entries")
+        raise InputError(f"faces reference vertex {e.max()} but labels has only {nv} entries")
     stuck: set[int] = set()
     while True:
         same = lab[e[:, 0]] == lab[e[:, 1]]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .adjacency import ordered_one_rings
+from m3dhmr.errors import InputError
 
 
 def _partition(allowed: np.ndarray | None, num_vertices: int) -> np.ndarray | None:
@@ -29,13 +30,13 @@ def _partition(allowed: np.ndarray | None, num_vertices: int) -> np.ndarray | No
     a = np.asarray(allowed)
     if a.dtype == bool:
         if a.shape != (num_vertices,):
-            raise ValueError(f"allowed mask must have shape ({num_vertices},), got {a.shape}")
+            raise InputError(f"allowed mask must have shape ({num_vertices},), got {a.shape}")
         return a.astype(np.int64)
     if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"allowed must be a (V,) bool mask or a 1-D integer index array, got "
+        raise InputError(f"allowed must be a (V,) bool mask or a 1-D integer index array, got "
                          f"dtype {a.dtype} shape {a.shape}")
     if a.size and (a.min() < 0 or a.max() >= num_vertices):
-        raise ValueError(f"allowed indices must lie in 0..{num_vertices - 1}")
+        raise InputError(f"allowed indices must lie in 0..{num_vertices - 1}")
     labels = np.zeros(num_vertices, dtype=np.int64)
     labels[a] = 1
     return labels
@@ -44,13 +45,13 @@ def _partition(allowed: np.ndarray | None, num_vertices: int) -> np.ndarray | No
 def _check(faces: np.ndarray, num_vertices: int, length: int, dilation: int) -> np.ndarray:
     f = np.asarray(faces)
     if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(f"faces must be an integer array of shape (F, 3), got {f.dtype} {f.shape}")
+        raise InputError(f"faces must be an integer array of shape (F, 3), got {f.dtype} {f.shape}")
     if num_vertices < 1:
-        raise ValueError(f"num_vertices must be >= 1, got {num_vertices}")
+        raise InputError(f"num_vertices must be >= 1, got {num_vertices}")
     if f.size and (f.min() < 0 or f.max() >= num_vertices):
-        raise ValueError(f"faces reference vertices outside 0..{num_vertices - 1}")
+        raise InputError(f"faces reference vertices outside 0..{num_vertices - 1}")
     if length < 1 or dilation < 1:
-        raise ValueError(f"spiral length and dilation must be >= 1, got length={length}, dilation={dilation}")
+        raise InputError(f"spiral length and dilation must be >= 1, got length={length}, dilation={dilation}")
     return f.astype(np.int64, copy=False)
 
 
@@ -89,7 +90,7 @@ def region_spiral_indices(faces: np.ndarray, labels: np.ndarray, length: int,
     """
     lab = np.asarray(labels)
     if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array (V,), got dtype {lab.dtype} shape {lab.shape}")
+        raise InputError(f"labels must be a 1-D integer array (V,), got dtype {lab.dtype} shape {lab.shape}")
     f = _check(faces, lab.shape[0], length, dilation)
     return _spirals(f, lab.shape[0], length, dilation, lab.astype(np.int64))
 

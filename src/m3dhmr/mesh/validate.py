@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-class MeshError(ValueError):
+class MeshError(InputError):
     """A mesh is not a valid edge-manifold, consistently oriented triangle mesh."""
 
 
@@ -38,7 +39,7 @@ def check_triangle_mesh(vertices: np.ndarray, faces: np.ndarray, name: str = "me
     Open boundaries (edges in one face) are allowed: MANO is open at the wrist.
     """
     if unreferenced not in ("error", "warn", "ignore"):
-        raise ValueError(f"unreferenced must be 'error', 'warn' or 'ignore', got {unreferenced!r}")
+        raise InputError(f"unreferenced must be 'error', 'warn' or 'ignore', got {unreferenced!r}")
     v = np.asarray(vertices)
     f = np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3:

@@ -31,6 +31,7 @@ from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, res
 from torchvision.models.resnet import BasicBlock
 
 from m3dhmr.conventions import IMAGENET_MEAN, IMAGENET_STD, NUM_JOINTS
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     ``model.pretrained_backbone`` off).
     """
     if name not in _RESNETS:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
+        raise InputError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
     path = imagenet_weights_path(name)
     url = _RESNETS[name][1].url
     if not path.is_file():
@@ -70,7 +71,7 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
         # URLError and socket errors are OSErrors; torch.hub raises RuntimeError on a bad
         # hash, http.client HTTPException on a cut connection.
         except (OSError, RuntimeError, HTTPException) as e:
-            raise ValueError(
+            raise InputError(
                 f"model.pretrained_backbone: downloading the {name} ImageNet weights (IMAGENET1K_V1) failed "
                 f"({_download_cause(e)}); set model.pretrained_backbone: false, or fetch {url} elsewhere and "
                 f"put it in torch's hub cache {path.parent} as {path.name}"
@@ -80,7 +81,7 @@ def load_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"model.pretrained_backbone: cannot read {path} ({_download_cause(e)}); "
+        raise InputError(f"model.pretrained_backbone: cannot read {path} ({_download_cause(e)}); "
                          "delete it and retry") from e
 
 
@@ -198,7 +199,7 @@ class StackResNet(nn.Module):
     ) -> None:
         super().__init__()
         if name not in _RESNETS:
-            raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
+            raise InputError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
         net = _RESNETS[name][0](weights=None)
         if pretrained:
             net.load_state_dict(load_imagenet_state_dict(name))
@@ -226,7 +227,7 @@ class StackResNet(nn.Module):
 
     def _check(self, images: Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 32 or images.shape[3] % 32:
-            raise ValueError(
+            raise InputError(
                 f"images must have shape (B, 3, H, W) with H, W multiples of 32, got {tuple(images.shape)}"
             )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+from m3dhmr.errors import InputError
 
 #: Names accepted by ``ModelConfig.conv`` (the classes live in :mod:`m3dhmr.models.meshconv`).
 CONV_NAMES = ("dsc", "dsconv", "spiral")
@@ -73,13 +74,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_NAMES:
-            raise ValueError(f"model.backbone: {self.backbone!r} is not one of {list(BACKBONE_NAMES)}")
+            raise InputError(f"model.backbone: {self.backbone!r} is not one of {list(BACKBONE_NAMES)}")
         if self.conv not in CONV_NAMES:
-            raise ValueError(f"model.conv: {self.conv!r} is not one of {list(CONV_NAMES)}")
+            raise InputError(f"model.conv: {self.conv!r} is not one of {list(CONV_NAMES)}")
         if self.input_size < 32 or self.input_size % 32:
-            raise ValueError(f"model.input_size: {self.input_size} must be a positive multiple of 32")
+            raise InputError(f"model.input_size: {self.input_size} must be a positive multiple of 32")
         if self.input_size > MAX_INPUT_SIZE:
-            raise ValueError(f"model.input_size: {self.input_size} is larger than the maximum {MAX_INPUT_SIZE}")
+            raise InputError(f"model.input_size: {self.input_size} is larger than the maximum {MAX_INPUT_SIZE}")
         bounded = {  # key: (value, maximum)
             "stack_channels": (self.stack_channels, MAX_CHANNELS),
             "latent_channels": (self.latent_channels, MAX_CHANNELS),
@@ -92,22 +93,22 @@ class ModelConfig:
         }
         for key, (value, maximum) in bounded.items():
             if value < 1:
-                raise ValueError(f"model.{key}: {value} must be >= 1")
+                raise InputError(f"model.{key}: {value} must be >= 1")
             if value > maximum:
-                raise ValueError(f"model.{key}: {value} is larger than the maximum {maximum}")
+                raise InputError(f"model.{key}: {value} is larger than the maximum {maximum}")
         for key, chans in (("decoder_channels", self.decoder_channels), ("stack2_channels", self.stack2_channels)):
             if any(c < 1 for c in chans):
-                raise ValueError(f"model.{key}: {list(chans)} must all be >= 1")
+                raise InputError(f"model.{key}: {list(chans)} must all be >= 1")
             if any(c > MAX_CHANNELS for c in chans):
-                raise ValueError(f"model.{key}: {list(chans)} must all be <= {MAX_CHANNELS}")
+                raise InputError(f"model.{key}: {list(chans)} must all be <= {MAX_CHANNELS}")
         if len(self.decoder_channels) != self.levels:
-            raise ValueError(
+            raise InputError(
                 f"model.decoder_channels: {len(self.decoder_channels)} entries but model.levels is {self.levels}; "
                 "give one channel count per mesh level (fine -> coarse)"
             )
         if not self.factor > 1.0:
-            raise ValueError(f"model.factor: {self.factor} must be > 1")
+            raise InputError(f"model.factor: {self.factor} must be > 1")
         if not self.softargmax_beta > 0.0:
-            raise ValueError(f"model.softargmax_beta: {self.softargmax_beta} must be > 0")
+            raise InputError(f"model.softargmax_beta: {self.softargmax_beta} must be > 0")
         if not self.template:
-            raise ValueError("model.template: must not be empty")
+            raise InputError("model.template: must not be empty")

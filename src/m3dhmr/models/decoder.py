@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from m3dhmr.models.lifting import lift, lifting_init
 from m3dhmr.models.meshconv import SpiralConv, make_mesh_conv
 from m3dhmr.models.roi import ROILayer
+from m3dhmr.errors import InputError
 
 
 def padded_sparse(matrix: sp.spmatrix | np.ndarray) -> tuple[Tensor, Tensor]:
@@ -64,7 +65,7 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3 or x.shape[1] != self.num_in:
-            raise ValueError(f"Upsample expects (B, {self.num_in}, C), got {tuple(x.shape)}")
+            raise InputError(f"Upsample expects (B, {self.num_in}, C), got {tuple(x.shape)}")
         y = x.index_select(1, self.index[0]) * self.weight[0]
         for p in range(1, self.width):
             y = y + x.index_select(1, self.index[p]) * self.weight[p]
@@ -103,7 +104,7 @@ class MeshDecoder(nn.Module):
         self.stride = stride
         levels = len(spirals)
         if len(channels) != levels or len(up) != levels - 1:
-            raise ValueError(
+            raise InputError(
                 f"decoder needs one channel count and spiral table per level and levels-1 up matrices; "
                 f"got {len(channels)} channels, {len(spirals)} spiral tables, {len(up)} up matrices"
             )
@@ -112,7 +113,7 @@ class MeshDecoder(nn.Module):
             shape = sp.csr_matrix(up[l]).shape
             want = (spirals_t[l].shape[0], spirals_t[l + 1].shape[0])
             if shape != want:
-                raise ValueError(f"up[{l}] has shape {shape}, expected (V_{l}, V_{l + 1}) = {want}")
+                raise InputError(f"up[{l}] has shape {shape}, expected (V_{l}, V_{l + 1}) = {want}")
         self.num_vertices = spirals_t[0].shape[0]
         coarse = spirals_t[-1].shape[0]
         self.lift = nn.Parameter(lifting_init(coarse, num_joints))
@@ -127,9 +128,9 @@ class MeshDecoder(nn.Module):
         self.roi = None
         if roi_spirals is not None:
             if regions is None:
-                raise ValueError("the ROI layer needs regions (V_0,) with roi_spirals")
+                raise InputError("the ROI layer needs regions (V_0,) with roi_spirals")
             if np.asarray(roi_spirals).shape[0] != self.num_vertices:
-                raise ValueError(
+                raise InputError(
                     f"roi_spirals has {np.asarray(roi_spirals).shape[0]} rows, the full mesh {self.num_vertices} vertices"
                 )
             self.roi = ROILayer(channels[0], roi_spirals, regions)

@@ -18,17 +18,18 @@ import math
 
 import torch
 from torch import Tensor, nn
+from m3dhmr.errors import InputError
 
 
 def _check_spirals(spiral_indices: Tensor | object) -> Tensor:
     spirals = torch.as_tensor(spiral_indices)
     if spirals.ndim != 2 or spirals.shape[0] < 1 or spirals.shape[1] < 1:
-        raise ValueError(f"spiral_indices must have shape (V, S), got {tuple(spirals.shape)}")
+        raise InputError(f"spiral_indices must have shape (V, S), got {tuple(spirals.shape)}")
     if spirals.dtype.is_floating_point or spirals.dtype == torch.bool:
-        raise ValueError(f"spiral_indices must be integers, got {spirals.dtype}")
+        raise InputError(f"spiral_indices must be integers, got {spirals.dtype}")
     v = spirals.shape[0]
     if int(spirals.min()) < 0 or int(spirals.max()) >= v:
-        raise ValueError(
+        raise InputError(
             f"spiral_indices (V={v}, S={spirals.shape[1]}) hold values outside 0..{v - 1} "
             f"(min {int(spirals.min())}, max {int(spirals.max())})"
         )
@@ -57,7 +58,7 @@ class _SpiralBase(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"channels must be >= 1, got in={in_channels}, out={out_channels}")
+            raise InputError(f"channels must be >= 1, got in={in_channels}, out={out_channels}")
         spirals = _check_spirals(spiral_indices)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -75,7 +76,7 @@ class _SpiralBase(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 3 or x.shape[1] != self.num_vertices or x.shape[2] != self.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} expects x of shape (B, {self.num_vertices}, {self.in_channels}), "
                 f"got {tuple(x.shape)}"
             )
@@ -153,7 +154,7 @@ class DSC(_SpiralBase):
     def __init__(self, in_channels: int, out_channels: int, spiral_indices: Tensor, kernels: int = 8) -> None:
         super().__init__(in_channels, out_channels, spiral_indices)
         if kernels < 1:
-            raise ValueError(f"DSC kernels must be >= 1, got {kernels}")
+            raise InputError(f"DSC kernels must be >= 1, got {kernels}")
         self.kernels = kernels
         # Column j of the spirals as a contiguous row: the j-th neighbour of every vertex.
         columns = self.flat_index.view(self.num_vertices, self.seq_length).t().contiguous()
@@ -243,7 +244,7 @@ MESH_CONVS: dict[str, type[_SpiralBase]] = {"spiral": SpiralConv, "dsconv": DSCo
 def make_mesh_conv(name: str, in_channels: int, out_channels: int, spiral_indices: Tensor, kernels: int = 8) -> nn.Module:
     """The mesh convolution called ``name`` ("spiral" | "dsconv" | "dsc")."""
     if name not in MESH_CONVS:
-        raise ValueError(f"unknown mesh convolution {name!r}; choose one of {sorted(MESH_CONVS)}")
+        raise InputError(f"unknown mesh convolution {name!r}; choose one of {sorted(MESH_CONVS)}")
     if name == "dsc":
         return DSC(in_channels, out_channels, spiral_indices, kernels=kernels)
     return MESH_CONVS[name](in_channels, out_channels, spiral_indices)

@@ -28,6 +28,7 @@ from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT, VERTEX_NORMALISATION_M
 from m3dhmr.models.backbone import Stack1Output, StackResNet
 from m3dhmr.models.config import ModelConfig
 from m3dhmr.models.decoder import MeshDecoder
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +84,17 @@ class M3DHMR(nn.Module):
         self.cfg = cfg
         spirals = list(topology.spirals)
         if len(spirals) != cfg.levels:
-            raise ValueError(
+            raise InputError(
                 f"topology has {len(spirals)} mesh levels but model.levels is {cfg.levels}; "
                 "rebuild the topology with the model's parameters"
             )
         v0 = np.asarray(spirals[0]).shape[0]
         jreg = np.asarray(topology.joint_regressor, dtype=np.float32)
         if jreg.shape != (NUM_JOINTS, v0):
-            raise ValueError(f"joint_regressor has shape {jreg.shape}, expected ({NUM_JOINTS}, {v0})")
+            raise InputError(f"joint_regressor has shape {jreg.shape}, expected ({NUM_JOINTS}, {v0})")
         faces = np.asarray(topology.faces[0], dtype=np.int64)
         if faces.ndim != 2 or faces.shape[1] != 3 or faces.size == 0 or faces.max() >= v0 or faces.min() < 0:
-            raise ValueError(f"topology faces[0] must be (F, 3) indices into {v0} vertices, got {faces.shape}")
+            raise InputError(f"topology faces[0] must be (F, 3) indices into {v0} vertices, got {faces.shape}")
         self.backbone = StackResNet(
             cfg.backbone,
             pretrained=cfg.pretrained_backbone,
@@ -118,7 +119,7 @@ class M3DHMR(nn.Module):
         self.register_buffer("joint_regressor", torch.from_numpy(jreg), persistent=False)
         rest = np.asarray(topology.vertices[0], dtype=np.float64)
         if rest.shape != (v0, 3) or not np.isfinite(rest).all():
-            raise ValueError(f"topology vertices[0] must be finite ({v0}, 3), got {rest.shape}")
+            raise InputError(f"topology vertices[0] must be finite ({v0}, 3), got {rest.shape}")
         rest = (rest - jreg[ROOT_JOINT].astype(np.float64) @ rest) / VERTEX_NORMALISATION_M
         self.register_buffer("rest_vertices", torch.from_numpy(rest.astype(np.float32)), persistent=False)
 

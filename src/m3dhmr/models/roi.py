@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from m3dhmr.models.meshconv import SpiralConv
+from m3dhmr.errors import InputError
 
 
 def check_roi_spirals(roi_spirals: np.ndarray | Tensor, regions: np.ndarray | Tensor) -> None:
@@ -26,15 +27,15 @@ def check_roi_spirals(roi_spirals: np.ndarray | Tensor, regions: np.ndarray | Te
     spirals = torch.as_tensor(np.asarray(roi_spirals)).long()
     labels = torch.as_tensor(np.asarray(regions)).long()
     if spirals.ndim != 2 or labels.ndim != 1 or spirals.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"roi_spirals (V, S) and regions (V,) disagree: {tuple(spirals.shape)} vs {tuple(labels.shape)}"
         )
     if int(spirals.min()) < 0 or int(spirals.max()) >= labels.shape[0]:
-        raise ValueError(f"roi_spirals hold indices outside 0..{labels.shape[0] - 1}")
+        raise InputError(f"roi_spirals hold indices outside 0..{labels.shape[0] - 1}")
     crossing = labels[spirals] != labels[:, None]
     if bool(crossing.any()):
         bad = int(crossing.any(1).nonzero()[0, 0])
-        raise ValueError(f"roi_spirals of vertex {bad} leave its region {int(labels[bad])}")
+        raise InputError(f"roi_spirals of vertex {bad} leave its region {int(labels[bad])}")
 
 
 class ROILayer(nn.Module):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -129,19 +130,19 @@ def _check_inputs(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height
     faces = np.asarray(faces)
     K = np.asarray(K, dtype=np.float64)
     if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
+        raise InputError(f"vertices must have shape (V, 3), got {vertices.shape}")
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
+        raise InputError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
     if K.shape != (3, 3):
-        raise ValueError(f"K must have shape (3, 3), got {K.shape}")
+        raise InputError(f"K must have shape (3, 3), got {K.shape}")
     if not np.all(np.isfinite(vertices)):
-        raise ValueError("vertices contain NaN or inf")
+        raise InputError("vertices contain NaN or inf")
     if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"K must be finite with positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
+        raise InputError(f"K must be finite with positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
     if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"image size must be positive, got height={height}, width={width}")
+        raise InputError(f"image size must be positive, got height={height}, width={width}")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"faces index vertices outside 0..{len(vertices) - 1}")
+        raise InputError(f"faces index vertices outside 0..{len(vertices) - 1}")
     return np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64), np.ascontiguousarray(K)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from m3dhmr.render.rasterizer import Fragments, face_normal_at, rasterize
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,11 @@ class LightSettings:
 
     def __post_init__(self) -> None:
         if len(self.direction) != 3 or not np.isfinite(self.direction).all() or np.linalg.norm(self.direction) == 0:
-            raise ValueError(f"light direction must be a finite non-zero 3-vector, got {self.direction}")
+            raise InputError(f"light direction must be a finite non-zero 3-vector, got {self.direction}")
         for name in ("ambient", "diffuse", "specular", "shininess"):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
-                raise ValueError(f"light {name} must be finite and >= 0, got {v}")
+                raise InputError(f"light {name} must be finite and >= 0, got {v}")
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,11 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     vertices = np.ascontiguousarray(vertices, dtype=np.float64)
     faces = np.asarray(faces)
     if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
+        raise InputError(f"vertices must have shape (V, 3), got {vertices.shape}")
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
+        raise InputError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"faces index vertices outside 0..{len(vertices) - 1}")
+        raise InputError(f"faces index vertices outside 0..{len(vertices) - 1}")
     out = np.empty_like(vertices)
     _vertex_normals_kernel(vertices, np.ascontiguousarray(faces, dtype=np.int64), out)
     return out
@@ -115,7 +116,7 @@ def _vertex_colors(colors, num_vertices: int) -> np.ndarray:
     if colors.shape == (3,):
         return np.ascontiguousarray(np.broadcast_to(colors, (num_vertices, 3)))
     if colors.shape != (num_vertices, 3):
-        raise ValueError(f"colors must have shape (3,) or (V, 3) = ({num_vertices}, 3), got {colors.shape}")
+        raise InputError(f"colors must have shape (3,) or (V, 3) = ({num_vertices}, 3), got {colors.shape}")
     return colors
 
 
@@ -203,18 +204,18 @@ def shade(
     if normals is None:
         normals = vertex_normals(vertices, faces)
     elif np.shape(normals) != vertices.shape:
-        raise ValueError(f"normals must have shape {vertices.shape}, got {np.shape(normals)}")
+        raise InputError(f"normals must have shape {vertices.shape}, got {np.shape(normals)}")
     height, width = fragments.face_index.shape
     if out is None:
         out = np.zeros((height, width, 3), dtype=np.float32)
     elif out.shape != (height, width, 3) or out.dtype != np.float32:
-        raise ValueError(f"out must be float32 of shape ({height}, {width}, 3), got {out.dtype} {out.shape}")
+        raise InputError(f"out must be float32 of shape ({height}, {width}, 3), got {out.dtype} {out.shape}")
     if environment is not None:
         _shade_environment(fragments, vertices, faces, albedo, np.asarray(normals, dtype=np.float64), environment,
                            occlusion, material, two_sided, alpha, out)
         return out
     if occlusion is not None or material is not None:
-        raise ValueError("occlusion and material need an environment (the LightSettings path has neither)")
+        raise InputError("occlusion and material need an environment (the LightSettings path has neither)")
     l_dir = np.asarray(light.direction, dtype=np.float64)
     l_dir = l_dir / np.linalg.norm(l_dir)
     params = np.array([*l_dir, light.ambient, light.diffuse, light.specular, light.shininess, *light.color])
@@ -239,7 +240,7 @@ def sh_basis(directions: np.ndarray) -> np.ndarray:
     Y00, Y1-1 (y), Y10 (z), Y11 (x), Y2-2 (xy), Y2-1 (yz), Y20, Y21 (xz), Y22."""
     d = np.asarray(directions, dtype=np.float64)
     if d.ndim != 2 or d.shape[1] != 3:
-        raise ValueError(f"directions must have shape (N, 3), got {d.shape}")
+        raise InputError(f"directions must have shape (N, 3), got {d.shape}")
     x, y, z = d[:, 0], d[:, 1], d[:, 2]
     return np.stack([np.full_like(x, _SH_C0), _SH_C1 * y, _SH_C1 * z, _SH_C1 * x, _SH_C2 * x * y,
                      _SH_C2 * y * z, _SH_C3 * (3 * z * z - 1), _SH_C2 * x * z, _SH_C4 * (x * x - y * y)], 1)
@@ -251,7 +252,7 @@ def sh_diffuse(coeffs: np.ndarray, normals: np.ndarray) -> np.ndarray:
     under that environment has exactly this radiance (a constant radiance c gives c)."""
     coeffs = np.asarray(coeffs, dtype=np.float64)
     if coeffs.shape != (9, 3):
-        raise ValueError(f"SH coefficients must have shape (9, 3), got {coeffs.shape}")
+        raise InputError(f"SH coefficients must have shape (9, 3), got {coeffs.shape}")
     return sh_basis(normals) @ (SH_LAMBERT[:, None] * coeffs)
 
 
@@ -288,18 +289,18 @@ class Environment:
     def __post_init__(self) -> None:
         sh = np.asarray(self.sh, dtype=np.float64)
         if sh.shape != (9, 3) or not np.isfinite(sh).all():
-            raise ValueError(f"environment sh must be 9 finite RGB triples, got shape {sh.shape}")
+            raise InputError(f"environment sh must be 9 finite RGB triples, got shape {sh.shape}")
         d, c = np.asarray(self.directions, dtype=np.float64), np.asarray(self.colors, dtype=np.float64)
         if len(d) != len(c) or (len(d) and (d.shape[1:] != (3,) or c.shape[1:] != (3,))):
-            raise ValueError(f"environment directions and colors must both be (L, 3), got {d.shape} and {c.shape}")
+            raise InputError(f"environment directions and colors must both be (L, 3), got {d.shape} and {c.shape}")
         if len(d) and (not np.isfinite(d).all() or (np.linalg.norm(d, axis=1) == 0).any()):
-            raise ValueError(f"environment directions must be finite and non-zero, got {self.directions}")
+            raise InputError(f"environment directions must be finite and non-zero, got {self.directions}")
         if len(c) and (not np.isfinite(c).all() or (c < 0).any()):
-            raise ValueError(f"environment colors must be finite and >= 0, got {self.colors}")
+            raise InputError(f"environment colors must be finite and >= 0, got {self.colors}")
         for name in ("specular", "shininess", "wrap", "exposure"):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
-                raise ValueError(f"environment {name} must be finite and >= 0, got {v}")
+                raise InputError(f"environment {name} must be finite and >= 0, got {v}")
 
     def packed(self) -> tuple[np.ndarray, np.ndarray]:
         """(9, 3) SH pre-multiplied by the Lambert constants, and (L, 6) unit direction + colour."""
@@ -452,9 +453,9 @@ def sphere_occlusion(points: np.ndarray, normals: np.ndarray, centres: np.ndarra
     centres = np.ascontiguousarray(centres, dtype=np.float64).reshape(-1, 3)
     radii = np.ascontiguousarray(radii, dtype=np.float64).reshape(-1)
     if points.ndim != 2 or points.shape[1] != 3 or normals.shape != points.shape:
-        raise ValueError(f"points and normals must both be (N, 3), got {points.shape} and {normals.shape}")
+        raise InputError(f"points and normals must both be (N, 3), got {points.shape} and {normals.shape}")
     if len(radii) != len(centres) or (radii < 0).any():
-        raise ValueError(f"radii must be (S,) = ({len(centres)},) and >= 0, got {radii.shape}")
+        raise InputError(f"radii must be (S,) = ({len(centres)},) and >= 0, got {radii.shape}")
     out = np.empty(len(points))
     _sphere_occlusion_kernel(points, normals, centres, radii, out)
     return out
@@ -469,11 +470,11 @@ def _shade_environment(fragments: Fragments, vertices: np.ndarray, faces: np.nda
     else:
         occlusion = np.ascontiguousarray(occlusion, dtype=np.float64)
         if occlusion.shape != (len(vertices),):
-            raise ValueError(f"occlusion must have shape ({len(vertices)},), got {occlusion.shape}")
+            raise InputError(f"occlusion must have shape ({len(vertices)},), got {occlusion.shape}")
     if material is None:
         material = np.zeros((0, 0, 4), np.float32)
     elif material.shape != (height, width, 4):
-        raise ValueError(f"material must have shape ({height}, {width}, 4), got {material.shape}")
+        raise InputError(f"material must have shape ({height}, {width}, 4), got {material.shape}")
     sh, lights = env.packed()
     params = np.array([env.specular, env.shininess, env.wrap, env.exposure])
     # Per-vertex sRGB albedo -> linear once per vertex (not per pixel).
@@ -487,7 +488,7 @@ def _as_size(size) -> tuple[int, int]:
     if np.isscalar(size):
         return int(size), int(size)
     if len(size) != 2:
-        raise ValueError(f"size must be an int or (height, width), got {size}")
+        raise InputError(f"size must be an int or (height, width), got {size}")
     return int(size[0]), int(size[1])
 
 
@@ -522,11 +523,11 @@ def render_mesh(
     else:
         background = np.asarray(background)
         if background.shape != (height, width, 3):
-            raise ValueError(f"background must have shape ({height}, {width}, 3), got {background.shape}")
+            raise InputError(f"background must have shape ({height}, {width}, 3), got {background.shape}")
         rgb = (background.astype(np.float32) / 255.0 if background.dtype == np.uint8
                else background.astype(np.float32, copy=True))
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise InputError(f"alpha must be in [0, 1], got {alpha}")
     shade(frags, vertices, faces, colors, light, normals=normals, two_sided=not cull_backfaces, out=rgb, alpha=alpha,
           environment=environment, occlusion=occlusion)
     return RenderResult(rgb=rgb, mask=frags.mask, depth=frags.depth, fragments=frags)

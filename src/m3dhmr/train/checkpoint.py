@@ -27,6 +27,7 @@ import torch
 
 from m3dhmr.fileio import atomic_write_bytes
 from m3dhmr.train.config import ExperimentConfig, experiment_from_json, experiment_to_json
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,11 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             meta = dict(f.metadata() or {})
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors checkpoint ({e})") from e
+        raise InputError(f"{path}: not a readable safetensors checkpoint ({e})") from e
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an m3dhmr checkpoint (metadata format={meta.get('format')!r})")
+        raise InputError(f"{path}: not an m3dhmr checkpoint (metadata format={meta.get('format')!r})")
     if int(meta.get("format_version", "-1")) > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format version {meta['format_version']} is newer than "
+        raise InputError(f"{path}: checkpoint format version {meta['format_version']} is newer than "
                          f"this package's {FORMAT_VERSION}; upgrade m3dhmr")
     return tensors, meta
 
@@ -127,7 +128,7 @@ def check_tensor_dtypes(tensors: dict[str, torch.Tensor], where: str) -> None:
     """Raise ``ValueError`` for tensors of a kind no model holds (complex, bool, ...)."""
     odd = sorted(k for k, v in tensors.items() if v.dtype not in _STORED_DTYPES)
     if odd:
-        raise ValueError(f"{where}: {len(odd)} tensor(s) of an unexpected type, e.g. {odd[0]} "
+        raise InputError(f"{where}: {len(odd)} tensor(s) of an unexpected type, e.g. {odd[0]} "
                          f"({tensors[odd[0]].dtype})")
 
 
@@ -147,7 +148,7 @@ def check_compatible(model: torch.nn.Module, tensors: dict[str, torch.Tensor], w
                    if model_tensors[k].is_floating_point() != tensors[k].is_floating_point())
     if kinds:
         k = kinds[0]
-        raise ValueError(f"{where}: {len(kinds)} tensor(s) of another kind than the model's, e.g. {k}: "
+        raise InputError(f"{where}: {len(kinds)} tensor(s) of another kind than the model's, e.g. {k}: "
                          f"checkpoint {tensors[k].dtype}, model {model_tensors[k].dtype}")
     if not (missing or extra or shapes):
         return
@@ -164,7 +165,7 @@ def check_compatible(model: torch.nn.Module, tensors: dict[str, torch.Tensor], w
         parts.append(f"{len(missing)} model tensor(s) missing from the checkpoint: " + few(missing, str))
     if extra:
         parts.append(f"{len(extra)} checkpoint tensor(s) the model lacks: " + few(extra, str))
-    raise ValueError(f"{where}: checkpoint does not match the model configuration (another template, "
+    raise InputError(f"{where}: checkpoint does not match the model configuration (another template, "
                      f"vertex count or architecture?): " + "; ".join(parts))
 
 
@@ -177,7 +178,7 @@ def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
     check_compatible(model, tensors, where)
     bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
-        raise ValueError(f"{where}: tensor {bad} holds NaN or infinite values (a diverged or damaged checkpoint)")
+        raise InputError(f"{where}: tensor {bad} holds NaN or infinite values (a diverged or damaged checkpoint)")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     # Only non-stored (sparse) buffers may be missing; check_compatible covered the rest.
     assert not unexpected, unexpected
@@ -278,9 +279,9 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt/unsafe files
-        raise ValueError(f"{path}: not a loadable training state ({e})") from e
+        raise InputError(f"{path}: not a loadable training state ({e})") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an m3dhmr training state")
+        raise InputError(f"{path}: not an m3dhmr training state")
     return state
 
 
@@ -358,7 +359,7 @@ def load_resume_point(ckdir: str | Path, repair: bool = True
         tensors, meta = read_weights(weights_path)
         saved = progress_from_metadata(meta)
         if saved.global_step != progress.global_step:
-            raise ValueError(f"{ckdir}: {LAST_WEIGHTS} (step {saved.global_step}) and {LAST_STATE} "
+            raise InputError(f"{ckdir}: {LAST_WEIGHTS} (step {saved.global_step}) and {LAST_STATE} "
                              f"(step {progress.global_step}) disagree, and this older state holds no weights")
         return tensors, state, progress
     check_tensor_dtypes(tensors, str(state_path))

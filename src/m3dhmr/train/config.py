@@ -15,6 +15,7 @@ from m3dhmr.config import ConfigError, from_dict, load_yaml, to_dict
 from m3dhmr.data.augment import AugmentConfig
 from m3dhmr.losses import LossWeights
 from m3dhmr.models.config import ModelConfig
+from m3dhmr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -73,39 +74,39 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
+            raise InputError(f"train.batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 0 or self.stage1_epochs < 0 or self.epochs + self.stage1_epochs == 0:
-            raise ValueError(f"train.epochs={self.epochs} / train.stage1_epochs={self.stage1_epochs}: "
+            raise InputError(f"train.epochs={self.epochs} / train.stage1_epochs={self.stage1_epochs}: "
                              "need >= 0 each and at least one epoch in total")
         for name in ("lr", "stage1_lr"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"train.{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"train.{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.lr_factor <= 1:
-            raise ValueError(f"train.lr_factor must be in (0, 1], got {self.lr_factor}")
+            raise InputError(f"train.lr_factor must be in (0, 1], got {self.lr_factor}")
         for name in ("lr_milestones", "stage1_lr_milestones"):
             m = getattr(self, name)
             if list(m) != sorted(m) or any(x < 0 for x in m):
-                raise ValueError(f"train.{name} must be non-negative and increasing, got {list(m)}")
+                raise InputError(f"train.{name} must be non-negative and increasing, got {list(m)}")
         if self.stage1_heatmap_weight < 0 or self.stage1_landmark_weight < 0 or \
                 self.stage1_heatmap_weight + self.stage1_landmark_weight == 0:
-            raise ValueError("train.stage1_heatmap_weight and train.stage1_landmark_weight must be >= 0, "
+            raise InputError("train.stage1_heatmap_weight and train.stage1_landmark_weight must be >= 0, "
                              "not both 0")
         if self.stage1_scope not in ("stack1", "stacks_2d"):
-            raise ValueError(f"train.stage1_scope must be 'stack1' or 'stacks_2d', got {self.stage1_scope!r}")
+            raise InputError(f"train.stage1_scope must be 'stack1' or 'stacks_2d', got {self.stage1_scope!r}")
         if self.consistency_start_epoch < 0:
-            raise ValueError(f"train.consistency_start_epoch must be >= 0, got {self.consistency_start_epoch}")
+            raise InputError(f"train.consistency_start_epoch must be >= 0, got {self.consistency_start_epoch}")
         if self.weight_decay < 0:
-            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+            raise InputError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
-            raise ValueError(f"train.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
+            raise InputError(f"train.grad_clip_norm must be > 0 or null, got {self.grad_clip_norm}")
         if self.log_every < 1:
-            raise ValueError(f"train.log_every must be >= 1, got {self.log_every}")
+            raise InputError(f"train.log_every must be >= 1, got {self.log_every}")
         if self.init_from is not None and not str(self.init_from).strip():
-            raise ValueError("train.init_from must be a checkpoint path, 'pretrained[:NAME]' or null")
+            raise InputError("train.init_from must be a checkpoint path, 'pretrained[:NAME]' or null")
         if any(not str(p).strip() for p in self.freeze_prefixes):
-            raise ValueError(f"train.freeze_prefixes: empty prefix in {list(self.freeze_prefixes)}")
+            raise InputError(f"train.freeze_prefixes: empty prefix in {list(self.freeze_prefixes)}")
         if self.eval_every < 0 or self.eval_samples < 0 or self.eval_batch_size < 1:
-            raise ValueError(f"train.eval_every ({self.eval_every}) and train.eval_samples ({self.eval_samples}) "
+            raise InputError(f"train.eval_every ({self.eval_every}) and train.eval_samples ({self.eval_samples}) "
                              f"must be >= 0 and train.eval_batch_size ({self.eval_batch_size}) >= 1")
 
 
@@ -145,23 +146,23 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.real_dir is not None and not str(self.real_dir).strip():
-            raise ValueError("data.real_dir must be a folder of photos or null")
+            raise InputError("data.real_dir must be a folder of photos or null")
         if self.real_pseudo_cache is not None and not str(self.real_pseudo_cache).strip():
-            raise ValueError("data.real_pseudo_cache must be a file path or null")
+            raise InputError("data.real_pseudo_cache must be a file path or null")
         if not 0.0 < self.real_fraction < 1.0:
-            raise ValueError(f"data.real_fraction must be in (0, 1), got {self.real_fraction}")
+            raise InputError(f"data.real_fraction must be in (0, 1), got {self.real_fraction}")
         if not 0.0 <= self.real_min_presence <= 1.0:
-            raise ValueError(f"data.real_min_presence must be in [0, 1], got {self.real_min_presence}")
+            raise InputError(f"data.real_min_presence must be in [0, 1], got {self.real_min_presence}")
         if not (0.0 <= self.real_weight < float("inf")):
-            raise ValueError(f"data.real_weight must be a finite number >= 0, got {self.real_weight}")
+            raise InputError(f"data.real_weight must be a finite number >= 0, got {self.real_weight}")
         if self.train_samples < 0:
-            raise ValueError(f"data.train_samples must be >= 0 (0: the whole split), got {self.train_samples}")
+            raise InputError(f"data.train_samples must be >= 0 (0: the whole split), got {self.train_samples}")
         if self.num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+            raise InputError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.pipeline not in ("loader", "memory"):
-            raise ValueError(f"data.pipeline must be 'loader' or 'memory', got {self.pipeline!r}")
+            raise InputError(f"data.pipeline must be 'loader' or 'memory', got {self.pipeline!r}")
         if self.pipeline == "memory" and self.augment.box_source == "mask":
-            raise ValueError("data.augment.box_source: mask needs data.pipeline: loader (the in-memory "
+            raise InputError("data.augment.box_source: mask needs data.pipeline: loader (the in-memory "
                              "pipeline holds no masks)")
 
 

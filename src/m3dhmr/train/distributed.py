@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ def dist_env() -> tuple[int, int, int]:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError as e:
-        raise ValueError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {e}") from e
+        raise InputError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {e}") from e
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+        raise InputError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
     return rank, world, local
 
 
@@ -109,9 +110,9 @@ def epoch_batches(
     elements ``r, r + world_size, ...``.
     """
     if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"bad sharding: batch_size={batch_size}, rank={rank}, world_size={world_size}")
+        raise InputError(f"bad sharding: batch_size={batch_size}, rank={rank}, world_size={world_size}")
     if batch_size % world_size:
-        raise ValueError(f"train.batch_size={batch_size} is not divisible by the world size {world_size}")
+        raise InputError(f"train.batch_size={batch_size} is not divisible by the world size {world_size}")
     order = epoch_permutation(num_samples, seed, epoch) if shuffle else torch.arange(num_samples)
     num_batches = num_samples // batch_size
     order = order[: num_batches * batch_size].view(num_batches, batch_size)

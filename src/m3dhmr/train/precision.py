@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 import torch
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     honoured on a CPU too, with a warning where it is known to be slow.
     """
     if amp not in AMP_CHOICES:
-        raise ValueError(f"train.amp must be one of {AMP_CHOICES}, got {amp!r}")
+        raise InputError(f"train.amp must be one of {AMP_CHOICES}, got {amp!r}")
     if amp == "off":
         return None
     if device.type != "cuda":

@@ -25,6 +25,7 @@ from m3dhmr.train import checkpoint as ckpt
 from m3dhmr.train.config import ExperimentConfig
 from m3dhmr.train.distributed import DistInfo, barrier, cleanup_distributed, epoch_batches, init_distributed
 from m3dhmr.train.precision import resolve_amp
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class TrainResult:
     model: nn.Module | None = None  # the trained network (on the training device)
 
 
-class NonFiniteLossError(ValueError):
+class NonFiniteLossError(InputError):
     """Training diverged: the loss is NaN or infinite (a user-fixable setting, not a bug)."""
 
 
@@ -255,9 +256,9 @@ def train(
     """
     data_root, run_dir = Path(data_root), Path(run_dir)
     if max_steps is not None and max_steps < 0:
-        raise ValueError(f"--max-steps must be >= 0, got {max_steps}")
+        raise InputError(f"--max-steps must be >= 0, got {max_steps}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        raise InputError(f"--device {device}: CUDA is not available on this machine")
     dist_info = init_distributed(device)
     try:
         return _train(experiment, data_root, run_dir, dist_info, resume=resume, overwrite=overwrite,
@@ -297,10 +298,10 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if files.empty or overwrite:
         return
     if not resume:
-        raise ValueError(f"{run_dir} already holds {files.describe()}: pass --resume to continue it, "
+        raise InputError(f"{run_dir} already holds {files.describe()}: pass --resume to continue it, "
                          "or --overwrite to start a new run over it")
     if files.state_step is None:
-        raise ValueError(f"{run_dir} holds {files.describe()} but no {ckpt.LAST_STATE}, so it cannot be "
+        raise InputError(f"{run_dir} holds {files.describe()} but no {ckpt.LAST_STATE}, so it cannot be "
                          "resumed: train into another --out (train.init_from: PATH starts from those weights), "
                          "or pass --overwrite to start over")
 
@@ -331,7 +332,7 @@ def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: D
         two_view = plan[epoch_index][0] == 2 and cfg.data.two_view
         num_samples = data.num_samples(two_view)
         if num_samples < data.counts[0]:
-            raise ValueError(f"{data_root}: {num_samples} training samples are fewer than one batch "
+            raise InputError(f"{data_root}: {num_samples} training samples are fewer than one batch "
                              f"(train.batch_size={tcfg.batch_size}, of which {data.counts[0]} synthetic)")
 
     new_lock = None
@@ -448,7 +449,7 @@ def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, d
         state = ckpt.load_training_state(state_path)
         stored = ckpt.experiment_from_json(state["experiment"], where=str(state_path))
         if stored.model != cfg.model:
-            raise ValueError(f"{state_path}: the run was trained with another model section than --config; "
+            raise InputError(f"{state_path}: the run was trained with another model section than --config; "
                              "resume with the run's own config (RUN/config.yaml)")
         tensors, state, progress = ckpt.load_resume_point(ckdir, repair=dist.is_main)
         ckpt.load_weights_into(model, tensors, str(state_path))
@@ -492,7 +493,7 @@ class _TrainingData:
 
             self.counts = split_counts(cfg.train.batch_size, cfg.data.real_fraction)
             if any(c % dist.world_size for c in self.counts):
-                raise ValueError(f"train.batch_size={cfg.train.batch_size} with data.real_fraction="
+                raise InputError(f"train.batch_size={cfg.train.batch_size} with data.real_fraction="
                                  f"{cfg.data.real_fraction} gives {self.counts[0]} synthetic + {self.counts[1]} real "
                                  f"samples per batch; each must divide among the {dist.world_size} ranks")
             # Rank 0 runs the landmark model and writes the cache; the others then read it.
@@ -583,7 +584,7 @@ def _stage_optimizer(cfg: ExperimentConfig, model: nn.Module, stage: int, epoch_
     tcfg = cfg.train
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
-        raise ValueError(f"stage {stage}: train.freeze_prefixes {list(tcfg.freeze_prefixes)} leave nothing to train")
+        raise InputError(f"stage {stage}: train.freeze_prefixes {list(tcfg.freeze_prefixes)} leave nothing to train")
     optimizer = torch.optim.Adam(trainable, lr=learning_rate(cfg, stage, 0), weight_decay=tcfg.weight_decay)
     if state is not None and state["progress"]["epoch_index"] == epoch_index and state.get("optimizer_stage") == stage:
         optimizer.load_state_dict(state["optimizer"])
@@ -691,7 +692,7 @@ def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
             p.requires_grad_(False)
             hit += 1
     if hit == 0:
-        raise ValueError(f"train.freeze_prefixes {list(prefixes)}: no parameter name starts so "
+        raise InputError(f"train.freeze_prefixes {list(prefixes)}: no parameter name starts so "
                          f"(e.g. {[n for n, _ in model.named_parameters()][:3]})")
     return [m for name, m in model.named_modules() if name and (name + ".").startswith(prefixes)]
 
@@ -713,10 +714,10 @@ def init_weights_from(model: nn.Module, source: str, prefixes: tuple[str, ...] =
     own = model.state_dict()
     chosen = {k: v for k, v in tensors.items() if not prefixes or k.startswith(tuple(prefixes))}
     if not chosen:
-        raise ValueError(f"train.init_from {source}: no tensors start with {list(prefixes)}")
+        raise InputError(f"train.init_from {source}: no tensors start with {list(prefixes)}")
     bad = [k for k, v in chosen.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)]
     if bad:
-        raise ValueError(f"train.init_from {source}: {len(bad)} tensors do not fit this model "
+        raise InputError(f"train.init_from {source}: {len(bad)} tensors do not fit this model "
                          f"(e.g. {bad[:3]}); use init_from_prefixes to take a part")
     model.load_state_dict(chosen, strict=False)
     log.info("initialised %d tensors from %s", len(chosen), source)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from m3dhmr.fileio import atomic_write_text
+from m3dhmr.errors import InputError
 
 #: Columns of ``RUN/eval_metrics.csv``, in order.
 CSV_COLUMNS = ("step", "stage", "epoch", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm", "err2d_px",
@@ -51,7 +52,7 @@ def evaluate_model(model: torch.nn.Module, dataset, *, stage: int = 2, batch_siz
     from m3dhmr.evaluation.metrics import freihand_metrics
 
     if len(dataset) == 0:
-        raise ValueError("evaluate_model: the evaluation set is empty")
+        raise InputError("evaluate_model: the evaluation set is empty")
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -107,7 +108,7 @@ class MetricsLog:
     def add(self, row: dict[str, float | int]) -> None:
         missing = [c for c in CSV_COLUMNS if c not in row]
         if missing:
-            raise ValueError(f"MetricsLog.add: row lacks {missing}")
+            raise InputError(f"MetricsLog.add: row lacks {missing}")
         self.rows.append({c: _fmt(row[c]) for c in CSV_COLUMNS})
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
