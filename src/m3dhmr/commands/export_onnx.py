@@ -1,43 +1,92 @@
-"""``m3dhmr export-onnx CKPT --out model.onnx``: the network as ONNX, checked against PyTorch.
+"""``m3dhmr export-onnx [CKPT] --out model.onnx``: the network as ONNX, checked against PyTorch.
 
-The graph maps ``images (B, 3, S, S)`` RGB in [0, 1] to ``vertices (B, V, 3)``,
-``joints3d (B, 21, 3)`` (root-relative metres) and ``joints2d (B, 21, 2)`` (crop pixels),
-with a dynamic batch axis. The command runs ONNX Runtime and PyTorch on a random batch
-of 2, prints the largest difference and fails when it exceeds 1e-4.
+CKPT is a training checkpoint (.safetensors) or a packaged model's name; without it the
+packaged model (:data:`m3dhmr.pretrained.DEFAULT_MODEL`) is exported. The graph maps
+``images (batch, 3, S, S)`` RGB in [0, 1] to ``vertices (batch, V, 3)``, ``joints3d
+(batch, 21, 3)`` (root-relative metres, OpenCV axes) and ``joints2d (batch, 21, 2)`` (crop
+pixels), with a dynamic batch axis; the file's ``metadata_props`` describe all of it
+(:func:`m3dhmr.inference.onnx_export.onnx_metadata`). The command runs ONNX Runtime and
+PyTorch on a random batch of 2, prints the largest difference and fails (removing the
+file) when it exceeds 1e-4.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help="model weights (.safetensors from m3dhmr train)")
+    parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=None,
+                        help="model weights: a .safetensors checkpoint from m3dhmr train, or a packaged "
+                             "model's name (default: the packaged model)")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16 for grid_sample; default 17)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def resolve_checkpoint(arg: str | None) -> tuple[str, str | Path]:
+    """What CKPT names, without loading it: ``("packaged", name)`` or ``("checkpoint", path)``.
 
+    Raises a :class:`UserError` that says what CKPT may be when it is neither a file nor a
+    packaged model's name, and for the packaged model's own files (manifest, shards,
+    weights folder), which are not checkpoints: there the fix is its name or no CKPT.
+    """
+    from m3dhmr.cli import UserError
+    from m3dhmr.pretrained import DEFAULT_MODEL, WEIGHTS_DIR, available_models
+
+    if arg is None:
+        return "packaged", DEFAULT_MODEL
+    names = available_models()
+    fix = f"omit CKPT to export the packaged model {DEFAULT_MODEL}"
+    expected = (f"expected a .safetensors checkpoint from m3dhmr train or a packaged model name "
+                f"({', '.join(names) or 'none installed'}); {fix}")
+    p = Path(arg)
+    for name in names:
+        # Its manifest or a shard, wherever it was copied (the shard names are package_weights').
+        if p.name == f"{name}.json" or re.fullmatch(rf"{re.escape(name)}-\d+-of-\d+\.safetensors", p.name):
+            raise UserError(f"CKPT {arg}: is a file of the packaged model {name}, not a checkpoint; "
+                            f"give its name ({name}) or {fix}")
+    if p.is_dir() and (p.resolve() == WEIGHTS_DIR.resolve() or any((p / f"{n}.json").is_file() for n in names)):
+        raise UserError(f"CKPT {arg}: is the packaged weights folder, not a checkpoint; "
+                        f"give a packaged model name ({', '.join(names)}) or {fix}")
+    if p.is_file():
+        if p.suffix.lower() == ".json":
+            raise UserError(f"CKPT {arg}: is a .json file; {expected}")
+        return "checkpoint", p
+    if arg in names:
+        return "packaged", arg
+    if p.is_dir():
+        raise UserError(f"CKPT {arg}: is a folder; {expected}")
+    raise UserError(f"CKPT {arg}: checkpoint not found and not a packaged model name; {expected}")
+
+
+def run(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.fileio import check_output_folder
     from m3dhmr.inference.onnx_export import MIN_OPSET, PARITY_TOLERANCE, check_parity, export_onnx
-    from m3dhmr.train.checkpoint import load_model_from_checkpoint
 
     if args.opset < MIN_OPSET:
         raise UserError(f"--opset {args.opset}: grid_sample needs opset >= {MIN_OPSET}")
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {out}: expected a .onnx file name")
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    kind, what = resolve_checkpoint(args.checkpoint)
     # A bad --out (a folder, under a file, not writable) is one line before the model is loaded.
     if out.is_dir():
         raise UserError(f"--out {out}: is a folder; give the .onnx file's name")
     check_output_folder(out.parent, "--out")
-    model, _ = load_model_from_checkpoint(args.checkpoint, "cpu")
-    export_onnx(model, out, opset=args.opset)
+    if kind == "packaged":
+        from m3dhmr.pretrained import load_pretrained
+
+        model, _ = load_pretrained(str(what), "cpu")
+        source = str(what)
+    else:
+        from m3dhmr.train.checkpoint import load_model_from_checkpoint
+
+        model, _ = load_model_from_checkpoint(what, "cpu")
+        source = Path(what).name  # the file's name only: the metadata travels with the model
+    export_onnx(model, out, opset=args.opset, source=source)
     report = check_parity(model, out, batch=2)
     for name, d in report.max_abs_diff.items():
         print(f"max_abs_diff_{name}={d:.3g}")
@@ -46,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         out.unlink(missing_ok=True)
         raise UserError(f"ONNX Runtime differs from PyTorch by {report.worst:.3g} > {PARITY_TOLERANCE:g}; "
                         f"{out} was removed")
-    print(f"wrote {out} (opset {args.opset}, dynamic batch)")
+    print(f"wrote {out} ({source}, opset {args.opset}, dynamic batch, metadata in metadata_props)")
     return 0
