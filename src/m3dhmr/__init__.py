@@ -6,7 +6,7 @@ The few names a user needs::
 
     predictor = m3dhmr.Predictor.from_pretrained()      # the packaged model, offline
     hands = predictor.predict(m3dhmr.load_image("hand.jpg"))   # every hand found
-    hands[0].vertices, hands[0].joints3d, hands[0].handedness
+    hands[0].vertices, hands[0].joints3d, hands[0].handedness     # NumPy, metres, camera axes
     fit = m3dhmr.fit_hand(m3dhmr.load_hand_model("open_hand"), verts)  # joint rotations of (B, V, 3) meshes
 
 Names are imported on first use, so ``import m3dhmr`` stays light (no torch).
@@ -27,6 +27,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Predictor": "m3dhmr.inference.predictor",
     "PredictionResult": "m3dhmr.inference.predictor",
+    "ColorOrderWarning": "m3dhmr.inference.predictor",
+    "InputError": "m3dhmr.errors",
     "load_image": "m3dhmr.inference.images",
     "HandDetector": "m3dhmr.detect.hands",
     "DetectedHand": "m3dhmr.detect.hands",
@@ -45,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from m3dhmr.hand.fit import HandFit, fit_hand
     from m3dhmr.hand.load import load_hand_model
     from m3dhmr.inference.images import load_image
-    from m3dhmr.inference.predictor import PredictionResult, Predictor
+    from m3dhmr.errors import InputError
+    from m3dhmr.inference.predictor import ColorOrderWarning, PredictionResult, Predictor
     from m3dhmr.models.config import ModelConfig
     from m3dhmr.models.network import build_model
     from m3dhmr.pretrained import available_models

@@ -10,14 +10,16 @@ same as ``Predictor.predict(image, hand_box=...)``.
 ``--whole-image`` takes each image as the crop (images that are hand crops already).
 
 Per image, in ``OUT/<stem>/`` (``<stem>_2``, ... where names would collide): ``result.json``
-(the image's size and K, ``overlay_scale``, and a ``hands`` list: per hand ``box`` x, y, w, h
-around it, ``handedness``, ``score``, ``joints2d`` px of the image, ``joints3d`` and
-``vertices`` in metres, ``translation``, the registration fields), ``overlay.jpg`` (every
+(the image's size and K, ``overlay_scale``, ``axes``, and a ``hands`` list: per hand
+``hand_box`` x, y, w, h around it, ``crop_box``, ``handedness``, ``score``, ``quality``,
+``joints2d`` px of the image, ``joints3d`` and ``vertices`` in metres (OpenCV camera axes),
+``translation``, the registration fields: :meth:`PredictionResult.to_json`), ``overlay.jpg`` (every
 hand's mesh, skeleton and label on the image, downscaled to 2,048 px a side at most, as
 are the per-hand pictures), and one folder ``hand_<i>/`` per hand: ``pose2d.jpg``,
 ``overlay.jpg``, ``front.png`` / ``side.png`` (the camera-space mesh seen from the front
 and turned 90 degrees, like the paper's figures 1 and 4), ``panel.jpg`` (the four side by side), ``mesh.obj`` / ``mesh.ply``
-(camera space, metres). Per video: ``OUT/<stem>_annotated.mp4`` and
+(metres, in the camera's OpenCV axes, or y-up with ``--mesh-axes y-up``; the header says
+which). Per video: ``OUT/<stem>_annotated.mp4`` and
 ``OUT/<stem>_results.jsonl`` (one JSON object per frame, each hand with a stable ``id``;
 undecodable frames are skipped and counted). ``OUT/summary.json`` lists every input with
 its status (``ok`` or ``failed`` and why).
@@ -26,7 +28,8 @@ One bad input does not stop the others: each failure is reported on one line and
 exit status is 1 if any input failed. Each image's folder is written under a temporary
 name and renamed into place when complete (replacing an earlier run's), and ``OUT`` is
 locked for the run (a second ``predict`` into it refuses); temporaries left by a killed
-run are removed.
+run are removed. On a terminal, progress bars (inputs, a video's frames) show the ETA;
+``--quiet`` prints only failures, warnings and the summary line.
 
 ``--articulation`` fits the hand model's joint rotations to each hand
 (:mod:`m3dhmr.inference.articulation`): ``hand_<i>/pose.json`` (per joint rotations as
