@@ -19,6 +19,11 @@ Smoothing (optional): One-Euro filters (:mod:`m3dhmr.inference.one_euro`) per ha
 the 2D joints (pixels), the root-relative 3D joints and vertices, and the root
 translation (metres), with per-unit settings in :class:`SmoothingConfig`; timestamps
 come from the video's frame rate; a hand's filters restart when it is lost.
+
+Reading: frames come out upright (a phone video's rotation metadata applied, see
+:class:`VideoReader`). Writing (:func:`open_writer`): .mp4/.m4v/.mov as H.264 in yuv420p,
+which browsers play, with PyAV (its wheel bundles FFmpeg with libx264); where PyAV cannot,
+OpenCV's MPEG-4 part 2 (mp4v), with a warning; .avi as MJPG.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -37,6 +43,7 @@ from m3dhmr.fileio import atomic_path
 from m3dhmr.inference import crops
 from m3dhmr.inference.images import to_rgb_uint8
 from m3dhmr.inference.one_euro import OneEuroConfig, OneEuroFilter
+from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,12 @@ DEFAULT_FPS = 30.0
 #: Undecodable frames in a row that :class:`VideoReader` skips before the reported frame
 #: count; more, and the video is taken to end there.
 MAX_BAD_FRAMES_IN_A_ROW = 50
+#: Extensions written as H.264 by :class:`H264Writer`, and the container of each.
+H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
+#: libx264 settings: constant quality 18 (the drawn lines stay sharp; ~5 kB a 720p frame)
+#: and preset veryfast (about twice medium's speed, measured: ~55 frames/s at 720p on two
+#: cores, so encoding stays a small part of a frame's time).
+X264_OPTIONS = {"crf": "18", "preset": "veryfast"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,8 @@ class SmoothingConfig:
 @dataclass(frozen=True)
 class VideoInfo:
     """fps (frames per second, :data:`DEFAULT_FPS` if unknown), frame_count (as reported
-    by the container; may be 0 or approximate), width and height in pixels."""
+    by the container; may be 0 or approximate), width and height in pixels of the frames
+    as :class:`VideoReader` gives them (upright)."""
 
     fps: float
     frame_count: int
@@ -68,7 +82,14 @@ class VideoInfo:
 
 
 class VideoReader:
-    """Frames of a video file as (H, W, 3) uint8 RGB; errors name the file.
+    """Frames of a video file as (H, W, 3) uint8 RGB, upright; errors name the file.
+
+    Upright: a phone video stores the picture as the sensor saw it, with the rotation to
+    show it at in the container (a display matrix). OpenCV's FFmpeg backend applies it
+    (``CAP_PROP_ORIENTATION_AUTO``, on by default) and then reports the upright width and
+    height; where a backend reports the angle (``CAP_PROP_ORIENTATION_META``) without
+    applying it, the reader turns the frames itself and swaps :attr:`info`'s width and
+    height to match.
 
     A frame that fails to decode before the container's frame count is reached (a
     corrupt frame mid-video) is skipped, not taken as the end: :attr:`bad_frames` counts
@@ -81,15 +102,25 @@ class VideoReader:
             raise FileNotFoundError(f"video not found: {self.path}")
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
-            raise ValueError(f"{self.path}: OpenCV cannot open the video (unsupported codec or not a video)")
+            raise InputError(f"{self.path}: OpenCV cannot open the video (unsupported codec or not a video)")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._rotate = _rotation_to_apply(self._cap)
+        width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if self._rotate in (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE):
+            width, height = height, width
         self.info = VideoInfo(
             fps=fps if np.isfinite(fps) and fps > 0 else DEFAULT_FPS,
-            frame_count=int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
-            width=int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-            height=int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+            frame_count=max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0),
+            width=width,
+            height=height,
         )
         self.bad_frames = 0
+
+    @property
+    def frame_count(self) -> int | None:
+        """The number of frames the container reports (may be approximate), None if unknown."""
+        return self.info.frame_count or None
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(index, frame)`` of every readable frame; ``index`` counts skipped frames too,
@@ -100,6 +131,8 @@ class VideoReader:
             if ok and frame is not None:
                 self.bad_frames += failed  # the failures were mid-video: a frame followed
                 failed = 0
+                if self._rotate is not None:
+                    frame = cv2.rotate(frame, self._rotate)
                 yield index, to_rgb_uint8(frame, f"{self.path} frame {index}")
             else:
                 # Without a frame count (0) a failed read is the end, as before.
@@ -122,17 +155,115 @@ class VideoReader:
         self.close()
 
 
-def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    """A ``cv2.VideoWriter`` for ``path``: mp4v for .mp4/.m4v/.mov, MJPG otherwise."""
-    fourcc = "mp4v" if path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"
+def _rotation_to_apply(cap) -> int | None:
+    """The ``cv2.rotate`` code that turns ``cap``'s frames upright, or None (upright
+    already, or the backend rotates them itself). ``CAP_PROP_ORIENTATION_META`` is the
+    clockwise angle to turn the stored picture by."""
+    if cap.get(cv2.CAP_PROP_ORIENTATION_AUTO) > 0:
+        return None
+    angle = cap.get(cv2.CAP_PROP_ORIENTATION_META)
+    angle = int(round(angle)) % 360 if np.isfinite(angle) else 0
+    return {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(angle)
+
+
+class H264Writer:
+    """An H.264 (yuv420p) .mp4/.m4v/.mov writer with PyAV, used like ``cv2.VideoWriter``:
+    :meth:`write` takes (H, W, 3) uint8 BGR frames of the size given, :meth:`release` ends.
+
+    The container is chosen from ``path``'s suffix (:data:`H264_CONTAINERS`). yuv420p needs
+    an even width and height: an odd one is padded by repeating the last column or row, so
+    the video is 1 px wider or higher than the frames (no pixel lost, coordinates kept).
+    The moov index is put first (``+faststart``), so a browser starts playing at once; the
+    colours are tagged BT.601 limited range, which is what the conversion writes.
+    Raises ``ImportError`` without PyAV, PyAV's errors when it has no H.264 encoder.
+    """
+
+    def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
+        import av
+
+        path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self._container = av.open(str(path), "w", format=H264_CONTAINERS[path.suffix.lower()],
+                                  container_options={"movflags": "+faststart"})
+        try:
+            self._stream = self._add_h264_stream(Fraction(float(fps)).limit_denominator(1001))
+            self._stream.width, self._stream.height = self.width + self.width % 2, self.height + self.height % 2
+            self._stream.pix_fmt = "yuv420p"
+            ctx = self._stream.codec_context
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = 6  # SMPTE 170M (BT.601 525)
+            ctx.color_range = 1  # limited ("tv") range
+            self._container.start_encoding()  # opens the encoder now: a failure shows here, not mid-video
+        except BaseException:
+            self._container.close()
+            raise
+        self._av = av
+        self._open = True
+
+    def _add_h264_stream(self, rate: Fraction):
+        try:
+            stream = self._container.add_stream("libx264", rate=rate)
+        except Exception:  # a build without libx264: whatever H.264 encoder it has (OpenH264, ...)
+            return self._container.add_stream("h264", rate=rate)
+        stream.options = dict(X264_OPTIONS)
+        return stream
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's name
+        return self._open
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one (H, W, 3) uint8 BGR frame."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise InputError(f"frame of shape {frame.shape} ({frame.dtype}); this writer takes "
+                             f"({self.height}, {self.width}, 3) uint8")
+        if self.width % 2 or self.height % 2:
+            frame = cv2.copyMakeBorder(frame, 0, self.height % 2, 0, self.width % 2, cv2.BORDER_REPLICATE)
+        picture = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        self._container.mux(self._stream.encode(picture))
+
+    def release(self) -> None:
+        """Flush the encoder and close the file (again: nothing)."""
+        if self._open:
+            self._open = False
+            try:
+                self._container.mux(self._stream.encode(None))
+            finally:
+                self._container.close()
+
+
+_warned_mp4v = False
+
+
+def open_writer(path: str | Path, fps: float, width: int, height: int):
+    """A video writer for ``path`` with ``write(bgr_frame)`` and ``release()``.
+
+    .mp4/.m4v/.mov: an :class:`H264Writer`; where PyAV is missing or cannot open an H.264
+    encoder, a ``cv2.VideoWriter`` with MPEG-4 part 2 (mp4v), which browsers do not play
+    (a warning, once). Other extensions (.avi): a ``cv2.VideoWriter`` with MJPG. The format
+    follows the suffix, which :func:`m3dhmr.fileio.atomic_path`'s temporaries keep.
+    """
+    global _warned_mp4v
+    path = Path(path)
+    if path.suffix.lower() in H264_CONTAINERS:
+        try:
+            return H264Writer(path, fps, width, height)
+        except Exception as e:  # noqa: BLE001 - any failure to open H.264: mp4v still gives a video
+            if not _warned_mp4v:
+                _warned_mp4v = True
+                hint = " (pip install av)" if isinstance(e, ImportError) else ""
+                log.warning("cannot write H.264 (%s: %s); writing %s videos as MPEG-4 part 2 (mp4v), which browsers "
+                            "do not play%s", type(e).__name__, e, path.suffix, hint)
+        fourcc = "mp4v"
+    else:
+        fourcc = "MJPG"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (int(width), int(height)))
     if not writer.isOpened():
-        raise ValueError(f"{path}: OpenCV cannot write a {fourcc} video here (codec missing?)")
+        raise InputError(f"{path}: OpenCV cannot write a {fourcc} video here (codec missing?)")
     return writer
 
 
 def write_video(path: str | Path, frames, fps: float = DEFAULT_FPS) -> int:
-    """Write (H, W, 3) uint8 RGB frames to ``path`` atomically; returns the frame count."""
+    """Write (H, W, 3) uint8 RGB frames to ``path`` atomically (.mp4: H.264, see
+    :func:`open_writer`); returns the frame count."""
     path = Path(path)
     n = 0
     writer = None
@@ -147,7 +278,7 @@ def write_video(path: str | Path, frames, fps: float = DEFAULT_FPS) -> int:
             if writer is not None:
                 writer.release()
         if n == 0:
-            raise ValueError(f"{path}: no frames to write")
+            raise InputError(f"{path}: no frames to write")
     return n
 
 
@@ -210,7 +341,7 @@ class MultiHandTracker:
 
     def __init__(self, detector, redetect_every: int = 10, match_iou: float = 0.3) -> None:
         if redetect_every < 1:
-            raise ValueError(f"redetect_every must be >= 1, got {redetect_every}")
+            raise InputError(f"redetect_every must be >= 1, got {redetect_every}")
         self.detector = detector
         self.redetect_every, self.match_iou = int(redetect_every), float(match_iou)
         self.tracks: list[_Track] = []
@@ -287,17 +418,18 @@ class VideoSummary:
 
 
 def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out: str | Path, *,
-                  hand_box: np.ndarray | None = None, box: np.ndarray | None = None, whole_frame: bool = False,
+                  hand_box: np.ndarray | None = None, crop_box: np.ndarray | None = None, whole_frame: bool = False,
                   K: np.ndarray | None = None, left: bool | None = None,
                   smooth: bool = False, smoothing: SmoothingConfig = SmoothingConfig(),
                   include_vertices: bool = False, redetect_every: int = 10,
                   annotate: Callable[[np.ndarray, list], np.ndarray] | None = None,
-                  articulator=None, articulation_dir: str | Path | None = None) -> VideoSummary:
+                  articulator=None, articulation_dir: str | Path | None = None,
+                  progress: Callable[[int, int | None], None] | None = None) -> VideoSummary:
     """Run ``predictor`` (a :class:`~m3dhmr.inference.predictor.Predictor`) on every frame.
 
     Hands: found and followed by :class:`MultiHandTracker` with the predictor's
     detector (default), or one hand from a box: ``hand_box`` (4,) x, y, w, h around the
-    hand in the first frame (enlarged like :meth:`Predictor.predict`'s), ``box`` (4,)
+    hand in the first frame (enlarged like :meth:`Predictor.predict`'s), ``crop_box`` (4,)
     the first crop itself, or ``whole_frame`` (the whole frame as the first crop),
     followed by :class:`HandTracker`. K: (3, 3) or None (from the predictor's field of
     view); ``left``: force the hand side (None: the detector's call; right with a box).
@@ -313,18 +445,23 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
     registration failed, at its fallback depth) are fitted after the last frame and written as
     ``articulation_dir/hand_<id>/hand_anim.glb``, ``hand.bvh`` and ``pose.json``
     (:class:`~m3dhmr.inference.articulation.TrackAnimation`).
+
+    ``progress(frames_done, frames_total)``, if given, is called after each frame (for a
+    progress bar): ``frames_done`` counts the frames read so far, skipped undecodable ones
+    included (the position in the video); ``frames_total`` is the container's frame count
+    (:attr:`VideoReader.frame_count`, never below ``frames_done``), None when unknown.
     """
     from m3dhmr import viz
 
-    if sum(x is not None for x in (hand_box, box)) + bool(whole_frame) > 1:
-        raise ValueError("give at most one of hand_box, box and whole_frame")
+    if sum(x is not None for x in (hand_box, crop_box)) + bool(whole_frame) > 1:
+        raise InputError("give at most one of hand_box, crop_box and whole_frame")
     video_out, jsonl_out = Path(video_out), Path(jsonl_out)
-    one_hand = hand_box is not None or box is not None or whole_frame
+    one_hand = hand_box is not None or crop_box is not None or whole_frame
     smoothers: dict[int, TemporalSmoother] = {}
     n = ok = 0
     ids: set[int] = set()
     if (articulator is None) != (articulation_dir is None):
-        raise ValueError("articulator and articulation_dir go together")
+        raise InputError("articulator and articulation_dir go together")
     tracks: dict = {}
     with VideoReader(path) as reader, atomic_path(video_out) as tmp_video, atomic_path(jsonl_out) as tmp_jsonl:
         info = reader.info
@@ -344,8 +481,8 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                             if hand_box is not None:
                                 init = crops.square_box(crops.validate_box(hand_box, H, W, "--bbox"),
                                                         predictor.box_scale)
-                            elif box is not None:
-                                init = crops.validate_box(box, H, W, "box")
+                            elif crop_box is not None:
+                                init = crops.validate_box(crop_box, H, W, "crop_box")
                             else:
                                 init = None
                             tracker = HandTracker(H, W, init, margin=getattr(predictor, "track_margin",
@@ -356,7 +493,7 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                     t = index / info.fps
                     if one_hand:
                         tracked = [tracker.tracking]
-                        results = [predictor.predict(frame, tracker.box, K, bool(left))]
+                        results = predictor.predict(frame, crop_box=tracker.box, K=K, left=bool(left))
                         tracker.update(results[0].joints2d, results[0].success)
                         frame_ids = [0]
                     else:
@@ -383,15 +520,19 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                         for i, tr, r in zip(frame_ids, tracked, results)]}
                     lines.write(json.dumps(record) + "\n")
                     n += 1
+                    if progress is not None:
+                        total = reader.frame_count
+                        progress(index + 1, None if total is None else max(total, index + 1))
         finally:
             if writer is not None:
                 writer.release()
         if n == 0:
-            raise ValueError(f"{path}: the video has no readable frames")
+            raise InputError(f"{path}: the video has no readable frames")
     if reader.bad_frames:
         log.warning("%s: %d frame(s) could not be decoded and were skipped", path, reader.bad_frames)
     for i, track in sorted(tracks.items()):
         track.write(Path(articulation_dir) / f"hand_{i}", last + 1)
-    log.info("%s: %d frames, %d hand track(s), %d hand(s) registered", path, n, len(ids), ok)
+    # debug: m3dhmr predict prints this summary itself (once), callers have the VideoSummary.
+    log.debug("%s: %d frames, %d hand track(s), %d hand(s) registered", path, n, len(ids), ok)
     return VideoSummary(frames=n, successes=ok, hands=len(ids), video_path=video_out, jsonl_path=jsonl_out, info=info,
                         bad_frames=reader.bad_frames)
