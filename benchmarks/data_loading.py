@@ -98,6 +98,9 @@ def train_step_throughput(cfg, ds: FreiHANDDataset, steps: int, threads: int) ->
 
 
 def main() -> None:
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--workers", type=int, default=2)

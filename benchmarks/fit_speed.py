@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise-mm", type=float, default=5.0, help="Gaussian noise per coordinate, mm")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
 
     with tempfile.TemporaryDirectory(prefix="m3dhmr-fit-bench-") as tmp:
         folder = args.data

@@ -30,6 +30,9 @@ def load(name: str) -> ModelConfig:
 
 
 def main() -> None:
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=200, help="frames per model, alternated")
     parser.add_argument("--threads", type=int, default=2)

@@ -84,6 +84,9 @@ def clean_error(X, t, K, uv, outlier) -> np.ndarray:
 
 
 def main() -> None:
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--slsqp-samples", type=int, default=64, help="samples solved by SLSQP (timed per sample)")

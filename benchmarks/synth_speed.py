@@ -84,6 +84,9 @@ def _cpu_seconds() -> float:
 
 
 def main() -> None:
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)

@@ -35,6 +35,9 @@ def _template():
 
 
 def main() -> None:
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="cold builds to time (best is reported)")
     args = parser.parse_args()

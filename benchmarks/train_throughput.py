@@ -50,6 +50,9 @@ def _step_fn(cfg, device, model, two_view):
 
 
 def main() -> None:
+    from m3dhmr.hardware import cpu_summary
+
+    print(f"# cpu: {cpu_summary()}", flush=True)  # every figure with its processor
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, default=Path("configs/synthetic_r18.yaml"))
     ap.add_argument("--device", default="cpu")

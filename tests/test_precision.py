@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import m3dhmr.train.precision as precision
-from m3dhmr.train.precision import _cpu_flags, resolve_amp
+from m3dhmr.train.precision import resolve_amp
 
 CPU = torch.device("cpu")
 
@@ -48,13 +48,6 @@ def test_explicit_choices_on_cpu(amx, caplog):
 def test_unknown_choice_is_an_error():
     with pytest.raises(ValueError, match="train.amp"):
         resolve_amp("bfloat16", CPU)
-
-
-def test_cpu_flags_reads_the_flags_line(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 amx_bf16 amx_tile\n\nprocessor\t: 1\n")
-    assert {"avx2", "amx_bf16", "amx_tile"} <= _cpu_flags(info)
-    assert _cpu_flags(tmp_path / "missing") == frozenset()
 
 
 def test_the_packaged_configs_use_auto():

@@ -18,26 +18,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 
 import torch
+
 from m3dhmr.errors import InputError
+from m3dhmr.hardware import cpu_info
 
 log = logging.getLogger(__name__)
 
 AMP_CHOICES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
-
-
-def _cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The processor's feature flags as Linux reports them (empty elsewhere)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags") and ":" in line:
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,7 +42,7 @@ def cpu_has_amx_bf16() -> bool:
             return bool(init_amx())
         except RuntimeError:  # pragma: no cover - depends on the kernel
             return False
-    return "amx_bf16" in _cpu_flags()
+    return "amx_bf16" in cpu_info().flags
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
