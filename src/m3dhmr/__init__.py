@@ -3,11 +3,14 @@
 The few names a user needs::
 
     import m3dhmr
+    import numpy as np
+    import torch
 
     predictor = m3dhmr.Predictor.from_pretrained()      # the packaged model, offline
     hands = predictor.predict(m3dhmr.load_image("hand.jpg"))   # every hand found
     hands[0].vertices, hands[0].joints3d, hands[0].handedness     # NumPy, metres, camera axes
-    fit = m3dhmr.fit_hand(m3dhmr.load_hand_model("open_hand"), verts)  # joint rotations of (B, V, 3) meshes
+    meshes = torch.as_tensor(np.stack([h.vertices for h in hands]))   # (B, V, 3), any meshes of the hand
+    fit = m3dhmr.fit_hand(m3dhmr.load_hand_model("open_hand"), meshes)  # their joint rotations
 
 Names are imported on first use, so ``import m3dhmr`` stays light (no torch).
 

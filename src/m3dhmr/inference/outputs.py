@@ -167,12 +167,14 @@ def image_result_json(path, image, results, K, overlay_scale: float = 1.0, mesh_
     """``result.json`` of one image: its size, the (3, 3) K used, the ``hands`` list (2D
     joints in the image's pixels) and ``overlay_scale``, the factor from the image's pixels
     to those of its overlay pictures (below 1 for images over :data:`MAX_PICTURE_SIDE`)."""
+    from m3dhmr import conventions as cv
+
     H, W = image.shape[:2]
     mesh_axes_name = mesh_axes_text(mesh_axes)
     return {"image": str(path), "image_size": [H, W], "K": [list(map(float, row)) for row in K],
             "units": {"joints3d": "m", "vertices": "m", "joints2d": "px", "camera": "opencv"},
-            "axes": {"result.json": "opencv camera (x right, y down, z forward)",
-                     "mesh.obj/mesh.ply": mesh_axes_name, "hand.glb/hand.bvh": "y-up (x right, y up, z backward)"},
+            "axes": {"result.json": cv.CAMERA_AXES_TEXT, "mesh.obj/mesh.ply": mesh_axes_name,
+                     "hand.glb/hand.bvh": cv.Y_UP_AXES_TEXT},
             "overlay_scale": round(float(overlay_scale), 6),
             "hands": [r.to_json() for r in results]}
 
