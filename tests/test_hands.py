@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -162,3 +163,87 @@ def test_bad_settings():
         HandDetector(min_presence=1.5)
     with pytest.raises(ValueError, match="pad_fraction"):
         HandDetector(pad_fraction=-0.1)
+
+
+def _hand(landmarks, score=0.9, side="right"):
+    lm = np.asarray(landmarks, float)
+    lo, hi = lm.min(0), lm.max(0)
+    return H.DetectedHand(box=np.r_[lo, hi - lo], landmarks=lm, depth=np.zeros(21), handedness=side,
+                          handedness_score=0.9, score=score, square=H.rois.square_from_landmarks(lm))
+
+
+def _grid_hand(x, y, size):
+    """21 points spread over a box of ``size`` (a side, or w, h) at (x, y)."""
+    g = np.stack(np.meshgrid(np.linspace(0, 1, 7), np.linspace(0, 1, 3)), -1).reshape(-1, 2)[::-1]
+    return np.array([x, y]) + g * np.asarray(size, float)
+
+
+def same_hand_naive(a, b):
+    """MediaPipe's HandDuplicatesFinder test, written as its C++ loops."""
+    def base(p):
+        return max(math.dist(p[0], p[5]), math.dist(p[5], p[17]), math.dist(p[17], p[0]))
+    thr = 0.2 * max(base(a), base(b))
+    matched = sum(math.dist(a[i], b[i]) < thr for i in range(21))
+    ba = [min(a[:, 0]), min(a[:, 1]), max(a[:, 0]), max(a[:, 1])]
+    bb = [min(b[:, 0]), min(b[:, 1]), max(b[:, 0]), max(b[:, 1])]
+    iw = max(0, min(ba[2], bb[2]) - max(ba[0], bb[0]))
+    ih = max(0, min(ba[3], bb[3]) - max(ba[1], bb[1]))
+    union = (ba[2] - ba[0]) * (ba[3] - ba[1]) + (bb[2] - bb[0]) * (bb[3] - bb[1]) - iw * ih
+    return matched >= 10 and iw * ih / union > 0.2
+
+
+def test_same_hand_landmarks_matches_mediapipes_loops():
+    from m3dhmr.detect import duplicates as D
+
+    rng = np.random.default_rng(0)
+    a = _grid_hand(100, 100, 80)
+    for _ in range(200):
+        b = a + rng.normal(scale=rng.uniform(1, 30), size=a.shape) + rng.uniform(-40, 40, 2)
+        assert D.same_hand_landmarks(a, b) == same_hand_naive(a, b)
+    assert D.same_hand_landmarks(a, a + 3.0)  # tiny shift: every landmark matches
+    assert not D.same_hand_landmarks(a, a + 200.0)  # far apart
+    assert D.baseline(np.zeros((21, 2))) == 0.0
+
+
+def test_keep_drops_a_hand_drawn_inside_a_larger_one(detector):
+    # The sign-language duplicate in miniature: a hand 113 x 168 px and a second, smaller
+    # "hand" on its fingers (83 x 67 px, box IoU 0.29, no landmark near the big hand's).
+    big = _hand(_grid_hand(106, 87, (113, 168)), 0.99)
+    small = _hand(_grid_hand(128, 87, (83, 67)), 0.97, "left")
+    assert H.box_iou_xywh(big.box, small.box) < 0.5  # the old rule kept both
+    for order in ([big, small], [small, big]):
+        assert detector._keep(order) == [big]
+    far = _hand(_grid_hand(400, 50, 90), 0.95)
+    assert detector._keep([small, far, big]) == [big, far]  # distinct hands stay, by presence
+
+
+def test_detect_skips_palms_of_known_hands(detector, two_hands):
+    canvas, _, _ = two_hands
+    found = sorted(detector.detect(canvas), key=lambda h: h.box[0])
+    again = detector.detect(canvas, known=[found[0].box])
+    assert len(again) == 1 and abs(again[0].box[0] - found[1].box[0]) < 2
+    assert detector.detect(canvas, known=[h.box for h in found]) == []
+
+
+def test_hand_from_points_keeps_side_and_score():
+    prev = _hand(_grid_hand(10, 10, 50), 0.8, "left")
+    pts = _grid_hand(30, 40, 60)
+    h = H.hand_from_points(pts, prev)
+    np.testing.assert_allclose(h.box, [30, 40, 60, 60])
+    assert (h.handedness, h.score) == ("left", 0.8) and np.isnan(h.depth).all()
+    assert h.square == H.rois.square_from_landmarks(pts)
+    with pytest.raises(ValueError, match="21, 2"):
+        H.hand_from_points(np.zeros((20, 2)), prev)
+
+
+@pytest.mark.skipif(not SIGN_PHOTO.is_file(), reason="needs ../shared/data/sign-language-digits")
+def test_sign_photo_in_a_wide_picture_is_found_once():
+    # A 270-px hand in a 960 x 300 picture: a square tile sees it as a tight crop and the
+    # palm detector fires on its curled fingers too; before, that gave a second hand.
+    import cv2
+
+    image = load_image(SIGN_PHOTO.parents[1] / "0" / "IMG_5950.JPG")
+    canvas = np.full((300, 960, 3), 128, np.uint8)
+    canvas[24:294, 10:280] = cv2.resize(image, (270, 270))[:, ::-1]
+    hands = HandDetector().detect(canvas)
+    assert len(hands) == 1 and hands[0].box[2] > 100 and hands[0].box[3] > 140

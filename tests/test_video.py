@@ -196,3 +196,70 @@ def test_multi_hand_tracker_redetects_after_a_loss(tiny_data):
     assert ids == [2, 3]  # found again: new ids
     with pytest.raises(ValueError, match="redetect_every"):
         MultiHandTracker(None, redetect_every=0)
+
+
+class CountingDetector:
+    """A stand-in detector: one hand at a fixed place; counts its landmark-model runs."""
+
+    max_hands = 2
+
+    def __init__(self):
+        from m3dhmr.detect import hands as H
+
+        g = np.stack(np.meshgrid(np.linspace(0, 1, 7), np.linspace(0, 1, 3)), -1).reshape(-1, 2)
+        self.hand = H.hand_from_points(40 + 30 * g, H.DetectedHand(np.zeros(4), np.zeros((21, 2)), np.zeros(21),
+                                                                  "right", 0.9, 0.95, None))
+        self.hand = dataclasses.replace(self.hand, depth=np.zeros(21))  # as the landmark model gives
+        self.tracked = self.detected = 0
+
+    def detect(self, frame, known=None):
+        self.detected += 1
+        return [] if known else [self.hand]
+
+    def track(self, frame, previous):
+        self.tracked += len(previous)
+        return [self.hand for _ in previous]
+
+
+def _result_at(hand, success=True, shift=0.0):
+    return dataclasses.replace(fake_result(np.random.default_rng(0), success), joints2d=hand.landmarks + shift)
+
+
+def test_multi_hand_tracker_landmarks_every_n_frames():
+    from m3dhmr.inference.video import MultiHandTracker
+
+    frame = np.zeros((120, 160, 3), np.uint8)
+    det = CountingDetector()
+    tr = MultiHandTracker(det, redetect_every=100, landmarks_every=3)
+    sources = []
+    for f in range(8):
+        (i, hand, followed), = tr.update(frame)
+        sources.append(np.isnan(hand.depth).all())  # placed by the network's joints
+        tr.feedback([_result_at(hand, shift=2.0)])
+    # Frame 0 detected; the landmark model on frames 3 and 6; the network's joints between.
+    assert sources == [False, True, True, False, True, True, False, True]
+    assert det.tracked == 2 and det.detected == 1
+    # Constant velocity: the network's joints moved 2 px a frame, the next crop leads by 2 px.
+    _, hand, _ = tr.update(frame)[0]
+    assert np.isnan(hand.depth).all()
+    tr.feedback([_result_at(hand, success=False)])  # untrusted: the landmark model next frame
+    _, hand, _ = tr.update(frame)[0]
+    assert not np.isnan(hand.depth).any() and det.tracked == 3
+    _, hand, _ = tr.update(frame)[0]  # no feedback given: the landmark model again
+    assert not np.isnan(hand.depth).any() and det.tracked == 4
+    with pytest.raises(ValueError, match="feedback: 0 results for 1 hands"):
+        tr.feedback([])
+    with pytest.raises(ValueError, match="landmarks_every"):
+        MultiHandTracker(det, landmarks_every=0)
+
+
+def test_multi_hand_tracker_default_runs_the_landmark_model_every_frame():
+    from m3dhmr.inference.video import MultiHandTracker
+
+    det = CountingDetector()
+    tr = MultiHandTracker(det, redetect_every=100)
+    for _ in range(4):
+        (_, hand, _), = tr.update(np.zeros((120, 160, 3), np.uint8))
+        tr.feedback([_result_at(hand)])
+        assert not np.isnan(hand.depth).any()
+    assert det.tracked == 3

@@ -12,12 +12,25 @@ Road of one image (H, W, 3) uint8 RGB:
    (box, 7 keypoints, score);
 2. each palm -> a rotated square around the whole hand (:func:`rois.square_from_palm`)
    -> 224 x 224 crop -> landmark model -> 21 landmarks, hand presence, handedness;
-3. duplicates (two palms on one hand) are merged, the best ``max_hands`` kept;
+3. duplicates (two palms on one hand) are merged (:mod:`m3dhmr.detect.duplicates`: MediaPipe's
+   landmark rule, box overlap, a hand drawn inside a larger one), the best ``max_hands`` kept;
 4. when no hand is found, the image edge-padded by ``pad_fraction`` of its short side is
    searched the same way (tight crops: see :data:`PAD_FRACTION`).
 
 In videos, :meth:`HandDetector.track` skips step 1 for hands seen in the previous frame:
 their landmarks give the next square (:func:`rois.square_from_landmarks`).
+
+Runtime settings (measured on a 2-core AMD EPYC, AVX2+FMA, shared with other jobs at the
+time, so medians of interleaved runs; one interpreter per setting, a random input,
+``invoke`` timed side by side): LiteRT's default XNNPACK delegate is 3x faster than its
+built-in kernels (palm detector 20.7 vs 61.6 ms, landmark model 17.1 vs 60.9 ms under
+that load); 2 threads were no faster than 1 (24.6 vs 20.7 ms and 19.2 vs 17.1 ms median
+under load; best-case 11.8 vs 12.0 and 9.4 vs 10.7 ms); XNNPACK's "latest features" gave
+the same outputs and time; the CompiledModel API with XNNPACK the same time as the
+Interpreter, its fp16 inference flag 2x slower (no native fp16 on AVX2) and the
+landmarks off by 0.15 px; YNNPACK is not in the wheel. No int8 variant of either model
+ships. Hence XNNPACK, 1 thread (``threads``). The cheaper path is to run the models less
+often: :class:`m3dhmr.inference.video.MultiHandTracker` (``landmarks_every``).
 
 Handedness is reported for the image as given (not mirrored), as the person's left or
 right hand; MediaPipe's own labels assume a mirrored selfie image.
@@ -37,6 +50,7 @@ import cv2
 import numpy as np
 
 import m3dhmr.detect.anchors as anc
+import m3dhmr.detect.duplicates as dup
 import m3dhmr.detect.rois as rois
 from m3dhmr.fileio import sha256_file
 from m3dhmr.errors import InputError
@@ -267,20 +281,31 @@ class HandDetector:
 
     # ------------------------------------------------------------------ whole images and videos
 
-    def detect(self, image: np.ndarray, pad: bool = True) -> list[DetectedHand]:
+    def detect(self, image: np.ndarray, pad: bool = True, known=None) -> list[DetectedHand]:
         """Every hand in ``image`` (H, W, 3) uint8 RGB, highest presence first (at most
         ``max_hands``; an empty list when there is none). ``pad=False`` skips the second
-        look at the padded image (for callers that pad themselves)."""
-        hands = self._keep(self._detect_view(image))
-        if hands or not pad or self.pad_fraction <= 0:
+        look at the padded image (for callers that pad themselves).
+
+        ``known``: (4,) x, y, w, h boxes of hands the caller follows already (a tracker's);
+        a palm whose centre lies in one is not given to the landmark model (it would find
+        the known hand again), and the padded second look is skipped when a palm was."""
+        known = [np.asarray(b, np.float64) for b in (known or [])]
+        hands, skipped = self._detect_view(image, known)
+        hands = self._keep(hands)
+        if hands or skipped or not pad or self.pad_fraction <= 0:
             return hands
         padded, p = pad_view(image, self.pad_fraction)
-        return [shift_hand(h, -p, -p) for h in self._keep(self._detect_view(padded))]
+        known = [np.r_[b[:2] + p, b[2:]] for b in known]
+        return [shift_hand(h, -p, -p) for h in self._keep(self._detect_view(padded, known)[0])]
 
-    def _detect_view(self, image: np.ndarray) -> list[DetectedHand]:
+    def _detect_view(self, image: np.ndarray, known: list[np.ndarray]) -> tuple[list[DetectedHand], int]:
+        """Hands of the palms found in ``image`` outside the ``known`` boxes, and how many palms were in them."""
         palms = self.detect_palms(image)
-        return [self.landmarks(image, rois.square_from_palm(palms.boxes[i], palms.keypoints[i]))
-                for i in range(len(palms))]
+        centres = (palms.boxes[:, :2] + palms.boxes[:, 2:]) / 2
+        new = [i for i in range(len(palms))
+               if not any(((c := centres[i]) >= b[:2]).all() and (c <= b[:2] + b[2:]).all() for b in known)]
+        return ([self.landmarks(image, rois.square_from_palm(palms.boxes[i], palms.keypoints[i])) for i in new],
+                len(palms) - len(new))
 
     def track(self, image: np.ndarray, previous: list[DetectedHand]) -> list[DetectedHand | None]:
         """Each hand of the previous frame, followed into ``image`` from its landmarks
@@ -293,14 +318,26 @@ class HandDetector:
         return out
 
     def _keep(self, hands: list[DetectedHand]) -> list[DetectedHand]:
-        hands = sorted((h for h in hands if h.score >= self.min_presence), key=lambda h: -h.score)
-        kept: list[DetectedHand] = []
-        for h in hands:
-            if all(box_iou_xywh(h.box, k.box) <= self.duplicate_iou for k in kept):
-                kept.append(h)
-            if len(kept) == self.max_hands:
-                break
-        return kept
+        """Hands above ``min_presence``, duplicates removed (:mod:`m3dhmr.detect.duplicates`),
+        at most ``max_hands``, highest presence first."""
+        hands = [h for h in hands if h.score >= self.min_presence]
+        keep = dup.keep_distinct([h.landmarks for h in hands], np.array([h.score for h in hands]),
+                                 self.duplicate_iou)
+        return [hands[i] for i in keep[:self.max_hands]]
+
+
+def hand_from_points(points: np.ndarray, previous: DetectedHand) -> DetectedHand:
+    """A hand placed by 21 points (21, 2) image px from elsewhere (a network's 2D joints,
+    the package's joint order), not by the landmark model: its box and next square come
+    from ``points``, handedness and score from ``previous``; ``depth`` is NaN (unknown),
+    which tells :mod:`m3dhmr.inference.quality` that no landmark model checked it."""
+    p = np.asarray(points, np.float64)[:, :2]
+    if p.shape != (21, 2) or not np.isfinite(p).all():
+        raise InputError(f"points must be (21, 2) finite image pixels, got {p.shape}")
+    lo, hi = p.min(0), p.max(0)
+    return DetectedHand(box=np.r_[lo, hi - lo], landmarks=p.copy(), depth=np.full(21, np.nan),
+                        handedness=previous.handedness, handedness_score=previous.handedness_score,
+                        score=previous.score, square=rois.square_from_landmarks(p))
 
 
 def pad_view(image: np.ndarray, fraction: float = PAD_FRACTION) -> tuple[np.ndarray, int]:

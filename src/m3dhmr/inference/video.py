@@ -336,33 +336,56 @@ class MultiHandTracker:
     """Hands followed through a video with stable ids (see the module docstring).
 
     detector: a :class:`m3dhmr.detect.HandDetector` (its ``max_hands`` caps the tracks);
-    match_iou: a detection overlapping a followed hand by more than this is that hand.
+    redetect_every: while fewer than ``max_hands`` hands are followed, the palm detector
+    looks for new ones every this many frames (and on any frame after a hand is lost);
+    match_iou: a detection overlapping a followed hand by more than this is that hand;
+    landmarks_every: the landmark model places a followed hand at least every this many
+    frames. 1 (the default): every frame, MediaPipe's way. N > 1: in between, the hand's
+    region comes from the network's 2D joints on the previous frame, which the caller
+    gives back with :meth:`feedback` (no landmark model: ~6 ms saved per hand and frame on
+    a 2-core EPYC); a hand whose result was not trusted (registration failed, quality
+    "poor", joints leaving the frame), or that got no feedback, has the landmark model on
+    the next frame. Those hands carry NaN ``depth`` (:func:`m3dhmr.detect.hands.hand_from_points`).
     """
 
-    def __init__(self, detector, redetect_every: int = 10, match_iou: float = 0.3) -> None:
+    def __init__(self, detector, redetect_every: int = 10, match_iou: float = 0.3, landmarks_every: int = 1) -> None:
         if redetect_every < 1:
             raise InputError(f"redetect_every must be >= 1, got {redetect_every}")
+        if landmarks_every < 1:
+            raise InputError(f"landmarks_every must be >= 1, got {landmarks_every}")
         self.detector = detector
         self.redetect_every, self.match_iou = int(redetect_every), float(match_iou)
+        self.landmarks_every = int(landmarks_every)
         self.tracks: list[_Track] = []
         self.next_id = 0
         self._since_detect = 0
+        self._shape: tuple[int, int] = (0, 0)
+        self._last: list[_Track] = []
 
     def update(self, frame: np.ndarray) -> list[tuple[int, object, bool]]:
         """Hands in ``frame``: ``(id, DetectedHand, followed)`` per hand (``followed``:
-        from the previous frame's landmarks, not a new detection), oldest id first."""
-        from m3dhmr.detect.hands import box_iou_xywh
+        from the previous frame, not a new detection), oldest id first."""
+        from m3dhmr.detect import duplicates as dup
+        from m3dhmr.detect.hands import box_iou_xywh, hand_from_points
 
+        self._shape = frame.shape[:2]
         lost = False
         followed_ids: set[int] = set()
         if self.tracks:
+            by_net = [t for t in self.tracks if t.carried_by_network(self.landmarks_every)]
+            by_model = [t for t in self.tracks if t not in by_net]
+            found = dict(zip(map(id, by_model), self.detector.track(frame, [t.hand for t in by_model])))
             kept = []
-            for t, h in zip(self.tracks, self.detector.track(frame, [t.hand for t in self.tracks])):
-                if h is None:
-                    lost = True
-                    continue
-                t.observe(h)
-                if any(box_iou_xywh(t.hand.box, k.hand.box) > 0.5 for k in kept):
+            for t in self.tracks:
+                if t in by_net:
+                    t.observe(hand_from_points(t.predicted_joints(), t.hand), landmark_model=False)
+                else:
+                    h = found[id(t)]
+                    if h is None:
+                        lost = True
+                        continue
+                    t.observe(h, landmark_model=True)
+                if any(dup.duplicate(t.hand.landmarks, k.hand.landmarks) for k in kept):
                     continue  # two tracks converged onto one hand: the older one stays
                 kept.append(t)
                 followed_ids.add(t.id)
@@ -371,29 +394,81 @@ class MultiHandTracker:
         room = len(self.tracks) < self.detector.max_hands
         if not self.tracks or lost or (room and self._since_detect >= self.redetect_every):
             self._since_detect = 0
-            for d in self.detector.detect(frame):
+            for d in self.detector.detect(frame, known=[t.hand.box for t in self.tracks]):
                 if len(self.tracks) >= self.detector.max_hands:
                     break
-                if any(box_iou_xywh(d.box, t.hand.box) > self.match_iou for t in self.tracks):
+                if any(box_iou_xywh(d.box, t.hand.box) > self.match_iou or dup.duplicate(d.landmarks, t.hand.landmarks)
+                       for t in self.tracks):
                     continue
                 track = _Track(self.next_id)
-                track.observe(d)
+                track.observe(d, landmark_model=True)
                 self.tracks.append(track)
                 self.next_id += 1
+        self._last = list(self.tracks)
         return [(t.id, t.hand, t.id in followed_ids) for t in self.tracks]
+
+    def feedback(self, results) -> None:
+        """The network's results for the hands :meth:`update` just returned, same order
+        (:class:`~m3dhmr.inference.predictor.PredictionResult`; None for a hand not
+        predicted). With ``landmarks_every`` > 1, a trusted result's ``joints2d`` place
+        the hand on the next frame; otherwise (or with 1) nothing is kept."""
+        results = list(results)
+        if len(results) != len(self._last):
+            raise InputError(f"feedback: {len(results)} results for {len(self._last)} hands")
+        for t, r in zip(self._last, results):
+            ok = self.landmarks_every > 1 and trusted(r, *self._shape)
+            t.previous_joints2d = t.joints2d if ok else None
+            t.joints2d = np.asarray(r.joints2d, np.float64) if ok else None
+            t.fed = ok
+
+
+def trusted(result, height: int, width: int) -> bool:
+    """Whether a result's 2D joints can place its hand on the next frame: registration
+    succeeded, quality not "poor", joints finite and their box centre in the frame
+    with at least 3/4 of the joints inside it."""
+    if result is None or not result.success or getattr(result, "quality_flag", None) == "poor":
+        return False
+    j = np.asarray(result.joints2d, np.float64)
+    if j.shape != (21, 2) or not np.isfinite(j).all():
+        return False
+    inside = (j[:, 0] >= 0) & (j[:, 0] < width) & (j[:, 1] >= 0) & (j[:, 1] < height)
+    c = (j.min(0) + j.max(0)) / 2
+    return bool(inside.mean() >= 0.75 and 0 <= c[0] < width and 0 <= c[1] < height)
 
 
 class _Track:
     """One followed hand; its handedness is the running mean over the track (one
-    frame's call can flip on a hand seen edge-on)."""
+    frame's call can flip on a hand seen edge-on). ``joints2d``, ``previous_joints2d``:
+    the network's trusted joints (21, 2) on the last two frames
+    (:meth:`MultiHandTracker.feedback`) or None; ``since_landmarks``: frames since the
+    landmark model last placed it."""
 
     def __init__(self, track_id: int) -> None:
         self.id = track_id
         self.hand = None
         self._p_right = 0.0
         self._n = 0
+        self.joints2d: np.ndarray | None = None
+        self.previous_joints2d: np.ndarray | None = None
+        self.fed = False  # joints2d are this frame's (fed back since the last observe)
+        self.since_landmarks = 0
 
-    def observe(self, hand) -> None:
+    def carried_by_network(self, landmarks_every: int) -> bool:
+        return self.fed and self.joints2d is not None and self.since_landmarks + 1 < landmarks_every
+
+    def predicted_joints(self) -> np.ndarray:
+        """The network's last joints moved on by their centroid's last step (constant
+        velocity: the crop leads a moving hand instead of trailing it by a frame)."""
+        if self.previous_joints2d is None:
+            return self.joints2d
+        return self.joints2d + (self.joints2d.mean(0) - self.previous_joints2d.mean(0))
+
+    def observe(self, hand, landmark_model: bool = True) -> None:
+        self.fed = False
+        self.since_landmarks = 0 if landmark_model else self.since_landmarks + 1
+        if not landmark_model:  # handedness comes from the previous hand: no new vote
+            self.hand = hand
+            return
         p = hand.handedness_score if hand.handedness == "right" else 1.0 - hand.handedness_score
         self._p_right += p
         self._n += 1
@@ -421,7 +496,7 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                   hand_box: np.ndarray | None = None, crop_box: np.ndarray | None = None, whole_frame: bool = False,
                   K: np.ndarray | None = None, left: bool | None = None,
                   smooth: bool = False, smoothing: SmoothingConfig = SmoothingConfig(),
-                  include_vertices: bool = False, redetect_every: int = 10,
+                  include_vertices: bool = False, redetect_every: int = 10, landmarks_every: int = 1,
                   annotate: Callable[[np.ndarray, list], np.ndarray] | None = None,
                   articulator=None, articulation_dir: str | Path | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> VideoSummary:
@@ -433,6 +508,8 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
     the first crop itself, or ``whole_frame`` (the whole frame as the first crop),
     followed by :class:`HandTracker`. K: (3, 3) or None (from the predictor's field of
     view); ``left``: force the hand side (None: the detector's call; right with a box).
+    ``redetect_every`` and ``landmarks_every``: :class:`MultiHandTracker`'s (the landmark
+    model every frame by default; N > 1 lets the network's joints carry the hands between).
 
     Writes ``video_out`` (each frame annotated by ``annotate(frame, results)``, default:
     every hand's mesh, skeleton, box and id) and ``jsonl_out`` (one JSON object per frame:
@@ -488,7 +565,8 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                             tracker = HandTracker(H, W, init, margin=getattr(predictor, "track_margin",
                                                                              crops.DEFAULT_TRACK_MARGIN))
                         else:
-                            tracker = MultiHandTracker(predictor.detector, redetect_every=redetect_every)
+                            tracker = MultiHandTracker(predictor.detector, redetect_every=redetect_every,
+                                                       landmarks_every=landmarks_every)
                         writer = open_writer(tmp_video, info.fps, W, H)
                     t = index / info.fps
                     if one_hand:
@@ -501,6 +579,7 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
                         frame_ids = [h[0] for h in hands]
                         tracked = [h[2] for h in hands]
                         results = predictor.predict_hands(frame, K, left, hands=[h[1] for h in hands])
+                        tracker.feedback(results)
                     for dead in set(smoothers) - set(frame_ids):
                         del smoothers[dead]  # lost: a returning id would restart anyway
                     if smooth:
