@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv at the repository root and install m3dhmr with its test extras.
+# Create .venv at the repository root and install m3dhmr with its test extras and the
+# web app's (Gradio: m3dhmr app, tested in tests/test_app*.py).
 # Idempotent: a second run only checks a stamp (hash of pyproject.toml) and returns.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,5 +19,5 @@ echo "[setup] creating/updating $venv (first run takes a few minutes)" >&2
 # torch and torchvision pinned as a pair: these builds lie on the machines' disk and
 # must match each other (PyPI's torchvision does not import beside other torch builds).
 "$venv/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-"$venv/bin/python" -m pip install -q -e ".[dev]"
+"$venv/bin/python" -m pip install -q -e ".[dev,app]"
 echo "$want" > "$stamp"

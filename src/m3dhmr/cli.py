@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "find and reconstruct the hands in images, folders or videos"),
     "export-onnx": ("export_onnx", "export the packaged model or a checkpoint to ONNX (with metadata)"),
     "bench": ("bench", "frames per second end to end and per stage"),
+    "app": ("app", "a local web page: photos and clips in, hands, meshes and rigged .glb out (needs m3dhmr[app])"),
     "demo": ("demo", "the main job: score and run the packaged model, and train a small one, on built-in data"),
 }
 
