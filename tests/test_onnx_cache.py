@@ -35,15 +35,15 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def exports(monkeypatch) -> list[Path]:
-    """The paths exported (every export, cached or temporary, goes through ``_export``)."""
+    """The paths exported (every export, cached or temporary, goes through ``export_graph``)."""
     done: list[Path] = []
-    real = onnx_export._export
+    real = onnx_export.export_graph
 
     def counting(model, path, opset, meta):
         done.append(Path(path))
         return real(model, path, opset, meta)
 
-    monkeypatch.setattr(onnx_export, "_export", counting)
+    monkeypatch.setattr(onnx_export, "export_graph", counting)
     return done
 
 
@@ -108,16 +108,16 @@ def test_a_damaged_cache_file_is_replaced(model, cache, exports, caplog, damage)
 
 
 def test_a_killed_export_leaves_no_half_file(model, cache, monkeypatch, exports):
-    real = onnx_export._describe
+    real = onnx_export.describe_graph
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(onnx_export, "_describe", killed)  # after the tracer wrote its temporary
+    monkeypatch.setattr(onnx_export, "describe_graph", killed)  # after the tracer wrote its temporary
     with pytest.raises(KeyboardInterrupt):
         cached_onnx(model)
     assert list(cache.iterdir()) == []
-    monkeypatch.setattr(onnx_export, "_describe", real)
+    monkeypatch.setattr(onnx_export, "describe_graph", real)
     assert cached_onnx(model).is_file() and len(exports) == 2
 
 

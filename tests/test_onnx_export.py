@@ -78,6 +78,7 @@ def test_metadata_describes_the_graph(exported):
     assert meta["template"] == model.cfg.template
     assert meta["package_version"] == m3dhmr.__version__ and meta["opset"] == 17 and meta["format"] == 1
     assert meta["weights_sha256"] == weights_sha256(model)
+    assert meta["precision"] == "fp32"  # an int8 file says "int8" (tests/test_quantize.py)
     assert "source" not in meta
     # The runtime reads the same dict from its session.
     assert OnnxNetwork(path).metadata == meta

@@ -14,6 +14,10 @@ three stages run on its crop (``hand``); ``detect`` runs the palm detector on ev
 frame, ``track`` follows the hand from the previous frame's landmarks (landmark model
 only), as videos do.
 
+int8 against fp32 (:func:`precision_delta`): the accuracy the quantised network
+(:mod:`m3dhmr.inference.quantize`) gives up, on the same synthetic benchmark images and
+real photos.
+
 Backends take turns in blocks of a few frames, so a load spike on a shared machine hits
 all of them alike and their ratio stays meaningful. The first frame of each turn is run
 but not timed: the other backend's idle worker threads are still spinning down then
@@ -203,3 +207,105 @@ def format_whole_image_results(results: dict[str, BenchResult], backend: str) ->
     for m, r in results.items():
         lines.append(f"fps_end_to_end_whole_image_{m}={r.fps:.2f}")
     return lines
+
+
+# ----------------------------------------------------------------------------- int8 against fp32
+
+@dataclass(frozen=True)
+class PrecisionDelta:
+    """Accuracy of an int8 predictor next to its fp32 twin on the same inputs.
+
+    pa_mpjpe_mm: {"fp32", "int8"} mean PA-MPJPE (mm) on ``num_synthetic`` synthetic benchmark
+    images (seed 7, evaluation split, as ``m3dhmr benchmark`` renders them); err2d_px:
+    {"fp32", "int8"} mean 2D-joint error (image px) against the reference 2D joints: the
+    hand landmark model's on ``num_photos`` real photos when ``photos`` was given, else the
+    synthetic images' true joints; diff2d_px: mean |int8 - fp32| 2D-joint distance on those
+    images (an upper bound of the change in error against any reference)."""
+
+    pa_mpjpe_mm: dict[str, float]
+    err2d_px: dict[str, float]
+    diff2d_px: float
+    num_synthetic: int
+    num_photos: int
+    err2d_source: str
+
+    @property
+    def delta_pa_mpjpe_mm(self) -> float:
+        return self.pa_mpjpe_mm["int8"] - self.pa_mpjpe_mm["fp32"]
+
+    @property
+    def delta_err2d_px(self) -> float:
+        return self.err2d_px["int8"] - self.err2d_px["fp32"]
+
+
+def precision_delta(fp32, int8, num: int = 100, photos=None, box_scale: float = 1.5) -> PrecisionDelta:
+    """Compare predictors ``fp32`` and ``int8`` (:class:`~m3dhmr.inference.predictor.Predictor`)
+    on the first ``num`` synthetic benchmark images (rendered in memory, crops around the true
+    joints as the benchmark makes them, ``box_scale``) and, when ``photos`` (a folder; the
+    sign-language digits' held-out persons for that set) is given, on ``num`` of its photos,
+    each predictor on the detector's best hand of each."""
+    from m3dhmr.evaluation.benchmark import BENCHMARK_SEED
+    from m3dhmr.geometry.procrustes import align_w_scale_batch
+    from m3dhmr.geometry.camera import project
+    from m3dhmr.inference.quantize import joints_crop_box, render_synthetic
+
+    if num < 1:
+        raise InputError(f"the accuracy check needs >= 1 image, got {num}")
+    names = ("fp32", "int8")
+    joints3d: dict[str, list] = {n: [] for n in names}
+    joints2d: dict[str, list] = {n: [] for n in names}
+    gt3d, gt2d = [], []
+    for rgb, K, xyz, _ in render_synthetic(num, BENCHMARK_SEED, split=1, jpeg=True):
+        for name, p in zip(names, (fp32, int8)):
+            (r,) = p.predict(rgb, crop_box=joints_crop_box(xyz, K, box_scale), K=K, color_order="rgb")
+            joints3d[name].append(r.joints3d)
+            joints2d[name].append(r.joints2d)
+        gt3d.append(xyz)
+        gt2d.append(project(np.asarray(xyz, np.float64), np.asarray(K, np.float64)))
+    gt = np.asarray(gt3d, np.float64)
+    pa = {n: float(np.linalg.norm(align_w_scale_batch(gt, np.asarray(joints3d[n])) - gt, axis=-1).mean() * 1e3)
+          for n in names}
+    ref2d, source, n_photos = np.asarray(gt2d), "synthetic", 0
+    if photos is not None:
+        ref2d, joints2d, n_photos = _photo_joints(fp32, int8, photos, num)
+        source = "photos"
+    j = {n: np.asarray(joints2d[n], np.float64) for n in names}
+    err = {n: float(np.linalg.norm(j[n] - ref2d, axis=-1).mean()) for n in names}
+    diff = float(np.linalg.norm(j["int8"] - j["fp32"], axis=-1).mean())
+    return PrecisionDelta(pa_mpjpe_mm=pa, err2d_px=err, diff2d_px=diff, num_synthetic=num, num_photos=n_photos,
+                          err2d_source=source)
+
+
+def _photo_joints(fp32, int8, folder, num: int):
+    """Reference landmarks (N, 21, 2) and each predictor's 2D joints on up to ``num`` photos
+    of ``folder`` where the detector finds a hand."""
+    from m3dhmr.data.pseudo_labels import detect_best
+    from m3dhmr.evaluation.real import real_photos
+    from m3dhmr.inference.images import load_image
+
+    paths, _ = real_photos(folder, "heldout")
+    idx = np.unique(np.linspace(0, len(paths) - 1, min(num, len(paths))).round().astype(int))
+    ref, joints2d = [], {"fp32": [], "int8": []}
+    for i in idx:
+        image = load_image(paths[i])
+        hand = detect_best(fp32.detector, image)
+        if hand is None:
+            continue
+        ref.append(np.asarray(hand.landmarks, np.float64))
+        for name, p in (("fp32", fp32), ("int8", int8)):
+            joints2d[name].append(p.predict_hands(image, hands=[hand], color_order="rgb")[0].joints2d)
+    if not ref:
+        raise InputError(f"{folder}: the detector finds no hand in the photos")
+    return np.asarray(ref), joints2d, len(ref)
+
+
+def format_precision_delta(d: PrecisionDelta) -> list[str]:
+    """A ``#`` line saying what was compared, then ``name=value`` lines, ``int8_delta_err2d_px`` last."""
+    ref = (f"the landmark model's joints on {d.num_photos} real photos" if d.err2d_source == "photos"
+           else "the true joints of the synthetic images")
+    return [f"# int8 vs fp32 on the same inputs: PA-MPJPE on {d.num_synthetic} synthetic benchmark images; "
+            f"2D error (image px) against {ref}",
+            f"pa_mpjpe_mm_fp32={d.pa_mpjpe_mm['fp32']:.4f}", f"pa_mpjpe_mm_int8={d.pa_mpjpe_mm['int8']:.4f}",
+            f"err2d_px_fp32={d.err2d_px['fp32']:.4f}", f"err2d_px_int8={d.err2d_px['int8']:.4f}",
+            f"int8_diff2d_px={d.diff2d_px:.4f}", f"int8_delta_pa_mpjpe_mm={d.delta_pa_mpjpe_mm:.4f}",
+            f"int8_delta_err2d_px={d.delta_err2d_px:.4f}"]

@@ -98,7 +98,8 @@ class OnnxNetwork:
 
     ``metadata``: what the exporter recorded (input layout, output units, joint order,
     faces, weights hash...: :func:`m3dhmr.inference.onnx_export.onnx_metadata`), or ``{}``
-    for a file exported before it did.
+    for a file exported before it did. ``precision``: "fp32" or "int8" (the metadata's
+    ``precision``; "fp32" for a file that does not record one).
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, device: str = "cpu") -> None:
@@ -134,6 +135,7 @@ class OnnxNetwork:
         self.input_size = shape[-1] if isinstance(shape[-1], int) else None
         # Read from the session, not with the onnx package: no second parse of the file.
         self.metadata = parse_onnx_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.precision = str(self.metadata.get("precision", "fp32"))
 
     def __call__(self, images: np.ndarray) -> NetworkOutput:
         v, j3, j2 = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: images})

@@ -16,11 +16,13 @@ What the file says about itself, so that it can be used without this package:
   (:data:`ONNX_AXES`). The tracer alone named the vertex axis ``Subvertices_dim_1``.
 - ``metadata_props``: keys ``m3dhmr.<field>`` with JSON values (:func:`onnx_metadata`):
   input layout and range, output shapes, units and frames, joint order, faces, template,
-  package version, opset and a hash of the weights. :func:`read_onnx_metadata` reads
-  them back; :attr:`OnnxNetwork.metadata <m3dhmr.inference.networks.OnnxNetwork>` too.
+  package version, opset, a hash of the weights and the ``precision`` ("fp32", or "int8"
+  with its ``quantization``: :mod:`m3dhmr.inference.quantize`). :func:`read_onnx_metadata`
+  reads them back; :attr:`OnnxNetwork.metadata <m3dhmr.inference.networks.OnnxNetwork>` too.
 
 :func:`cached_onnx` keeps one export per model in a per-user cache, so running a model
-with ONNX Runtime exports it once, not on every run.
+with ONNX Runtime exports it once, not on every run; ``precision="int8"`` keeps the
+quantised file there too (calibrated once, :func:`m3dhmr.inference.quantize.cached_int8_onnx`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,17 +115,18 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 def onnx_metadata(model: nn.Module, opset: int = DEFAULT_OPSET, source: str | None = None) -> dict[str, Any]:
-    """What an export of ``model`` records about itself: field -> JSON-serialisable value.
+    """What an fp32 export of ``model`` records about itself: field -> JSON-serialisable value.
 
     Stored as ``metadata_props`` ``m3dhmr.<field>`` = JSON text. ``source`` (the packaged
-    model's name or the checkpoint's file name) is recorded when given.
+    model's name or the checkpoint's file name) is recorded when given. ``precision`` is
+    "fp32" (an int8 file says "int8": :func:`m3dhmr.inference.quantize.quantize_onnx`).
     """
     import m3dhmr
     from m3dhmr.conventions import JOINT_NAMES, METRES, NUM_JOINTS, ROOT_JOINT
 
     size = int(model.cfg.input_size)
     nv = int(model.num_vertices)
-    shapes = _axis_sizes(size, nv)
+    shapes = axis_sizes(size, nv)
     axes3d = "OpenCV camera axes: x right, y down, z forward"
     meta: dict[str, Any] = {
         "format": METADATA_FORMAT,
@@ -153,6 +156,7 @@ def onnx_metadata(model: nn.Module, opset: int = DEFAULT_OPSET, source: str | No
         "faces": model.faces.detach().cpu().numpy().astype(int).tolist(),
         "template": str(getattr(model.cfg, "template", "")),
         "weights_sha256": weights_sha256(model),
+        "precision": "fp32",
     }
     if source is not None:
         meta["source"] = str(source)
@@ -174,7 +178,7 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     return parse_onnx_metadata({p.key: p.value for p in proto.metadata_props})
 
 
-def _axis_sizes(size: int, num_vertices: int) -> dict[str, list[int | str]]:
+def axis_sizes(size: int, num_vertices: int) -> dict[str, list[int | str]]:
     """Shape of the input and each output, "batch" for the dynamic axis."""
     from m3dhmr.conventions import NUM_JOINTS
 
@@ -182,7 +186,7 @@ def _axis_sizes(size: int, num_vertices: int) -> dict[str, list[int | str]]:
             "joints3d": ["batch", NUM_JOINTS, 3], "joints2d": ["batch", NUM_JOINTS, 2]}
 
 
-def _describe(proto, shapes: dict[str, list[int | str]], meta: dict[str, Any]) -> None:
+def describe_graph(proto, shapes: dict[str, list[int | str]], meta: dict[str, Any]) -> None:
     """Name the axes and write the metadata into the ModelProto ``proto`` (in place)."""
     for value in (*proto.graph.input, *proto.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -216,21 +220,23 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = DEFAULT_OPSET, 
     metadata of :func:`onnx_metadata` is in ``metadata_props``. The file is written to a
     temporary name and renamed (:mod:`m3dhmr.fileio`), so a failed or killed export leaves
     no file under ``path``.
+
+    The int8 graph builds on this one: :func:`m3dhmr.inference.quantize.export_network`.
     """
-    _check_opset(opset)
-    return _export(model, path, opset, onnx_metadata(model, opset, source))
+    check_opset(opset)
+    return export_graph(model, path, opset, onnx_metadata(model, opset, source))
 
 
-def _check_opset(opset: int) -> None:
+def check_opset(opset: int) -> None:
     if opset < MIN_OPSET:
         raise InputError(f"--opset {opset}: grid_sample needs opset >= {MIN_OPSET}")
 
 
-def _export(model: nn.Module, path: str | Path, opset: int, meta: dict[str, Any]) -> Path:
+def export_graph(model: nn.Module, path: str | Path, opset: int, meta: dict[str, Any]) -> Path:
     import onnx
 
     path = Path(path)
-    shapes = _axis_sizes(int(model.cfg.input_size), int(model.num_vertices))
+    shapes = axis_sizes(int(model.cfg.input_size), int(model.num_vertices))
     wrapper = ExportWrapper(model).cpu().eval()
     dummy = torch.rand(2, 3, shapes[ONNX_INPUT][-1], shapes[ONNX_INPUT][-1])
     axes = {ONNX_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in ONNX_OUTPUTS}}
@@ -240,7 +246,7 @@ def _export(model: nn.Module, path: str | Path, opset: int, meta: dict[str, Any]
                           dynamic_axes=axes, opset_version=int(opset), dynamo=False, do_constant_folding=True)
         # The tracer cannot name axes or add metadata: edit its file before the rename.
         proto = onnx.load(str(tmp))
-        _describe(proto, shapes, meta)
+        describe_graph(proto, shapes, meta)
         onnx.save(proto, str(tmp))
     log.info("exported ONNX opset %d to %s", opset, path)
     return path
@@ -288,7 +294,7 @@ def onnx_cache_key(model: nn.Module, opset: int = DEFAULT_OPSET) -> str:
     return h.hexdigest()
 
 
-def _cache_entry_ok(path: Path, key: str) -> bool:
+def cache_entry_ok(path: Path, key: str) -> bool:
     """Whether ``path`` parses and is the export for ``key``. A truncated file fails to
     parse or lacks ``metadata_props``, which protobuf writes after the graph."""
     try:
@@ -298,7 +304,7 @@ def _cache_entry_ok(path: Path, key: str) -> bool:
     return meta.get("cache_key") == key
 
 
-def _remove_stale_temporaries(folder: Path) -> None:
+def remove_stale_cache_temporaries(folder: Path) -> None:
     """Remove export temporaries that killed runs left (old enough that no live run owns them)."""
     now = time.time()
     for p in folder.glob(TEMP_GLOB):
@@ -310,7 +316,8 @@ def _remove_stale_temporaries(folder: Path) -> None:
 
 
 def cached_onnx(model: nn.Module, opset: int = DEFAULT_OPSET, cache_dir: str | Path | None = None) -> Path:
-    """``model`` exported once into the per-user cache: ``<cache_dir>/<key[:32]>.onnx``.
+    """``model`` exported once into the per-user cache: ``<cache_dir>/<key[:32]>.onnx``
+    (its int8 twin: :func:`m3dhmr.inference.quantize.cached_int8_onnx`).
 
     ``cache_dir`` defaults to :func:`onnx_cache_dir`; the key is :func:`onnx_cache_key`.
     A cached file is reused when it parses and records that key; otherwise (missing,
@@ -319,29 +326,36 @@ def cached_onnx(model: nn.Module, opset: int = DEFAULT_OPSET, cache_dir: str | P
     the final name. Raises ``OSError`` when the folder cannot be written
     (:func:`cached_onnx_file` falls back to a temporary export then).
     """
-    _check_opset(opset)
-    key = onnx_cache_key(model, opset)
+    check_opset(opset)
     folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    key = onnx_cache_key(model, opset)
     path = folder / f"{key[:32]}.onnx"
     if path.is_file():
-        if _cache_entry_ok(path, key):
+        if cache_entry_ok(path, key):
             log.debug("ONNX cache hit: %s", path)
             return path
         log.warning("ONNX cache file %s is unreadable or stale: exporting the model again", path)
     folder.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(folder)
+    remove_stale_cache_temporaries(folder)
     log.info("exporting the network for ONNX Runtime into the cache %s (once per model)", path)
-    return _export(model, path, opset, {**onnx_metadata(model, opset), "cache_key": key})
+    return export_graph(model, path, opset, {**onnx_metadata(model, opset), "cache_key": key})
 
 
 @contextmanager
-def cached_onnx_file(model: nn.Module, opset: int = DEFAULT_OPSET,
-                     cache_dir: str | Path | None = None) -> Iterator[Path]:
+def cached_onnx_file(model: nn.Module, opset: int = DEFAULT_OPSET, cache_dir: str | Path | None = None, *,
+                     cached: Callable[..., Path] | None = None,
+                     export: Callable[..., Path] | None = None) -> Iterator[Path]:
     """Yield :func:`cached_onnx`'s file; when the cache cannot be written (read-only home,
     full disk), log a warning and yield a temporary export, removed on exit. An ONNX
-    Runtime session holds the graph in memory, so load the file inside the ``with``."""
+    Runtime session holds the graph in memory, so load the file inside the ``with``.
+
+    ``cached(model, opset, cache_dir)`` and ``export(model, path, opset)`` replace
+    :func:`cached_onnx` and :func:`export_onnx` (the int8 files:
+    :func:`m3dhmr.inference.quantize.cached_network_file`)."""
+    cached = cached_onnx if cached is None else cached
+    export = export_onnx if export is None else export
     try:
-        path = cached_onnx(model, opset, cache_dir)
+        path = cached(model, opset, cache_dir)
     except OSError as e:
         log.warning("cannot write the ONNX cache (%s); exporting to a temporary file for this run "
                     "(set %s to a writable folder to keep the export)", os_error_message(e), CACHE_ENV)
@@ -350,7 +364,7 @@ def cached_onnx_file(model: nn.Module, opset: int = DEFAULT_OPSET,
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="m3dhmr-onnx-") as tmpdir:
-        yield export_onnx(model, Path(tmpdir) / "model.onnx", opset)
+        yield export(model, Path(tmpdir) / "model.onnx", opset)
 
 
 __all__ = ["CACHE_ENV", "DEFAULT_OPSET", "MIN_OPSET", "ONNX_AXES", "PARITY_TOLERANCE", "ExportWrapper",

@@ -257,46 +257,63 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, backend: Backend = "torch", onnx_path: str | Path | None = None,
                         device: str = "cpu", threads: int | None = None,
-                        fov_deg: float = crops.DEFAULT_FOV_DEG, template: str | None = None) -> "Predictor":
+                        fov_deg: float = crops.DEFAULT_FOV_DEG, template: str | None = None,
+                        precision: str = "fp32") -> "Predictor":
         """Load a checkpoint; with ``backend="onnxruntime"`` the network runs from ``onnx_path``
         (exported once into the per-user ONNX cache when None:
         :func:`m3dhmr.inference.onnx_export.cached_onnx`); ``template`` replaces the
-        hand template the checkpoint names (see :func:`m3dhmr.hand.load_template`)."""
+        hand template the checkpoint names (see :func:`m3dhmr.hand.load_template`);
+        ``precision`` "fp32" or "int8" (see :meth:`from_model`)."""
+        from m3dhmr.inference.quantize import check_runtime_precision
         from m3dhmr.train.checkpoint import load_model_from_checkpoint
 
         if backend not in BACKENDS:
             raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+        check_runtime_precision(precision, backend, device)
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         model, exp = load_model_from_checkpoint(checkpoint, "cpu" if backend == "onnxruntime" else device,
                                                 template=template)
         return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
-                              fov_deg=fov_deg, augment=exp.data.augment)
+                              fov_deg=fov_deg, augment=exp.data.augment, precision=precision)
 
     @classmethod
     def from_pretrained(cls, name: str | None = None, backend: Backend = "torch",
                         onnx_path: str | Path | None = None, device: str = "cpu", threads: int | None = None,
-                        fov_deg: float = crops.DEFAULT_FOV_DEG) -> "Predictor":
+                        fov_deg: float = crops.DEFAULT_FOV_DEG, precision: str = "fp32") -> "Predictor":
         """The model that ships with the package (:data:`m3dhmr.pretrained.DEFAULT_MODEL`
-        unless ``name`` is given), loaded offline; see ``docs/MODEL_CARD.md`` for what it is."""
+        unless ``name`` is given), loaded offline; see ``docs/MODEL_CARD.md`` for what it is.
+        ``precision`` "fp32" or "int8" (see :meth:`from_model`)."""
+        from m3dhmr.inference.quantize import check_runtime_precision
         from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
 
         if backend not in BACKENDS:
             raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+        check_runtime_precision(precision, backend, device)
         model, exp = load_pretrained(name or DEFAULT_MODEL, "cpu" if backend == "onnxruntime" else device)
         return cls.from_model(model, backend=backend, onnx_path=onnx_path, device=device, threads=threads,
-                              fov_deg=fov_deg, augment=exp.data.augment)
+                              fov_deg=fov_deg, augment=exp.data.augment, precision=precision)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, backend: Backend = "torch", onnx_path: str | Path | None = None,
                    device: str = "cpu", threads: int | None = None,
-                   fov_deg: float = crops.DEFAULT_FOV_DEG, augment=None) -> "Predictor":
+                   fov_deg: float = crops.DEFAULT_FOV_DEG, augment=None, precision: str = "fp32") -> "Predictor":
         """Wrap an :class:`m3dhmr.models.M3DHMR` (see :meth:`from_checkpoint`); ``augment``, the
         model's training :class:`~m3dhmr.data.augment.AugmentConfig`, sets the box enlargement
-        and tracking margin (:func:`m3dhmr.inference.crops.training_crop_scales`)."""
+        and tracking margin (:func:`m3dhmr.inference.crops.training_crop_scales`).
+
+        ``precision="int8"`` runs the statically quantised network
+        (:mod:`m3dhmr.inference.quantize`; made once per model into the ONNX cache, about a
+        minute of calibration) and needs ``backend="onnxruntime"`` on the CPU: the choice
+        of backend stays the caller's, so asking for int8 with PyTorch is an error, not a
+        silent switch. A given ``onnx_path`` must record that precision (files without a
+        record count as fp32)."""
+        from m3dhmr.inference.quantize import check_runtime_precision
+
         if backend not in BACKENDS:
             raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+        check_runtime_precision(precision, backend, device)
         check_device(device, backend)
         size = int(model.cfg.input_size)
         faces = model.faces.cpu().numpy()
@@ -304,15 +321,18 @@ class Predictor:
             network = TorchNetwork(model, device)
         else:
             if onnx_path is None:
-                from m3dhmr.inference.onnx_export import cached_onnx_file
+                from m3dhmr.inference.quantize import cached_network_file
 
                 # Exported once per model into the per-user cache (M3DHMR_CACHE_DIR); where
                 # that cannot be written, a temporary export that may go once the session
                 # holds the graph in memory.
-                with cached_onnx_file(model.cpu()) as path:
+                with cached_network_file(model.cpu(), precision=precision) as path:
                     network = OnnxNetwork(path, threads=threads, device=device)
             else:
                 network = OnnxNetwork(onnx_path, threads=threads, device=device)
+                if network.precision != precision:
+                    raise InputError(f"{onnx_path}: is a {network.precision} model, not {precision} (export it with "
+                                     f"m3dhmr export-onnx --precision {precision}, or ask for {network.precision})")
             if network.input_size is not None and network.input_size != size:
                 raise InputError(f"{onnx_path}: ONNX input is {network.input_size} px but the checkpoint's "
                                  f"model.input_size is {size}; export this checkpoint again")
