@@ -257,8 +257,14 @@ def test_export_onnx_then_predict_and_bench(tmp_path, checkpoint, capsys):
                              "--threads", "1")
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert lines[-2].startswith("fps_end_to_end_whole_image_detect=")
-    assert lines[-1].startswith("fps_end_to_end_whole_image_track=")
+    fastest = next(line for line in lines if line.startswith("ms_hand_detect_")).split("=")[0][len("ms_hand_detect_"):]
+    assert lines[-4:-2] == [s for s in lines if s.startswith("fps_end_to_end_whole_image_detect=")] + [
+        f"fps_whole_image_detect_{fastest}={lines[-3].split('=')[1]}"]
+    assert lines[-2].startswith("fps_end_to_end_whole_image_track=")
+    assert lines[-1] == f"fps_whole_image_track_{fastest}={lines[-2].split('=')[1]}"
+    from m3dhmr.hardware import cpu_summary
+
+    assert f"# cpu: {cpu_summary()}" in lines  # the processor beside every figure
     whole = dict(line.split("=") for line in lines if "whole_image" in line or line.startswith("ms_detection"))
     assert {"ms_detection_detect", "ms_detection_track", "ms_end_to_end_whole_image_detect"} <= set(whole)
     assert all(float(v) > 0 for v in whole.values())
@@ -624,6 +630,7 @@ def test_write_errors_fail_one_input_and_a_full_disk_stops_the_batch(tmp_path, c
     (["--view-size", "5000"], "--view-size must be in [16, 4096], got 5000"),
     (["--view-size", "8"], "--view-size must be in [16, 4096], got 8"),
     (["--device", "cuda"], "--device cuda: no CUDA device is available"),
+    (["--landmarks-every", "0"], "--landmarks-every must be >= 1, got 0"),
 ])
 def test_bad_options_are_one_line_before_loading(tmp_path, capsys, option, message):
     if option == ["--device", "cuda"] and torch.cuda.is_available():

@@ -81,11 +81,11 @@ def timed_runs(backend: str | None, precision: str) -> dict[str, tuple[str, str]
 def run(args: argparse.Namespace) -> int:
     import math
     import os
-    import platform
 
     import torch
 
     from m3dhmr.cli import UserError
+    from m3dhmr.hardware import cpu_summary
     from m3dhmr.inference.bench import format_results, run_bench
     from m3dhmr.inference.predictor import Predictor
     from m3dhmr.models import ModelConfig, build_model
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
                   for name, (b, p) in runs.items()}
     results = run_bench(predictors, seconds=args.seconds, image_size=args.image_size)
     print(f"# model: backbone={mcfg.backbone} conv={mcfg.conv} input={mcfg.input_size} "
-          f"vertices={model.num_vertices}; threads={args.threads}; cpu={platform.processor() or platform.machine()} "
-          f"x{os.cpu_count()}; load={os.getloadavg()[0]:.2f}")
+          f"vertices={model.num_vertices}; threads={args.threads}; load={os.getloadavg()[0]:.2f}")
+    print(f"# cpu: {cpu_summary()}")  # every figure with the processor it was measured on
     whole_lines = [] if args.no_detection else whole_image_lines(predictors, results, args)
     accuracy_lines = []
     if args.precision == "both":

@@ -197,7 +197,9 @@ def run_whole_image_bench(predictor, seconds: float = 10.0, warmup: int = 3, min
 
 def format_whole_image_results(results: dict[str, BenchResult], backend: str) -> list[str]:
     """``name=value`` lines: ``ms_detection_<mode>``, ``ms_hand_<mode>``,
-    ``ms_end_to_end_whole_image_<mode>`` and ``fps_end_to_end_whole_image_<mode>``."""
+    ``ms_end_to_end_whole_image_<mode>``, ``fps_end_to_end_whole_image_<mode>`` and the same
+    FPS named after the predictor timed, ``fps_whole_image_<mode>_<backend>`` (e.g.
+    ``fps_whole_image_track_int8``)."""
     lines = []
     for m, r in results.items():
         lines.append(f"frames_whole_image_{m}={r.frames}")
@@ -206,6 +208,7 @@ def format_whole_image_results(results: dict[str, BenchResult], backend: str) ->
         lines.append(f"ms_end_to_end_whole_image_{m}={r.ms_mean['total']:.3f}")
     for m, r in results.items():
         lines.append(f"fps_end_to_end_whole_image_{m}={r.fps:.2f}")
+        lines.append(f"fps_whole_image_{m}_{backend}={r.fps:.2f}")
     return lines
 
 
