@@ -71,7 +71,7 @@ def main() -> None:
         from m3dhmr.evaluation.scoring import constant_prediction
         from m3dhmr.data.freihand import load_annotations
         from m3dhmr.hand import load_template
-        from m3dhmr.evaluation.metrics import freihand_metrics
+        from m3dhmr.metrics import freihand_metrics
         from m3dhmr.train.config import load_experiment
         from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
 

@@ -24,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from m3dhmr.pretrained import WEIGHTS_DIR, package_weights, read_manifest, read_pretrained_tensors
-    from m3dhmr.train.checkpoint import read_weights
+    from m3dhmr.model_io import read_weights
 
     path = package_weights(args.checkpoint, args.name, WEIGHTS_DIR, metadata={"note": args.note} if args.note else None)
     info = read_manifest(args.name)

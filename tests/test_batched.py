@@ -13,8 +13,6 @@ from m3dhmr.data.amplitude import AMPLITUDE_DRAWS
 from m3dhmr.geometry import crop
 from m3dhmr.data.batched import (
     colour_matrices,
-    crop_affines,
-    crop_cameras,
     decode_split,
     draw_uniforms,
     jitter_colours,
@@ -34,32 +32,12 @@ def _boxes(n=6, seed=0):
                      rng.uniform(-math.pi / 2, math.pi / 2, n)], -1)
 
 
-def test_crop_affines_and_cameras_match_the_loop():
-    boxes = _boxes()
-    Ks = np.array([[[500.0, 0, 112], [0, 520.0, 110], [0, 0, 1]], [[400.0, 3.0, 100], [0, 400.0, 120], [0, 0, 1]]] * 3)
-    A = crop_affines(torch.from_numpy(boxes), 128).numpy()
-    Kc, rot = crop_cameras(torch.from_numpy(Ks), torch.from_numpy(A))
-    for i, b in enumerate(boxes):
-        ref = crop.crop_affine(crop.CropBox(*b), 128)
-        np.testing.assert_allclose(A[i], ref, atol=1e-10)
-        kc, r = crop.crop_camera(Ks[i], ref)
-        np.testing.assert_allclose(Kc[i].numpy(), kc, atol=1e-9)
-        np.testing.assert_allclose(rot[i].numpy(), r, atol=1e-12)
-
-
-def test_crop_affine_hand_case():
-    # The whole 128-px image, unrotated, into a 64-px crop: q = p / 2 - 0.25.
-    box = torch.tensor([[63.5, 63.5, 128.0, 0.0]], dtype=torch.float64)
-    A = crop_affines(box, 64)[0].numpy()
-    np.testing.assert_allclose(A, [[0.5, 0, -0.25], [0, 0.5, -0.25]], atol=1e-12)
-
-
 def test_warp_matches_opencv_within_a_grey_level():
     rng = np.random.default_rng(1)
     img = (rng.random((96, 112, 3)) * 255).astype(np.uint8)
     img = np.ascontiguousarray(np.repeat(np.repeat(img[::4, ::4], 4, 0), 4, 1)[:96, :112])  # some smooth areas
     boxes = _boxes(4, seed=2) * np.array([0.6, 0.6, 0.6, 1.0])
-    A = crop_affines(torch.from_numpy(boxes), 48)
+    A = crop.crop_affine(torch.from_numpy(boxes), 48)
     ours = warp_images(torch.from_numpy(np.stack([img] * 4)), A, 48).numpy()
     for i in range(4):
         ref = crop.warp_image(img, A[i].numpy(), 48).astype(np.float32) / 255.0

@@ -46,6 +46,18 @@ def test_weights_round_trip_with_metadata(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]  # no temporary left
 
 
+def test_old_import_paths_are_re_exports():
+    """Weights I/O and the experiment config moved below training; the old names still work."""
+    from m3dhmr import experiment, model_io
+    from m3dhmr.train import config
+
+    for name in model_io.__all__:
+        assert getattr(ck, name) is getattr(model_io, name), name
+    assert ck.experiment_from_json is experiment.experiment_from_json
+    for name in config.__all__:
+        assert getattr(config, name) is getattr(experiment, name), name
+
+
 def test_mismatch_names_the_tensors(tmp_path):
     path = tmp_path / "w.safetensors"
     ck.save_weights(path, Net(hidden=3), tiny_experiment(), ck.Progress())

@@ -9,6 +9,7 @@ import torch
 from m3dhmr.geometry import crop
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.crop import CropBox
+from m3dhmr.geometry.rotations import rot_z
 
 
 def _random_box(rng, w=224):
@@ -45,6 +46,63 @@ def test_crop_intrinsics_hand_computed():
     np.testing.assert_allclose(Kc, [[250, 0, 0.5 * 112.5 - 0.5 + 0.0], [0, 250, 0.5 * 110.5 - 0.5], [0, 0, 1]])
 
 
+def test_crop_affine_batched_hand_case():
+    # The whole 128-px image, unrotated, into a 64-px crop: q = p / 2 - 0.25 (torch and NumPy).
+    for box in (torch.tensor([[63.5, 63.5, 128.0, 0.0]], dtype=torch.float64), np.array([[63.5, 63.5, 128.0, 0.0]])):
+        A = crop.crop_affine(box, 64)
+        assert type(A) is type(box) and A.shape == (1, 2, 3)
+        np.testing.assert_allclose(np.asarray(A[0]), [[0.5, 0, -0.25], [0, 0.5, -0.25]], atol=1e-12)
+    with pytest.raises(ValueError, match="side"):
+        crop.crop_affine(torch.tensor([[1.0, 1.0, 5.0, 0.0], [1.0, 1.0, 0.0, 0.0]]), 10)
+
+
+def _batch_boxes_and_Ks(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    boxes = np.stack([rng.uniform(60, 160, n), rng.uniform(60, 160, n), rng.uniform(50, 200, n),
+                      rng.uniform(-math.pi, math.pi, n)], -1)
+    Ks = np.stack([_random_K(rng, fy_ratio=1.0 + 0.05 * (i % 3), skew=float(i % 2)) for i in range(n)])
+    return boxes, Ks
+
+
+def test_batched_crop_affine_and_camera_match_the_loop():
+    """(B, ...) NumPy and torch batches against one box at a time, and equal to it bit for bit
+    where the maths are the same (NumPy batch vs NumPy single: only cos/hypot/atan2 differ)."""
+    boxes, Ks = _batch_boxes_and_Ks()
+    loop_A = np.stack([crop.crop_affine(CropBox(*b), 128) for b in boxes])
+    loop_cams = [crop.crop_camera(K, A) for K, A in zip(Ks, loop_A)]
+    loop_Kc, loop_R = np.stack([c[0] for c in loop_cams]), np.stack([c[1] for c in loop_cams])
+    for to in (lambda x: x, torch.from_numpy):
+        A = crop.crop_affine(to(boxes), 128)
+        Kc, R = crop.crop_camera(to(Ks), A)
+        assert type(A) is type(Kc) is type(R) is type(to(boxes))
+        assert A.shape == (6, 2, 3) and Kc.shape == (6, 3, 3) and R.shape == (6, 3, 3)
+        np.testing.assert_allclose(np.asarray(A), loop_A, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(Kc), loop_Kc, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(R), loop_R, rtol=0, atol=1e-12)
+    # Leading dimensions (2, 3) and a 3-D batch of points.
+    A = crop.crop_affine(boxes.reshape(2, 3, 4), 128)
+    np.testing.assert_allclose(A.reshape(6, 2, 3), loop_A, atol=1e-10)
+    pts = np.random.default_rng(3).uniform(0, 224, (6, 21, 2))
+    ref = np.stack([[A_i[:, :2] @ p + A_i[:, 2] for p in pts_i] for A_i, pts_i in zip(loop_A, pts)])
+    np.testing.assert_allclose(crop.apply_affine(pts, loop_A), ref, atol=1e-9)
+    np.testing.assert_allclose(crop.apply_affine(torch.from_numpy(pts), torch.from_numpy(loop_A)).numpy(), ref,
+                               atol=1e-9)
+    x = np.random.default_rng(4).normal(0, 0.1, (6, 21, 3))
+    ref = np.stack([[R_i @ p for p in x_i] for R_i, x_i in zip(loop_R, x)])
+    np.testing.assert_allclose(crop.apply_rotation(x, loop_R), ref, atol=1e-12)
+    np.testing.assert_allclose(crop.apply_rotation(torch.from_numpy(x), torch.from_numpy(loop_R)).numpy(), ref,
+                               atol=1e-12)
+
+
+def test_crop_camera_degenerate_inputs():
+    A = crop.crop_affine(CropBox(10.0, 10.0, 20.0, 0.3), 32)
+    with pytest.raises(ValueError, match="degenerate.*K="):
+        crop.crop_camera(np.zeros((3, 3)), A)
+    Ks = torch.from_numpy(np.stack([np.eye(3), np.zeros((3, 3))]))
+    with pytest.raises(ValueError, match="degenerate"):
+        crop.crop_camera(Ks, torch.from_numpy(np.stack([A, A])))
+
+
 def _project_naive(points, K):
     out = np.zeros((len(points), 2))
     for n, (x, y, z) in enumerate(points):
@@ -61,7 +119,7 @@ def test_rotate_then_project_equals_project_then_rotate(fy_ratio, skew):
         A = crop.crop_affine(box, 128)
         Kc, R = crop.crop_camera(K, A)
         if fy_ratio == 1.0 and skew == 0:  # square pixels: the camera turns with the box, no skew
-            np.testing.assert_allclose(R, crop.rotation_z(box.theta), atol=1e-12)
+            np.testing.assert_allclose(R, rot_z(box.theta), atol=1e-12)
             np.testing.assert_allclose([Kc[0, 0], Kc[1, 1]], [K[0, 0] * 128 / box.side] * 2, rtol=1e-12)
             assert abs(Kc[0, 1]) < 1e-9
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
@@ -117,8 +175,8 @@ def test_view_mapping_recovers_second_view():
     rng = np.random.default_rng(4)
     B = 6
     boxes = [(_random_box(rng), _random_box(rng)) for _ in range(B)]
-    rot_1 = np.stack([crop.rotation_z(b1.theta) for b1, _ in boxes])
-    rot_2 = np.stack([crop.rotation_z(b2.theta) for _, b2 in boxes])
+    rot_1 = np.stack([rot_z(b1.theta) for b1, _ in boxes])
+    rot_2 = np.stack([rot_z(b2.theta) for _, b2 in boxes])
     aff_1 = np.stack([crop.crop_affine(b1, 128) for b1, _ in boxes])
     aff_2 = np.stack([crop.crop_affine(b2, 128) for _, b2 in boxes])
     t = lambda x: torch.from_numpy(x)  # noqa: E731

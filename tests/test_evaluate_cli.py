@@ -123,12 +123,12 @@ def _one_line_error(capsys) -> str:
 
 def _no_model_loading(monkeypatch):
     """Loading a model fails the test: the checks under test must come first."""
-    from m3dhmr.train import checkpoint
+    from m3dhmr import model_io
 
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(checkpoint, "load_model_from_checkpoint", forbidden)
+    monkeypatch.setattr(model_io, "load_model_from_checkpoint", forbidden)
 
 
 @pytest.mark.parametrize("which", ["xyz", "verts"])

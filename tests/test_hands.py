@@ -137,8 +137,49 @@ def test_image_checks(detector):
         detector.detect(np.zeros((64, 64), np.uint8))
     with pytest.raises(ValueError, match="uint8 RGB"):
         detector.detect(np.zeros((64, 64, 3), np.float32))
-    # Huge and thin: letterboxed to a sliver, no hand, no crash.
-    assert detector.detect(np.full((40, 8200, 3), 100, np.uint8)) == []
+    # Huge and thin: letterboxed to a sliver, no hand, no crash, and a bounded number of
+    # palm-detector runs (8 tiles and the whole image, for the image and its padded view).
+    looks = []
+    real_palms_in = detector._palms_in
+    detector._palms_in = lambda view, x0, y0: (looks.append(view.shape[:2]), real_palms_in(view, x0, y0))[1]
+    try:
+        assert detector.detect(np.full((40, 8200, 3), 100, np.uint8)) == []
+    finally:
+        del detector._palms_in
+    assert len(looks) == 2 * (1 + H.MAX_TILES), len(looks)
+
+
+def _naive_square_tiles(h, w):
+    """The square tiles of the short side, half-overlapping, evenly from end to end (a loop)."""
+    short, long_ = min(h, w), max(h, w)
+    n = 1
+    while (long_ - short) / n > short / 2:  # fewest gaps no longer than half a tile
+        n += 1
+    starts = [round(k * (long_ - short) / n) for k in range(n + 1)]
+    return [(s, 0, short, short) if w > h else (0, s, short, short) for s in starts]
+
+
+@pytest.mark.parametrize("h, w", [(300, 960), (100, 151), (100, 450), (451, 100), (100, 451), (40, 8200),
+                                  (8200, 40), (33, 100_000)])
+def test_tiles_are_bounded_and_cover_the_image(h, w):
+    views = H.tile_views(h, w)
+    short, long_ = min(h, w), max(h, w)
+    assert 1 <= len(views) <= H.MAX_TILES
+    if long_ <= (H.MAX_TILES + 1) / 2 * short:  # square tiles of the short side, as many as that takes
+        assert views == _naive_square_tiles(h, w)
+    along = [(x, x + tw) if w > h else (y, y + th) for x, y, tw, th in views]
+    for x, y, tw, th in views:  # inside the image, the whole short side
+        assert 0 <= x and x + tw <= w and 0 <= y and y + th <= h and min(tw, th) == short
+    assert along[0][0] == 0 and along[-1][1] == long_
+    # Neighbours overlap by half a tile (to a pixel of rounding), at least half the short
+    # side: anything that long (a hand) lies whole in one tile.
+    half = along[0][1] // 2 - 1
+    assert half >= short // 2 - 1
+    for a in range(0, long_ - half + 1, max(1, (long_ - half) // 997)):
+        assert any(lo <= a and a + half <= hi for lo, hi in along), a
+    assert H.tile_views(100, 150) == [] and H.tile_views(150, 100) == []  # up to TILE_ASPECT: the whole image only
+    with pytest.raises(ValueError, match="max_tiles"):
+        H.tile_views(40, 8200, max_tiles=0)
 
 
 def test_model_files_are_checked(tmp_path):

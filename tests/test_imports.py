@@ -1,4 +1,5 @@
-"""The package's import graph has no circles, and run-time code never imports the offline builder."""
+"""The package's import graph has no circles, every import points down the layer order
+(:data:`LAYERS`), and run-time code never imports the offline builder."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(src: Path = SRC) -> dict[str, set[str]]:
     """Module -> the package modules it imports anywhere (functions included, not
     ``if TYPE_CHECKING:`` blocks)."""
     mods = {}
-    for p in (SRC / "m3dhmr").rglob("*.py"):
-        parts = list(p.relative_to(SRC).with_suffix("").parts)
+    for p in (src / "m3dhmr").rglob("*.py"):
+        parts = list(p.relative_to(src).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         mods[".".join(parts)] = p
@@ -39,6 +40,46 @@ def _graph() -> dict[str, set[str]]:
                 continue
             graph[m] |= {t for t in targets if t in mods and t != m}
     return graph
+
+
+#: The layer order, lowest first: a module may import modules of its own layer or below, never
+#: above (imports inside functions count; ``if TYPE_CHECKING:`` blocks do not). A module's layer is
+#: that of the longest entry naming it or a package above it ("m3dhmr" alone is the package's
+#: own ``__init__``). Modules listed below their package's layer are low-level pieces that lower
+#: layers use: ``inference.images`` (reading a photo) and ``inference.quality`` (the landmark
+#: model's quality score) serve ``data`` (pseudo-labels).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("m3dhmr", "m3dhmr.errors", "m3dhmr.conventions", "m3dhmr.config", "m3dhmr.fileio", "m3dhmr.hardware"),
+    ("m3dhmr.geometry", "m3dhmr.mesh", "m3dhmr.render", "m3dhmr.inference.images"),
+    ("m3dhmr.hand", "m3dhmr.detect", "m3dhmr.export", "m3dhmr.viz", "m3dhmr.inference.quality"),
+    ("m3dhmr.models",),
+    ("m3dhmr.data",),
+    ("m3dhmr.losses", "m3dhmr.metrics"),
+    ("m3dhmr.experiment",),          # the experiment config: model, loss, train and data sections
+    ("m3dhmr.model_io",),            # weights files read, checked, loaded into a model
+    ("m3dhmr.pretrained",),          # the packaged models
+    ("m3dhmr.train",),
+    ("m3dhmr.evaluation", "m3dhmr.inference"),
+    ("m3dhmr.commands", "m3dhmr.app", "m3dhmr.cli", "m3dhmr.__main__"),
+)
+
+
+def _layer(module: str, layers=LAYERS) -> int | None:
+    """Index in ``layers`` of the longest entry that is ``module`` or a package above it."""
+    best, best_len = None, -1
+    for i, names in enumerate(layers):
+        for name in names:
+            hit = module == name if name == "m3dhmr" else module == name or module.startswith(name + ".")
+            if hit and len(name) > best_len:
+                best, best_len = i, len(name)
+    return best
+
+
+def _upward(graph: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    """``"a -> b"`` for each import of a module ``b`` in a higher layer than ``a``'s."""
+    return sorted(f"{a} (layer {_layer(a, layers)}) -> {b} (layer {_layer(b, layers)})"
+                  for a, targets in graph.items() for b in targets
+                  if _layer(b, layers) > _layer(a, layers))
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -78,6 +119,46 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circles():
     assert _cycles(_graph()) == []
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in _graph() if _layer(m) is None] == []
+
+
+def test_imports_point_down_the_layers():
+    assert _upward(_graph()) == []
+
+
+def test_inference_and_evaluation_do_not_import_training():
+    """They sit above ``train`` in the linear order, but need nothing of it: models load through
+    ``model_io`` and ``pretrained``, below training."""
+    graph = _graph()
+    assert sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                  if a.startswith(("m3dhmr.inference", "m3dhmr.evaluation")) and b.startswith("m3dhmr.train")) == []
+
+
+def test_layer_check_finds_a_hand_made_upward_import():
+    layers = (("m3dhmr",), ("m3dhmr.models",), ("m3dhmr.train", "m3dhmr.inference.images"), ("m3dhmr.inference",))
+    assert _layer("m3dhmr.inference.images.x", layers) == 2 and _layer("m3dhmr.inference.video", layers) == 3
+    graph = {"m3dhmr.models.weights": {"m3dhmr.train.checkpoint", "m3dhmr"},
+             "m3dhmr.train.trainer": {"m3dhmr.models", "m3dhmr.inference.images"},
+             "m3dhmr.inference.images": {"m3dhmr.inference.video"}}
+    assert _upward(graph, layers) == ["m3dhmr.inference.images (layer 2) -> m3dhmr.inference.video (layer 3)",
+                                      "m3dhmr.models.weights (layer 1) -> m3dhmr.train.checkpoint (layer 2)"]
+
+
+def test_an_upward_import_inside_a_function_is_found(tmp_path):
+    pkg = tmp_path / "m3dhmr"
+    (pkg / "train").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train" / "__init__.py").write_text("")
+    (pkg / "model_io.py").write_text("def load():\n    from m3dhmr.train import checkpoint\n")
+    (pkg / "train" / "checkpoint.py").write_text("from typing import TYPE_CHECKING\n"
+                                                 "if TYPE_CHECKING:\n    from m3dhmr import model_io\n")
+    graph = _graph(tmp_path)
+    assert graph["m3dhmr.model_io"] == {"m3dhmr.train.checkpoint"} and graph["m3dhmr.train.checkpoint"] == set()
+    assert _upward(graph) == [f"m3dhmr.model_io (layer {_layer('m3dhmr.model_io')}) -> m3dhmr.train.checkpoint "
+                              f"(layer {_layer('m3dhmr.train')})"]
 
 
 def test_cycle_finder_finds_a_hand_made_circle():

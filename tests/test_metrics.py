@@ -4,7 +4,7 @@ import scipy.linalg
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from m3dhmr.evaluation.metrics import (AUC_THRESHOLDS_M, SUMMARY_KEYS, f_score, freihand_metrics, nearest_distances,
+from m3dhmr.metrics import (AUC_THRESHOLDS_M, SUMMARY_KEYS, f_score, freihand_metrics, nearest_distances,
                             pck_auc)
 
 

@@ -194,12 +194,12 @@ def _cli_error(capsys, *args) -> tuple[int, str]:
 
 @pytest.mark.parametrize("where", ["is_a_folder", "under_a_file"])
 def test_cli_bad_out_is_one_line_before_loading(tiny_checkpoint, tmp_path, capsys, monkeypatch, where):
-    from m3dhmr.train import checkpoint
+    from m3dhmr import model_io
 
     def forbidden(*a, **k):
         raise AssertionError("the model was loaded before --out was checked")
 
-    monkeypatch.setattr(checkpoint, "load_model_from_checkpoint", forbidden)
+    monkeypatch.setattr(model_io, "load_model_from_checkpoint", forbidden)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
     if where == "is_a_folder":
@@ -236,14 +236,13 @@ def test_cli_full_disk_is_one_line_and_leaves_nothing(tiny_checkpoint, tmp_path,
 
 @pytest.fixture
 def no_loading(monkeypatch):
-    from m3dhmr import pretrained
-    from m3dhmr.train import checkpoint
+    from m3dhmr import model_io, pretrained
 
     def forbidden(*a, **k):
         raise AssertionError("a model was loaded for a CKPT that is refused")
 
     monkeypatch.setattr(pretrained, "load_pretrained", forbidden)
-    monkeypatch.setattr(checkpoint, "load_model_from_checkpoint", forbidden)
+    monkeypatch.setattr(model_io, "load_model_from_checkpoint", forbidden)
 
 
 def _packaged_shard() -> str:

@@ -37,6 +37,7 @@ train:
   eval_every: 150
   eval_samples: 4
   keep_epoch_checkpoints: false
+  checkpoint_every: 150  # one checkpoint, at the end (150 one-batch epochs would write 150)
 data:
   pipeline: memory
   two_view: false

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from m3dhmr import pretrained as pt
-from m3dhmr.train.checkpoint import load_model_from_checkpoint
+from m3dhmr.model_io import load_model_from_checkpoint
 
 
 @pytest.fixture(scope="module")

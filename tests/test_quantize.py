@@ -191,14 +191,13 @@ def _cli(capsys, *args) -> tuple[int, str, str]:
 
 @pytest.fixture
 def no_loading(monkeypatch):
-    from m3dhmr import pretrained
-    from m3dhmr.train import checkpoint
+    from m3dhmr import model_io, pretrained
 
     def forbidden(*a, **k):
         raise AssertionError("a model was loaded for a refused option")
 
     monkeypatch.setattr(pretrained, "load_pretrained", forbidden)
-    monkeypatch.setattr(checkpoint, "load_model_from_checkpoint", forbidden)
+    monkeypatch.setattr(model_io, "load_model_from_checkpoint", forbidden)
 
 
 @pytest.mark.parametrize("args, message", [

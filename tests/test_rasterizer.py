@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from m3dhmr.render.rasterizer import face_normals, rasterize
+from m3dhmr.geometry.mesh_normals import face_normals
+from m3dhmr.render.rasterizer import rasterize
 
 K = np.array([[40.0, 0.0, 15.5], [0.0, 40.0, 11.5], [0.0, 0.0, 1.0]])
 

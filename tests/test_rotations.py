@@ -44,3 +44,41 @@ def test_random_rotation_is_a_rotation_and_matches_a_naive_quaternion_formula():
     q = np.random.default_rng(5).standard_normal(4)
     ref = Rotation.from_quat([q[1], q[2], q[3], q[0]]).as_matrix()
     np.testing.assert_allclose(rotations.random_rotation(np.random.default_rng(5)), ref, atol=1e-12)
+
+
+def _rot_naive(axis: int, a: float) -> np.ndarray:
+    """Rodrigues' formula about a coordinate axis, one angle at a time."""
+    k = np.zeros(3)
+    k[axis] = 1.0
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * Kx + (1 - np.cos(a)) * Kx @ Kx
+
+
+@pytest.mark.parametrize("axis,fn", [(0, "rot_x"), (1, "rot_y"), (2, "rot_z")])
+def test_batched_rotations_match_the_loop_numpy_and_torch(axis, fn):
+    import torch
+
+    f = getattr(rotations, fn)
+    angles = np.random.default_rng(axis).uniform(-4, 4, (2, 5))
+    ref = np.stack([[_rot_naive(axis, a) for a in row] for row in angles])            # (2, 5, 3, 3)
+    single = np.stack([[f(float(a)) for a in row] for row in angles])
+    np.testing.assert_allclose(single, ref, atol=1e-15)
+    out_np = f(angles)
+    assert isinstance(out_np, np.ndarray) and out_np.shape == (2, 5, 3, 3) and out_np.dtype == np.float64
+    np.testing.assert_allclose(out_np, ref, atol=1e-15)
+    for dtype in (torch.float64, torch.float32):
+        out_t = f(torch.as_tensor(angles, dtype=dtype))
+        assert isinstance(out_t, torch.Tensor) and out_t.shape == (2, 5, 3, 3) and out_t.dtype == dtype
+        np.testing.assert_allclose(out_t.double().numpy(), ref, atol=1e-6 if dtype == torch.float32 else 1e-15)
+    # A scalar (Python or NumPy, 0-d included) gives one (3, 3) float64 matrix.
+    for a in (0.3, np.float64(0.3), np.array(0.3)):
+        assert f(a).shape == (3, 3) and f(a).dtype == np.float64
+    # Empty batches keep their shape.
+    assert f(np.zeros(0)).shape == (0, 3, 3) and f(torch.zeros(0)).shape == (0, 3, 3)
+
+
+def test_rot_z_gradient_is_finite_and_checked():
+    import torch
+
+    a = torch.tensor([0.0, 0.4, -2.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(rotations.rot_z, (a,))

@@ -7,7 +7,7 @@ import pytest
 
 from m3dhmr.evaluation.scoring import (read_prediction_file, score_prediction_file, score_predictions, write_metrics,
                                write_prediction_file)
-from m3dhmr.evaluation.metrics import PER_SAMPLE_KEYS, SUMMARY_KEYS, freihand_metrics
+from m3dhmr.metrics import PER_SAMPLE_KEYS, SUMMARY_KEYS, freihand_metrics
 
 N, V = 4, 30
 

@@ -111,6 +111,60 @@ def test_resume_reaches_the_same_weights(full_run, tiny_data, tmp_path):
     assert r3.steps_run == 0
 
 
+def test_checkpoint_every_steps_resumes_to_the_same_weights(full_run, tiny_data, tmp_path, monkeypatch):
+    """train.checkpoint_every: 3 writes the checkpoint at step 3 (inside an epoch) and at the
+    end (6), not at each epoch end; a run killed at step 5 resumes from step 3 and reaches the
+    weights of the uninterrupted run (checkpointed at each epoch end)."""
+    from m3dhmr.train import trainer as tr
+
+    cfg, ref_run, _ = full_run
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=3,
+                                                             keep_epoch_checkpoints=False))
+    saved = []
+    real_save, real_forward = tr._save, tr.StepLoss.forward
+    monkeypatch.setattr(tr, "_save", lambda run, model, c, progress, *a, **kw: (
+        saved.append(progress.global_step), real_save(run, model, c, progress, *a, **kw)))
+    steps = []
+
+    def killed_at_step_5(self, batch):
+        steps.append(len(steps) + 1)
+        if len(steps) == 5:
+            raise _Crash("killed at step 5")
+        return real_forward(self, batch)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(tr.StepLoss, "forward", killed_at_step_5)
+        with pytest.raises(_Crash):
+            train(cfg, tiny_data, run, progress_bar=False)
+    assert saved == [3] and ck.inspect_run(run / "checkpoints").state_step == 3
+    r = train(cfg, tiny_data, run, resume=True, progress_bar=False)
+    assert r.steps_run == 3 and r.progress == ck.Progress(3, 0, 6, finished=True) and saved == [3, 6]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.safetensors", "last.state.pt"]
+    ref, got = _weights(ref_run), _weights(run)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("every, keep, due", [
+    (0, True, [2, 4, 5, 6]),   # the default: each epoch end (and where a run stops)
+    (0, False, [2, 4, 5, 6]),
+    (3, False, [3, 5, 6]),     # every 3 steps (inside an epoch too), and where training ends or stops
+    (3, True, [2, 3, 4, 5, 6]),  # keep_epoch_checkpoints: each epoch end as well, for its epoch file
+    (100, False, [5, 6]),
+])
+def test_when_checkpoints_are_due(every, keep, due):
+    """Epochs of two steps ending at 2, 4 and 6; the run stops (max_steps) at step 5."""
+    from m3dhmr.train.config import TrainConfig
+    from m3dhmr.train.trainer import checkpoint_due
+
+    t = TrainConfig(checkpoint_every=every, keep_epoch_checkpoints=keep)
+    got = [s for s in range(1, 7) if checkpoint_due(t, s, epoch_done=s % 2 == 0, last=s in (5, 6))]
+    assert got == due
+    with pytest.raises(ValueError, match="train.checkpoint_every"):
+        TrainConfig(checkpoint_every=-1)
+
+
 def test_resume_with_another_model_is_an_error(full_run, tiny_data, tmp_path):
     cfg, ref_run, _ = full_run
     import shutil
@@ -168,8 +222,10 @@ def _memory_cfg(cfg, **train_kw):
 
 @pytest.fixture(scope="module")
 def memory_run(full_run, tiny_data, tmp_path_factory):
-    """The in-memory pipeline (the GPU path) on CPU, with bf16, channels_last and a learning curve."""
-    cfg = _memory_cfg(full_run[0], amp="bf16", channels_last=True, eval_every=2, eval_samples=3)
+    """The in-memory pipeline (the GPU path) on CPU, with channels_last and a learning curve,
+    in full precision (bf16 autocast on a CPU without bf16 units is ~20x slower: it has
+    its own smoke test, test_memory_pipeline_trains_in_bf16)."""
+    cfg = _memory_cfg(full_run[0], amp="off", channels_last=True, eval_every=2, eval_samples=3)
     run = tmp_path_factory.mktemp("mem") / "run"
     return cfg, run, train(cfg, tiny_data, run, progress_bar=False)
 
@@ -207,6 +263,33 @@ def test_memory_pipeline_resumes_exactly(memory_run, tiny_data, tmp_path):
         torch.testing.assert_close(got[k], ref[k], rtol=0, atol=1e-6, msg=k)
     # The curve holds each step once, also the step the first call stopped at (3).
     assert [r["step"] for r in read_metrics_csv(run / CSV_NAME)] == [2, 3, 4, 6]
+
+
+def test_memory_pipeline_trains_in_bf16(full_run, tiny_data, tmp_path, monkeypatch):
+    """One stage-2 step of the in-memory pipeline under bf16 autocast with channels_last: the
+    network runs in bf16, the losses in float32, and the step gives finite losses and a checkpoint."""
+    from m3dhmr.train import trainer as tr
+
+    cfg = _memory_cfg(full_run[0], amp="bf16", channels_last=True, stage1_epochs=0, epochs=1, batch_size=2)
+    dtypes = []
+    real_float_outputs = tr._float_outputs
+
+    def float_dtypes(out):
+        return {v.dtype for v in (getattr(out, f.name) for f in dataclasses.fields(out))
+                if torch.is_tensor(v) and v.is_floating_point()}
+
+    def record(out):
+        floats = real_float_outputs(out)
+        dtypes.extend([float_dtypes(out), float_dtypes(floats)])
+        return floats
+
+    monkeypatch.setattr(tr, "_float_outputs", record)
+    result = train(cfg, tiny_data, tmp_path / "run", max_steps=1, progress_bar=False)
+    assert result.steps_run == 1 and torch.bfloat16 in dtypes[0] and dtypes[1] == {torch.float32}
+    assert result.last_losses["mesh"] > 0 and result.last_losses["con3d"] > 0
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.last_losses.values())
+    assert ck.inspect_run(tmp_path / "run" / "checkpoints").state_step == 1
+    assert all(v.dtype == torch.float32 for v in _weights(tmp_path / "run").values() if v.is_floating_point())
 
 
 def test_no_learning_curve_without_ground_truth(full_run, tiny_data, tmp_path, caplog):

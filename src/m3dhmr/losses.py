@@ -25,6 +25,7 @@ from torch import Tensor
 
 from m3dhmr.conventions import VERTEX_NORMALISATION_M
 from m3dhmr.geometry import crop as crop_maths
+from m3dhmr.geometry.mesh_normals import face_normals
 from m3dhmr.errors import InputError
 
 
@@ -98,13 +99,6 @@ def face_edges(faces: Tensor) -> Tensor:
     return torch.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], dim=1)
 
 
-def face_normals(vertices: Tensor, faces: Tensor, eps: float = 1e-12) -> Tensor:
-    """Unit normals (right-hand rule): vertices (B, V, 3), faces (F, 3) -> (B, F, 3)."""
-    a, b, c = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
-    n = torch.cross(b - a, c - a, dim=-1)
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(eps)
-
-
 def normal_loss(pred: Tensor, gt: Tensor, faces: Tensor, eps: float = 1e-12) -> Tensor:
     """Mean over samples, faces and their 3 edges of ``|unit(V_i - V_j) . n*_c|``.
 
@@ -113,7 +107,7 @@ def normal_loss(pred: Tensor, gt: Tensor, faces: Tensor, eps: float = 1e-12) -> 
     e = face_edges(faces)  # (F, 3, 2)
     d = pred[:, e[..., 0]] - pred[:, e[..., 1]]  # (B, F, 3, 3)
     d = d / d.norm(dim=-1, keepdim=True).clamp_min(eps)
-    n = face_normals(gt, faces, eps).unsqueeze(2)  # (B, F, 1, 3)
+    n = face_normals(gt, faces, unit=True, eps=eps).unsqueeze(2)  # (B, F, 1, 3)
     return (d * n).sum(-1).abs().mean()
 
 

@@ -105,9 +105,9 @@ def load_pretrained(name: str = DEFAULT_MODEL, device: str | torch.device = "cpu
     No network access: the topology is built from the package's own template and the
     weights come from ``weights_dir``.
     """
+    from m3dhmr.experiment import experiment_from_json
+    from m3dhmr.model_io import load_weights_into
     from m3dhmr.models import build_model
-    from m3dhmr.train.checkpoint import load_weights_into
-    from m3dhmr.train.config import experiment_from_json
 
     tensors, info = read_pretrained_tensors(name, weights_dir)
     cfg = experiment_from_json(info.experiment, where=f"{name}.json")
@@ -127,7 +127,7 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
     ``name`` are removed once the new manifest is in place.
     """
     from m3dhmr.fileio import atomic_write_bytes, atomic_write_json
-    from m3dhmr.train.checkpoint import read_weights, safetensors_bytes
+    from m3dhmr.model_io import read_weights, safetensors_bytes
 
     tensors, meta = read_weights(checkpoint)
     if "experiment" not in meta:
@@ -149,7 +149,7 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
     files = []
     for i, shard in enumerate(shards):
         fname = f"{name}-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        # In memory, then written: a full disk is a plain OSError (see train.checkpoint).
+        # In memory, then written: a full disk is a plain OSError (see train.checkpoint.save_weights).
         atomic_write_bytes(out_dir / fname, safetensors_bytes(shard, {"name": name}))
         files.append({"file": fname, "bytes": (out_dir / fname).stat().st_size, "sha256": sha256_file(out_dir / fname)})
     manifest = {

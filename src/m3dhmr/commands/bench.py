@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     box_scale = 1.5
     if args.checkpoint or args.pretrained:
         if args.checkpoint:
-            from m3dhmr.train.checkpoint import load_model_from_checkpoint
+            from m3dhmr.model_io import load_model_from_checkpoint
 
             model, exp = load_model_from_checkpoint(args.checkpoint, "cpu")
         else:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         mcfg, box_scale = exp.model, exp.data.augment.base_box_scale
     else:
         if args.config:
-            from m3dhmr.train.config import load_experiment
+            from m3dhmr.experiment import load_experiment
 
             mcfg = load_experiment(args.config).model
         else:

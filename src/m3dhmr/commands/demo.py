@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from m3dhmr.cli import UserError
     from m3dhmr.data.synth import generate
     from m3dhmr.evaluation.benchmark import score_benchmark
+    from m3dhmr.experiment import load_experiment, resolve_config
     from m3dhmr.inference.crops import default_intrinsics
     from m3dhmr.inference.outputs import save_image_outputs
-    from m3dhmr.train.config import load_experiment, resolve_config
     from m3dhmr.train.trainer import train
 
     config = resolve_config(args.config)

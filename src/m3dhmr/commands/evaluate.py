@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--config and --template apply to --checkpoint; the packaged model carries its own")
     experiment = None
     if args.pred is None and args.config is not None:
-        from m3dhmr.train.config import load_experiment
+        from m3dhmr.experiment import load_experiment
 
         experiment = load_experiment(args.config)
     out = check_output_folder(args.out, "--out")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pred is None:
         from m3dhmr.evaluation.predict_split import predict_split
-        from m3dhmr.train.checkpoint import load_model_from_checkpoint
+        from m3dhmr.model_io import load_model_from_checkpoint
 
         if args.checkpoint is None:
             from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         model, _ = load_pretrained(str(what), "cpu")
         source = str(what)
     else:
-        from m3dhmr.train.checkpoint import load_model_from_checkpoint
+        from m3dhmr.model_io import load_model_from_checkpoint
 
         model, _ = load_model_from_checkpoint(what, "cpu")
         source = Path(what).name  # the file's name only: the metadata travels with the model

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
     from m3dhmr.train.trainer import train
 
     overrides = list(args.overrides) + ([f"model.template={args.template}"] if args.template else [])

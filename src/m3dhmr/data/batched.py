@@ -11,9 +11,11 @@ so the input pipeline stops being the bottleneck on a GPU, and on a 2-core CPU t
 cores that decoded JPEGs train instead.
 
 The crops are the same as the loader's (:mod:`m3dhmr.data.augment` documents the box,
-the crop camera and the colour model; the functions below are their batched twins,
-pinned to them by tests): the same box distribution, the exact crop camera, and labels
-(crop-pixel joints, root-relative 3D in the crop camera frame) under the loader's keys.
+the crop camera and the colour model; the crop maths and projection are
+:mod:`m3dhmr.geometry`'s, called on (B, ...) tensors; the box and colour functions below
+are batched twins of the loader's, pinned to them by tests): the same box distribution,
+the exact crop camera, and labels (crop-pixel joints, root-relative 3D in the crop camera
+frame) under the loader's keys.
 Random draws come from a CPU generator seeded by ``(seed, epoch, batch)``, so a batch
 is a function of where it sits in the run: resumption is exact, whatever the device.
 Bilinear sampling of ``uint8`` pixels in float gives crops within one grey level of
@@ -37,6 +39,8 @@ from m3dhmr.conventions import ROOT_JOINT
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude_batch
 from m3dhmr.data.augment import LUMA, AugmentConfig, _RGB2YIQ, _YIQ2RGB
 from m3dhmr.errors import InputError
+from m3dhmr.geometry.camera import project
+from m3dhmr.geometry.crop import apply_affine, apply_rotation, crop_affine, crop_camera
 
 log = logging.getLogger(__name__)
 
@@ -200,38 +204,6 @@ def sample_boxes(base: Tensor, u: Tensor, cfg: AugmentConfig) -> Tensor:
     return torch.stack([cx, cy, side, theta], dim=-1)
 
 
-def crop_affines(boxes: Tensor, crop_size: int) -> Tensor:
-    """Batched :func:`m3dhmr.geometry.crop.crop_affine`: (B, 4) boxes -> (B, 2, 3) ``q = s R (p - c) + (S-1)/2``."""
-    s = crop_size / boxes[:, 2]
-    c, sn = torch.cos(boxes[:, 3]), torch.sin(boxes[:, 3])
-    M = torch.stack([torch.stack([c, -sn], -1), torch.stack([sn, c], -1)], -2) * s[:, None, None]  # (B, 2, 2)
-    t = (crop_size - 1) / 2.0 - (M @ boxes[:, :2, None]).squeeze(-1)
-    return torch.cat([M, t.unsqueeze(-1)], dim=-1)
-
-
-def rotations_z(phi: Tensor) -> Tensor:
-    """(B,) angles -> (B, 3, 3) rotations about the optical axis."""
-    c, s = torch.cos(phi), torch.sin(phi)
-    z, o = torch.zeros_like(phi), torch.ones_like(phi)
-    return torch.stack([torch.stack([c, -s, z], -1), torch.stack([s, c, z], -1), torch.stack([z, z, o], -1)], -2)
-
-
-def crop_cameras(K: Tensor, affine: Tensor) -> tuple[Tensor, Tensor]:
-    """Batched :func:`m3dhmr.geometry.crop.crop_camera`: K (B, 3, 3), affine (B, 2, 3) -> Kc (B, 3, 3), rot (B, 3, 3)."""
-    M = affine[:, :, :2] @ K[:, :2, :2]
-    d = torch.hypot(M[:, 1, 0], M[:, 1, 1])
-    if not bool((d > 0).all()):
-        raise InputError("crop_cameras: degenerate intrinsics or crop affine")
-    sn, c = M[:, 1, 0] / d, M[:, 1, 1] / d
-    a = M[:, 0, 0] * c - M[:, 0, 1] * sn
-    b = M[:, 0, 0] * sn + M[:, 0, 1] * c
-    pp = (affine[:, :, :2] @ K[:, :2, 2:]).squeeze(-1) + affine[:, :, 2]
-    z, o = torch.zeros_like(a), torch.ones_like(a)
-    Kc = torch.stack([torch.stack([a, b, pp[:, 0]], -1), torch.stack([z, d, pp[:, 1]], -1),
-                      torch.stack([z, z, o], -1)], -2)
-    return Kc, rotations_z(torch.atan2(sn, c))
-
-
 def warp_images(images: Tensor, affine: Tensor, crop_size: int) -> Tensor:
     """Crop a batch like ``cv2.warpAffine`` (bilinear, black border, integer pixel centres).
 
@@ -296,12 +268,6 @@ def jitter_colours(crops: Tensor, u: Tensor, cfg: AugmentConfig) -> Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def project_points(x: Tensor, K: Tensor) -> Tensor:
-    """(B, N, 3) camera-space points, (B, 3, 3) K -> (B, N, 2) pixels."""
-    p = x @ K.transpose(1, 2)
-    return p[..., :2] / p[..., 2:3]
-
-
 # ----------------------------------------------------------------------------- batches
 
 
@@ -319,7 +285,7 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
     idx = image_index.to(dev)
     a = idx % split.num_annotations
     K, xyz, verts = split.K[a].double(), split.xyz[a].double(), split.verts[a].double()
-    j2d_orig = project_points(xyz, K)
+    j2d_orig = project(xyz, K)
     if u is None:
         if cfg.eval_box in ("image", "centre"):
             h, w = split.images.shape[1:3]
@@ -332,8 +298,8 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
     else:
         u = u.to(dev)
         boxes = sample_boxes(joints_boxes(j2d_orig, cfg.base_box_scale, cfg.min_box_px), u[:, :4], cfg)
-    affine = crop_affines(boxes, crop_size)
-    Kc, rot = crop_cameras(K, affine)
+    affine = crop_affine(boxes, crop_size)
+    Kc, rot = crop_camera(K, affine)
     crops = warp_images(split.images[idx.to(split.images.device)].to(dev, non_blocking=True), affine, crop_size)
     if u is not None:
         crops = jitter_colours(crops, u[:, 4:8], cfg)
@@ -343,15 +309,15 @@ def make_views(split: InMemorySplit, image_index: Tensor, cfg: AugmentConfig, cr
                                  f"draws per sample, got {u.shape[1]}")
             # Swap partners: other crops of this batch (after their colour jitter).
             crops = augment_amplitude_batch(crops, u[:, DRAWS_PER_VIEW:DRAWS_PER_VIEW + AMPLITUDE_DRAWS], cfg)
-    xyz_c = xyz @ rot.transpose(1, 2)
+    xyz_c = apply_rotation(xyz, rot)
     root = xyz_c[:, ROOT_JOINT]
-    j2d = j2d_orig @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+    j2d = apply_affine(j2d_orig, affine)
     f = torch.float32
     return {
         "image": crops.contiguous(),
         "joints2d": j2d.to(f),
         "joints3d": (xyz_c - root[:, None]).to(f),
-        "vertices": (verts @ rot.transpose(1, 2) - root[:, None]).to(f),
+        "vertices": (apply_rotation(verts, rot) - root[:, None]).to(f),
         "root": root.to(f),
         "K": Kc.to(f),
         "rot": rot.to(f),
@@ -387,7 +353,6 @@ def make_batch(split: InMemorySplit, image_index: Tensor | list[int], cfg: Augme
 
 
 __all__ = [
-    "DRAWS_PER_VIEW", "InMemorySplit", "colour_matrices", "crop_affines", "crop_cameras", "decode_split",
-    "draw_uniforms", "images_digest", "jitter_colours", "joints_boxes", "load_split", "make_batch", "make_views",
-    "project_points", "rotations_z", "sample_boxes", "warp_images",
+    "DRAWS_PER_VIEW", "InMemorySplit", "colour_matrices", "decode_split", "draw_uniforms", "images_digest",
+    "jitter_colours", "joints_boxes", "load_split", "make_batch", "make_views", "sample_boxes", "warp_images",
 ]

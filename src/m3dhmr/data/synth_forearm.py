@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from m3dhmr.geometry.rotations import rot_y, rot_z
 from m3dhmr.mesh.adjacency import half_edges
 from m3dhmr.errors import InputError
 
@@ -191,11 +192,7 @@ def _rings(p: ForearmParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _bend(flexion: np.ndarray, deviation: np.ndarray) -> np.ndarray:
     """(R, 3, 3) rotations rot_z(flexion) @ rot_y(deviation) for angle arrays (R,)."""
-    cz, sz, cy, sy = np.cos(flexion), np.sin(flexion), np.cos(deviation), np.sin(deviation)
-    z, o = np.zeros_like(cz), np.ones_like(cz)
-    Rz = np.stack([np.stack([cz, -sz, z], -1), np.stack([sz, cz, z], -1), np.stack([z, z, o], -1)], -2)
-    Ry = np.stack([np.stack([cy, z, sy], -1), np.stack([z, o, z], -1), np.stack([-sy, z, cy], -1)], -2)
-    return Rz @ Ry
+    return rot_z(flexion) @ rot_y(deviation)
 
 
 def forearm_mesh(hand_vertices: np.ndarray, pivot: np.ndarray, wl: WristLoop, p: ForearmParams) -> ForearmMesh:

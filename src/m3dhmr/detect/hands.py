@@ -68,6 +68,9 @@ DETECTOR_SIZE = 192
 LANDMARK_SIZE = 224
 #: Images longer than this times their short side are also searched in square tiles.
 TILE_ASPECT = 1.5
+#: At most this many tiles per image (one palm-detector run each): square tiles up to an
+#: aspect ratio of (MAX_TILES + 1) / 2 = 4.5, longer tiles beyond (see :func:`tile_views`).
+MAX_TILES = 8
 #: Edge padding of the second look at an image where no hand was found, as a fraction of
 #: its short side. The palm detector was trained on hands inside a scene and misses hands
 #: in tight crops where hand and forearm fill the frame: measured on 104 sign-language digit
@@ -212,17 +215,13 @@ class HandDetector:
 
         The detector sees the whole image letterboxed to 192 px, where a hand in a wide
         photo shrinks to ~25 px and is missed; so an image longer than :data:`TILE_ASPECT` times its
-        short side is also seen as overlapping square tiles of the short side (``tiles``),
-        and the palms of all views are merged by the same weighted NMS.
+        short side is also seen as overlapping square tiles of the short side (``tiles``;
+        at most :data:`MAX_TILES`, :func:`tile_views`), and the palms of all views are
+        merged by the same weighted NMS.
         """
         image = check_image(image)
         H, W = image.shape[:2]
-        views = [(0, 0, W, H)]
-        short, long_ = min(H, W), max(H, W)
-        if self.tiles and long_ > TILE_ASPECT * short:
-            n = math.ceil((long_ - short) / (short / 2)) + 1
-            starts = np.linspace(0, long_ - short, n).round().astype(int)
-            views += [(s, 0, short, short) if W > H else (0, s, short, short) for s in starts]
+        views = [(0, 0, W, H)] + (tile_views(H, W) if self.tiles else [])
         found = [self._palms_in(image[y:y + h, x:x + w], x, y) for x, y, w, h in views]
         det = anc.Detections(np.concatenate([d.boxes for d in found]), np.concatenate([d.keypoints for d in found]),
                              np.concatenate([d.scores for d in found]))
@@ -324,6 +323,33 @@ class HandDetector:
         keep = dup.keep_distinct([h.landmarks for h in hands], np.array([h.score for h in hands]),
                                  self.duplicate_iou)
         return [hands[i] for i in keep[:self.max_hands]]
+
+
+def tile_views(height: int, width: int, max_tiles: int = MAX_TILES) -> list[tuple[int, int, int, int]]:
+    """The tiles (x, y, w, h) an image of ``height x width`` px is searched in besides the whole image.
+
+    None when its long side is at most :data:`TILE_ASPECT` times the short one. Else
+    ``n = ceil((long - short) / (short / 2)) + 1`` square tiles of the short side, spread
+    evenly from end to end: neighbours overlap by half a tile, so anything up to half a
+    tile long lies whole in one of them. When ``n`` would exceed ``max_tiles`` (an image
+    longer than ``(max_tiles + 1) / 2`` times its short side; a 40 x 8,200 strip would
+    take 409 tiles), ``max_tiles`` longer tiles, ``ceil(2 long / (max_tiles + 1))`` px along
+    the long side, cover it the same way instead: half a tile is then more than half the
+    short side, so whatever half a square tile holds whole, one of them does too, seen
+    ``(max_tiles + 1) / 2`` times larger than in the whole image (smaller than in a square
+    tile), and the detection time stays bounded for any aspect ratio. Such images are
+    searched, not rejected: a hand in a thin strip can still be found.
+    """
+    if max_tiles < 1:
+        raise InputError(f"max_tiles must be >= 1, got {max_tiles}")
+    short, long_ = min(height, width), max(height, width)
+    if long_ <= TILE_ASPECT * short:
+        return []
+    n, side = math.ceil((long_ - short) / (short / 2)) + 1, short
+    if n > max_tiles:
+        n, side = max_tiles, min(long_, math.ceil(2 * long_ / (max_tiles + 1)))
+    starts = np.linspace(0, long_ - side, n).round().astype(int)
+    return [(int(s), 0, side, short) if width > height else (0, int(s), short, side) for s in starts]
 
 
 def hand_from_points(points: np.ndarray, previous: DetectedHand) -> DetectedHand:

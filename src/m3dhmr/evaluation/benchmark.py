@@ -90,7 +90,7 @@ def score_benchmark(data: str | Path = Path("outputs/benchmark"), num: int = BEN
         model, cfg = load_pretrained(DEFAULT_MODEL, device=device)
         name = f"packaged model {DEFAULT_MODEL}"
     else:
-        from m3dhmr.train.checkpoint import load_model_from_checkpoint
+        from m3dhmr.model_io import load_model_from_checkpoint
 
         model, cfg = load_model_from_checkpoint(checkpoint, device=device)
         name = str(checkpoint)

@@ -2,7 +2,7 @@
 
 ``pred.json`` is ``[xyz_list, verts_list]``: N x 21 x 3 keypoints and N x V x 3 vertices,
 camera space, metres, in the split's sample order. Metrics follow
-:mod:`m3dhmr.evaluation.metrics`; results are written as ``metrics.json`` (the summary) and
+:mod:`m3dhmr.metrics`; results are written as ``metrics.json`` (the summary) and
 ``per_sample_metrics.csv`` beside it, both atomically. JSON is always written strictly
 (``allow_nan=False``): a non-finite metric is written as ``null``, never as ``Infinity``.
 """
@@ -21,7 +21,7 @@ import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.fileio import atomic_write_text
-from m3dhmr.evaluation.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
+from m3dhmr.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
 from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def constant_prediction(vertices: np.ndarray, joint_regressor: np.ndarray,
 def write_metrics(out_dir: str | Path, result: MetricsResult) -> list[Path]:
     """Write ``metrics.json`` (summary) and ``per_sample_metrics.csv``; returns both paths.
 
-    CSV columns: ``index`` then :data:`m3dhmr.evaluation.metrics.PER_SAMPLE_KEYS`.
+    CSV columns: ``index`` then :data:`m3dhmr.metrics.PER_SAMPLE_KEYS`.
     """
     out_dir = Path(out_dir)
     metrics_path = out_dir / METRICS_FILE

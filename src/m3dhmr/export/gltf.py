@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
+from ..geometry import mesh_normals
 from .rig import (Rig, invert_rigid, local_transforms, matrix_to_quaternion_xyzw,
                   prepare_export, sign_continuous_quaternions)
 
@@ -51,15 +52,9 @@ _TYPES = {1: "SCALAR", 3: "VEC3", 4: "VEC4", 16: "MAT4"}
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3), (F, 3) -> (V, 3) unit normals: area-weighted sum of the incident face normals
-    (outward for counter-clockwise faces); a vertex in no face gets (0, 0, 1)."""
-    v = vertices[faces]                                                       # (F, 3, 3)
-    face_n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])                   # length = 2 * area
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(n, faces[:, k], face_n)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.where(length > 1e-20, n / np.maximum(length, 1e-20), np.array([0.0, 0.0, 1.0]))
+    """(V, 3), (F, 3) -> (V, 3) unit normals for NORMAL (:func:`m3dhmr.geometry.mesh_normals.vertex_normals`,
+    outward for counter-clockwise faces); glTF wants unit length, so a vertex in no face gets (0, 0, 1)."""
+    return mesh_normals.vertex_normals(vertices, faces, min_length=1e-20, fallback=(0.0, 0.0, 1.0))
 
 
 def top_influences(weights: np.ndarray, k: int = MAX_INFLUENCES) -> tuple[np.ndarray, np.ndarray, float]:

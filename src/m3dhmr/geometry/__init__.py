@@ -1,4 +1,5 @@
-"""Pure geometry functions: camera projection, crop maths, Procrustes alignment, registration."""
+"""Pure geometry functions: camera projection, crop maths, rotations, mesh normals, Procrustes alignment,
+registration."""
 
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.procrustes import align_w_scale, align_w_scale_batch

@@ -21,6 +21,12 @@ them equals warping the original projections with ``A``, to rounding error. When
 slightly and ``K'`` has a small skew term ``K'[0, 1]`` (the package's projection and
 registration use the full matrix). The zero-skew shortcut ``fx' = s fx, fy' = s fy``
 would be off by ``s |fx - fy| |sin theta| |x/z|`` pixels: 5 px for a 3 % focal mismatch.
+
+:func:`crop_affine`, :func:`crop_camera`, :func:`apply_affine` and :func:`apply_rotation`
+take one box / camera as NumPy arrays (the per-sample loader and inference) or a batch with
+leading dimensions (...,) as NumPy arrays or torch tensors (:mod:`m3dhmr.data.batched`), like
+:func:`m3dhmr.geometry.camera.project`. One box's scalar maths (cos, hypot, atan2) uses
+:mod:`math`, a batch's the array library's.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import cv2
 import numpy as np
 import torch
 from m3dhmr.errors import InputError
+from m3dhmr.geometry.camera import Array, _transpose
+from m3dhmr.geometry.rotations import rot_z
 
 
 @dataclass(frozen=True)
@@ -48,49 +56,82 @@ class CropBox:
         return np.array([self.cx, self.cy, self.side, self.theta], dtype=np.float64)
 
 
-def rotation_z(theta: float) -> np.ndarray:
-    """(3, 3) rotation about the optical axis; its top-left 2x2 rotates pixel offsets."""
-    c, s = math.cos(theta), math.sin(theta)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+def _is_batch(x) -> bool:
+    """True for a torch tensor or a NumPy array with dimensions (a batch); False for a scalar."""
+    return isinstance(x, torch.Tensor) or np.ndim(x) > 0
 
 
-def crop_affine(box: CropBox, crop_size: int) -> np.ndarray:
-    """(2, 3) affine mapping original pixels to crop pixels: ``q = s R (p - c) + (S-1)/2``."""
-    if not box.side > 0:
-        raise InputError(f"crop box side must be > 0, got {box.side}")
-    s = crop_size / box.side
-    M = s * rotation_z(box.theta)[:2, :2]
-    centre = np.full(2, (crop_size - 1) / 2.0)
-    t = centre - M @ np.array([box.cx, box.cy])
-    return np.concatenate([M, t[:, None]], axis=1)
+def _hypot(x, y):
+    if isinstance(x, torch.Tensor):
+        return torch.hypot(x, y)
+    return np.hypot(x, y) if _is_batch(x) else math.hypot(x, y)
 
 
-def crop_camera(K: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _atan2(y, x):
+    if isinstance(y, torch.Tensor):
+        return torch.atan2(y, x)
+    return np.arctan2(y, x) if _is_batch(y) else math.atan2(y, x)
+
+
+def crop_affine(box: CropBox | Array, crop_size: int) -> Array:
+    """Affine mapping original pixels to crop pixels: ``q = s R (p - c) + (S-1)/2``.
+
+    Args:
+        box: a :class:`CropBox`, or (..., 4) boxes ``(cx, cy, side, theta)`` (NumPy or torch).
+        crop_size: S, the crop's side in pixels.
+    Returns:
+        (2, 3) float64 for a :class:`CropBox`, else (..., 2, 3) of the boxes' type.
+    """
+    b = box.as_array() if isinstance(box, CropBox) else box
+    side = b[..., 2]
+    if not bool((side > 0).all()):
+        raise InputError(f"crop box side must be > 0, got {box.side if isinstance(box, CropBox) else side}")
+    s = crop_size / side
+    M = rot_z(b[..., 3])[..., :2, :2] * s[..., None, None]                      # (..., 2, 2)
+    t = (crop_size - 1) / 2.0 - (M @ b[..., :2, None])[..., 0]                 # (..., 2)
+    parts = [M, t[..., None]]
+    return torch.cat(parts, -1) if isinstance(M, torch.Tensor) else np.concatenate(parts, -1)
+
+
+def crop_camera(K: Array, affine: Array) -> tuple[Array, Array]:
     """The exact pinhole camera of a similarity crop (see the module docstring).
 
     Args:
-        K: (3, 3) original intrinsics ``[[fx, sk, cx], [0, fy, cy], [0, 0, 1]]``.
-        affine: (2, 3) similarity transform from :func:`crop_affine`.
+        K: (..., 3, 3) original intrinsics ``[[fx, sk, cx], [0, fy, cy], [0, 0, 1]]``.
+        affine: (..., 2, 3) similarity transform from :func:`crop_affine` (same type as K).
     Returns:
-        Kc (3, 3) crop intrinsics and rot (3, 3) original camera -> crop camera rotation
-        (about the optical axis), such that ``project(x @ rot.T, Kc) == affine(project(x, K))``.
+        Kc (..., 3, 3) crop intrinsics and rot (..., 3, 3) original camera -> crop camera
+        rotation (about the optical axis), such that
+        ``project(x @ rot.T, Kc) == apply_affine(project(x, K), affine)``.
     """
-    M = affine[:, :2] @ K[:2, :2]
+    M = affine[..., :2] @ K[..., :2, :2]                                        # (..., 2, 2)
     # RQ of a 2x2: the second row of M is d times the second row of R(phi).
-    d = math.hypot(M[1, 0], M[1, 1])
-    if not d > 0:
-        raise InputError(f"crop_camera: degenerate intrinsics/affine (K={K.tolist()}, affine={affine.tolist()})")
-    sn, c = M[1, 0] / d, M[1, 1] / d
-    a = M[0, 0] * c - M[0, 1] * sn
-    b = M[0, 0] * sn + M[0, 1] * c
-    Kc = np.array([[a, b, 0.0], [0.0, d, 0.0], [0.0, 0.0, 1.0]])
-    Kc[:2, 2] = affine[:, :2] @ K[:2, 2] + affine[:, 2]
-    return Kc, rotation_z(math.atan2(sn, c))
+    d = _hypot(M[..., 1, 0], M[..., 1, 1])
+    if not bool((d > 0).all() if isinstance(d, torch.Tensor) else np.all(d > 0)):
+        where = "" if _is_batch(d) else f" (K={K.tolist()}, affine={affine.tolist()})"
+        raise InputError(f"crop_camera: degenerate intrinsics/affine{where}")
+    sn, c = M[..., 1, 0] / d, M[..., 1, 1] / d
+    a = M[..., 0, 0] * c - M[..., 0, 1] * sn
+    b = M[..., 0, 0] * sn + M[..., 0, 1] * c
+    pp = (affine[..., :2] @ K[..., :2, 2:])[..., 0] + affine[..., 2]            # (..., 2) principal point
+    if _is_batch(a):
+        xp = torch if isinstance(a, torch.Tensor) else np
+        z, o = xp.zeros_like(a), xp.ones_like(a)
+        Kc = xp.stack([xp.stack([a, b, pp[..., 0]], -1), xp.stack([z, d, pp[..., 1]], -1),
+                       xp.stack([z, z, o], -1)], -2)
+    else:
+        Kc = np.array([[a, b, pp[0]], [0.0, d, pp[1]], [0.0, 0.0, 1.0]])
+    return Kc, rot_z(_atan2(sn, c))
 
 
-def apply_affine_np(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """(..., N, 2) points mapped by a (2, 3) affine: ``p' = A[:, :2] p + A[:, 2]``."""
-    return points @ affine[:, :2].T + affine[:, 2]
+def apply_affine(points: Array, A: Array) -> Array:
+    """(..., N, 2) points mapped by (..., 2, 3) affines ``A`` (broadcast; NumPy or torch):
+    ``p' = A[:, :2] p + A[:, 2]``, i.e. ``points @ A[..., :2]^T + A[..., 2]``."""
+    return points @ _transpose(A[..., :2]) + A[..., None, :, 2]
+
+
+#: The NumPy spelling of :func:`apply_affine` (the same function; the name is kept for its callers).
+apply_affine_np = apply_affine
 
 
 def warp_image(
@@ -140,11 +181,6 @@ def view_mapping(
     return R12, (H2 @ torch.linalg.inv(H1))[:, :2]
 
 
-def apply_rotation(points: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-    """(B, N, 3) points rotated by (B, 3, 3) ``R``: ``points @ R^T``."""
-    return points @ R.transpose(1, 2)
-
-
-def apply_affine(points: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-    """(B, N, 2) points mapped by (B, 2, 3) ``A``: ``points @ A[:, :, :2]^T + A[:, :, 2]``."""
-    return points @ A[:, :, :2].transpose(1, 2) + A[:, None, :, 2]
+def apply_rotation(points: Array, R: Array) -> Array:
+    """(..., N, 3) points rotated by (..., 3, 3) ``R`` (broadcast; NumPy or torch): ``points @ R^T``."""
+    return points @ _transpose(R)

@@ -1,30 +1,56 @@
-"""Rotation matrices (3, 3) and axis-angle, NumPy float64 (x right, y down, z forward:
-see :mod:`m3dhmr.conventions`). ``x_new = R @ x``."""
+"""Rotation matrices (3, 3) and axis-angle (x right, y down, z forward: see
+:mod:`m3dhmr.conventions`). ``x_new = R @ x``.
+
+:func:`rot_x`, :func:`rot_y` and :func:`rot_z` take one angle (a Python or NumPy scalar:
+a (3, 3) NumPy float64 matrix, cosines from :mod:`math`) or a batch of angles (...,) as a
+NumPy array or torch tensor (a (..., 3, 3) stack of the same type, dtype and device).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Union
 
 import numpy as np
+import torch
 from m3dhmr.errors import InputError
 
-
-def rot_x(a: float) -> np.ndarray:
-    """Rotation by ``a`` radians about the x axis."""
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+Angle = Union[float, np.ndarray, torch.Tensor]
 
 
-def rot_y(a: float) -> np.ndarray:
-    """Rotation by ``a`` radians about the y axis."""
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+def _axis_rotation(a: Angle, axis: int) -> np.ndarray | torch.Tensor:
+    """Rotation(s) by ``a`` radians about coordinate axis ``axis`` (0 = x, 1 = y, 2 = z)."""
+    if isinstance(a, torch.Tensor):
+        c, s = torch.cos(a), torch.sin(a)
+        z, o, stack = torch.zeros_like(c), torch.ones_like(c), torch.stack
+    elif isinstance(a, np.ndarray) and a.ndim > 0:
+        c, s = np.cos(a), np.sin(a)
+        z, o, stack = np.zeros_like(c), np.ones_like(c), np.stack
+    else:
+        c, s = math.cos(a), math.sin(a)
+        z, o, stack = 0.0, 1.0, None
+    rows = (((o, z, z), (z, c, -s), (z, s, c)),
+            ((c, z, s), (z, o, z), (-s, z, c)),
+            ((c, -s, z), (s, c, z), (z, z, o)))[axis]
+    if stack is None:
+        return np.array(rows, dtype=np.float64)
+    return stack([stack(r, -1) for r in rows], -2)
 
 
-def rot_z(a: float) -> np.ndarray:
-    """Rotation by ``a`` radians about the z (optical) axis."""
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+def rot_x(a: Angle) -> np.ndarray | torch.Tensor:
+    """Rotation by ``a`` radians about the x axis: (3, 3), or (..., 3, 3) for angles (...,)."""
+    return _axis_rotation(a, 0)
+
+
+def rot_y(a: Angle) -> np.ndarray | torch.Tensor:
+    """Rotation by ``a`` radians about the y axis: (3, 3), or (..., 3, 3) for angles (...,)."""
+    return _axis_rotation(a, 1)
+
+
+def rot_z(a: Angle) -> np.ndarray | torch.Tensor:
+    """Rotation by ``a`` radians about the z (optical) axis: (3, 3), or (..., 3, 3) for
+    angles (...,); its top-left 2x2 rotates pixel offsets (x right, y down)."""
+    return _axis_rotation(a, 2)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import conventions as cv
+from ..geometry.mesh_normals import vertex_normals
 from .open_hand import ASSET_PATH
 
 log = logging.getLogger(__name__)
@@ -269,14 +270,6 @@ def _neighbours(faces: np.ndarray, n: int):
     return sp.diags(1.0 / deg) @ adj
 
 
-def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for c in range(3):
-        np.add.at(n, f[:, c], fn)
-    return n / np.linalg.norm(n, axis=1, keepdims=True)
-
-
 def build_mesh(joints: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mesh the implicit hand: (vertices (V, 3) float64, faces (F, 3) int64), outward normals."""
     import fast_simplification
@@ -349,7 +342,7 @@ def _relax(v: np.ndarray, f: np.ndarray, joints: np.ndarray, radii: np.ndarray) 
         f = _flip_edges(v, f)
         avg = _neighbours(f, len(v))
         for _ in range(RELAX_ITERATIONS):
-            n = _vertex_normals(v, f)
+            n = vertex_normals(v, f)
             delta = avg @ v - v
             delta -= (delta * n).sum(1, keepdims=True) * n    # move along the surface only
             v = _project(v + 0.5 * delta, joints, radii)

@@ -265,7 +265,7 @@ class Predictor:
         hand template the checkpoint names (see :func:`m3dhmr.hand.load_template`);
         ``precision`` "fp32" or "int8" (see :meth:`from_model`)."""
         from m3dhmr.inference.quantize import check_runtime_precision
-        from m3dhmr.train.checkpoint import load_model_from_checkpoint
+        from m3dhmr.model_io import load_model_from_checkpoint
 
         if backend not in BACKENDS:
             raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")

@@ -55,7 +55,8 @@ class Fragments:
 
 @njit(cache=True, nogil=True, inline="always")
 def face_normal_at(vertices, a, b, c):  # pragma: no cover - jitted
-    """Unnormalised outward normal ``(b - a) x (c - a)`` of one triangle, as (nx, ny, nz)."""
+    """Unnormalised outward normal ``(b - a) x (c - a)`` of one triangle, as (nx, ny, nz): the
+    scalar form, for compiled loops, of :func:`m3dhmr.geometry.mesh_normals.face_normals`."""
     e1x = vertices[b, 0] - vertices[a, 0]
     e1y = vertices[b, 1] - vertices[a, 1]
     e1z = vertices[b, 2] - vertices[a, 2]
@@ -144,12 +145,6 @@ def _check_inputs(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
         raise InputError(f"faces index vertices outside 0..{len(vertices) - 1}")
     return np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64), np.ascontiguousarray(K)
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unnormalised face normals ``(b - a) x (c - a)``: vertices (V, 3), faces (F, 3) -> (F, 3)."""
-    tri = vertices[faces]
-    return np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
 
 
 def rasterize(

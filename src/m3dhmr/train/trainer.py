@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from m3dhmr.config import to_dict
+from m3dhmr.experiment import ExperimentConfig
 from m3dhmr.fileio import atomic_write_text
 from m3dhmr.train import checkpoint as ckpt
-from m3dhmr.train.config import ExperimentConfig
 from m3dhmr.train.distributed import DistInfo, barrier, cleanup_distributed, epoch_batches, init_distributed
 from m3dhmr.train.precision import resolve_amp
 from m3dhmr.errors import InputError
@@ -380,6 +380,9 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
         log.info("real photos: %d of each batch of %d (data.real_fraction=%g), %d photos", data.counts[1],
                  tcfg.batch_size, cfg.data.real_fraction, len(data.real))
     loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, max_steps, max_seconds)
+    if dist.is_main:  # train.checkpoint_every: checkpoints inside an epoch too
+        loop.save = lambda progress, optimizer, stage: _save(run_dir, model, cfg, progress, optimizer, scaler,
+                                                             stage, epoch_file=False)
     optimizer = step_module = None
     opt_stage = None
     try:
@@ -416,7 +419,7 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
                     log.info("stage %d epoch %d/%d done (step %d): %s", stage, epoch_in_stage + 1,
                              sum(s == stage for s, _ in plan), progress.global_step,
                              ", ".join(f"{k} {v:.4g}" for k, v in running.items()))
-            if dist.is_main and (epoch_done or stop):
+            if dist.is_main and checkpoint_due(tcfg, progress.global_step, epoch_done, stop or progress.finished):
                 _save(run_dir, model, cfg, progress, optimizer, scaler, stage,
                       epoch_file=tcfg.keep_epoch_checkpoints and epoch_done)
             barrier(dist)
@@ -611,6 +614,8 @@ class _Loop:
         self.steps_run = 0
         self.last_losses: dict[str, float] = {}
         self._seen: list[torch.Tensor] = []  # kept on the batch's device: no host sync per step
+        # (progress, optimizer, stage) -> None: writes a checkpoint due inside an epoch (rank 0).
+        self.save = None
 
     def epoch(self, loader, step_module, optimizer, progress: ckpt.Progress, stage: int, epoch_in_stage: int,
               epoch_index: int, num_batches: int, skip: int, lr: float, last_epoch: bool, show_bar: bool):
@@ -669,6 +674,10 @@ class _Loop:
                 self.curve.evaluate(progress.global_step, stage, epoch_index, time.perf_counter() - self.t0)
             if stop:
                 break
+            # Epoch ends and stops are checkpointed by the caller, a step inside the epoch here.
+            if self.save is not None and batch_in_epoch < num_batches and \
+                    checkpoint_due(tcfg, progress.global_step, epoch_done=False, last=False):
+                self.save(progress, optimizer, stage)
         if bar is not None:
             bar.close()
         return progress, stop, running
@@ -814,10 +823,26 @@ def _any_rank(dist: DistInfo, flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def checkpoint_due(t, step: int, epoch_done: bool, last: bool) -> bool:
+    """Whether the checkpoint is written after optimiser step ``step`` (``t``: the TrainConfig).
+
+    Always where training ends or stops (``last``). ``train.checkpoint_every`` 0: at each
+    epoch end (``epoch_done``); N > 0: after every N-th step (inside an epoch too) and, with
+    ``train.keep_epoch_checkpoints``, at each epoch end for its epoch file. A resume starts
+    from the latest checkpoint and reaches the same weights either way.
+    """
+    if last:
+        return True
+    if t.checkpoint_every == 0:
+        return epoch_done
+    return step % t.checkpoint_every == 0 or (epoch_done and t.keep_epoch_checkpoints)
+
+
 def _save(run_dir: Path, model: nn.Module, cfg: ExperimentConfig, progress: ckpt.Progress,
           optimizer: torch.optim.Optimizer, scaler, stage: int, epoch_file: bool) -> None:
     ckpt.save_checkpoint(ckpt.checkpoint_dir(run_dir), model, cfg, progress, optimizer, scaler,
                          extra={"optimizer_stage": stage}, epoch_file=epoch_file)
 
 
-__all__ = ["NonFiniteLossError", "TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp"]
+__all__ = ["NonFiniteLossError", "TrainResult", "train", "epoch_plan", "learning_rate", "resolve_amp",
+           "checkpoint_due"]

@@ -49,7 +49,7 @@ def evaluate_model(model: torch.nn.Module, dataset, *, stage: int = 2, batch_siz
         (``mpjpe_rr_mm``: joint error with only the wrists aligned, so it also scores the
         orientation); the mesh metrics are NaN for stage 1.
     """
-    from m3dhmr.evaluation.metrics import freihand_metrics
+    from m3dhmr.metrics import freihand_metrics
 
     if len(dataset) == 0:
         raise InputError("evaluate_model: the evaluation set is empty")
