@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "synthetic_cpu.yaml")
     ap.add_argument("--train-steps", type=int, default=5, help="timed training steps")
     args = ap.parse_args()
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
 
     exp = load_experiment(args.config)
     train_threads = torch.get_num_threads()

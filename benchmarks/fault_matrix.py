@@ -174,7 +174,7 @@ def short(text: str, n: int = 220) -> str:
 # ============================================================================ running commands
 
 
-class _CurrentStderrHandler(logging.Handler):
+class CurrentStderrHandler(logging.Handler):
     """Logging to whatever ``sys.stderr`` is at the time (so redirect_stderr captures it),
     formatted like the CLI's own ``basicConfig``."""
 
@@ -191,14 +191,14 @@ class _CurrentStderrHandler(logging.Handler):
 
 @contextlib.contextmanager
 def log_capture():
-    """Route logging (INFO and up) through :class:`_CurrentStderrHandler` for the duration;
+    """Route logging (INFO and up) through :class:`CurrentStderrHandler` for the duration;
     the CLI's own ``basicConfig`` is then a no-op because the root logger has a handler.
     Removed afterwards, so that a test session that imports this script is not changed."""
     root = logging.getLogger()
-    if any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):  # nested
+    if any(isinstance(h, CurrentStderrHandler) for h in root.handlers):  # nested
         yield
         return
-    handler, level = _CurrentStderrHandler(), root.level
+    handler, level = CurrentStderrHandler(), root.level
     root.addHandler(handler)
     if level > logging.INFO or level == logging.NOTSET:
         root.setLevel(logging.INFO)

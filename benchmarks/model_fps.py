@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from m3dhmr.config import from_dict
+from m3dhmr.config_loader import from_dict
 from m3dhmr.models import ModelConfig, build_model
 
 import yaml

@@ -23,13 +23,19 @@ import numpy as np
 def stage_times(n: int) -> dict[str, float]:
     """Milliseconds per sample of each stage, one process."""
 
+    import cv2
+    import torch
+
     from m3dhmr.data import synth, synth_compose, synth_encode, synth_scene
     from m3dhmr.render.shading import LightSettings
     from m3dhmr.data.backgrounds import random_background
 
     cfg = synth_scene.SynthConfig()
-    synth._init_worker(tempfile.gettempdir(), 0, cfg)  # one thread, kernels compiled
-    ctx = synth._STATE["ctx"]
+    # As a synth worker: one thread, kernels compiled, the hand model loaded.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    synth.warm_up()
+    ctx = synth_scene.HandContext()
     t = dict.fromkeys(["sample_params", "pose_batch", "render", "background", "compose_total", "encode_jpeg",
                        "write", "json"], 0.0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,7 +45,7 @@ def stage_times(n: int) -> dict[str, float]:
             stop = min(start + synth.CHUNK, n)
             t0 = time.perf_counter()
             rngs = [synth_scene.sample_rng(0, 0, i) for i in range(start, stop)]
-            geos = [synth_scene._draw_geometry(ctx, cfg, r) for r in rngs]
+            geos = [synth_scene.draw_geometry(ctx, cfg, r) for r in rngs]
             t1 = time.perf_counter()
             verts, joints = ctx.pose(np.stack([g["pose"] for g in geos]), np.stack([g["shape"] for g in geos]))
             t2 = time.perf_counter()
@@ -49,7 +55,7 @@ def stage_times(n: int) -> dict[str, float]:
                 # Stand-alone render and background timing (same inputs as the real pipeline).
                 K = g["K"]
                 v_rr = (v - j[0]) @ g["R"].T
-                v_cam = v_rr + synth_scene._place(v_rr, K, g["fill"], g["centre"], cfg.size)
+                v_cam = v_rr + synth_scene.place_hand(v_rr, K, g["fill"], g["centre"], cfg.size)
                 a = time.perf_counter()
                 synth_compose.render_hand_box(v_cam, ctx.faces, K, cfg.size, np.full((len(v_cam), 3), 0.8),
                                       LightSettings())

@@ -67,8 +67,8 @@ def main() -> None:
     from m3dhmr.data.batched import load_split, make_batch
     from m3dhmr.data.freihand import FreiHANDDataset
     from m3dhmr.models import build_model
-    from m3dhmr.train.config import load_experiment
-    from m3dhmr.train.trainer import _to_device
+    from m3dhmr.experiment import load_experiment
+    from m3dhmr.train.trainer import to_device
 
     cfg = load_experiment(args.config)
     if args.batch_size:
@@ -108,7 +108,7 @@ def main() -> None:
 
     sources = {
         "compute": lambda: fixed,
-        "loader": lambda: _to_device(next(loader), device),
+        "loader": lambda: to_device(next(loader), device),
         "memory": next_memory,
     }
     step = _step_fn(cfg, device, model, two_view)

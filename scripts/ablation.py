@@ -80,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from m3dhmr.config import to_dict
+    from m3dhmr.config_loader import to_dict
     from m3dhmr.data.synth import is_complete
     from m3dhmr.fileio import atomic_write_text
     from m3dhmr.model_io import read_weights
     from m3dhmr.train.checkpoint import LAST_WEIGHTS, checkpoint_dir, progress_from_metadata
     from m3dhmr.data.synth import generate
     from m3dhmr.evaluation.benchmark import score_benchmark
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
     from m3dhmr.train.trainer import train
 
     bench = args.bench_dir or args.out / "benchmark"

@@ -43,8 +43,8 @@ def fingerprint(work: Path) -> dict:
     from m3dhmr.data.synth import generate
     from m3dhmr.geometry.registration import register_camera_space
     from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
-    from m3dhmr.inference.bench import whole_image_frame
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.inference.speed import whole_image_frame
+    from m3dhmr.experiment import load_experiment
     from m3dhmr.train.trainer import train
     from safetensors.torch import load_file
 

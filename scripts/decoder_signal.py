@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from m3dhmr.models import build_model
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
 
     cfg = load_experiment(args.config)
     torch.manual_seed(args.seed)

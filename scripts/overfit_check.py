@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
 
-    from m3dhmr.config import from_dict
+    from m3dhmr.config_loader import from_dict
     from m3dhmr.data.synth import generate
-    from m3dhmr.train.config import ExperimentConfig
+    from m3dhmr.experiment import ExperimentConfig
     from m3dhmr.train.trainer import train
     from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
 

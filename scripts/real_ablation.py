@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from m3dhmr.fileio import atomic_write_json, atomic_write_text
     from m3dhmr.model_io import read_weights
     from m3dhmr.train.checkpoint import LAST_WEIGHTS, checkpoint_dir, progress_from_metadata
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
     from m3dhmr.train.trainer import train
 
     base = load_experiment(args.config)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from m3dhmr.train import checkpoint as ckpt
-from m3dhmr.train.config import load_experiment
+from m3dhmr.experiment import load_experiment
 from m3dhmr.train.distributed import dist_env
 from m3dhmr.train.trainer import train
 

@@ -1,8 +1,13 @@
-"""Small meshes for the topology tests (tetrahedron, flat grid, icosphere, open disk, toy hand)."""
+"""Small meshes for the topology tests (tetrahedron, flat grid, icosphere, open disk, toy hand),
+and a naive count of the connected pieces of each region label."""
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from m3dhmr.mesh import edges
 
 
 def tetrahedron() -> tuple[np.ndarray, np.ndarray]:
@@ -75,3 +80,17 @@ def toy_regressor(vertices: np.ndarray) -> np.ndarray:
         w = np.linalg.lstsq(a, np.append(p, 1.0), rcond=None)[0]
         reg[k, near] = w
     return reg
+
+
+def naive_region_pieces(f: np.ndarray, labels: np.ndarray) -> dict[int, int]:
+    """Number of connected pieces of each label of (V,) ``labels`` on the mesh faces (F, 3)
+    (naive: one graph per label; the reference of :func:`m3dhmr.mesh.region_pieces`)."""
+    e = edges(f)
+    out = {}
+    for r in np.unique(labels):
+        keep = (labels[e[:, 0]] == r) & (labels[e[:, 1]] == r)
+        idx = np.flatnonzero(labels == r)
+        g = sp.csr_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(labels.size,) * 2)
+        _, comp = connected_components(g, directed=False)
+        out[int(r)] = len(set(comp[idx].tolist()))
+    return out

@@ -28,9 +28,9 @@ TINY = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32],
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from m3dhmr.config import from_dict
+    from m3dhmr.config_loader import from_dict
     from m3dhmr.models import build_model
-    from m3dhmr.train.config import ExperimentConfig
+    from m3dhmr.experiment import ExperimentConfig
 
     torch.manual_seed(0)
     exp = from_dict(ExperimentConfig, {"model": TINY})
@@ -205,15 +205,15 @@ def test_app_command_serves_and_cleans_up(monkeypatch, tmp_path, tiny_model, cap
 def test_page_helpers(tmp_path):
     """What the page layer adds: the upload's own name, and refused uploads deleted and remembered."""
     pytest.importorskip("gradio", reason="the app extra (pip install 'm3dhmr[app]') is not installed")
-    from m3dhmr.app.ui import _payload_path, _Refused
+    from m3dhmr.app.ui import RefusedUploads, payload_path
 
-    assert _payload_path(None) == (None, None)
-    assert _payload_path({"path": "/srv/abc/x.png", "orig_name": "my x.png"}) == ("/srv/abc/x.png", "my x.png")
-    assert _payload_path("/srv/abc/x.png") == ("/srv/abc/x.png", "x.png")
+    assert payload_path(None) == (None, None)
+    assert payload_path({"path": "/srv/abc/x.png", "orig_name": "my x.png"}) == ("/srv/abc/x.png", "my x.png")
+    assert payload_path("/srv/abc/x.png") == ("/srv/abc/x.png", "x.png")
     upload = tmp_path / "hash" / "bad.jpg"
     upload.parent.mkdir()
     upload.write_text("no image")
-    refused = _Refused(tmp_path, size=2)
+    refused = RefusedUploads(tmp_path, size=2)
     assert refused.add(str(upload), "message") == "message"
     assert not upload.parent.exists() and refused.get(str(upload)) == "message"
     upload.parent.mkdir()

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from m3dhmr.config import ConfigError, from_dict, to_dict
+from m3dhmr.config_loader import ConfigError, from_dict, to_dict
 from m3dhmr.data import augment as aug
 from m3dhmr.data.augment import AugmentConfig, ColourJitter
 from m3dhmr.geometry.crop import CropBox

@@ -25,25 +25,25 @@ def test_two_colour_matches_float_blend():
     rng = np.random.default_rng(0)
     t = rng.uniform(0, 1, (7, 9)).astype(np.float32)
     c = rng.uniform(0, 255, (2, 3))
-    out = bg._two_colour(t.copy(), c)
+    out = bg.blend_two_colours(t.copy(), c)
     naive = np.empty((7, 9, 3))
     for y in range(7):
         for x in range(9):
             naive[y, x] = c[0] * (1 - t[y, x]) + c[1] * t[y, x]
     assert np.abs(out - naive).max() <= 1.0 + 1e-9  # 8-bit quantised t: at most one level
     # Hand case: t = 0 / 1 give the two colours exactly (rounded).
-    ends = bg._two_colour(np.array([[0.0, 1.0]], np.float32), np.array([[10.2, 20.7, 30.5], [200.0, 0.4, 99.6]]))
+    ends = bg.blend_two_colours(np.array([[0.0, 1.0]], np.float32), np.array([[10.2, 20.7, 30.5], [200.0, 0.4, 99.6]]))
     np.testing.assert_array_equal(ends[0], [[10, 21, 31], [200, 0, 100]])
 
 
 def test_crop_affine_identity_flip_and_scale():
     img = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
-    A = bg._crop_affine(5, 3, 20, 20, False, False)
+    A = bg.photo_crop_affine(5, 3, 20, 20, False, False)
     np.testing.assert_array_equal(cv2.warpAffine(img, A, (20, 20)), img[3:23, 5:25])
-    A = bg._crop_affine(5, 3, 20, 20, True, True)
+    A = bg.photo_crop_affine(5, 3, 20, 20, True, True)
     np.testing.assert_array_equal(cv2.warpAffine(img, A, (20, 20)), img[3:23, 5:25][::-1, ::-1])
     # Halving: output pixel u is the centre of source pixels 2u and 2u + 1 (hand-computed).
-    A = bg._crop_affine(0, 0, 20, 10, False, False)
+    A = bg.photo_crop_affine(0, 0, 20, 10, False, False)
     np.testing.assert_allclose(A @ [0.5, 0.5, 1.0], [0.0, 0.0])
     np.testing.assert_allclose(A @ [2.5, 4.5, 1.0], [1.0, 2.0])
 
@@ -67,7 +67,7 @@ def test_photo_background_deterministic_and_varied():
     b, _ = bg.photo_background(np.random.default_rng(5), 48)
     assert a.shape == (48, 48, 3) and a.dtype == np.uint8 and name
     np.testing.assert_array_equal(a, b)
-    for levels in bg._photo_pyramids():
+    for levels in bg.photo_pyramids():
         for fine, coarse in zip(levels, levels[1:]):
             assert coarse.shape[0] == (fine.shape[0] + 1) // 2
     img, desc = bg.random_background(np.random.default_rng(0), 32, photo_prob=1.0)

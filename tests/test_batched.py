@@ -196,7 +196,7 @@ def test_bad_indices_are_clear(split):
 
 
 def test_memory_pipeline_config_is_checked():
-    from m3dhmr.train.config import DataConfig
+    from m3dhmr.experiment import DataConfig
 
     assert DataConfig(pipeline="memory").pipeline == "memory"
     with pytest.raises(ValueError, match="data.pipeline"):

@@ -17,12 +17,12 @@ def test_renders_once_and_reuses(tmp_path):
         ensure_benchmark(data, 5)
     # A render of an older generator (version 2 rendered hands at rest) is refused, and the
     # demo, whose folders these are, renders its own again.
-    from m3dhmr.commands.demo import _old_render
+    from m3dhmr.commands.demo import rendered_by_older_generator
 
-    assert not _old_render(data)
+    assert not rendered_by_older_generator(data)
     info["version"] = 2
     (data / "synth_info.json").write_text(json.dumps(info))
-    assert _old_render(data)
+    assert rendered_by_older_generator(data)
     with pytest.raises(ValueError, match="generator version 2.*delete the folder"):
         ensure_benchmark(data, 3)
 
@@ -55,7 +55,7 @@ def test_refuses_other_data(tmp_path, tiny_data):
 
 def test_cli_scores_a_checkpoint_next_to_both_baselines(tmp_path, tiny_data, tiny_config, capsys):
     from m3dhmr.cli import main
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
     from m3dhmr.train.trainer import train
 
     run = tmp_path / "run"

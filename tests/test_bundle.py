@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from m3dhmr.config import ConfigError, from_dict
+from m3dhmr.config_loader import ConfigError, from_dict
 from m3dhmr.mesh import (MANO_JOINT_REGION, MeshError, TopologyParams, build_topology, load_bundle,
                          load_or_build_topology, save_bundle)
 from m3dhmr.mesh.bundle import default_cache_dir
-from test_regions import _pieces
-from mesh_shapes import grid, open_disk, toy_regressor
+from mesh_shapes import grid, naive_region_pieces, open_disk, toy_regressor
 
 PARAMS = TopologyParams(levels=3, spiral_length=9, roi_spiral_length=6, roi_dilation=2)
 
@@ -66,7 +65,7 @@ def test_bundle_contents(hand, bundle):
         np.testing.assert_allclose(np.asarray(b.up[l].sum(1)).ravel(), 1.0, atol=1e-6)
     assert b.regions.shape == (v.shape[0],) and b.regions.dtype == np.int64
     assert set(b.regions.tolist()) == set(range(6))
-    assert all(n == 1 for n in _pieces(f, b.regions).values())
+    assert all(n == 1 for n in naive_region_pieces(f, b.regions).values())
     assert b.roi_spirals.shape == (v.shape[0], 6)
     assert (b.regions[b.roi_spirals] == b.regions[:, None]).all()
     assert b.joint_regressor.dtype == np.float32 and b.joint_regressor.shape == (21, v.shape[0])

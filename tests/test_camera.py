@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -59,3 +61,23 @@ def test_intrinsics_from_fov_hand_case():
     np.testing.assert_allclose(project(np.array([[1.0, 0.0, 1.0]]), K)[0], [199.5, 49.5])
     with pytest.raises(ValueError, match="field of view"):
         intrinsics_from_fov(10, 10, 180.0)
+
+
+@pytest.mark.parametrize("fov", [0.0, 0.99, 170.01, 180.0, float("nan"), float("inf")])
+def test_intrinsics_from_fov_limits(fov):
+    from m3dhmr.geometry.camera import intrinsics_from_fov
+
+    with pytest.raises(ValueError, match=r"^fov_deg: field of view must be in \[1, 170\] degrees, got "):
+        intrinsics_from_fov(10, 10, fov)
+    with pytest.raises(ValueError, match=r"^--fov: field of view must be in \[1, 170\] degrees"):
+        intrinsics_from_fov(10, 10, fov, where="--fov")
+
+
+def test_intrinsics_from_fov_edges_and_size():
+    from m3dhmr.geometry.camera import intrinsics_from_fov
+
+    for fov in (1.0, 170.0):  # the limits themselves are allowed
+        K = intrinsics_from_fov(4, 8, fov)
+        assert K[0, 0] == pytest.approx(4.0 / math.tan(math.radians(fov) / 2))
+    with pytest.raises(ValueError, match="image size must be positive, got 0x10"):
+        intrinsics_from_fov(10, 0, 60.0)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from m3dhmr.config import from_dict
+from m3dhmr.config_loader import from_dict
 from m3dhmr.train import checkpoint as ck
-from m3dhmr.train.config import ExperimentConfig
+from m3dhmr.experiment import ExperimentConfig
 
 TINY_MODEL = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32], "latent_channels": 32,
               "decoder_channels": [8, 8, 16, 16], "dsc_kernels": 2}
@@ -47,15 +47,12 @@ def test_weights_round_trip_with_metadata(tmp_path):
 
 
 def test_old_import_paths_are_re_exports():
-    """Weights I/O and the experiment config moved below training; the old names still work."""
+    """Weights I/O moved below training; train.checkpoint's old names still work."""
     from m3dhmr import experiment, model_io
-    from m3dhmr.train import config
 
     for name in model_io.__all__:
         assert getattr(ck, name) is getattr(model_io, name), name
     assert ck.experiment_from_json is experiment.experiment_from_json
-    for name in config.__all__:
-        assert getattr(config, name) is getattr(experiment, name), name
 
 
 def test_mismatch_names_the_tensors(tmp_path):

@@ -118,7 +118,7 @@ def test_regions_follow_the_fingers():
 
 def test_units_metres_in_data_millimetres_in_reports():
     """Camera-space metres go in; the metrics report millimetres (x MM_PER_M) about the wrist."""
-    from m3dhmr.evaluation.metrics import freihand_metrics
+    from m3dhmr.metrics import freihand_metrics
 
     rng = np.random.default_rng(1)
     gt_xyz, gt_verts = rng.normal(0, 0.05, (2, 21, 3)) + [0, 0, 0.5], rng.normal(0, 0.05, (2, 30, 3)) + [0, 0, 0.5]

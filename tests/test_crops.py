@@ -90,8 +90,25 @@ def test_default_intrinsics_fov():
     # A point on the edge of the horizontal field of view projects to the image edge.
     p = np.array([[math.tan(math.radians(30)), 0.0, 1.0]])
     assert project(p, K)[0, 0] == pytest.approx(319.5 + 320)
-    with pytest.raises(ValueError, match="--fov"):
+    with pytest.raises(ValueError, match=r"^--fov: field of view must be in \[1, 170\] degrees, got 0.0$"):
         crops.default_intrinsics(10, 10, 0.0)
+
+
+def test_default_intrinsics_is_intrinsics_from_fov():
+    """The wrapper only supplies the default field of view and names --fov: same K, same limits."""
+    from m3dhmr.geometry.camera import intrinsics_from_fov
+
+    np.testing.assert_array_equal(crops.default_intrinsics(48, 64), intrinsics_from_fov(48, 64, crops.DEFAULT_FOV_DEG))
+    for fov in (1.0, 170.0):
+        np.testing.assert_array_equal(crops.default_intrinsics(48, 64, fov), intrinsics_from_fov(48, 64, fov))
+    for fov in (0.5, 175.0, float("nan")):
+        with pytest.raises(ValueError, match="field of view") as wrapped:
+            crops.default_intrinsics(48, 64, fov)
+        with pytest.raises(ValueError, match="field of view") as direct:
+            intrinsics_from_fov(48, 64, fov)
+        assert str(wrapped.value) == str(direct.value).replace("fov_deg:", "--fov:", 1)
+    with pytest.raises(ValueError, match="image size must be positive"):
+        crops.default_intrinsics(0, 64)
 
 
 def test_parse_intrinsics():

@@ -78,7 +78,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tiny_data, tiny_config, tm
     """torchrun, 2 ranks, gloo: both ranks end with the same weights after training on disjoint shards."""
     from safetensors.torch import load_file
 
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
 
     run, dump = tmp_path / "run", tmp_path / "dump"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -108,7 +108,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(tiny_data, tiny_config, tm
 def _initial_weights(config: Path) -> dict[str, torch.Tensor]:
     from m3dhmr.models import build_model
     from m3dhmr.train.checkpoint import dense_state_dict
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
 
     cfg = load_experiment(config)
     torch.manual_seed(cfg.train.seed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from m3dhmr.config import ConfigError
+from m3dhmr.config_loader import ConfigError
 from m3dhmr.errors import InputError, UserError
 from m3dhmr.mesh.validate import MeshError
 

@@ -19,7 +19,7 @@ def tiny_checkpoint(tiny_config, tmp_path_factory):
     """A checkpoint of the tiny model (freshly initialised: the plumbing, not the accuracy, is tested)."""
     from m3dhmr.models import build_model
     from m3dhmr.train import checkpoint as ck
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
 
     cfg = load_experiment(tiny_config)
     torch.manual_seed(0)

@@ -21,6 +21,7 @@ from m3dhmr import conventions as cv
 from m3dhmr.export import Rig, write_glb
 from m3dhmr.export.rig import CAMERA_TO_Y_UP, MIRROR_X
 
+from rig_helpers import rot_z_deg, two_joint_rig
 from test_export_rig import open_hand_case, open_hand_rig, signed_volume
 
 _COMPONENTS = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
@@ -133,7 +134,7 @@ def faces_of(glb: Glb) -> np.ndarray:
     return glb.accessor(glb.doc["meshes"][0]["primitives"][0]["indices"]).reshape(-1, 3)
 
 
-def _world(points: np.ndarray) -> np.ndarray:
+def gltf_world(points: np.ndarray) -> np.ndarray:
     """Camera-space points (..., 3) -> glTF world (y up)."""
     return points @ CAMERA_TO_Y_UP.T
 
@@ -147,9 +148,9 @@ def test_single_pose_reproduces_the_posed_hand(tmp_path):
     glb = read_glb(path)
     assert "animations" not in glb.doc
     globals_ = node_globals(glb)
-    np.testing.assert_allclose(skin_naive(glb, globals_), _world(case.vertices[0]), atol=1e-4)
+    np.testing.assert_allclose(skin_naive(glb, globals_), gltf_world(case.vertices[0]), atol=1e-4)
     joint_pos = np.array([globals_[glb.node_index(n)][:3, 3] for n in cv.JOINT_NAMES])
-    np.testing.assert_allclose(joint_pos, _world(case.joints[0]), atol=1e-4)
+    np.testing.assert_allclose(joint_pos, gltf_world(case.joints[0]), atol=1e-4)
     assert signed_volume(skin_naive(glb, globals_), faces_of(glb)) > 0.0
 
 
@@ -287,9 +288,9 @@ def test_animation_keys_reproduce_every_frame(tmp_path):
             assert np.all(np.sum(q[1:] * q[:-1], axis=1) >= 0.0)           # sign-continuous
     for k in range(5):
         globals_ = node_globals(glb, animation_overrides(glb, k))
-        np.testing.assert_allclose(skin_naive(glb, globals_), _world(case.vertices[k]), atol=1e-4)
+        np.testing.assert_allclose(skin_naive(glb, globals_), gltf_world(case.vertices[k]), atol=1e-4)
     # The static node TRS is frame 0.
-    np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), _world(case.vertices[0]), atol=1e-4)
+    np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), gltf_world(case.vertices[0]), atol=1e-4)
 
 
 def test_left_hand_is_the_mirror_image_with_proper_rotations(tmp_path):
@@ -298,7 +299,7 @@ def test_left_hand_is_the_mirror_image_with_proper_rotations(tmp_path):
     mirrored = case.vertices @ MIRROR_X
     for k in range(2):
         skinned = skin_naive(glb, node_globals(glb, animation_overrides(glb, k)))
-        np.testing.assert_allclose(skinned, _world(mirrored[k]), atol=1e-4)
+        np.testing.assert_allclose(skinned, gltf_world(mirrored[k]), atol=1e-4)
         assert signed_volume(skinned, faces_of(glb)) > 0.0                  # still outward
     ibm = glb.accessor(glb.doc["skins"][0]["inverseBindMatrices"])
     assert np.all(np.linalg.det(ibm) > 0.0)
@@ -364,13 +365,11 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_two_joint_rig_with_fewer_joints_than_influences(tmp_path):
-    from test_export_rig import _rot_z, _two_joint_rig
-
-    rig = _two_joint_rig()
+    rig = two_joint_rig()
     g = np.stack([rig.rest_transforms, rig.rest_transforms])
-    g[1, 1, :3, :3] = _rot_z(90.0)
+    g[1, 1, :3, :3] = rot_z_deg(90.0)
     glb = read_glb(write_glb(tmp_path / "two.glb", rig, g))
     assert [n["name"] for n in glb.doc["nodes"]] == ["m3dhmr_camera", "a", "b", "hand"]
     expected = [[1.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]          # test_export_rig's hand case
     np.testing.assert_allclose(skin_naive(glb, node_globals(glb, animation_overrides(glb, 1))),
-                               _world(np.array(expected)), atol=1e-6)
+                               gltf_world(np.array(expected)), atol=1e-6)

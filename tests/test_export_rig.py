@@ -19,6 +19,8 @@ from m3dhmr.export.rig import (MIRROR_X, Rig, as_global_transforms, invert_rigid
                                matrix_to_euler_zxy_degrees, matrix_to_quaternion_xyzw, mirror_rig,
                                mirror_transforms, sign_continuous_quaternions, skin)
 
+from rig_helpers import rot_x_deg, rot_y_deg, rot_z_deg, two_joint_rig
+
 
 # ----------------------------------------------------------------------------- shared fixture
 
@@ -100,30 +102,6 @@ def random_transforms(shape: tuple[int, ...], rng: np.random.Generator) -> np.nd
     g[:, :3, :3] = random_rotations(n, rng)
     g[:, :3, 3] = rng.normal(size=(n, 3))
     return g.reshape(shape + (4, 4))
-
-
-def _rot_z(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-
-
-def _rot_x(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]])
-
-
-def _rot_y(deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    return np.array([[np.cos(a), 0.0, np.sin(a)], [0.0, 1.0, 0.0], [-np.sin(a), 0.0, np.cos(a)]])
-
-
-def _two_joint_rig() -> Rig:
-    """Joint a at the origin, joint b at (1, 0, 0); one vertex at (2, 0, 0) shared half and half."""
-    rest = np.tile(np.eye(4), (2, 1, 1))
-    rest[1, 0, 3] = 1.0
-    return Rig(vertices=np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [2.0, 1.0, 0.0]]),
-               faces=np.array([[0, 2, 1]]), weights=np.array([[0.5, 0.5], [1.0, 0.0], [0.0, 1.0]]),
-               rest_transforms=rest, joint_names=("a", "b"), parents=(-1, 0))
 
 
 # ----------------------------------------------------------------------------- Rig
@@ -250,9 +228,9 @@ def test_local_transforms_match_naive_and_recompose():
 
 def test_local_transforms_hand_case_and_bad_shape():
     g = np.tile(np.eye(4), (1, 2, 1, 1))
-    g[0, 0, :3, :3] = _rot_z(90.0)
+    g[0, 0, :3, :3] = rot_z_deg(90.0)
     g[0, 0, :3, 3] = [1.0, 0.0, 0.0]
-    g[0, 1, :3, :3] = _rot_z(90.0)
+    g[0, 1, :3, :3] = rot_z_deg(90.0)
     g[0, 1, :3, 3] = [1.0, 2.0, 0.0]                                        # 2 along the parent's x (world y)
     local = local_transforms(g, (-1, 0))
     np.testing.assert_allclose(local[0, 1], np.array([[1, 0, 0, 2], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]),
@@ -275,9 +253,9 @@ def skin_naive(rig: Rig, g: np.ndarray) -> np.ndarray:
 
 
 def test_skin_two_joint_hand_case():
-    rig = _two_joint_rig()
+    rig = two_joint_rig()
     g = np.stack([rig.rest_transforms, rig.rest_transforms])               # frame 0: rest
-    g[1, 1, :3, :3] = _rot_z(90.0)                                          # frame 1: b turns 90 deg about z
+    g[1, 1, :3, :3] = rot_z_deg(90.0)                                          # frame 1: b turns 90 deg about z
     out = skin(rig, g)
     np.testing.assert_allclose(out[0], rig.vertices, atol=1e-15)
     # b maps (2, 0, 0) -> (1, 1, 0) and (2, 1, 0) -> (0, 1, 0); a leaves everything at rest.
@@ -343,7 +321,7 @@ def quaternion_to_matrix_naive(q: np.ndarray) -> np.ndarray:
 
 def test_quaternion_hand_cases():
     s = np.sqrt(0.5)
-    np.testing.assert_allclose(matrix_to_quaternion_xyzw(_rot_z(90.0)), [0.0, 0.0, s, s], atol=1e-15)
+    np.testing.assert_allclose(matrix_to_quaternion_xyzw(rot_z_deg(90.0)), [0.0, 0.0, s, s], atol=1e-15)
     np.testing.assert_allclose(matrix_to_quaternion_xyzw(np.eye(3)), [0.0, 0.0, 0.0, 1.0], atol=1e-15)
     # 180 degrees about x: the glTF camera node's rotation, diag(1, -1, -1).
     np.testing.assert_allclose(matrix_to_quaternion_xyzw(np.diag([1.0, -1.0, -1.0])), [1.0, 0.0, 0.0, 0.0],
@@ -372,21 +350,21 @@ def test_sign_continuous_quaternions():
 
 
 def test_euler_zxy_hand_cases():
-    np.testing.assert_allclose(matrix_to_euler_zxy_degrees(_rot_z(30.0)), [30.0, 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(matrix_to_euler_zxy_degrees(_rot_x(-40.0)), [0.0, -40.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(matrix_to_euler_zxy_degrees(_rot_y(50.0)), [0.0, 0.0, 50.0], atol=1e-12)
-    r = _rot_z(10.0) @ _rot_x(20.0) @ _rot_y(30.0)
+    np.testing.assert_allclose(matrix_to_euler_zxy_degrees(rot_z_deg(30.0)), [30.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(matrix_to_euler_zxy_degrees(rot_x_deg(-40.0)), [0.0, -40.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(matrix_to_euler_zxy_degrees(rot_y_deg(50.0)), [0.0, 0.0, 50.0], atol=1e-12)
+    r = rot_z_deg(10.0) @ rot_x_deg(20.0) @ rot_y_deg(30.0)
     np.testing.assert_allclose(matrix_to_euler_zxy_degrees(r), [10.0, 20.0, 30.0], atol=1e-12)
 
 
 def test_euler_zxy_rebuilds_rotations_including_gimbal_lock():
     rng = np.random.default_rng(7)
     r = np.concatenate([random_rotations(50, rng),
-                        (_rot_z(25.0) @ _rot_x(90.0) @ _rot_y(-15.0))[None],
-                        (_rot_z(-5.0) @ _rot_x(-90.0) @ _rot_y(40.0))[None],
-                        (_rot_z(5.0) @ _rot_x(89.9999) @ _rot_y(40.0))[None]])
+                        (rot_z_deg(25.0) @ rot_x_deg(90.0) @ rot_y_deg(-15.0))[None],
+                        (rot_z_deg(-5.0) @ rot_x_deg(-90.0) @ rot_y_deg(40.0))[None],
+                        (rot_z_deg(5.0) @ rot_x_deg(89.9999) @ rot_y_deg(40.0))[None]])
     angles = matrix_to_euler_zxy_degrees(r.reshape(53, 1, 3, 3))
     assert angles.shape == (53, 1, 3)
     for i in range(53):
         z, x, y = angles[i, 0]
-        np.testing.assert_allclose(_rot_z(z) @ _rot_x(x) @ _rot_y(y), r[i], atol=1e-9)
+        np.testing.assert_allclose(rot_z_deg(z) @ rot_x_deg(x) @ rot_y_deg(y), r[i], atol=1e-9)

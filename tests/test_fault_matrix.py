@@ -53,7 +53,7 @@ def test_cheap_cases_are_clear(fm, tmp_path, capsys):
     assert rc == 0
     assert not (tmp_path / "w" / "cases").exists() or not any((tmp_path / "w" / "cases").iterdir())
     # The script's log handler is gone again: later tests' stderr is not changed.
-    assert not any(isinstance(h, fm._CurrentStderrHandler) for h in logging.getLogger().handlers)
+    assert not any(isinstance(h, fm.CurrentStderrHandler) for h in logging.getLogger().handlers)
 
 
 def test_the_cases_are_listed_and_cover_every_item(fm, capsys):

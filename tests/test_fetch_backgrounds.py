@@ -97,5 +97,5 @@ def test_selection_keeps_the_largest_wallpaper_and_drops_excluded():
     src = fb.Source("plasma", "deb", "p", ("w/*/contents/images/*",), exclude=("w/Bad/*",), one_per_dir=True)
     paths = ["w/A/contents/images/1920x1080.png", "w/A/contents/images/5120x2880.png", "w/A/contents/screenshot.png",
              "w/Bad/contents/images/1920x1080.jpg", "w/B/contents/images/800x600.jpg", "w/B/metadata.json"]
-    assert fb._selected(paths, src) == ["w/A/contents/images/5120x2880.png", "w/B/contents/images/800x600.jpg"]
-    assert fb._out_name(src, "w/A/contents/images/5120x2880.png") == "plasma__A.jpg"
+    assert fb.selected_paths(paths, src) == ["w/A/contents/images/5120x2880.png", "w/B/contents/images/800x600.jpg"]
+    assert fb.output_name(src, "w/A/contents/images/5120x2880.png") == "plasma__A.jpg"

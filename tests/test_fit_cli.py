@@ -16,7 +16,7 @@ from m3dhmr.export.rig import MIRROR_X
 from m3dhmr.geometry.rotations import random_rotation, rotation_to_axis_angle
 from m3dhmr.hand import load_mano, load_open_hand, sample_poses
 from m3dhmr.hand.articulation import articulated_hand
-from test_export_gltf import _world, node_globals, read_glb, skin_naive
+from test_export_gltf import gltf_world, node_globals, read_glb, skin_naive
 from test_fit import open_hand_samples
 from test_mano import mano_dict, write_pickle
 
@@ -66,7 +66,7 @@ def test_fit_writes_pose_json_and_glbs(meshes, tmp_path, capsys):
     # Each .glb, skinned by an independent reader, is the input mesh (glTF world axes).
     for i in range(3):
         glb = read_glb(out / f"{i:08d}.glb")
-        np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), _world(meshes[i]), rtol=0, atol=1e-3)
+        np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), gltf_world(meshes[i]), rtol=0, atol=1e-3)
 
 
 def test_single_mesh_and_batch_size(meshes, tmp_path, capsys):
@@ -102,7 +102,7 @@ def test_left_hands(meshes, tmp_path, capsys):
     # The left .glb is the left mesh that was given.
     for i in range(3):
         glb = read_glb(tmp_path / "l" / f"{i:08d}.glb")
-        np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), _world(left_meshes[i]), rtol=0, atol=1e-3)
+        np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), gltf_world(left_meshes[i]), rtol=0, atol=1e-3)
     capsys.readouterr()
 
 
@@ -191,7 +191,7 @@ def test_mano_template(tmp_path, capsys):
     entries = json.loads((out / "pose.json").read_text())
     assert [e["model"] for e in entries] == ["mano", "mano"] and len(entries[0]["shape"]) == 10
     glb = read_glb(out / "00000001.glb")
-    np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), _world(verts[1]), rtol=0, atol=2e-3)
+    np.testing.assert_allclose(skin_naive(glb, node_globals(glb)), gltf_world(verts[1]), rtol=0, atol=2e-3)
     # Open-hand meshes (900 vertices) happen to fit MANO's fixture size, so a size mismatch needs another count.
     err = run_error([write_verts(tmp_path / "few.json", verts[:, :778]), "--out", str(tmp_path / "o2"),
                      "--template", f"mano:{pkl}"], capsys, tmp_path)

@@ -413,7 +413,7 @@ def test_training_boxes_from_masks(tiny_data):
     import cv2
 
     from m3dhmr.data import augment as aug
-    from m3dhmr.train.config import DataConfig
+    from m3dhmr.experiment import DataConfig
 
     cfg = AugmentConfig(box_source="mask", base_box_scale=1.3, scale_range=(1.0, 1.0), shift_fraction=0.0,
                         rotation_deg=0.0)

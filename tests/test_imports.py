@@ -49,7 +49,7 @@ def _graph(src: Path = SRC) -> dict[str, set[str]]:
 #: layers use: ``inference.images`` (reading a photo) and ``inference.quality`` (the landmark
 #: model's quality score) serve ``data`` (pseudo-labels).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("m3dhmr", "m3dhmr.errors", "m3dhmr.conventions", "m3dhmr.config", "m3dhmr.fileio", "m3dhmr.hardware"),
+    ("m3dhmr", "m3dhmr.errors", "m3dhmr.conventions", "m3dhmr.config_loader", "m3dhmr.fileio", "m3dhmr.hardware"),
     ("m3dhmr.geometry", "m3dhmr.mesh", "m3dhmr.render", "m3dhmr.inference.images"),
     ("m3dhmr.hand", "m3dhmr.detect", "m3dhmr.export", "m3dhmr.viz", "m3dhmr.inference.quality"),
     ("m3dhmr.models",),

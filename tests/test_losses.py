@@ -1,10 +1,9 @@
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from m3dhmr.config import ConfigError, from_dict
+from m3dhmr.config_loader import ConfigError, from_dict
 from m3dhmr.losses import (
     LossWeights,
     compute_losses,
@@ -13,6 +12,8 @@ from m3dhmr.losses import (
     normal_loss,
     view_mapping,
 )
+from m3dhmr.models.backbone import Stack1Output
+from m3dhmr.models.network import ModelOutput
 
 torch.manual_seed(0)
 FACES = torch.tensor([[0, 1, 2], [0, 2, 3], [1, 3, 2]])
@@ -76,8 +77,8 @@ def fake_pred(b=2, v=4, seed=0, requires_grad=False):
     def t(*shape, scale=1.0, shift=0.0):
         return (torch.randn(*shape, generator=g) * scale + shift).requires_grad_(requires_grad)
 
-    return SimpleNamespace(vertices=t(b, v, 3, scale=0.05), joints3d=t(b, 21, 3), joints2d=t(b, 21, 2, scale=30, shift=64),
-                           heatmaps=t(b, 21, 8, 8), joints2d_stack1=t(b, 21, 2, scale=30, shift=64), image_size=(128, 128))
+    return ModelOutput(vertices=t(b, v, 3, scale=0.05), joints3d=t(b, 21, 3), joints2d=t(b, 21, 2, scale=30, shift=64),
+                       heatmaps=t(b, 21, 8, 8), joints2d_stack1=t(b, 21, 2, scale=30, shift=64), image_size=(128, 128))
 
 
 def test_compute_losses_terms_and_total():
@@ -116,13 +117,33 @@ def test_zero_weights_skip_terms_and_gradients_flow():
 
 
 def test_stack1_only_output():
-    s1 = SimpleNamespace(heatmaps=torch.randn(2, 21, 8, 8), joints2d=torch.rand(2, 21, 2) * 32, features=None)
+    s1 = Stack1Output(heatmaps=torch.randn(2, 21, 8, 8), joints2d=torch.rand(2, 21, 2) * 32, features=None)
     target = {"joints2d": torch.rand(2, 21, 2) * 32}
     w = LossWeights(mesh=0, pose2d=0, normal=0, edge=0, con3d=0, con2d=0, heatmap=1, pose2d_stack1=1)
     terms = compute_losses(s1, target, FACES, w, image_size=(32, 32))
     torch.testing.assert_close(terms.total, terms.heatmap + terms.pose2d_stack1)
     with pytest.raises(ValueError, match="no mesh"):
         compute_losses(s1, target, FACES, LossWeights(), image_size=(32, 32))
+
+
+def test_two_stack_output_has_2d_terms_only_and_other_types_are_refused():
+    from types import SimpleNamespace
+
+    from m3dhmr.models.network import TwoStackOutput
+
+    g = torch.Generator().manual_seed(4)
+    out = TwoStackOutput(joints2d=torch.rand(2, 21, 2, generator=g) * 32, heatmaps=torch.randn(2, 21, 8, 8, generator=g),
+                         heatmaps2=torch.randn(2, 21, 8, 8, generator=g),
+                         joints2d_stack1=torch.rand(2, 21, 2, generator=g) * 32, image_size=(32, 32))
+    target = {"joints2d": torch.rand(2, 21, 2, generator=g) * 32}
+    w = LossWeights(mesh=0, normal=0, edge=0, con3d=0, con2d=0, heatmap=1, pose2d_stack1=1, heatmap2=1)
+    terms = compute_losses(out, target, FACES, w)
+    torch.testing.assert_close(terms.pose2d, ((out.joints2d - target["joints2d"]) / 32).abs().mean())
+    torch.testing.assert_close(terms.total, terms.pose2d + terms.heatmap + terms.pose2d_stack1 + terms.heatmap2)
+    with pytest.raises(ValueError, match="2D-only output has no mesh"):
+        compute_losses(out, target, FACES, LossWeights())
+    with pytest.raises(ValueError, match="not SimpleNamespace"):
+        compute_losses(SimpleNamespace(joints2d=out.joints2d, image_size=(32, 32)), target, FACES, w)
 
 
 def test_view_mapping():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from m3dhmr.config import ConfigError, from_dict
+from m3dhmr.config_loader import ConfigError, from_dict
 from m3dhmr.models import ModelConfig, build_model
 from model_helpers import tiny_topology
 
@@ -26,7 +26,7 @@ def test_config_loads_strictly(path):
     assert text.startswith("#"), f"{path.name} needs a header comment naming its paper table/row"
     data = yaml.safe_load(text)
     assert set(data) <= {"model", "loss", "train", "data"}
-    from m3dhmr.train.config import ExperimentConfig
+    from m3dhmr.experiment import ExperimentConfig
 
     exp = from_dict(ExperimentConfig, data)
     # Every key written in the file reached the config (nothing silently ignored).
@@ -109,7 +109,7 @@ def test_too_many_levels_and_huge_decoder_channels_are_refused():
 def test_checkpoint_config_asking_for_too_much_is_refused_before_building():
     import json
 
-    from m3dhmr.train.config import ExperimentConfig, experiment_from_json
+    from m3dhmr.experiment import ExperimentConfig, experiment_from_json
 
     good = json.dumps({"model": {"input_size": 1024, "latent_channels": 4096}})
     assert experiment_from_json(good).model.input_size == 1024  # the bounds themselves are allowed

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from m3dhmr.config import from_dict
-from m3dhmr.train.config import ExperimentConfig
+from m3dhmr.config_loader import from_dict
+from m3dhmr.experiment import ExperimentConfig
 from m3dhmr.train.trainer import train
 from m3dhmr.train.validation import CSV_NAME, read_metrics_csv
 

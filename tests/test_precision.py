@@ -51,7 +51,7 @@ def test_unknown_choice_is_an_error():
 
 
 def test_the_packaged_configs_use_auto():
-    from m3dhmr.train.config import load_experiment, packaged_configs
+    from m3dhmr.experiment import load_experiment, packaged_configs
 
     for name in packaged_configs():
         assert load_experiment(name).train.amp == "auto", name

@@ -11,12 +11,12 @@ import torch
 
 from m3dhmr import cli
 from m3dhmr import conventions as cv
-from m3dhmr.config import from_dict
+from m3dhmr.config_loader import from_dict
 from m3dhmr.inference import crops
 from m3dhmr.inference.video import VideoReader, write_video
 from m3dhmr.mesh.io import read_mesh
 from m3dhmr.train.checkpoint import Progress, save_weights
-from m3dhmr.train.config import ExperimentConfig
+from m3dhmr.experiment import ExperimentConfig
 from image_helpers import mirror_box, mirror_intrinsics
 
 TINY = {"input_size": 64, "stack_channels": 16, "stack2_channels": [16, 16, 32], "latent_channels": 32,
@@ -687,7 +687,7 @@ def test_big_photo_overlays_are_downscaled(tmp_path, checkpoint, capsys):
     j2 = np.array(hand["joints2d"])
     assert np.ptp(j2[:, 0]) > 200  # the photo's pixels, not the overlay's
     # The drawn copy: joints, box and K follow the pixel-centre convention.
-    from m3dhmr.inference.predictor import PredictionResult
+    from m3dhmr.inference.result import PredictionResult
 
     r = PredictionResult(joints2d=j2, joints3d=np.array(hand["joints3d"]), vertices=np.array(hand["vertices"]),
                          faces=model.faces.numpy(), translation=np.array(hand["translation"]), success=True,

@@ -7,7 +7,8 @@ import torch
 
 from m3dhmr.geometry.camera import project
 from m3dhmr.inference import crops
-from m3dhmr.inference.predictor import PredictionResult, Predictor
+from m3dhmr.inference.predictor import Predictor
+from m3dhmr.inference.result import PredictionResult
 from m3dhmr.models import M3DHMR
 from model_helpers import tiny_model_config, tiny_topology
 from image_helpers import mirror_box, mirror_intrinsics
@@ -386,7 +387,7 @@ def test_articulation_is_numpy_like_the_rest_of_the_result(tiny_data, tmp_path):
     """result.articulation was the fitter's torch HandFit (float32) beside float64 NumPy
     results; it is a NumPy HandArticulation, in the result's camera frame."""
     import m3dhmr
-    from m3dhmr.inference.articulation import HandArticulation, write_hand_files
+    from m3dhmr.inference.rigging import HandArticulation, write_hand_files
 
     p = m3dhmr.Predictor.from_pretrained()
     p.articulation = True

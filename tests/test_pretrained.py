@@ -14,7 +14,7 @@ from m3dhmr.model_io import load_model_from_checkpoint
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tiny_data, tiny_config, tmp_path_factory):
-    from m3dhmr.train.config import load_experiment
+    from m3dhmr.experiment import load_experiment
     from m3dhmr.train.trainer import train
 
     run = tmp_path_factory.mktemp("pt") / "run"

@@ -134,7 +134,7 @@ def test_predictor_runs_int8_from_the_cache_once(tiny, small_recipe, monkeypatch
 
 
 def test_precision_delta_compares_on_the_same_images(tiny, small_recipe):
-    from m3dhmr.inference.bench import format_precision_delta, precision_delta
+    from m3dhmr.inference.speed import format_precision_delta, precision_delta
 
     fp32 = Predictor.from_model(tiny, backend="onnxruntime")
     int8 = Predictor.from_model(tiny, backend="onnxruntime", precision="int8")

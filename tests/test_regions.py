@@ -1,27 +1,12 @@
 import numpy as np
 import pytest
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from m3dhmr.conventions import BONES, NUM_REGIONS, REGION_NAMES
-from m3dhmr.mesh import (BONE_REGION, FREIHAND16_JOINT_REGION, MANO_JOINT_REGION, edges, make_regions_connected,
+from m3dhmr.mesh import (BONE_REGION, FREIHAND16_JOINT_REGION, MANO_JOINT_REGION, make_regions_connected,
                          region_pieces,
                          regions_from_joint_regressor, regions_from_joints, regions_from_skinning)
 from m3dhmr.mesh.regions import point_segment_distance
-from mesh_shapes import grid, open_disk, toy_joints, toy_regressor
-
-
-def _pieces(f, labels):
-    """Number of connected pieces of each label (naive: one graph per label)."""
-    e = edges(f)
-    out = {}
-    for r in np.unique(labels):
-        keep = (labels[e[:, 0]] == r) & (labels[e[:, 1]] == r)
-        idx = np.flatnonzero(labels == r)
-        g = sp.csr_matrix((np.ones(keep.sum()), (e[keep, 0], e[keep, 1])), shape=(labels.size,) * 2)
-        _, comp = connected_components(g, directed=False)
-        out[int(r)] = len(set(comp[idx].tolist()))
-    return out
+from mesh_shapes import grid, naive_region_pieces, open_disk, toy_joints, toy_regressor
 
 
 def test_bone_regions_pinned():
@@ -103,7 +88,7 @@ def test_make_regions_connected_grid():
     out = make_regions_connected(f, labels)
     assert out[8] == 0 and out[40] == 1
     assert (out == 2).sum() == 1 and out[6] == 2 and out[27] == 1  # tie: the piece with the lower vertex stays
-    assert all(n == 1 for n in _pieces(f, out).values())
+    assert all(n == 1 for n in naive_region_pieces(f, out).values())
     np.testing.assert_array_equal(make_regions_connected(f, out), out)  # idempotent
 
 
@@ -129,7 +114,7 @@ def test_region_pieces_matches_naive_count():
     v, f = grid(6)
     labels = np.where(v[:, 0] < 3, 0, 1)
     labels[[8, 40, 6, 27]] = [1, 0, 2, 2]
-    naive = _pieces(f, labels)
+    naive = naive_region_pieces(f, labels)
     expected = [naive.get(r, 0) for r in range(6)]
     np.testing.assert_array_equal(region_pieces(f, labels), expected)
     assert expected[:3] == [2, 2, 2]
@@ -139,5 +124,5 @@ def test_toy_hand_regions_connected_and_complete():
     v, f = open_disk(3)
     out = make_regions_connected(f, regions_from_joint_regressor(v, toy_regressor(v)))
     assert out.shape == (v.shape[0],) and out.dtype == np.int64
-    assert all(n == 1 for n in _pieces(f, out).values())
+    assert all(n == 1 for n in naive_region_pieces(f, out).values())
     assert set(out.tolist()) == set(range(6))

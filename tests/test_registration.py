@@ -5,37 +5,11 @@ import torch
 
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.registration import RegistrationResult, RegistrationSettings, register_camera_space
-
-
-def _hands(B, seed=0, dtype=torch.float64):
-    """Root-relative hand-sized joints (B, 21, 3), translations with tz in [0.3, 1], crop-like K."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(B, 21, 3, generator=g, dtype=dtype) * 0.035
-    X = X - X[:, :1]
-    t = torch.stack([(torch.rand(B, generator=g, dtype=dtype) - 0.5) * 0.2,
-                     (torch.rand(B, generator=g, dtype=dtype) - 0.5) * 0.2,
-                     0.3 + 0.7 * torch.rand(B, generator=g, dtype=dtype)], -1)
-    f = 300 + 400 * torch.rand(B, generator=g, dtype=dtype)
-    K = torch.zeros(B, 3, 3, dtype=dtype)
-    K[:, 0, 0], K[:, 1, 1] = f, f * 1.02
-    K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = 64.0, 60.0, 1.0
-    uv = project(X + t[:, None], K)
-    return X, t, K, uv
-
-
-def _outliers(uv, n_out, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    B, J, _ = uv.shape
-    idx = torch.argsort(torch.rand(B, J, generator=g), dim=1)[:, :n_out]
-    mask = torch.zeros(B, J, dtype=torch.bool).scatter_(1, idx, True)
-    ang = torch.rand(B, J, generator=g, dtype=uv.dtype) * 2 * np.pi
-    mag = 30 + 50 * torch.rand(B, J, generator=g, dtype=uv.dtype)
-    off = torch.stack([ang.cos(), ang.sin()], -1) * mag[..., None]
-    return torch.where(mask[..., None], uv + off, uv), mask
+from registration_cases import hand_cases, with_outliers
 
 
 def test_noise_free_recovers_translation():
-    X, t, K, uv = _hands(64)
+    X, t, K, uv = hand_cases(64)
     verts = torch.randn(64, 50, 3, dtype=torch.float64) * 0.05
     res = register_camera_space(X, uv, K, verts)
     assert isinstance(res, RegistrationResult)
@@ -49,7 +23,7 @@ def test_noise_free_recovers_translation():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_dtypes_and_no_grad(dtype):
-    X, t, K, uv = _hands(8, dtype=dtype)
+    X, t, K, uv = hand_cases(8, dtype=dtype)
     with torch.no_grad():
         res = register_camera_space(X, uv, K)
         res_own = register_camera_space(X, uv, K, compute_dtype=None)
@@ -61,15 +35,15 @@ def test_dtypes_and_no_grad(dtype):
 
 
 def test_batch_of_one_and_shared_K():
-    X, t, K, uv = _hands(5)
+    X, t, K, uv = hand_cases(5)
     res = register_camera_space(X[:1], uv[:1], K[0])
     assert res.translation.shape == (1, 3) and res.success.item()
     assert (res.translation - t[:1]).abs().max() < 1e-5
 
 
 def test_outliers_20_percent_within_5mm():
-    X, t, K, uv = _hands(128, seed=3)
-    uv_bad, mask = _outliers(uv, 4)   # 4 of 21 joints, 30-80 px off
+    X, t, K, uv = hand_cases(128, seed=3)
+    uv_bad, mask = with_outliers(uv, 4)   # 4 of 21 joints, 30-80 px off
     res = register_camera_space(X, uv_bad, K)
     assert res.success.all()
     err = (res.translation - t).norm(dim=-1)
@@ -84,7 +58,7 @@ def test_outliers_20_percent_within_5mm():
 
 def test_matches_per_sample_least_squares_loop():
     # Plain least squares (no robust weights, no rounds) equals a per-sample scipy solve.
-    X, t, K, uv = _hands(6, seed=4)
+    X, t, K, uv = hand_cases(6, seed=4)
     g = torch.Generator().manual_seed(5)
     uv = uv + torch.randn(uv.shape, generator=g, dtype=uv.dtype) * 1.5
     res = register_camera_space(X, uv, K, settings=RegistrationSettings(outlier_rounds=0, huber_px=0.0, iterations=8))
@@ -101,7 +75,7 @@ def test_matches_per_sample_least_squares_loop():
 
 
 def test_degenerate_inputs_flag_failure_without_raising():
-    X, t, K, uv = _hands(8, seed=6)
+    X, t, K, uv = hand_cases(8, seed=6)
     X, uv, K = X.clone(), uv.clone(), K.clone()
     uv[0] = float("nan")                       # all 2D joints NaN
     X[1] = 0.0                                 # coincident 3D points: depth unobservable
@@ -123,7 +97,7 @@ def test_degenerate_inputs_flag_failure_without_raising():
 
 
 def test_shape_errors():
-    X, t, K, uv = _hands(2)
+    X, t, K, uv = hand_cases(2)
     with pytest.raises(ValueError, match="joints2d"):
         register_camera_space(X, uv[:, :20], K)
     with pytest.raises(ValueError, match="K"):
@@ -135,7 +109,7 @@ def test_shape_errors():
 
 
 def test_empty_batch():
-    X, t, K, uv = _hands(2)
+    X, t, K, uv = hand_cases(2)
     res = register_camera_space(X[:0], uv[:0], K[:0], X[:0])
     assert res.translation.shape == (0, 3) and res.success.shape == (0,)
     assert res.vertices.shape == (0, 21, 3) and res.joints.shape == (0, 21, 3)

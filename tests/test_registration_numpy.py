@@ -13,18 +13,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from test_registration import _hands, _outliers
+from registration_cases import hand_cases, with_outliers
 
 from m3dhmr.geometry import RegistrationResult, RegistrationSettings, register_camera_space_numpy
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.registration import register_camera_space
-from m3dhmr.geometry.registration_numpy import _LOOP_MAX_B, _solve3
+from m3dhmr.geometry.registration_numpy import SOLVE3_LOOP_MAX_B, solve3
 
 T_ATOL = 1e-8   # metres; see the module docstring
 
 
 def _noisy(B, seed, noise_px=0.5, dtype=torch.float64):
-    X, t, K, uv = _hands(B, seed=seed, dtype=dtype)
+    X, t, K, uv = hand_cases(B, seed=seed, dtype=dtype)
     g = torch.Generator().manual_seed(seed + 1000)
     return X, t, K, uv + torch.randn(uv.shape, generator=g, dtype=dtype) * noise_px
 
@@ -75,7 +75,7 @@ def test_parity_well_posed_batch_with_vertices():
 
 def test_parity_20_percent_outliers():
     X, _, K, uv = _noisy(16, seed=12)
-    uv_bad, mask = _outliers(uv, 4, seed=13)      # 4 of 21 joints, 30-80 px off
+    uv_bad, mask = with_outliers(uv, 4, seed=13)      # 4 of 21 joints, 30-80 px off
     ref, res = _both(X, uv_bad, K)
     _assert_same(ref, res)
     assert res.success.all()
@@ -87,13 +87,13 @@ def test_parity_20_percent_outliers():
                                 {"min_inliers": 18, "outlier_px": 2.0}])
 def test_parity_other_parameters(kw):
     X, _, K, uv = _noisy(16, seed=14, noise_px=1.5)
-    uv_bad, _ = _outliers(uv, 3, seed=15)
+    uv_bad, _ = with_outliers(uv, 3, seed=15)
     _assert_same(*_both(X, uv_bad, K, **kw))
 
 
 def test_parity_with_weights_and_zeros():
     X, _, K, uv = _noisy(16, seed=16)
-    uv_bad, _ = _outliers(uv, 2, seed=17)
+    uv_bad, _ = with_outliers(uv, 2, seed=17)
     g = torch.Generator().manual_seed(18)
     w = 0.2 + torch.rand(16, 21, generator=g, dtype=torch.float64)
     w[0, :5] = 0.0                                 # a few joints excluded
@@ -150,7 +150,7 @@ def test_batch_of_one_float32_and_shared_K():
 
 def test_batch_of_one_matches_batched_call():
     X, _, K, uv = _noisy(8, seed=21, noise_px=1.0)
-    uv_bad, _ = _outliers(uv, 3, seed=22)
+    uv_bad, _ = with_outliers(uv, 3, seed=22)
     Xn, uvn, Kn = X.numpy(), uv_bad.numpy(), K.numpy()
     full = register_camera_space_numpy(Xn, uvn, Kn)
     for b in range(8):
@@ -161,7 +161,7 @@ def test_batch_of_one_matches_batched_call():
 
 
 def test_noise_free_recovers_translation():
-    X, t, K, uv = _hands(16, seed=23)
+    X, t, K, uv = hand_cases(16, seed=23)
     for sl in (slice(0, 16), slice(5, 6)):
         res = register_camera_space_numpy(X[sl].numpy(), uv[sl].numpy(), K[sl].numpy())
         assert res.success.all() and res.inliers.all()
@@ -171,7 +171,7 @@ def test_noise_free_recovers_translation():
 
 
 def test_solve3_loop_and_vectorised_paths_agree():
-    # The per-sample Python path (B <= _LOOP_MAX_B) against the array path, damped and
+    # The per-sample Python path (B <= SOLVE3_LOOP_MAX_B) against the array path, damped and
     # undamped, on well-conditioned, singular, non-finite and tiny matrices.
     rng = np.random.default_rng(0)
     B = 24
@@ -183,11 +183,11 @@ def test_solve3_loop_and_vectorised_paths_agree():
     M[4, 0, 2] = M[4, 2, 0] = np.inf
     M[5, :3, :3] *= 1e-110                                        # (trace / 3)^3 underflows
     lam = 10.0 ** rng.uniform(-9, 2, B)
-    assert B > _LOOP_MAX_B
+    assert B > SOLVE3_LOOP_MAX_B
     for lm in (None, lam):
         with np.errstate(all="ignore"):
-            x, rc = _solve3(M, lm)
-            parts = [_solve3(M[b:b + 1], None if lm is None else lm[b:b + 1]) for b in range(B)]
+            x, rc = solve3(M, lm)
+            parts = [solve3(M[b:b + 1], None if lm is None else lm[b:b + 1]) for b in range(B)]
         x1, rc1 = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         np.testing.assert_array_equal(rc == 0, rc1 == 0)
         singular = [1, 2, 3, 4, 5] if lm is None else [2, 3, 4, 5]   # damping makes rank 1 regular
@@ -201,13 +201,13 @@ def test_solve3_loop_and_vectorised_paths_agree():
 
 
 def test_empty_batch():
-    X, _, K, uv = _hands(2, seed=24)
+    X, _, K, uv = hand_cases(2, seed=24)
     res = register_camera_space_numpy(X[:0].numpy(), uv[:0].numpy(), K[:0].numpy())
     assert res.translation.shape == (0, 3) and res.success.shape == (0,) and res.inliers.shape == (0, 21)
 
 
 def test_shape_errors_name_the_argument():
-    X, _, K, uv = (a.numpy() for a in _hands(2, seed=25))
+    X, _, K, uv = (a.numpy() for a in hand_cases(2, seed=25))
     with pytest.raises(ValueError, match="joints2d"):
         register_camera_space_numpy(X, uv[:, :20], K)
     with pytest.raises(ValueError, match="K"):

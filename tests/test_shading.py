@@ -255,10 +255,10 @@ def test_sphere_occlusion_naive_and_hand_computed():
 def test_hand_occlusion_darker_between_fingers_than_on_the_back():
     from m3dhmr.data import synth_scene
 
-    ctx = synth_scene._HandContext()
+    ctx = synth_scene.HandContext()
     v = ctx.rest_vertices
     n = vertex_normals(v, ctx.faces)
-    s = synth_scene._occluder_spheres(ctx, ctx.rest_joints)
+    s = synth_scene.occluder_spheres(ctx, ctx.rest_joints)
     ao = sphere_occlusion(v, n, s[:, :3], s[:, 3])
     back = (ctx.skin.finger == 0) & (n[:, 1] > 0.9)             # back of the palm (+y dorsal)
     # Sides of the middle and ring fingers' first phalanges face a neighbouring finger.

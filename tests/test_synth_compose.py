@@ -18,27 +18,27 @@ def test_blend_matches_naive_loop():
         for x in range(6):
             naive[y, x] = img[y, x] * (1 - alpha[y, x]) + alpha[y, x] * colour[y, x]
     out = img.copy()
-    synth_compose._blend(out, alpha, colour)
+    synth_compose.blend(out, alpha, colour)
     assert np.abs(out - naive).max() <= 0.5 + 1e-3  # rounded
     np.testing.assert_array_equal(out[0], img[0])  # alpha 0: untouched
     pre = img.copy()
-    synth_compose._blend(pre, alpha, alpha[:, :, None] * colour, premultiplied=True)
+    synth_compose.blend(pre, alpha, alpha[:, :, None] * colour, premultiplied=True)
     assert np.abs(pre.astype(int) - out).max() <= 1
     solid = img.copy()  # a (3,) colour broadcasts; hand case: alpha 1 gives the colour
-    synth_compose._blend(solid, np.ones((5, 6), np.float32), np.array([10.4, 20.6, 255.0], np.float32))
+    synth_compose.blend(solid, np.ones((5, 6), np.float32), np.array([10.4, 20.6, 255.0], np.float32))
     assert (solid == [10, 21, 255]).all()
 
 
 def test_box_render_equals_full_render():
     from m3dhmr.render import LightSettings, render_mesh
 
-    ctx = synth_scene._HandContext()
+    ctx = synth_scene.HandContext()
     cfg = SynthConfig(size=96)
     rng = synth_scene.sample_rng(0, 0, 0)
-    g = synth_scene._draw_geometry(ctx, cfg, rng)
+    g = synth_scene.draw_geometry(ctx, cfg, rng)
     v, j = ctx.pose(g["pose"][None], g["shape"][None])
     v_rr = (v[0] - j[0, 0]) @ g["R"].T
-    v_cam = v_rr + synth_scene._place(v_rr, g["K"], g["fill"], g["centre"], 96)
+    v_cam = v_rr + synth_scene.place_hand(v_rr, g["K"], g["fill"], g["centre"], 96)
     albedo = np.full((len(v_cam), 3), 0.7)
     res, (ry, rx) = synth_compose.render_hand_box(v_cam, ctx.faces, g["K"], 96, albedo, LightSettings())
     full = render_mesh(v_cam, ctx.faces, g["K"], 96, colors=albedo)
@@ -54,13 +54,13 @@ def test_box_render_equals_full_render():
 
 def test_compose_is_a_function_of_the_sample_seed():
     # Noise comes from cv2.randn seeded by the sample's generator: same seed, same image.
-    ctx = synth_scene._HandContext()
+    ctx = synth_scene.HandContext()
     cfg = SynthConfig(size=96, noise_prob=1.0, blur_prob=1.0, occluder_prob=1.0, motion_blur_prob=1.0,
                       defocus_prob=1.0, handshape_prob=1.0, object_prob=1.0, other_hand_prob=1.0)
     outs = []
     for _ in range(2):
         rng = synth_scene.sample_rng(4, 0, 1)
-        g = synth_scene._draw_geometry(ctx, cfg, rng)
+        g = synth_scene.draw_geometry(ctx, cfg, rng)
         v, j = ctx.pose(g["pose"][None], g["shape"][None])
         outs.append(synth_compose.compose_sample(ctx, cfg, rng, g, v[0], j[0]))
     np.testing.assert_array_equal(outs[0].rgb, outs[1].rgb)
@@ -73,12 +73,12 @@ def test_compose_is_a_function_of_the_sample_seed():
 def test_appearance_switched_off_draws_exactly_version_3():
     from dataclasses import replace
 
-    ctx = synth_scene._HandContext()
+    ctx = synth_scene.HandContext()
     v3 = replace(SynthConfig(size=96), forearm_prob=0.0, skin_detail=False, shading="v3", ao=False)
     a, b = np.random.default_rng(7), np.random.default_rng(7)
-    app = synth_compose._appearance(ctx, v3, a)
-    albedo, tone = synth_scene._skin(ctx, b)
-    light = synth_scene._light(b)
+    app = synth_compose.draw_appearance(ctx, v3, a)
+    albedo, tone = synth_scene.sample_vertex_skin(ctx, b)
+    light = synth_scene.sample_light(b)
     np.testing.assert_array_equal(app.albedo, albedo)
     np.testing.assert_array_equal(app.tone, tone)
     assert app.light == light and app.forearm is None and app.skin is None
@@ -90,18 +90,18 @@ def test_ablations_leave_the_other_features_draws_alone():
 
     from m3dhmr.render.shading import Environment
 
-    ctx = synth_scene._HandContext()
+    ctx = synth_scene.HandContext()
     cfg = SynthConfig(size=96, forearm_prob=1.0)
-    full = synth_compose._appearance(ctx, cfg, np.random.default_rng(3))
+    full = synth_compose.draw_appearance(ctx, cfg, np.random.default_rng(3))
     assert full.forearm is not None and full.skin is not None and isinstance(full.light, Environment)
-    no_arm = synth_compose._appearance(ctx, replace(cfg, forearm_prob=0.0), np.random.default_rng(3))
+    no_arm = synth_compose.draw_appearance(ctx, replace(cfg, forearm_prob=0.0), np.random.default_rng(3))
     np.testing.assert_array_equal(no_arm.skin.params, full.skin.params)
     assert no_arm.light == full.light and no_arm.forearm is None
-    flat = synth_compose._appearance(ctx, replace(cfg, skin_detail=False), np.random.default_rng(3))
+    flat = synth_compose.draw_appearance(ctx, replace(cfg, skin_detail=False), np.random.default_rng(3))
     assert flat.forearm == full.forearm and flat.light == full.light and flat.skin is None
     # Every v4 combination renders, with the hand mask inside the render's coverage.
     rng = synth_scene.sample_rng(0, 0, 5)
-    g = synth_scene._draw_geometry(ctx, cfg, rng)
+    g = synth_scene.draw_geometry(ctx, cfg, rng)
     v, j = ctx.pose(g["pose"][None], g["shape"][None])
     for c in (cfg, replace(cfg, shading="v3"), replace(cfg, ao=False), replace(cfg, skin_detail=False)):
         s = synth_compose.compose_sample(ctx, c, synth_scene.sample_rng(0, 0, 5), g, v[0], j[0])

@@ -12,7 +12,7 @@ from m3dhmr.mesh.adjacency import boundary_edges, half_edges
 
 @pytest.fixture(scope="module")
 def ctx():
-    return synth_scene._HandContext()
+    return synth_scene.HandContext()
 
 
 def _params(**kw):
@@ -98,7 +98,7 @@ def test_sleeve_has_a_cuff_and_cloth(ctx):
 def _sample(ctx, forearm_prob, seed=3):
     cfg = synth_scene.SynthConfig(size=96, forearm_prob=forearm_prob, occluder_prob=0.0)
     rng = synth_scene.sample_rng(seed, 0, 0)
-    g = synth_scene._draw_geometry(ctx, cfg, rng)
+    g = synth_scene.draw_geometry(ctx, cfg, rng)
     v, j = ctx.pose(g["pose"][None], g["shape"][None])
     return synth_compose.compose_sample(ctx, cfg, rng, g, v[0], j[0])
 
@@ -125,16 +125,16 @@ def test_forearm_hides_only_what_lies_behind_it(ctx):
     cfg = synth_scene.SynthConfig(size=128)
     for seed in range(4):
         rng = synth_scene.sample_rng(seed, 0, 7)
-        g = synth_scene._draw_geometry(ctx, cfg, rng)
+        g = synth_scene.draw_geometry(ctx, cfg, rng)
         # Forearm towards the camera: it passes in front of part of the hand.
         g["R"] = synth_scene.rot_y(np.pi / 2 + 0.4 * seed) @ ctx.back_R
         v, j = ctx.pose(g["pose"][None], g["shape"][None])
         v, j = v[0], j[0]
         v_rr = (v - j[0]) @ g["R"].T
-        t = synth_scene._place(v_rr, g["K"], g["fill"], g["centre"], 128)
-        app = synth_compose._appearance(ctx, replace(cfg, forearm_prob=1.0), rng)
-        with_arm = synth_compose._render_hand(ctx, cfg, app, v, j, g["R"], t, g["K"])
-        bare = synth_compose._render_hand(ctx, cfg, replace(app, forearm=None), v, j, g["R"], t, g["K"])
+        t = synth_scene.place_hand(v_rr, g["K"], g["fill"], g["centre"], 128)
+        app = synth_compose.draw_appearance(ctx, replace(cfg, forearm_prob=1.0), rng)
+        with_arm = synth_compose.render_hand_and_forearm(ctx, cfg, app, v, j, g["R"], t, g["K"])
+        bare = synth_compose.render_hand_and_forearm(ctx, cfg, replace(app, forearm=None), v, j, g["R"], t, g["K"])
         (ra, box_a, hand_a), (rb, box_b, hand_b) = with_arm, bare
         full_a = np.zeros((128, 128), bool)
         full_b = np.zeros((128, 128), bool)

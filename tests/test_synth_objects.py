@@ -37,7 +37,7 @@ def test_primitives_are_closed_with_the_asked_size():
 
 
 def test_fits_hand_cases():
-    c, r = synth_objects._circumcircle(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([-1.0, 0, 0]))
+    c, r = synth_objects.circumcircle(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([-1.0, 0, 0]))
     np.testing.assert_allclose(c, 0, atol=1e-12)
     assert r == pytest.approx(1.0)
     pts = np.array([[1, 2, 3 + 0.5], [1, 2, 3 - 0.5], [1.5, 2, 3], [1, 2.5, 3], [0.5, 2, 3]])
@@ -109,7 +109,7 @@ def test_things_in_front_matches_a_naive_depth_test():
     hand_d = np.where(rng.random((6, 7)) < 0.6, rng.uniform(0.3, 0.5, (6, 7)), np.inf)
     thing_d = np.where(rng.random((8, 9)) < 0.6, rng.uniform(0.3, 0.5, (8, 9)), np.inf)
     hbox, tbox = (slice(2, 8), slice(1, 8)), (slice(4, 12), slice(3, 12))
-    front = synth_compose._things_in_front(_result(thing_d), tbox, _result(hand_d), hbox, size)
+    front = synth_compose.things_in_front(_result(thing_d), tbox, _result(hand_d), hbox, size)
     naive = np.zeros((size, size), bool)
     for y in range(size):
         for x in range(size):
@@ -118,7 +118,7 @@ def test_things_in_front_matches_a_naive_depth_test():
             naive[y, x] = np.isfinite(t) and t < h
     np.testing.assert_array_equal(front, naive)
     # Hand case: a thing at 0.3 m over a hand at 0.4 m is in front, at 0.5 m it is not.
-    one = synth_compose._things_in_front(_result([[0.3, 0.5]]), (slice(0, 1), slice(0, 2)),
+    one = synth_compose.things_in_front(_result([[0.3, 0.5]]), (slice(0, 1), slice(0, 2)),
                                          _result([[0.4, 0.4]]), (slice(0, 1), slice(0, 2)), 2)
     assert one[0].tolist() == [True, False]
 
@@ -126,7 +126,7 @@ def test_things_in_front_matches_a_naive_depth_test():
 def _compose(cfg, seed, index):
     ctx = _compose.ctx
     rng = synth_scene.sample_rng(seed, 0, index)
-    g = synth_scene._draw_geometry(ctx, cfg, rng)
+    g = synth_scene.draw_geometry(ctx, cfg, rng)
     v, j = ctx.pose(g["pose"][None], g["shape"][None])
     if g["other"] is not None:
         g["other"]["verts"] = ctx.pose(g["other"]["pose"][None], g["other"]["shape"][None])[0][0]
@@ -134,7 +134,7 @@ def _compose(cfg, seed, index):
 
 
 def test_objects_never_change_annotations_and_only_hide_the_hand_where_nearer():
-    _compose.ctx = synth_scene._HandContext()
+    _compose.ctx = synth_scene.HandContext()
     base = dict(size=96, handshape_prob=1.0, occluder_prob=0.0, other_hand_prob=1.0)
     on, off = SynthConfig(**base, object_prob=1.0), SynthConfig(**{**base, "other_hand_prob": 0.0}, object_prob=0.0)
     seen_object = seen_hidden = 0

@@ -28,7 +28,7 @@ def test_canonical_rotations_and_placement():
         assert np.linalg.det(R) == pytest.approx(1.0)
     verts = rng.normal(0, 0.05, (200, 3))
     K = np.array([[500.0, 0, 111.5], [0, 500.0, 112.0], [0, 0, 1]])
-    t = synth_scene._place(verts, K, 0.5, np.array([100.0, 120.0]), 224)
+    t = synth_scene.place_hand(verts, K, 0.5, np.array([100.0, 120.0]), 224)
     uv = _project(verts + t, K)
     lo, hi = uv.min(0), uv.max(0)
     np.testing.assert_allclose((lo + hi) / 2, [100, 120], atol=0.5)
@@ -37,21 +37,21 @@ def test_canonical_rotations_and_placement():
 
 def test_projected_box_matches_numpy():
     v = np.random.default_rng(2).normal(0, 0.05, (30, 3))
-    box = synth_scene._projected_box(v, 0.01, -0.02, 0.5)
+    box = synth_scene.projected_box(v, 0.01, -0.02, 0.5)
     uv = (v[:, :2] + [0.01, -0.02]) / (v[:, 2:] + 0.5)
     np.testing.assert_allclose(box, [*uv.min(0), *uv.max(0)], rtol=1e-14)
 
 
 def test_skin_tones_span_light_to_dark_and_light_is_bright():
-    ctx = synth_scene._HandContext()
+    ctx = synth_scene.HandContext()
     rng = np.random.default_rng(0)
-    tones = np.array([synth_scene._skin(ctx, rng)[1] for _ in range(400)])
+    tones = np.array([synth_scene.sample_vertex_skin(ctx, rng)[1] for _ in range(400)])
     lum = tones @ [0.299, 0.587, 0.114]
     assert lum.max() > 0.8 and lum.min() < 0.3  # both ends of SKIN_TONES occur
     assert 0.45 < np.mean(lum > 0.6) < 0.8      # lighter tones somewhat more often
     # Hue stays skin-like: red > green > blue for every tone.
     assert np.all((tones[:, 0] > tones[:, 1]) & (tones[:, 1] > tones[:, 2]))
     # Lighting facing the camera: ambient + diffuse * n.l with n = (0, 0, -1) averages ~1.
-    lights = [synth_scene._light(rng) for _ in range(200)]
+    lights = [synth_scene.sample_light(rng) for _ in range(200)]
     gain = [lt.ambient + lt.diffuse * max(-lt.direction[2], 0.0) for lt in lights]
     assert 0.9 < np.mean(gain) < 1.2

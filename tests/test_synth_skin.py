@@ -8,7 +8,7 @@ from m3dhmr.data import synth_scene, synth_skin
 
 @pytest.fixture(scope="module")
 def ctx():
-    return synth_scene._HandContext()
+    return synth_scene.HandContext()
 
 
 def _per_face(ctx, s, fields=None):

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from m3dhmr.train import checkpoint as ck
-from m3dhmr.train.config import load_experiment
-from m3dhmr.train.trainer import _merge_views, second_view, stage_loss_weights, train
+from m3dhmr.experiment import load_experiment
+from m3dhmr.train.trainer import merge_views, second_view, stage_loss_weights, train
 
 
 def _weights(run) -> dict[str, torch.Tensor]:
@@ -113,33 +113,43 @@ def test_resume_reaches_the_same_weights(full_run, tiny_data, tmp_path):
 
 def test_checkpoint_every_steps_resumes_to_the_same_weights(full_run, tiny_data, tmp_path, monkeypatch):
     """train.checkpoint_every: 3 writes the checkpoint at step 3 (inside an epoch) and at the
-    end (6), not at each epoch end; a run killed at step 5 resumes from step 3 and reaches the
-    weights of the uninterrupted run (checkpointed at each epoch end)."""
+    end (6), not at each epoch end (2, 4); a run killed at step 5 resumes from step 3 and reaches the
+    weights of the uninterrupted run (checkpointed at each epoch end). The checkpoints on disk
+    after kills at chosen steps tell which steps were written."""
     from m3dhmr.train import trainer as tr
 
     cfg, ref_run, _ = full_run
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=3,
                                                              keep_epoch_checkpoints=False))
-    saved = []
-    real_save, real_forward = tr._save, tr.StepLoss.forward
-    monkeypatch.setattr(tr, "_save", lambda run, model, c, progress, *a, **kw: (
-        saved.append(progress.global_step), real_save(run, model, c, progress, *a, **kw)))
-    steps = []
+    real_forward = tr.StepLoss.forward
 
-    def killed_at_step_5(self, batch):
-        steps.append(len(steps) + 1)
-        if len(steps) == 5:
-            raise _Crash("killed at step 5")
-        return real_forward(self, batch)
+    def train_killed(run, at_call: int, **kw):
+        """train(), killed in the forward pass of its ``at_call``-th step."""
+        calls = []
 
+        def forward(self, batch):
+            calls.append(1)
+            if len(calls) == at_call:
+                raise _Crash(f"killed at call {at_call}")
+            return real_forward(self, batch)
+
+        with monkeypatch.context() as m:
+            m.setattr(tr.StepLoss, "forward", forward)
+            with pytest.raises(_Crash):
+                train(cfg, tiny_data, run, progress_bar=False, **kw)
+
+    def written(run):
+        return ck.inspect_run(run / "checkpoints").state_step
+
+    train_killed(tmp_path / "early", at_call=3)
+    assert written(tmp_path / "early") is None  # nothing at the first epoch end (step 2)
     run = tmp_path / "run"
-    with monkeypatch.context() as m:
-        m.setattr(tr.StepLoss, "forward", killed_at_step_5)
-        with pytest.raises(_Crash):
-            train(cfg, tiny_data, run, progress_bar=False)
-    assert saved == [3] and ck.inspect_run(run / "checkpoints").state_step == 3
+    train_killed(run, at_call=5)
+    assert written(run) == 3  # step 3, inside an epoch; not the epoch end at 4
+    train_killed(run, at_call=3, resume=True)  # steps 4 and 5 taken again, killed in step 6
+    assert written(run) == 3  # neither 4 (an epoch end) nor 5
     r = train(cfg, tiny_data, run, resume=True, progress_bar=False)
-    assert r.steps_run == 3 and r.progress == ck.Progress(3, 0, 6, finished=True) and saved == [3, 6]
+    assert r.steps_run == 3 and r.progress == ck.Progress(3, 0, 6, finished=True) and written(run) == 6
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.safetensors", "last.state.pt"]
     ref, got = _weights(ref_run), _weights(run)
     for k in ref:
@@ -155,7 +165,7 @@ def test_checkpoint_every_steps_resumes_to_the_same_weights(full_run, tiny_data,
 ])
 def test_when_checkpoints_are_due(every, keep, due):
     """Epochs of two steps ending at 2, 4 and 6; the run stops (max_steps) at step 5."""
-    from m3dhmr.train.config import TrainConfig
+    from m3dhmr.experiment import TrainConfig
     from m3dhmr.train.trainer import checkpoint_due
 
     t = TrainConfig(checkpoint_every=every, keep_epoch_checkpoints=keep)
@@ -192,7 +202,7 @@ def test_wrong_data_layout_is_a_clear_error(tiny_config, tmp_path, capsys):
 
 
 def test_two_view_losses_hand_case():
-    """_merge_views averages the supervised terms of both views and keeps consistency from view 1."""
+    """merge_views averages the supervised terms of both views and keeps consistency from view 1."""
     from m3dhmr.losses import TERMS, LossTerms, LossWeights
 
     def terms(base):
@@ -200,7 +210,7 @@ def test_two_view_losses_hand_case():
         return LossTerms(total=torch.tensor(0.0), **vals)
 
     w = LossWeights()
-    m = _merge_views(terms(0), terms(10), w)
+    m = merge_views(terms(0), terms(10), w)
     assert m.mesh.item() == 5.0 and m.pose2d.item() == 6.0  # (0 + 10) / 2, (1 + 11) / 2
     assert m.con3d.item() == 4.0 and m.con2d.item() == 5.0  # view 1's
     assert m.total.item() == pytest.approx(5 + 6 + 7 + 8 + 4 + 5)  # heatmap/pose2d_stack1 weigh 0
@@ -268,24 +278,35 @@ def test_memory_pipeline_resumes_exactly(memory_run, tiny_data, tmp_path):
 def test_memory_pipeline_trains_in_bf16(full_run, tiny_data, tmp_path, monkeypatch):
     """One stage-2 step of the in-memory pipeline under bf16 autocast with channels_last: the
     network runs in bf16, the losses in float32, and the step gives finite losses and a checkpoint."""
+    from m3dhmr.models.network import M3DHMR
     from m3dhmr.train import trainer as tr
 
     cfg = _memory_cfg(full_run[0], amp="bf16", channels_last=True, stage1_epochs=0, epochs=1, batch_size=2)
-    dtypes = []
-    real_float_outputs = tr._float_outputs
 
     def float_dtypes(out):
         return {v.dtype for v in (getattr(out, f.name) for f in dataclasses.fields(out))
                 if torch.is_tensor(v) and v.is_floating_point()}
 
-    def record(out):
-        floats = real_float_outputs(out)
-        dtypes.extend([float_dtypes(out), float_dtypes(floats)])
-        return floats
+    network, loss_inputs = [], []  # the dtypes of the network's outputs, and of what the losses get
 
-    monkeypatch.setattr(tr, "_float_outputs", record)
-    result = train(cfg, tiny_data, tmp_path / "run", max_steps=1, progress_bar=False)
-    assert result.steps_run == 1 and torch.bfloat16 in dtypes[0] and dtypes[1] == {torch.float32}
+    def on_forward(module, args, out):
+        if isinstance(module, M3DHMR):
+            network.append(float_dtypes(out))
+
+    real_compute_losses = tr.compute_losses  # what StepLoss calls
+
+    def compute_losses(pred, *a, **kw):
+        loss_inputs.append(float_dtypes(pred))
+        return real_compute_losses(pred, *a, **kw)
+
+    monkeypatch.setattr(tr, "compute_losses", compute_losses)
+    hook = torch.nn.modules.module.register_module_forward_hook(on_forward)
+    try:
+        result = train(cfg, tiny_data, tmp_path / "run", max_steps=1, progress_bar=False)
+    finally:
+        hook.remove()
+    assert result.steps_run == 1 and torch.bfloat16 in network[0] and loss_inputs
+    assert all(d == {torch.float32} for d in loss_inputs)
     assert result.last_losses["mesh"] > 0 and result.last_losses["con3d"] > 0
     assert all(torch.isfinite(torch.tensor(v)) for v in result.last_losses.values())
     assert ck.inspect_run(tmp_path / "run" / "checkpoints").state_step == 1
@@ -342,7 +363,7 @@ def test_train_samples_limits_training_to_the_first_samples(tiny_data, tiny_conf
 
 
 def test_train_samples_must_not_be_negative():
-    from m3dhmr.train.config import DataConfig
+    from m3dhmr.experiment import DataConfig
 
     with pytest.raises(ValueError, match="data.train_samples"):
         DataConfig(train_samples=-1)
@@ -369,7 +390,7 @@ def test_freeze_prefixes_keep_the_backbone_as_loaded(tiny_data, tiny_config, tmp
 
 
 def test_set_overrides_are_strict_and_typed(tiny_config):
-    from m3dhmr.config import ConfigError
+    from m3dhmr.config_loader import ConfigError
 
     cfg = load_experiment(tiny_config, ["train.batch_size=2", "model.pretrained_backbone=false", "train.amp=off",
                                         "train.lr_milestones=[0]", "data.augment.rotation_deg=10"])

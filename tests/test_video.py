@@ -8,7 +8,8 @@ import torch
 
 from m3dhmr.inference import crops
 from m3dhmr.inference.one_euro import OneEuroConfig, OneEuroFilter
-from m3dhmr.inference.predictor import PredictionResult, Predictor
+from m3dhmr.inference.predictor import Predictor
+from m3dhmr.inference.result import PredictionResult
 from m3dhmr.inference.video import (HandTracker, SmoothingConfig, TemporalSmoother, VideoReader, predict_video,
                                     write_video)
 from m3dhmr.models import M3DHMR
@@ -189,11 +190,12 @@ def test_multi_hand_tracker_redetects_after_a_loss(tiny_data):
 
     frames = _two_hand_clip(tiny_data, 3)
     tr = MultiHandTracker(HandDetector(max_hands=2), redetect_every=100)
-    assert [i for i, _, _ in tr.update(frames[0])] == [0, 1]
+    assert [h.id for h in tr.update(frames[0])] == [0, 1]
     blank = np.full_like(frames[0], 90)
     assert tr.update(blank) == []  # both lost; detection finds nothing
-    ids = [i for i, _, followed in tr.update(frames[2])]
-    assert ids == [2, 3]  # found again: new ids
+    found = tr.update(frames[2])
+    assert [h.id for h in found] == [2, 3]  # found again: new ids
+    assert not any(h.followed for h in found) and all(h.followed for h in tr.update(frames[2]))
     with pytest.raises(ValueError, match="redetect_every"):
         MultiHandTracker(None, redetect_every=0)
 
@@ -233,19 +235,20 @@ def test_multi_hand_tracker_landmarks_every_n_frames():
     tr = MultiHandTracker(det, redetect_every=100, landmarks_every=3)
     sources = []
     for f in range(8):
-        (i, hand, followed), = tr.update(frame)
+        [tracked] = tr.update(frame)
+        hand = tracked.hand
         sources.append(np.isnan(hand.depth).all())  # placed by the network's joints
         tr.feedback([_result_at(hand, shift=2.0)])
     # Frame 0 detected; the landmark model on frames 3 and 6; the network's joints between.
     assert sources == [False, True, True, False, True, True, False, True]
     assert det.tracked == 2 and det.detected == 1
     # Constant velocity: the network's joints moved 2 px a frame, the next crop leads by 2 px.
-    _, hand, _ = tr.update(frame)[0]
+    hand = tr.update(frame)[0].hand
     assert np.isnan(hand.depth).all()
     tr.feedback([_result_at(hand, success=False)])  # untrusted: the landmark model next frame
-    _, hand, _ = tr.update(frame)[0]
+    hand = tr.update(frame)[0].hand
     assert not np.isnan(hand.depth).any() and det.tracked == 3
-    _, hand, _ = tr.update(frame)[0]  # no feedback given: the landmark model again
+    hand = tr.update(frame)[0].hand  # no feedback given: the landmark model again
     assert not np.isnan(hand.depth).any() and det.tracked == 4
     with pytest.raises(ValueError, match="feedback: 0 results for 1 hands"):
         tr.feedback([])
@@ -259,7 +262,8 @@ def test_multi_hand_tracker_default_runs_the_landmark_model_every_frame():
     det = CountingDetector()
     tr = MultiHandTracker(det, redetect_every=100)
     for _ in range(4):
-        (_, hand, _), = tr.update(np.zeros((120, 160, 3), np.uint8))
+        [tracked] = tr.update(np.zeros((120, 160, 3), np.uint8))
+        hand = tracked.hand
         tr.feedback([_result_at(hand)])
         assert not np.isnan(hand.depth).any()
     assert det.tracked == 3

@@ -29,13 +29,13 @@ __version__ = "0.1.0"
 #: Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
     "Predictor": "m3dhmr.inference.predictor",
-    "PredictionResult": "m3dhmr.inference.predictor",
+    "PredictionResult": "m3dhmr.inference.result",
     "ColorOrderWarning": "m3dhmr.inference.predictor",
     "InputError": "m3dhmr.errors",
     "load_image": "m3dhmr.inference.images",
     "HandDetector": "m3dhmr.detect.hands",
     "DetectedHand": "m3dhmr.detect.hands",
-    "ModelConfig": "m3dhmr.models.config",
+    "ModelConfig": "m3dhmr.models.model_config",
     "build_model": "m3dhmr.models.network",
     "available_models": "m3dhmr.pretrained",
     "fit_hand": "m3dhmr.hand.fit",
@@ -47,12 +47,13 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from m3dhmr.detect.hands import DetectedHand, HandDetector
+    from m3dhmr.errors import InputError
     from m3dhmr.hand.fit import HandFit, fit_hand
     from m3dhmr.hand.load import load_hand_model
     from m3dhmr.inference.images import load_image
-    from m3dhmr.errors import InputError
-    from m3dhmr.inference.predictor import ColorOrderWarning, PredictionResult, Predictor
-    from m3dhmr.models.config import ModelConfig
+    from m3dhmr.inference.predictor import ColorOrderWarning, Predictor
+    from m3dhmr.inference.result import PredictionResult
+    from m3dhmr.models.model_config import ModelConfig
     from m3dhmr.models.network import build_model
     from m3dhmr.pretrained import available_models
 

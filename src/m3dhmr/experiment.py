@@ -5,7 +5,7 @@ epoch 30 of 38, after a stage-1 pretraining of the first stack); CPU configs sca
 
 Plain frozen dataclasses, below everything that reads them: the weights I/O
 (:mod:`m3dhmr.model_io`, which stores the experiment in checkpoint metadata), the packaged
-models and training. :mod:`m3dhmr.train.config` re-exports these names.
+models and training. :mod:`m3dhmr.train` re-exports the four main names.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from m3dhmr.config import ConfigError, from_dict, load_yaml, to_dict
+from m3dhmr.config_loader import ConfigError, from_dict, load_yaml, to_dict
 from m3dhmr.data.augment import AugmentConfig
 from m3dhmr.losses import LossWeights
-from m3dhmr.models.config import ModelConfig
+from m3dhmr.models.model_config import ModelConfig
 from m3dhmr.errors import InputError
 
 

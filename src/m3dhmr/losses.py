@@ -26,6 +26,8 @@ from torch import Tensor
 from m3dhmr.conventions import VERTEX_NORMALISATION_M
 from m3dhmr.geometry import crop as crop_maths
 from m3dhmr.geometry.mesh_normals import face_normals
+from m3dhmr.models.backbone import Stack1Output
+from m3dhmr.models.network import ModelOutput, TwoStackOutput
 from m3dhmr.errors import InputError
 
 
@@ -188,12 +190,111 @@ def view_mapping(target: dict[str, Tensor]) -> dict[str, Tensor]:
 
 # --- the combined loss ---------------------------------------------------------------
 
+#: Terms that need the predicted mesh and its 3D ground truth (never from a 2D-only output).
+MESH_TERMS = ("mesh", "normal", "edge", "mesh_aligned")
+#: Two-view consistency terms (view 1's prediction mapped into view 2's frame).
+CONSISTENCY_TERMS = ("con3d", "con2d")
+#: Terms of the 2D landmarks and heatmaps.
+TERMS_2D = ("pose2d", "pose2d_stack1", "heatmap", "heatmap2")
+
 
 def _check(name: str, t: Tensor, shape: tuple[int | None, ...]) -> None:
     if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
         raise InputError(f"target[{name!r}] has shape {tuple(t.shape)}, expected {shape} (None = any)")
     if not torch.isfinite(t).all():
         raise InputError(f"target[{name!r}] holds NaN or infinite values")
+
+
+def _weighted(weights: LossWeights, names: tuple[str, ...]) -> bool:
+    """Whether any of the terms ``names`` has a non-zero weight."""
+    return any(getattr(weights, n) > 0 for n in names)
+
+
+def _check_output_type(pred, weights: LossWeights) -> tuple[bool, bool]:
+    """``(has_mesh, stack1_only)`` of the network output ``pred``; a ValueError when a term
+    with a non-zero weight needs what that output type lacks."""
+    if not isinstance(pred, (ModelOutput, TwoStackOutput, Stack1Output)):
+        raise InputError(f"compute_losses takes a ModelOutput, TwoStackOutput or Stack1Output, "
+                         f"not {type(pred).__name__}")
+    has_mesh = isinstance(pred, ModelOutput)
+    stack1_only = isinstance(pred, Stack1Output)  # its joints2d are the first stack's
+    if not has_mesh:
+        bad = [n for n in TERMS if n in MESH_TERMS + CONSISTENCY_TERMS and getattr(weights, n) > 0]
+        if bad:
+            what = "first-stack" if stack1_only else "2D-only"
+            raise InputError(f"a {what} output has no {', '.join(bad)} terms; set those loss weights to 0")
+    if stack1_only and (weights.heatmap2 > 0 or weights.pose2d > 0):
+        raise InputError("a first-stack output has no heatmap2 or pose2d term; set loss.heatmap2 and loss.pose2d to 0")
+    return has_mesh, stack1_only
+
+
+def _crop_size(pred, target: dict[str, Tensor], image_size: tuple[int, int] | None) -> tuple[int, int]:
+    """(H, W) of the crop: ``image_size``, else the output's, else ``target["image"]``'s."""
+    if image_size is None:
+        image_size = getattr(pred, "image_size", None)  # Stack1Output carries none
+    if image_size is None:
+        if "image" not in target:
+            raise InputError("compute_losses needs image_size (or target['image']) to normalise 2D terms")
+        image_size = tuple(target["image"].shape[-2:])
+    return image_size
+
+
+def _terms_2d(pred, gt2d: Tensor, scale2d: Tensor, weights: LossWeights, image_size: tuple[int, int],
+              stack1_only: bool) -> dict[str, Tensor]:
+    """Landmark L1s (crop pixels / crop size) and heatmap MSEs; gt2d (B, 21, 2) crop pixels."""
+    terms = {}
+    if weights.pose2d > 0 and not stack1_only:
+        terms["pose2d"] = ((pred.joints2d - gt2d) / scale2d).abs().mean()
+    if weights.pose2d_stack1 > 0:
+        p1 = pred.joints2d if stack1_only else pred.joints2d_stack1
+        terms["pose2d_stack1"] = ((p1 - gt2d) / scale2d).abs().mean()
+    if weights.heatmap > 0:
+        hm = pred.heatmaps
+        tgt = heatmap_targets(gt2d, tuple(hm.shape[-2:]), weights.heatmap_sigma, image_size)
+        terms["heatmap"] = ((hm - tgt) ** 2).mean()
+    if weights.heatmap2 > 0:
+        hm2 = pred.heatmaps2
+        if hm2 is None:
+            raise InputError("loss.heatmap2 > 0 needs the second stack's heatmaps (ModelOutput.heatmaps2)")
+        tgt2 = heatmap_targets(gt2d, tuple(hm2.shape[-2:]), weights.heatmap_sigma, image_size)
+        terms["heatmap2"] = ((hm2 - tgt2) ** 2).mean()
+    return terms
+
+
+def _mesh_terms(vertices: Tensor, target: dict[str, Tensor], faces: Tensor, weights: LossWeights
+                ) -> dict[str, Tensor]:
+    """The 3D terms on the samples with 3D ground truth (``has_3d``), in units of
+    ``VERTEX_NORMALISATION_M``; vertices (B, V, 3) metres; none when no sample has it."""
+    b = vertices.shape[0]
+    _check("vertices", target["vertices"], tuple(vertices.shape))
+    mask = target.get("has_3d")
+    sel = slice(None) if mask is None else mask.to(torch.bool).reshape(b)
+    pv = vertices[sel] / VERTEX_NORMALISATION_M
+    gv = target["vertices"][sel] / VERTEX_NORMALISATION_M
+    terms = {}
+    if pv.shape[0] > 0:
+        if weights.mesh > 0:
+            terms["mesh"] = (pv - gv).abs().mean()
+        if weights.normal > 0:
+            terms["normal"] = normal_loss(pv, gv, faces)
+        if weights.edge > 0:
+            terms["edge"] = edge_length_loss(pv, gv, faces)
+        if weights.mesh_aligned > 0:
+            terms["mesh_aligned"] = aligned_vertex_loss(pv, gv)
+    return terms
+
+
+def _consistency_terms(pred, pred_view2, mapping: dict[str, Tensor], scale2d: Tensor, weights: LossWeights
+                       ) -> dict[str, Tensor]:
+    """View 1's mesh and landmarks taken into view 2 (``mapping``'s R12, A12) against view 2's."""
+    terms = {}
+    if weights.con3d > 0:
+        v1in2 = pred.vertices @ mapping["R12"].transpose(1, 2)
+        terms["con3d"] = ((v1in2 - pred_view2.vertices) / VERTEX_NORMALISATION_M).abs().mean()
+    if weights.con2d > 0:
+        p1in2 = crop_maths.apply_affine(pred.joints2d, mapping["A12"])
+        terms["con2d"] = ((p1in2 - pred_view2.joints2d) / scale2d).abs().mean()
+    return terms
 
 
 def compute_losses(
@@ -208,7 +309,8 @@ def compute_losses(
     """Weighted sum of the loss terms (see the module docstring for units).
 
     Args:
-        pred: a :class:`m3dhmr.models.ModelOutput` (all terms) or a
+        pred: a :class:`m3dhmr.models.ModelOutput` (all terms), a
+            :class:`m3dhmr.models.network.TwoStackOutput` (2D terms only) or a
             :class:`m3dhmr.models.backbone.Stack1Output` (pretraining: only
             ``heatmap`` and ``pose2d_stack1`` may have non-zero weights).
         target: the batch (view 1), see the module docstring.
@@ -224,70 +326,20 @@ def compute_losses(
     ref = pred.joints2d
     zero = ref.new_zeros(())
     terms = dict.fromkeys(TERMS, zero)
-    if image_size is None:
-        image_size = getattr(pred, "image_size", None)
-    if image_size is None:
-        if "image" not in target:
-            raise InputError("compute_losses needs image_size (or target['image']) to normalise 2D terms")
-        image_size = tuple(target["image"].shape[-2:])
+    image_size = _crop_size(pred, target, image_size)
     scale2d = ref.new_tensor([float(image_size[1]), float(image_size[0])])
     b = ref.shape[0]
-    no_mesh = not hasattr(pred, "vertices")
-    stack1_only = no_mesh and not hasattr(pred, "heatmaps2")   # a Stack1Output: joints2d are the first stack's
-    if no_mesh:
-        bad = [n for n in ("mesh", "normal", "edge", "con3d", "con2d", "mesh_aligned") if getattr(weights, n) > 0]
-        if bad:
-            what = "first-stack" if stack1_only else "2D-only"
-            raise InputError(f"a {what} output has no {', '.join(bad)} terms; set those loss weights to 0")
-    if stack1_only and (weights.heatmap2 > 0 or weights.pose2d > 0):
-        raise InputError("a first-stack output has no heatmap2 or pose2d term; set loss.heatmap2 and loss.pose2d to 0")
+    has_mesh, stack1_only = _check_output_type(pred, weights)
     if b == 0:  # an empty batch: every mean would be 0 / 0; zero terms, still in the graph
         empty = ref.sum() * 0.0
         return LossTerms(total=empty, **dict.fromkeys(TERMS, empty))
-    if weights.pose2d > 0 or weights.pose2d_stack1 > 0 or weights.heatmap > 0 or weights.heatmap2 > 0:
+    if _weighted(weights, TERMS_2D):
         _check("joints2d", target["joints2d"], (b, ref.shape[1], 2))
-        gt2d = target["joints2d"]
-        if weights.pose2d > 0 and not stack1_only:
-            terms["pose2d"] = ((pred.joints2d - gt2d) / scale2d).abs().mean()
-        if weights.pose2d_stack1 > 0:
-            p1 = pred.joints2d if stack1_only else pred.joints2d_stack1
-            terms["pose2d_stack1"] = ((p1 - gt2d) / scale2d).abs().mean()
-        if weights.heatmap > 0:
-            hm = pred.heatmaps
-            tgt = heatmap_targets(gt2d, tuple(hm.shape[-2:]), weights.heatmap_sigma, image_size)
-            terms["heatmap"] = ((hm - tgt) ** 2).mean()
-        if weights.heatmap2 > 0:
-            hm2 = pred.heatmaps2
-            if hm2 is None:
-                raise InputError("loss.heatmap2 > 0 needs the second stack's heatmaps (ModelOutput.heatmaps2)")
-            tgt2 = heatmap_targets(gt2d, tuple(hm2.shape[-2:]), weights.heatmap_sigma, image_size)
-            terms["heatmap2"] = ((hm2 - tgt2) ** 2).mean()
-
-    if not no_mesh and (weights.mesh > 0 or weights.normal > 0 or weights.edge > 0 or weights.mesh_aligned > 0):
-        v = pred.vertices
-        _check("vertices", target["vertices"], tuple(v.shape))
-        mask = target.get("has_3d")
-        sel = slice(None) if mask is None else mask.to(torch.bool).reshape(b)
-        pv = v[sel] / VERTEX_NORMALISATION_M
-        gv = target["vertices"][sel] / VERTEX_NORMALISATION_M
-        if pv.shape[0] > 0:
-            if weights.mesh > 0:
-                terms["mesh"] = (pv - gv).abs().mean()
-            if weights.normal > 0:
-                terms["normal"] = normal_loss(pv, gv, faces)
-            if weights.edge > 0:
-                terms["edge"] = edge_length_loss(pv, gv, faces)
-            if weights.mesh_aligned > 0:
-                terms["mesh_aligned"] = aligned_vertex_loss(pv, gv)
-
-    if not no_mesh and pred_view2 is not None and (weights.con3d > 0 or weights.con2d > 0):
+        terms.update(_terms_2d(pred, target["joints2d"], scale2d, weights, image_size, stack1_only))
+    if has_mesh and _weighted(weights, MESH_TERMS):
+        terms.update(_mesh_terms(pred.vertices, target, faces, weights))
+    if has_mesh and pred_view2 is not None and _weighted(weights, CONSISTENCY_TERMS):
         m = view_mapping(target) if mapping is None else mapping
-        if weights.con3d > 0:
-            v1in2 = pred.vertices @ m["R12"].transpose(1, 2)
-            terms["con3d"] = ((v1in2 - pred_view2.vertices) / VERTEX_NORMALISATION_M).abs().mean()
-        if weights.con2d > 0:
-            p1in2 = crop_maths.apply_affine(pred.joints2d, m["A12"])
-            terms["con2d"] = ((p1in2 - pred_view2.joints2d) / scale2d).abs().mean()
-
+        terms.update(_consistency_terms(pred, pred_view2, m, scale2d, weights))
     total = sum(getattr(weights, n) * terms[n] for n in TERMS if getattr(weights, n) > 0)
     return LossTerms(total=total if isinstance(total, Tensor) else zero, **terms)

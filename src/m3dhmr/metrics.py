@@ -20,8 +20,7 @@ Summary values are means over samples. Inputs with NaN/inf raise a ValueError na
 the array and the first bad sample.
 
 Pure NumPy (numba for the nearest neighbours), below both the evaluation and training's
-learning curve (:mod:`m3dhmr.train.validation`), which score with it;
-:mod:`m3dhmr.evaluation.metrics` re-exports these names.
+learning curve (:mod:`m3dhmr.train.validation`), which score with it.
 """
 
 from __future__ import annotations

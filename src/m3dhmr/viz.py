@@ -86,7 +86,7 @@ def draw_hands(image: np.ndarray, results, ids=None) -> np.ndarray:
     """Every predicted hand on a copy of ``image`` (H, W, 3) uint8: its mesh, skeleton,
     the box around it and a label (handedness, and the detector's score when known).
 
-    results: :class:`~m3dhmr.inference.predictor.PredictionResult` list (may be empty);
+    results: :class:`~m3dhmr.inference.result.PredictionResult` list (may be empty);
     labels start with ``ids[i]`` (e.g. video track ids), default the index in the list
     (its ``hand_<i>`` folder).
     """

@@ -167,7 +167,7 @@ class AppModel:
     """
 
     def __init__(self, predictor, workdir: str | Path, settings: AppSettings = AppSettings()) -> None:
-        from m3dhmr.inference.articulation import Articulator
+        from m3dhmr.inference.rigging import Articulator
 
         self.predictor = predictor
         self.settings = settings

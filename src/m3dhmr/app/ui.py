@@ -30,7 +30,7 @@ INTRO = ("Upload a photo (or take a webcam snapshot, or click an example): every
 HEADERS = ["hand", "side", "detector score", "quality", "flag", "wrist x, y, z (m)", "rig fit error (mm)"]
 
 
-def _payload_path(payload) -> tuple[str | None, str | None]:
+def payload_path(payload) -> tuple[str | None, str | None]:
     """(path on the server, the user's file name) of an upload as the page sends it."""
     if payload is None:
         return None, None
@@ -56,7 +56,7 @@ def _viewers(glbs: list, results: list | None = None) -> list:
     return out
 
 
-class _Refused:
+class RefusedUploads:
     """Refused uploads: each is deleted at once (it lives in the app's work folder) and its
     message remembered, since the page may send the same upload again after it is gone (a
     picture the browser cannot show fires a second change event). The same file uploaded
@@ -67,6 +67,8 @@ class _Refused:
         self.messages: dict[str, str] = {}
 
     def add(self, path: str, message: str) -> str:
+        """Delete the upload at ``path`` (only inside the work folder), remember its message
+        (the ``size`` latest are kept) and return the message."""
         if Path(path).resolve().is_relative_to(self.workdir):
             Path(path).unlink(missing_ok=True)
             try:
@@ -83,13 +85,21 @@ class _Refused:
         return None if Path(path).exists() else self.messages.get(path)
 
 
+def _viewer_row(tab: str) -> list:
+    """A row of :data:`MAX_HANDS` hidden 3D viewers for the tab ``tab`` ("photo" or "video");
+    call inside the page's ``gr.Blocks``."""
+    with gr.Row():
+        return [gr.Model3D(visible="hidden", elem_id=f"{tab}-hand-{i}", height=360, clear_color=(0.95, 0.95, 0.95, 1.0),
+                           interactive=False) for i in range(MAX_HANDS)]
+
+
 def build(model: AppModel, examples: list[Path] = ()) -> gr.Blocks:
     """The page: a Photo tab and a Video tab sharing the controls.
 
     Sets ``GRADIO_TEMP_DIR`` to ``model.workdir`` (uploads go there, and results there are
     served without a copy), so build one app per process."""
     os.environ["GRADIO_TEMP_DIR"] = str(model.workdir)
-    refused = _Refused(model.workdir)
+    refused = RefusedUploads(model.workdir)
 
     def options(max_hands, min_score, side, fov) -> Options | str:
         """The settings, or the message saying which one is wrong."""
@@ -99,7 +109,7 @@ def build(model: AppModel, examples: list[Path] = ()) -> gr.Blocks:
             return f"**Bad setting.** {e}"
 
     def run_photo(payload, max_hands, min_score, side, fov):
-        path, name = _payload_path(payload)
+        path, name = payload_path(payload)
         opts = options(max_hands, min_score, side, fov)
         empty = [None, None, None]
         if path is None:
@@ -115,7 +125,7 @@ def build(model: AppModel, examples: list[Path] = ()) -> gr.Blocks:
                 *_viewers(res.glbs, res.results)]
 
     def run_video(payload, max_hands, min_score, side, fov, progress=gr.Progress()):
-        path, name = _payload_path(payload)
+        path, name = payload_path(payload)
         opts = options(max_hands, min_score, side, fov)
         if path is None:
             return ["Upload a short clip.", None, None, *_viewers([])]
@@ -156,10 +166,7 @@ def build(model: AppModel, examples: list[Path] = ()) -> gr.Blocks:
                     table = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="photo-hands")
                     photo_files = gr.File(label="downloads: result.json, .glb and .obj per hand",
                                           file_count="multiple", interactive=False, elem_id="photo-files")
-            with gr.Row():
-                photo_viewers = [gr.Model3D(visible="hidden", elem_id=f"photo-hand-{i}", height=360,
-                                            clear_color=(0.95, 0.95, 0.95, 1.0), interactive=False)
-                                 for i in range(MAX_HANDS)]
+            photo_viewers = _viewer_row("photo")
         with gr.Tab("Video"):
             with gr.Row():
                 with gr.Column():
@@ -170,10 +177,7 @@ def build(model: AppModel, examples: list[Path] = ()) -> gr.Blocks:
                     annotated = gr.Video(label="annotated", interactive=False, elem_id="video-annotated")
                     video_files = gr.File(label="downloads: results.jsonl, animated .glb and .bvh per hand id",
                                           file_count="multiple", interactive=False, elem_id="video-files")
-            with gr.Row():
-                video_viewers = [gr.Model3D(visible="hidden", elem_id=f"video-hand-{i}", height=360,
-                                            clear_color=(0.95, 0.95, 0.95, 1.0), interactive=False)
-                                 for i in range(MAX_HANDS)]
+            video_viewers = _viewer_row("video")
         # One concurrency group for every event: one request at a time, whichever tab sent it.
         queued = dict(preprocess=False, concurrency_limit=1, concurrency_id="m3dhmr")
         photo_out = [photo_status, overlay, table, photo_files, *photo_viewers]

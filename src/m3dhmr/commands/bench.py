@@ -1,5 +1,5 @@
 """``m3dhmr bench``: frames per second end to end and per stage, PyTorch and ONNX Runtime
-side by side (interleaved), batch 1. See :mod:`m3dhmr.inference.bench` for the stages.
+side by side (interleaved), batch 1. See :mod:`m3dhmr.inference.speed` for the stages.
 
 Then, unless ``--no-detection``, whole 640 x 480 frames: the packaged hand detector on
 every frame, and tracking from the previous frame's landmarks, each followed by the
@@ -10,7 +10,7 @@ same model on the hand's crop (the faster backend), printed as
 ONNX Runtime; quantised once into the ONNX cache) as ``fps_end_to_end_int8``;
 ``--precision both`` times the fp32 and int8 ONNX Runtime networks side by side
 (``fps_end_to_end_fp32``, ``fps_end_to_end_int8``), then compares their accuracy on the
-same inputs (:func:`m3dhmr.inference.bench.precision_delta`): PA-MPJPE on the first
+same inputs (:func:`m3dhmr.inference.speed.precision_delta`): PA-MPJPE on the first
 ``--accuracy-images`` synthetic benchmark images (``int8_delta_pa_mpjpe_mm``) and the 2D
 joint error, against the hand landmark model on as many real photos of ``--photos``
 (default: ``../shared/data/sign-language-digits`` when that folder exists) or else against
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from m3dhmr.cli import UserError
     from m3dhmr.hardware import cpu_summary
-    from m3dhmr.inference.bench import format_results, run_bench
+    from m3dhmr.inference.speed import format_results, run_bench
     from m3dhmr.inference.predictor import Predictor
     from m3dhmr.models import ModelConfig, build_model
 
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     whole_lines = [] if args.no_detection else whole_image_lines(predictors, results, args)
     accuracy_lines = []
     if args.precision == "both":
-        from m3dhmr.inference.bench import format_precision_delta, precision_delta
+        from m3dhmr.inference.speed import format_precision_delta, precision_delta
 
         photos = args.photos if args.photos is not None else (DEFAULT_PHOTOS if DEFAULT_PHOTOS.is_dir() else None)
         accuracy_lines = format_precision_delta(precision_delta(predictors["fp32"], predictors["int8"],
@@ -151,7 +151,7 @@ def whole_image_lines(predictors: dict, results: dict, args: argparse.Namespace)
     """Whole 640 x 480 frames (detector + the fastest timed predictor, what a user would run):
     ``fps_end_to_end_whole_image_<mode>`` and the per-stage lines."""
     from m3dhmr.detect import HandDetector
-    from m3dhmr.inference.bench import format_whole_image_results, run_whole_image_bench
+    from m3dhmr.inference.speed import format_whole_image_results, run_whole_image_bench
 
     fastest = max(results, key=lambda b: results[b].fps)
     predictors[fastest].detector = HandDetector(threads=args.threads)

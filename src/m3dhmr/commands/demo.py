@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default: outputs/demo)")
@@ -40,68 +42,90 @@ def _step(title: str) -> float:
     return time.perf_counter()
 
 
-def detector_boxes(data: Path, split: str, names: list[str]) -> dict[str, list[float]]:
-    """Hand boxes like a detector's (tight around the visible hand) from the ground-truth joints.
-
-    The joints' box is widened by ``1 / JOINTS_PER_SILHOUETTE`` about its centre, the size of
-    the silhouette's box; the Predictor then enlarges it as the model's training crops were.
-    """
-    import numpy as np
-
-    from m3dhmr.data.freihand import load_annotations
-    from m3dhmr.geometry.camera import project
-    from m3dhmr.inference.crops import JOINTS_PER_SILHOUETTE
-
-    ann = load_annotations(data, split)
-    boxes = {}
-    for name in names:
-        i = int(Path(name).stem)
-        j = project(np.asarray(ann.xyz[i], np.float64), ann.K[i])
-        lo, hi = j.min(0), j.max(0)
-        c, half = (lo + hi) / 2, (hi - lo) / 2 / JOINTS_PER_SILHOUETTE
-        boxes[Path(name).name] = [float(c[0] - half[0]), float(c[1] - half[1]), float(2 * half[0]), float(2 * half[1])]
-    return boxes
-
-
 def run(args: argparse.Namespace) -> int:
-    import m3dhmr
-    from m3dhmr.cli import UserError
-    from m3dhmr.data.synth import generate
-    from m3dhmr.evaluation.benchmark import score_benchmark
+    """The demo's four steps (see the module docstring) and their summary; returns the exit code."""
     from m3dhmr.experiment import load_experiment, resolve_config
-    from m3dhmr.inference.crops import default_intrinsics
-    from m3dhmr.inference.outputs import save_image_outputs
-    from m3dhmr.train.trainer import train
 
     config = resolve_config(args.config)
-    if args.train < 1 or args.eval < 1 or args.predict < 0 or not 1 <= args.bench <= 1000:
-        raise UserError("--train and --eval must be >= 1, --predict >= 0 and --bench in 1..1000")
-    if args.seed == 7:
-        raise UserError("--seed 7 is the benchmark's seed; train on another")
+    _check_arguments(args)
     experiment = load_experiment(config)
     out: Path = args.out
     bench, data, run_dir = out / "benchmark", out / "data", out / "run"
-    pred_dir = out / "predictions"
+    _discard_old_renders(bench, data, run_dir)
     timings: dict[str, float] = {}
 
-    # Sets rendered by an older generator (version 2 and before rendered hands at rest) are
-    # the demo's own: render them again rather than score or train on them.
-    for folder in (bench, data):
-        if _old_render(folder):
-            print(f"{folder} was rendered by an older synthetic-data generator; rendering it again")
-            import shutil
+    t = _step(f"1/4 the packaged model on {args.bench} synthetic benchmark images, next to the mean pose")
+    packaged = _score(args, bench, out / "benchmark_packaged")
+    timings["benchmark_s"] = time.perf_counter() - t
 
+    t = _step(f"2/4 predicting {args.predict} benchmark images with the packaged model")
+    shown = _predict_examples(bench, args.predict, out)
+    timings["predict_s"] = time.perf_counter() - t
+
+    t = _step(f"3/4 training {config.name} from random weights on {args.train} synthetic images")
+    ckpt = _train_demo_model(args, experiment, data, run_dir)
+    curve = _plot_curve(run_dir, out / "learning_curve.png", packaged["rest_hand"])
+    timings["train_s"] = time.perf_counter() - t
+
+    t = _step("4/4 the demo's own model on the same benchmark images")
+    trained = _score(args, bench, out / "benchmark_demo_model", checkpoint=ckpt)
+    timings["benchmark_demo_s"] = time.perf_counter() - t
+
+    _report(args, packaged, trained, shown, run_dir, curve, ckpt, timings)
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """One-line errors for sizes out of range and a training seed that is the benchmark's."""
+    from m3dhmr.cli import UserError
+    from m3dhmr.evaluation.benchmark import BENCHMARK_SEED
+
+    if args.train < 1 or args.eval < 1 or args.predict < 0 or not 1 <= args.bench <= 1000:
+        raise UserError("--train and --eval must be >= 1, --predict >= 0 and --bench in 1..1000")
+    if args.seed == BENCHMARK_SEED:
+        raise UserError(f"--seed {BENCHMARK_SEED} is the benchmark's seed; train on another")
+
+
+def _discard_old_renders(bench: Path, data: Path, run_dir: Path) -> None:
+    """Remove sets rendered by an older generator (version 2 and before rendered hands at
+    rest): they are the demo's own, rendered again rather than scored or trained on (and
+    the run trained on the old training set goes with it)."""
+    import shutil
+
+    for folder in (bench, data):
+        if rendered_by_older_generator(folder):
+            print(f"{folder} was rendered by an older synthetic-data generator; rendering it again")
             shutil.rmtree(folder)
             if folder == data and run_dir.exists():
                 shutil.rmtree(run_dir)   # trained on the old set
 
-    t = _step(f"1/4 the packaged model on {args.bench} synthetic benchmark images, next to the mean pose")
-    packaged = score_benchmark(bench, args.bench, out=out / "benchmark_packaged", workers=args.workers)
-    timings["benchmark_s"] = time.perf_counter() - t
 
-    t = _step(f"2/4 predicting {args.predict} benchmark images with the packaged model")
-    gallery = None
-    images = sorted((bench / "evaluation" / "rgb").glob("*.jpg"))[: args.predict]
+def _score(args: argparse.Namespace, bench: Path, out: Path, checkpoint: Path | None = None) -> dict:
+    """The benchmark's scores of the packaged model (or ``checkpoint``) and both baselines."""
+    from m3dhmr.evaluation.benchmark import score_benchmark
+
+    return score_benchmark(bench, args.bench, checkpoint=checkpoint, out=out, workers=args.workers)
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What step 2 wrote: the predictions folder, its gallery and the whole picture's folder (or None)."""
+
+    predictions: Path
+    gallery: Path | None
+    whole: Path | None
+
+
+def _predict_examples(bench: Path, count: int, out: Path) -> _Shown:
+    """Predict the first ``count`` benchmark images from detector-like boxes (every output
+    of ``m3dhmr predict``, panels in one gallery), then a picture of two of them with no box."""
+    import m3dhmr
+    from m3dhmr.evaluation.detector_boxes import detector_boxes
+    from m3dhmr.inference.outputs import save_image_outputs
+
+    pred_dir = out / "predictions"
+    gallery = whole = None
+    images = sorted((bench / "evaluation" / "rgb").glob("*.jpg"))[:count]
     if images:
         predictor = m3dhmr.Predictor.from_pretrained()
         boxes = detector_boxes(bench, "evaluation", [p.name for p in images])
@@ -111,24 +135,37 @@ def run(args: argparse.Namespace) -> int:
             save_image_outputs(pred_dir / path.stem, path, image, [result], result.K)
             print(f"{path}: {result.handedness} hand, wrist at {[round(float(x), 3) for x in result.translation]} m")
         gallery = _gallery(pred_dir, [p.stem for p in images], out / "predictions.jpg")
-    whole = None
-    if len(images) >= 3:
-        # A whole picture with two hands (the second mirrored into a left hand), no box:
-        # the packaged detector finds them and tells left from right.
-        import numpy as np
+        if len(images) >= 3:
+            whole = _predict_whole_picture(predictor, images[0], images[2], out / "whole_photo")
+    return _Shown(pred_dir, gallery, whole)
 
-        a, b = m3dhmr.load_image(images[0]), m3dhmr.load_image(images[2])[:, ::-1]
-        canvas = np.full((300, 520, 3), 90, np.uint8)
-        canvas[40:40 + a.shape[0], 10:10 + a.shape[1]] = a
-        canvas[60:60 + b.shape[0], 286:286 + b.shape[1]] = b
-        hands = predictor.predict(canvas)
-        whole = out / "whole_photo"
-        save_image_outputs(whole, "two hands", canvas, hands, hands[0].K if hands else default_intrinsics(300, 520))
-        print(f"whole picture, no box: {len(hands)} hand(s) found: "
-              + ", ".join(f"{h.handedness} ({h.score:.2f})" for h in hands) + f" -> {whole / 'overlay.jpg'}")
-    timings["predict_s"] = time.perf_counter() - t
 
-    t = _step(f"3/4 training {config.name} from random weights on {args.train} synthetic images")
+def _predict_whole_picture(predictor, first: Path, second: Path, folder: Path) -> Path:
+    """A whole picture with two hands (``second`` mirrored into a left hand), no box: the
+    packaged detector finds them and tells left from right. Returns ``folder``."""
+    import numpy as np
+
+    import m3dhmr
+    from m3dhmr.inference.crops import default_intrinsics
+    from m3dhmr.inference.outputs import save_image_outputs
+
+    a, b = m3dhmr.load_image(first), m3dhmr.load_image(second)[:, ::-1]
+    canvas = np.full((300, 520, 3), 90, np.uint8)
+    canvas[40:40 + a.shape[0], 10:10 + a.shape[1]] = a
+    canvas[60:60 + b.shape[0], 286:286 + b.shape[1]] = b
+    hands = predictor.predict(canvas)
+    save_image_outputs(folder, "two hands", canvas, hands, hands[0].K if hands else default_intrinsics(300, 520))
+    print(f"whole picture, no box: {len(hands)} hand(s) found: "
+          + ", ".join(f"{h.handedness} ({h.score:.2f})" for h in hands) + f" -> {folder / 'overlay.jpg'}")
+    return folder
+
+
+def _train_demo_model(args: argparse.Namespace, experiment, data: Path, run_dir: Path) -> Path:
+    """Render the training set (unless there) and train on it (resuming an unfinished run);
+    returns the checkpoint."""
+    from m3dhmr.data.synth import generate
+    from m3dhmr.train.trainer import train
+
     if args.fresh or not (data / "synth_info.json").is_file():
         generate(data, args.train, args.eval, seed=args.seed, workers=args.workers, overwrite=True, progress=False)
     else:
@@ -137,36 +174,36 @@ def run(args: argparse.Namespace) -> int:
     # resume is a no-op for a finished run and completes an interrupted one.
     train(experiment, data, run_dir, resume=not args.fresh and ckpt.parent.is_dir(), overwrite=args.fresh,
           max_steps=args.max_steps, progress_bar=False)
-    curve = _plot_curve(run_dir, out / "learning_curve.png", packaged["rest_hand"])
-    timings["train_s"] = time.perf_counter() - t
+    return ckpt
 
-    t = _step("4/4 the demo's own model on the same benchmark images")
-    trained = score_benchmark(bench, args.bench, checkpoint=ckpt, out=out / "benchmark_demo_model",
-                              workers=args.workers)
-    timings["benchmark_demo_s"] = time.perf_counter() - t
+
+def _report(args: argparse.Namespace, packaged: dict, trained: dict, shown: _Shown, run_dir: Path, curve: Path,
+            ckpt: Path, timings: dict[str, float]) -> None:
+    """The closing table: both models and both baselines on the benchmark, and where everything is."""
+    from m3dhmr.evaluation.benchmark import BENCHMARK_SEED
 
     def fmt(s: dict) -> str:
         return (f"PA-MPJPE {s['pa_mpjpe_mm']:6.2f} mm  PA-MPVPE {s['pa_mpvpe_mm']:6.2f} mm  "
                 f"F@5 {s['f5']:.3f}  F@15 {s['f15']:.3f}")
 
     print("\n=== done ===")
-    print(f"benchmark ({args.bench} images, seed 7):")
+    print(f"benchmark ({args.bench} images, seed {BENCHMARK_SEED}):")
     print(f"  packaged model   {fmt(packaged['model'])}")
     print(f"  demo model       {fmt(trained['model'])}   (trained here from scratch)")
     print(f"  rest hand        {fmt(packaged['rest_hand'])}   (one constant open hand: the stronger trivial baseline)")
     print(f"  mean pose        {fmt(packaged['mean_pose'])}   (the mean camera-frame pose: a blob)")
-    print(f"predictions        {pred_dir}" + (f"  (all panels: {gallery})" if gallery else ""))
-    if whole is not None:
-        print(f"whole picture      {whole / 'overlay.jpg'}  (hands found by the packaged detector)")
+    print(f"predictions        {shown.predictions}" + (f"  (all panels: {shown.gallery})" if shown.gallery else ""))
+    if shown.whole is not None:
+        print(f"whole picture      {shown.whole / 'overlay.jpg'}  (hands found by the packaged detector)")
     print(f"learning curve     {curve}  (CSV: {run_dir / 'eval_metrics.csv'}; "
           f"TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
     print(f"demo checkpoint    {ckpt}")
     print("timings            " + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
-    return 0
 
 
-def _old_render(folder: Path) -> bool:
-    """Whether ``folder`` holds a synthetic set from an older generator version."""
+def rendered_by_older_generator(folder: Path) -> bool:
+    """Whether ``folder`` holds a synthetic set from an older generator version
+    (:data:`m3dhmr.data.synth.SYNTH_VERSION`); False when it holds none."""
     import json
 
     from m3dhmr.data.synth import INFO_FILE, SYNTH_VERSION

@@ -76,12 +76,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..cli import UserError
-    from ..export import write_glb
-    from ..export.from_fit import fit_rig
-    from ..fileio import atomic_write_text, check_output_folder
-    from ..hand.fit import fit_hand
-    from ..hand.load import load_hand_model
+    from m3dhmr.cli import UserError
+    from m3dhmr.export import write_glb
+    from m3dhmr.export.from_fit import fit_rig
+    from m3dhmr.fileio import atomic_write_text, check_output_folder
+    from m3dhmr.hand.fit import fit_hand
+    from m3dhmr.hand.load import load_hand_model
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -32,7 +32,7 @@ run are removed. On a terminal, progress bars (inputs, a video's frames) show th
 ``--quiet`` prints only failures, warnings and the summary line.
 
 ``--articulation`` fits the hand model's joint rotations to each hand
-(:mod:`m3dhmr.inference.articulation`): ``hand_<i>/pose.json`` (per joint rotations as
+(:mod:`m3dhmr.inference.rigging`): ``hand_<i>/pose.json`` (per joint rotations as
 axis-angle, quaternion and matrix, anatomical angles, shape, fit error) and
 ``hand_<i>/hand.glb`` (a rigged hand posed like the prediction; Blender, Unity and
 browsers open it); for a video ``OUT/<stem>_hands/hand_<id>/`` with ``hand_anim.glb``
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
             predictor.detector = HandDetector(max_hands=args.max_hands, min_presence=args.min_score)
         articulator = None
         if args.articulation:
-            from m3dhmr.inference.articulation import Articulator
+            from m3dhmr.inference.rigging import Articulator
 
             articulator = Articulator(predictor.template)
         job = _Job(args, predictor, articulator, out, K, user_box, boxes)

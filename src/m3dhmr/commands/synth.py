@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from m3dhmr.config import apply_overrides, from_dict
+    from m3dhmr.config_loader import apply_overrides, from_dict
     from m3dhmr.data.synth import SynthConfig, generate
 
     # --size first, so --set size=... (applied after it) wins; from_dict rejects unknown keys.

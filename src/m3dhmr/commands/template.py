@@ -31,14 +31,14 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..cli import UserError
-    from ..hand.load import load_template, template_from_mesh
-    from ..hand.template import write_template_dir
+    from m3dhmr.cli import UserError
+    from m3dhmr.hand.load import load_template, template_from_mesh
+    from m3dhmr.hand.template import write_template_dir
 
     if (args.mesh is None) != (args.joint_regressor is None):
         raise UserError("--mesh and --joint-regressor go together")
     if args.mesh is not None:
-        from ..mesh.io import read_mesh
+        from m3dhmr.mesh.io import read_mesh
 
         mesh, reg_path = Path(args.mesh), Path(args.joint_regressor)
         for p in (mesh, reg_path):

@@ -49,9 +49,10 @@ from m3dhmr.errors import InputError
 
 #: Rec. 601 luma weights (RGB), used for grey levels in contrast and saturation.
 LUMA = np.array([0.299, 0.587, 0.114])
-#: RGB <-> YIQ: hue rotation is a rotation of the (I, Q) chroma plane.
-_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+#: RGB <-> YIQ (3, 3) matrices: hue rotation is a rotation of the (I, Q) chroma plane (also
+#: the batched pipeline's, :mod:`m3dhmr.data.batched`).
+RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+YIQ2RGB = np.linalg.inv(RGB2YIQ)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def colour_matrix(jitter: ColourJitter, mean_grey: float) -> np.ndarray:
     c, c_off = jitter.contrast * eye, (1.0 - jitter.contrast) * mean_grey * np.ones(3)
     s = jitter.saturation * eye + (1.0 - jitter.saturation) * grey
     ch, sh = math.cos(jitter.hue_rad), math.sin(jitter.hue_rad)
-    h = _YIQ2RGB @ np.array([[1, 0, 0], [0, ch, -sh], [0, sh, ch]]) @ _RGB2YIQ
+    h = YIQ2RGB @ np.array([[1, 0, 0], [0, ch, -sh], [0, sh, ch]]) @ RGB2YIQ
     M = h @ s @ c @ b
     offset = h @ s @ c_off
     return np.concatenate([M, offset[:, None]], axis=1)

@@ -106,7 +106,7 @@ def _folder_photos(folder: str) -> tuple[tuple[str, np.ndarray], ...]:
     return tuple(photos)
 
 
-def _photo_pyramids(folder: str | Path | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
+def photo_pyramids(folder: str | Path | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
     """Per photo of :func:`load_photos`: levels 0, 1, ... each half the size of the previous
     (down to 64 px), built once per process."""
     return _pyramids(None if folder is None else _folder_key(folder))
@@ -133,7 +133,7 @@ def _blend_lut(c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
     return np.clip(c0 * (1.0 - t) + c1 * t + 0.5, 0, 255).astype(np.uint8)[None]
 
 
-def _two_colour(t: np.ndarray, c: np.ndarray) -> np.ndarray:
+def blend_two_colours(t: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Blend two colours c (2, 3) by t (S, S) float32 in [0, 1] -> (S, S, 3) uint8.
     t is quantised to 8 bits and mapped through a 256-entry table (one ``cv2.LUT``):
     at most one grey level from the exact blend, ~10x cheaper than float arithmetic."""
@@ -185,10 +185,10 @@ def procedural_background(rng: np.random.Generator, size: int, kind: str | None 
         u = np.floor(np.float32(np.cos(a) / cell) * xx + np.float32(np.sin(a) / cell) * yy)
         v = np.floor(np.float32(-np.sin(a) / cell) * xx + np.float32(np.cos(a) / cell) * yy)
         t = np.mod(u + v, np.float32(2.0))
-    return _two_colour(np.ascontiguousarray(t, dtype=np.float32), c), kind
+    return blend_two_colours(np.ascontiguousarray(t, dtype=np.float32), c), kind
 
 
-def _crop_affine(x0: float, y0: float, side: float, size: int, flip_x: bool, flip_y: bool) -> np.ndarray:
+def photo_crop_affine(x0: float, y0: float, side: float, size: int, flip_x: bool, flip_y: bool) -> np.ndarray:
     """(2, 3) ``warpAffine`` matrix (source pixel centres -> output pixel centres) taking the
     square crop whose top-left corner is (x0, y0) and side ``side`` (edge coordinates: pixel
     j spans [j, j + 1)) onto (size, size), mirrored as asked."""
@@ -222,12 +222,12 @@ def photo_background(rng: np.random.Generator, size: int,
     flip_y = rng.random() < 0.2
     # Pyramid level whose crop is at most 2x the output: bilinear sampling then sees every
     # source pixel (no aliasing), and the cost depends only on the output size.
-    levels = _photo_pyramids(folder)[k]
+    levels = photo_pyramids(folder)[k]
     lev = 0
     while lev + 1 < len(levels) and side / 2 ** (lev + 1) >= size:
         lev += 1
     f = 2.0 ** -lev
-    A = _crop_affine(x0 * f, y0 * f, side * f, size, flip_x, flip_y)  # edge coordinates scale by f
+    A = photo_crop_affine(x0 * f, y0 * f, side * f, size, flip_x, flip_y)  # edge coordinates scale by f
     out = cv2.warpAffine(levels[lev], A, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if folder is not None:
         # Real photos: white balance, contrast and exposure nudged, colours kept plausible.

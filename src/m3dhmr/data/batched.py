@@ -37,7 +37,7 @@ from torch import Tensor
 
 from m3dhmr.conventions import ROOT_JOINT
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude_batch
-from m3dhmr.data.augment import LUMA, AugmentConfig, _RGB2YIQ, _YIQ2RGB
+from m3dhmr.data.augment import LUMA, AugmentConfig, RGB2YIQ, YIQ2RGB
 from m3dhmr.errors import InputError
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.crop import apply_affine, apply_rotation, crop_affine, crop_camera
@@ -94,7 +94,7 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
     """
     import cv2
 
-    from m3dhmr.data.freihand import _default_cache_dir, load_annotations, read_jpeg
+    from m3dhmr.data.freihand import default_cache_dir, load_annotations, read_jpeg
     from m3dhmr.fileio import atomic_path
 
     root = Path(root)
@@ -103,7 +103,7 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
         raise InputError(f"{root}: the {split} split has no 3D ground truth; it cannot be trained on")
     first = read_jpeg(ann.rgb_dir / "00000000.jpg")
     h, w = first.shape[:2]
-    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(root)
     path = cache / f"{split}_rgb_uint8.{ann.num_images}x{h}x{w}.{images_digest(ann.rgb_dir, ann.num_images)}.npy"
     if path.is_file():
         arr = np.load(path, mmap_mode="r")
@@ -253,7 +253,7 @@ def colour_matrices(u: Tensor, mean_grey: Tensor, cfg: AugmentConfig) -> tuple[T
     ch, sh = torch.cos(hue), torch.sin(hue)
     z, o = torch.zeros_like(ch), torch.ones_like(ch)
     rot = torch.stack([torch.stack([o, z, z], -1), torch.stack([z, ch, -sh], -1), torch.stack([z, sh, ch], -1)], -2)
-    h = torch.as_tensor(_YIQ2RGB, dtype=dt, device=dev) @ rot @ torch.as_tensor(_RGB2YIQ, dtype=dt, device=dev)
+    h = torch.as_tensor(YIQ2RGB, dtype=dt, device=dev) @ rot @ torch.as_tensor(RGB2YIQ, dtype=dt, device=dev)
     M = h @ s * (ct * br)[:, None, None]
     offset = (h @ s @ c_off.unsqueeze(-1)).squeeze(-1)
     return M, offset

@@ -132,7 +132,10 @@ class FreiHANDAnnotations:
 # ----------------------------------------------------------------------------- loading
 
 
-def _default_cache_dir(root: Path) -> Path:
+def default_cache_dir(root: Path) -> Path:
+    """The decoded-array cache folder of the FreiHAND set at ``root``: ``root/.m3dhmr_cache``
+    where it can be written, else a per-set folder (named by the hash of ``root``) under
+    ``~/.cache/m3dhmr/freihand``."""
     local = root / ".m3dhmr_cache"
     if os.access(root, os.W_OK) or (local.is_dir() and os.access(local, os.W_OK)):
         return local
@@ -239,7 +242,7 @@ def load_annotations(
         raise InputError(f"{root} is a synthetic set still being written (or interrupted): "
                          f"{root / SYNTH_IN_PROGRESS} exists; rerun m3dhmr synth")
     check_synthetic_set(root)
-    cache = (Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)) if use_cache else None
+    cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir(root)) if use_cache else None
 
     def file(kind: str) -> Path:
         return root / f"{split}_{kind}.json"

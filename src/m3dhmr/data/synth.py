@@ -86,11 +86,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from m3dhmr.data.backgrounds import _photo_pyramids, load_photos
-from m3dhmr.data.synth_compose import _blend, render_range
-from m3dhmr.data.synth_encode import _rows, encode_annotations, encode_images
+from m3dhmr.data.backgrounds import load_photos, photo_pyramids
+from m3dhmr.data.synth_compose import blend, render_range
+from m3dhmr.data.synth_encode import encode_annotations, encode_images, json_rows
 from m3dhmr.data.synth_manifest import MANIFEST_FILE, check_synthetic_set, write_manifest
-from m3dhmr.data.synth_scene import SynthConfig, _HandContext, _projected_box
+from m3dhmr.data.synth_scene import HandContext, SynthConfig, projected_box
 from m3dhmr.fileio import (LOCK_NAME, TEMP_GLOB, FolderLock, atomic_path, atomic_write_json, check_output_folder,
                            remove_stale_temporaries)
 from m3dhmr.errors import InputError
@@ -126,11 +126,11 @@ def warm_up() -> None:
     tri = np.array([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [0.0, 1.0, 1.0]])
     K = np.array([[2.0, 0.0, 1.5], [0.0, 2.0, 1.5], [0.0, 0.0, 1.0]])
     render_mesh(tri, np.array([[0, 1, 2]]), K, 4, colors=np.full((3, 3), 0.5))
-    _rows(tri)
-    _projected_box(tri, 0.0, 0.0, 1.0)
+    json_rows(tri)
+    projected_box(tri, 0.0, 0.0, 1.0)
     img = np.zeros((4, 4, 3), np.uint8)
-    _blend(img, np.ones((4, 4), np.float32), np.ones((4, 4, 3), np.float32), premultiplied=True)
-    _blend(img, np.ones((4, 4), np.float32), np.ones(3, np.float32))
+    blend(img, np.ones((4, 4), np.float32), np.ones((4, 4, 3), np.float32), premultiplied=True)
+    blend(img, np.ones((4, 4), np.float32), np.ones(3, np.float32))
 
 
 def _init_worker(out: str, seed: int, cfg: SynthConfig) -> None:
@@ -141,7 +141,7 @@ def _init_worker(out: str, seed: int, cfg: SynthConfig) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     warm_up()
-    _STATE.update(out=Path(out), seed=seed, cfg=cfg, ctx=_HandContext())
+    _STATE.update(out=Path(out), seed=seed, cfg=cfg, ctx=HandContext())
 
 
 def _work(task: tuple[str, int, int, int]) -> tuple[str, int, list[dict[str, str]], list[tuple[int, int]]]:
@@ -299,7 +299,7 @@ def _generate_locked(out: Path, num_train: int, num_eval: int, seed: int, worker
                 stack.callback(cv2.setNumThreads, cv2.getNumThreads())
                 cv2.setNumThreads(1)
                 warm_up()
-                _photo_pyramids(config.background_dir)
+                photo_pyramids(config.background_dir)
             pool = stack.enter_context(multiprocessing.get_context(method).Pool(
                 workers, initializer=_init_worker, initargs=(str(out), int(seed), config)))
             results = _watched(pool.imap(_work, tasks, chunksize=1), pool)

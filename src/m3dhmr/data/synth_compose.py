@@ -17,8 +17,9 @@ from m3dhmr.data.backgrounds import procedural_background, random_background
 from m3dhmr.data.synth_camera import apply_camera, draw_camera
 from m3dhmr.data.synth_objects import SceneMesh, grip_object, object_colors, place_other_hand
 from m3dhmr.data.synth_forearm import ForearmParams, forearm_mesh, sample_forearm
-from m3dhmr.data.synth_scene import (RenderedSample, SynthConfig, _draw_geometry, _environment, _HandContext, _light,
-                                     _occluder_spheres, _place, _skin, _v3_environment, sample_rng)
+from m3dhmr.data.synth_scene import (HandContext, RenderedSample, SynthConfig, draw_geometry, environment_from_light,
+                                     occluder_spheres, place_hand, sample_environment, sample_light, sample_rng,
+                                     sample_vertex_skin)
 from m3dhmr.errors import InputError
 from m3dhmr.data.synth_skin import GAMMA, SkinSample, sample_skin, skin_material, vertex_albedo
 from m3dhmr.geometry.rotations import rotation_to_axis_angle
@@ -49,7 +50,7 @@ def _blend_kernel(img, alpha, colour, premultiplied):  # pragma: no cover - jitt
                 img[y, x, c] = np.uint8(min(v, 255.0))  # v >= 0.5: truncation rounds
 
 
-def _blend(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray, premultiplied: bool = False) -> None:
+def blend(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray, premultiplied: bool = False) -> None:
     """img (h, w, 3) uint8 <- round(img * (1 - alpha) + alpha * colour) in place;
     alpha (h, w) float32 in [0, 1]; colour (3,) or (h, w, 3) float32, 0-255, already
     multiplied by alpha when ``premultiplied``. Pixels with alpha 0 are not touched."""
@@ -100,18 +101,18 @@ def _occlude(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray, hand: 
         ry, rx = region
         a = layer[ry, rx].astype(np.float32) * np.float32(1 / 255)
         fill = colour if tex is None else tex[: ry.stop - ry.start, : rx.stop - rx.start].astype(np.float32)
-        _blend(img[ry, rx], a, fill)
+        blend(img[ry, rx], a, fill)
         np.maximum(cover, layer, out=cover)
         drawn += 1
     return cover, drawn
 
 
-def _scene_things(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
+def _scene_things(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
                   verts: np.ndarray, joints: np.ndarray, R: np.ndarray, t: np.ndarray, v_cam: np.ndarray,
                   tone: np.ndarray) -> list[SceneMesh]:
     """The sample's other meshes in camera space (:mod:`m3dhmr.data.synth_objects`): the
     object of a grip handshape (with probability ``cfg.object_prob``) and the second hand
-    (when :func:`_draw_geometry` drew one). verts (V, 3), joints (21, 3): model output at
+    (when :func:`draw_geometry` drew one). verts (V, 3), joints (21, 3): model output at
     zero global rotation; R, t: the hand's rotation and translation; v_cam (V, 3); tone (3,) skin."""
     from m3dhmr.hand.handshapes import GRIPS
 
@@ -151,10 +152,10 @@ def _paint_layer(img: np.ndarray, res: RenderResult, box: tuple[slice, slice], p
     alpha = cv2.GaussianBlur(m, (3, 3), 0.6)
     colour = cv2.GaussianBlur(res.rgb * m[:, :, None], (3, 3), 0.6)
     colour *= 255.0
-    _blend(img[box], alpha, colour, premultiplied=True)
+    blend(img[box], alpha, colour, premultiplied=True)
 
 
-def _things_in_front(layer: RenderResult | None, layer_box: tuple[slice, slice], hand: RenderResult | None,
+def things_in_front(layer: RenderResult | None, layer_box: tuple[slice, slice], hand: RenderResult | None,
                      hand_box: tuple[slice, slice], size: int) -> np.ndarray:
     """(H, W) bool: pixels where a thing's surface is nearer than the hand's (the z-buffer test
     between the two renders; where the hand is absent its depth is infinite)."""
@@ -175,19 +176,19 @@ def _things_layer(things: list[SceneMesh], K: np.ndarray, size: int, light: Ligh
     ``cfg.max_occluded_fraction`` of the hand is dropped); returns the render (or None), the
     (H, W) bool pixels where a thing is in front of the hand, and the render's box."""
     layer, box = _render_things(things, K, size, light)
-    front = _things_in_front(layer, box, hand, hand_box, size)
+    front = things_in_front(layer, box, hand, hand_box, size)
     if hand is not None and things and things[-1].kind == "hand":
         covered = front[hand_box][hand.mask].sum() / max(int(hand.mask.sum()), 1)
         if covered > cfg.max_occluded_fraction:
             things.pop()
             layer, box = _render_things(things, K, size, light)
-            front = _things_in_front(layer, box, hand, hand_box, size)
+            front = things_in_front(layer, box, hand, hand_box, size)
     return layer, front, box
 
 
 @dataclass
-class _Appearance:
-    """One sample's hand appearance (:func:`_appearance`): tone (3,) sRGB base skin tone;
+class Appearance:
+    """One sample's hand appearance (:func:`draw_appearance`): tone (3,) sRGB base skin tone;
     light: the hand's (and the scene's) lighting; albedo (V, 3) sRGB per-vertex skin when
     there is no per-pixel skin; skin / forearm: the version-4 draws, or None."""
 
@@ -211,30 +212,30 @@ class _Appearance:
                 "forearm": None if self.forearm is None else self.forearm.to_json()}
 
 
-def _appearance(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator) -> _Appearance:
+def draw_appearance(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator) -> Appearance:
     """Draw the hand's appearance. With every version-4 switch off this draws exactly
     version 3's skin and light from ``rng``; otherwise one draw of ``rng`` seeds three
     generators (forearm, skin, light), so switching one feature off for an ablation
     leaves the other two features' draws unchanged."""
     v4 = cfg.forearm_prob > 0 or cfg.skin_detail or cfg.shading == "v4"
     if not v4:
-        albedo, tone = _skin(ctx, rng)
-        return _Appearance(tone=tone, light=_light(rng), albedo=albedo)
+        albedo, tone = sample_vertex_skin(ctx, rng)
+        return Appearance(tone=tone, light=sample_light(rng), albedo=albedo)
     r_arm, r_skin, r_light = (np.random.default_rng(s) for s in rng.integers(0, 2**63 - 1, 3))
     forearm = sample_forearm(r_arm, cfg.sleeve_prob) if r_arm.random() < cfg.forearm_prob else None
     if cfg.skin_detail:
         skin = sample_skin(r_skin, len(ctx.skin.palm_lines))
-        app = _Appearance(tone=skin.tone, light=LightSettings(), skin=skin, forearm=forearm)
+        app = Appearance(tone=skin.tone, light=LightSettings(), skin=skin, forearm=forearm)
     else:
-        albedo, tone = _skin(ctx, r_skin)
-        app = _Appearance(tone=tone, light=LightSettings(), albedo=albedo, forearm=forearm)
-    app.light = _environment(r_light) if cfg.shading == "v4" else _light(r_light)
+        albedo, tone = sample_vertex_skin(ctx, r_skin)
+        app = Appearance(tone=tone, light=LightSettings(), albedo=albedo, forearm=forearm)
+    app.light = sample_environment(r_light) if cfg.shading == "v4" else sample_light(r_light)
     return app
 
 
-def _render_hand(ctx: _HandContext, cfg: SynthConfig, app: _Appearance, verts: np.ndarray, joints: np.ndarray,
-                 R: np.ndarray, t: np.ndarray, K: np.ndarray) -> tuple[RenderResult | None, tuple[slice, slice],
-                                                                         np.ndarray | None]:
+def render_hand_and_forearm(ctx: HandContext, cfg: SynthConfig, app: Appearance, verts: np.ndarray,
+                            joints: np.ndarray, R: np.ndarray, t: np.ndarray,
+                            K: np.ndarray) -> tuple[RenderResult | None, tuple[slice, slice], np.ndarray | None]:
     """Render the hand (and its forearm) inside its box. verts (V, 3), joints (21, 3): model
     output at zero global rotation; camera space = R @ (x - wrist) + t. Returns the render
     (hand and forearm; None when off-image), its box, and the box's (h, w) bool pixels
@@ -257,7 +258,7 @@ def _render_hand(ctx: _HandContext, cfg: SynthConfig, app: _Appearance, verts: n
     if env is not None or app.skin is not None:
         normals = vertex_normals(v_cam, faces)
     if env is not None and cfg.ao:
-        spheres = _occluder_spheres(ctx, joints)
+        spheres = occluder_spheres(ctx, joints)
         if arm is not None:
             spheres = np.concatenate([spheres, arm.spheres])
         # Only the hand and the arm's first centimetres can be shaded by the proxies.
@@ -268,7 +269,7 @@ def _render_hand(ctx: _HandContext, cfg: SynthConfig, app: _Appearance, verts: n
     if app.skin is not None:
         sk, fields = app.skin, ctx.skin
         if env is None:  # per-pixel skin needs the environment kernel: version 3's light as one
-            env = _v3_environment(app.light)
+            env = environment_from_light(app.light)
         rest, finger, palmness = fields.rest, fields.finger, fields.palmness
         lin = vertex_albedo(sk, fields.rest)
         spec = np.ones(len(v_model))
@@ -334,10 +335,10 @@ def render_hand_box(v_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, size: i
     return RenderResult(rgb=rgb, mask=frags.mask, depth=frags.depth, fragments=frags), box
 
 
-def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
+def compose_sample(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator, geo: dict[str, Any],
                    verts: np.ndarray, joints: np.ndarray) -> RenderedSample:
     """Render and composite one sample. verts (V, 3), joints (21, 3): model output at zero
-    global rotation; ``geo`` from :func:`_draw_geometry`; ``rng`` continues the sample's stream.
+    global rotation; ``geo`` from :func:`draw_geometry`; ``rng`` continues the sample's stream.
 
     Compositing works on the uint8 image with OpenCV (issue 4: the float32/float64
     full-image version cost ~3x more): the anti-aliased hand is blended only inside its
@@ -351,15 +352,15 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
     root = joints[0]
     R, K = geo["R"], geo["K"]
     v_rr = (verts - root) @ R.T
-    t = _place(v_rr, K, geo["fill"], geo["centre"], size)
+    t = place_hand(v_rr, K, geo["fill"], geo["centre"], size)
     v_cam = v_rr + t
     xyz = (joints - root) @ R.T + t
-    app = _appearance(ctx, cfg, rng)
+    app = draw_appearance(ctx, cfg, rng)
     tone, light = app.tone, app.light
     hand = np.zeros((size, size), bool)
     img, bg_name = random_background(rng, size, cfg.photo_prob, cfg.background_dir)
     img = np.array(img, dtype=np.uint8, order="C", copy=True)
-    res, box, hand_part = _render_hand(ctx, cfg, app, verts, joints, R, t, K)
+    res, box, hand_part = render_hand_and_forearm(ctx, cfg, app, verts, joints, R, t, K)
     things = _scene_things(ctx, cfg, rng, geo, verts, joints, R, t, v_cam, tone)
     layer, front, layer_box = _things_layer(things, K, size, light, res, box, cfg)
     if layer is not None:  # the things behind the hand first, so the hand's soft edge blends over them
@@ -371,7 +372,7 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
         alpha = cv2.GaussianBlur(res.mask.astype(np.float32), (3, 3), 0.6)
         colour = cv2.GaussianBlur(res.rgb, (3, 3), 0.6)
         colour *= 255.0
-        _blend(img[ry, rx], alpha, colour, premultiplied=True)
+        blend(img[ry, rx], alpha, colour, premultiplied=True)
     if layer is not None:  # then the things in front of it
         _paint_layer(img, layer, layer_box, front[layer_box])
     cover, n_occ = _occlude(rng, cfg, img, hand)
@@ -397,11 +398,11 @@ def compose_sample(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
     return RenderedSample(rgb=img, mask=mask, K=K, xyz=xyz, verts=v_cam, params=params)
 
 
-def render_range(ctx: _HandContext, cfg: SynthConfig, seed: int, split_id: int, start: int,
+def render_range(ctx: HandContext, cfg: SynthConfig, seed: int, split_id: int, start: int,
                  stop: int) -> list[RenderedSample]:
     """Samples ``start..stop-1`` of a split, posed in one batch (stop - start <= CHUNK)."""
     rngs = [sample_rng(seed, split_id, i) for i in range(start, stop)]
-    geos = [_draw_geometry(ctx, cfg, r) for r in rngs]
+    geos = [draw_geometry(ctx, cfg, r) for r in rngs]
     verts, joints = ctx.pose(np.stack([g["pose"] for g in geos]), np.stack([g["shape"] for g in geos]))
     others = [g["other"] for g in geos if g.get("other") is not None]
     if others:  # the second hands, in one batch too

@@ -116,7 +116,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
-def _circumcircle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, float]:
+def circumcircle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, float]:
     """Centre (3,) and radius of the circle through three points (3,)."""
     ab, ac = b - a, c - a
     n = np.cross(ab, ac)
@@ -175,7 +175,7 @@ def grip_object(kind: str, joints: np.ndarray, vertices: np.ndarray, rng: np.ran
     if kind == "cylinder":
         axis = _unit(J[5] - J[17])
         mcp, pip, tip = (J[[k + o for k in (5, 9, 13, 17)]].mean(0) for o in (0, 1, 3))
-        centre, r = _circumcircle(mcp, pip, tip)
+        centre, r = circumcircle(mcp, pip, tip)
         length = float(np.linalg.norm(J[5] - J[17]) + rng.uniform(0.04, 0.14))
         # Shift along the axis: a bottle or handle sticks out more on one side.
         centre = centre + axis * rng.uniform(-0.3, 0.3) * (length - np.linalg.norm(J[5] - J[17]))

@@ -23,7 +23,7 @@ SHADINGS = ("v3", "v4")
 
 #: Version 3's skin albedos (sRGB, 0-1) from light to dark (version 4's, down to very dark
 #: skin: :data:`m3dhmr.data.synth_skin.SKIN_TONES_V4`); a sample interpolates between neighbours
-#: (see :func:`_skin`: lighter tones are drawn somewhat more often, every tone occurs).
+#: (see :func:`sample_vertex_skin`: lighter tones are drawn somewhat more often, every tone occurs).
 SKIN_TONES = np.array([
     [0.98, 0.84, 0.75], [0.95, 0.78, 0.67], [0.91, 0.72, 0.60], [0.84, 0.64, 0.51],
     [0.74, 0.54, 0.41], [0.60, 0.42, 0.31], [0.46, 0.31, 0.23], [0.33, 0.22, 0.16],
@@ -174,7 +174,7 @@ def canonical_rotations(rest_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return out[0], out[1]
 
 
-class _HandContext:
+class HandContext:
     """The hand model and per-template constants, built once per process."""
 
     def __init__(self) -> None:
@@ -217,7 +217,11 @@ class _HandContext:
         return out.vertices.double().numpy(), out.joints.double().numpy()
 
 
-def _draw_geometry(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator) -> dict[str, Any]:
+def draw_geometry(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Draw one sample's geometry from ``rng`` (the first draws of its stream): pose (48,)
+    and shape (num_shape,), rotation R (3, 3) model -> camera, intrinsics K (3, 3), the box
+    ``fill`` and ``centre`` (2,) px that :func:`place_hand` fits, ``pose_source`` (handshape
+    name or "joints") and ``other``: a second hand's pose and shape, or None."""
     from m3dhmr.hand import sample_shapes
     from m3dhmr.hand.sampler import sample_natural_pose
 
@@ -248,7 +252,7 @@ def _draw_geometry(ctx: _HandContext, cfg: SynthConfig, rng: np.random.Generator
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _projected_box(v, tx, ty, tz):  # pragma: no cover - jitted
+def projected_box(v, tx, ty, tz):  # pragma: no cover - jitted
     """(4,) min x, min y, max x, max y of the normalised projections (x + tx, y + ty) / (z + tz)
     of v (V, 3): one pass instead of six (V,)-sized numpy temporaries."""
     out = np.array([np.inf, np.inf, -np.inf, -np.inf])
@@ -263,7 +267,7 @@ def _projected_box(v, tx, ty, tz):  # pragma: no cover - jitted
     return out
 
 
-def _place(verts_rr: np.ndarray, K: np.ndarray, fill: float, centre: np.ndarray, size: int) -> np.ndarray:
+def place_hand(verts_rr: np.ndarray, K: np.ndarray, fill: float, centre: np.ndarray, size: int) -> np.ndarray:
     """Translation putting root-relative camera-oriented vertices (V, 3) so that their 2D
     box has larger side ``fill * size`` and centre ``centre`` (2,)."""
     f = float(K[0, 0])
@@ -275,7 +279,7 @@ def _place(verts_rr: np.ndarray, K: np.ndarray, fill: float, centre: np.ndarray,
     z = f * float((hi - lo).max()) / target  # weak-perspective first guess
 
     def box(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo_hi = _projected_box(verts_rr, t[0], t[1], t[2])
+        lo_hi = projected_box(verts_rr, t[0], t[1], t[2])
         return lo_hi[:2] * f + c, lo_hi[2:] * f + c
 
     for _ in range(2):  # refine with the true projection (near-perspective: converges fast)
@@ -289,8 +293,9 @@ def _place(verts_rr: np.ndarray, K: np.ndarray, fill: float, centre: np.ndarray,
     return t
 
 
-def _skin(ctx: _HandContext, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per-vertex albedo (V, 3) and the base tone (3,)."""
+def sample_vertex_skin(ctx: HandContext, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Version 3's skin (``SynthConfig.skin_detail`` off): per-vertex albedo (V, 3) sRGB and the
+    base tone (3,), drawn from ``rng``."""
     # u ** 1.4 puts ~60 % of the samples in the lighter half of SKIN_TONES (FreiHAND's
     # subjects are mostly light-skinned) while the darkest tones keep ~1 in 8.
     t = rng.random() ** 1.4 * (len(SKIN_TONES) - 1)
@@ -309,7 +314,7 @@ def _skin(ctx: _HandContext, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return albedo, tone
 
 
-def _light(rng: np.random.Generator) -> LightSettings:
+def sample_light(rng: np.random.Generator) -> LightSettings:
     """Mostly frontal key light and a strong ambient term: ambient + diffuse * n.l is ~0.8-1.2
     on the side facing the camera, ~1.0 on average (the former 0.4-0.6 ambient with any direction left most
     hands dim and brownish: the shading is applied to sRGB albedo, without gamma)."""
@@ -332,7 +337,7 @@ _AO_T = np.array([1 / 6, 0.5, 5 / 6])                # 3 spheres per bone: spaci
 _AO_PALM_T = np.array([0.3, 0.6, 0.85])              # along wrist -> each finger's base
 
 
-def _occluder_spheres(ctx: _HandContext, joints: np.ndarray) -> np.ndarray:
+def occluder_spheres(ctx: HandContext, joints: np.ndarray) -> np.ndarray:
     """(S, 4) sphere proxies (centre, radius) of a posed hand's volume from its joints
     (21, 3): 3 per finger bone with the template's radii, 3 per wrist -> knuckle line for
     the palm (radius = the palm's half thickness), all scaled with the hand's size."""
@@ -347,7 +352,7 @@ def _occluder_spheres(ctx: _HandContext, joints: np.ndarray) -> np.ndarray:
                            np.concatenate([radii.ravel(), palm_r.ravel()])[:, None]], 1)
 
 
-def _environment(rng: np.random.Generator) -> Environment:
+def sample_environment(rng: np.random.Generator) -> Environment:
     """Version 4's lighting: a sky-to-ground gradient from roughly above (camera -y, rolled
     and pitched), warm or cool, a broad window-like light, a key light (mostly from the
     camera side and above, with specular) and sometimes a fill or rim light; exposed so
@@ -389,7 +394,7 @@ def _environment(rng: np.random.Generator) -> Environment:
                        exposure=float(exposure))
 
 
-def _v3_environment(light: LightSettings) -> Environment:
+def environment_from_light(light: LightSettings) -> Environment:
     """Version 3's one light as an :class:`Environment` (ambient as a uniform environment),
     for per-pixel skin under the old light (the old kernel has no per-pixel albedo)."""
     sh = np.zeros((9, 3))

@@ -24,6 +24,7 @@ from numba import njit
 
 from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.render.rasterizer import interpolate1, interpolate3
 
 #: sRGB skin albedos from Fitzpatrick type I (very light) to VI (very dark); a sample
 #: interpolates between neighbours.
@@ -216,19 +217,10 @@ def _material_kernel(face_index, bary, faces, rest, finger, palmness, albedo, sp
             f = face_index[y, x]
             if f < 0:
                 continue
-            qx = qy = qz = pm = sp = 0.0
-            r = g = b = 0.0
-            for k in range(3):
-                v = faces[f, k]
-                w = bary[y, x, k]
-                qx += w * rest[v, 0]
-                qy += w * rest[v, 1]
-                qz += w * rest[v, 2]
-                pm += w * palmness[v]
-                sp += w * spec[v]
-                r += w * albedo[v, 0]
-                g += w * albedo[v, 1]
-                b += w * albedo[v, 2]
+            qx, qy, qz = interpolate3(rest, faces, f, bary, y, x)
+            pm = interpolate1(palmness, faces, f, bary, y, x)
+            sp = interpolate1(spec, faces, f, bary, y, x)
+            r, g, b = interpolate3(albedo, faces, f, bary, y, x)
             fid = finger[faces[f, 0]]
             if fid >= -1:  # skin (not cloth): palm tone by a sharp gate on the palm-facing measure
                 gate = _smooth(pm, p[12], p[12] + p[14])

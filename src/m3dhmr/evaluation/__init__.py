@@ -1,3 +1,3 @@
-"""Evaluation: the FreiHAND protocol (:mod:`.metrics`), prediction files and scoring
+"""Evaluation: the FreiHAND protocol (:mod:`m3dhmr.metrics`), prediction files and scoring
 (:mod:`.scoring`), predicting a whole split (:mod:`.predict_split`) and the synthetic
 benchmark (:mod:`.benchmark`). Submodules are imported where they are used."""

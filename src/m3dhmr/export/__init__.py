@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from .bvh import write_bvh
-from .gltf import write_glb
-from .rig import Rig
+from m3dhmr.export.bvh import write_bvh
+from m3dhmr.export.gltf import write_glb
+from m3dhmr.export.rig import Rig
 
 __all__ = ["Rig", "write_glb", "write_bvh"]

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_path
-from .rig import (CAMERA_TO_Y_UP, Rig, conjugate_transforms, invert_rigid,
-                  matrix_to_euler_zxy_degrees, prepare_export)
+from m3dhmr.export.rig import (CAMERA_TO_Y_UP, Rig, conjugate_transforms, invert_rigid, matrix_to_euler_zxy_degrees,
+                               prepare_export)
+from m3dhmr.fileio import atomic_path
 
 logger = logging.getLogger(__name__)
 

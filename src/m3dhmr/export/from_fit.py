@@ -18,11 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import conventions as cv
-from ..hand.articulation import pose_hand
-from ..hand.fit import HandFit
-from .rig import Rig
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.export.rig import Rig
+from m3dhmr.hand.articulation import pose_hand
+from m3dhmr.hand.fit import HandFit
+from m3dhmr.hand.kinematics import joint_offsets
 
 
 def _rig_arrays(fit: HandFit, index: int, bake_correctives: bool) -> tuple[Rig, np.ndarray]:
@@ -61,10 +62,11 @@ def _global_transforms(hand, fit: HandFit, index: int, rest: np.ndarray) -> np.n
     shape = fit.shape[index:index + 1].to(torch.float64)
     t = fit.translation[index:index + 1].to(torch.float64)
     posed = pose_hand(h64, a, shape, t, vertex_ids=h64.tips)
-    W, P, J = posed.world[0].numpy(), posed.positions[0].numpy(), posed.rest_joints[0].numpy()
+    W = posed.world[0].numpy()
     motion = np.tile(np.eye(4), (len(W), 1, 1))                         # rest -> posed, per kinematic joint
     motion[:, :3, :3] = W
-    motion[:, :3, 3] = P + t[0].numpy() - np.einsum("jxy,jy->jx", W, J)
+    shift = posed.positions - posed.rest_joints
+    motion[:, :3, 3] = (joint_offsets(posed.world, shift, posed.rest_joints)[0] + t[0]).numpy()
     fh = h64.freihand.numpy()
     model_of = {int(f): k for k, f in enumerate(fh)}
     out = np.empty((cv.NUM_JOINTS, 4, 4))

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_path
-from ..geometry import mesh_normals
-from .rig import (Rig, invert_rigid, local_transforms, matrix_to_quaternion_xyzw,
-                  prepare_export, sign_continuous_quaternions)
+from m3dhmr.export.rig import (Rig, invert_rigid, local_transforms, matrix_to_quaternion_xyzw, prepare_export,
+                               sign_continuous_quaternions)
+from m3dhmr.fileio import atomic_path
+from m3dhmr.geometry import mesh_normals
 
 logger = logging.getLogger(__name__)
 

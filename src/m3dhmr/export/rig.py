@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import conventions as cv
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
 
 #: Mirror of the x axis: a left hand is the right hand seen through ``x -> -x``.

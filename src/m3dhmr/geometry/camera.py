@@ -30,7 +30,9 @@ def _check(name: str, x: Array, last: tuple[int, ...]) -> None:
         raise InputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
 
-def _transpose(x: Array) -> Array:
+def swap_last_axes(x: Array) -> Array:
+    """(..., M, N) -> (..., N, M): the matrix transpose of a numpy array or torch tensor,
+    so row vectors can be multiplied by batched matrices as ``points @ swap_last_axes(K)``."""
     return x.transpose(-1, -2) if isinstance(x, torch.Tensor) else np.swapaxes(x, -1, -2)
 
 
@@ -47,19 +49,22 @@ def project(points: Array, K: Array, min_depth: float | None = None) -> Array:
     """
     _check("points", points, (3,))
     _check("K", K, (3, 3))
-    p = points @ _transpose(K)                   # (..., N, 3): rows are K @ x
+    p = points @ swap_last_axes(K)                 # (..., N, 3): rows are K @ x
     z = p[..., 2:3]
     if min_depth is not None:
         z = z.clamp(min=min_depth) if isinstance(z, torch.Tensor) else np.maximum(z, min_depth)
     return p[..., :2] / z
 
 
-def intrinsics_from_fov(height: int, width: int, fov_deg: float) -> np.ndarray:
+def intrinsics_from_fov(height: int, width: int, fov_deg: float, where: str = "fov_deg") -> np.ndarray:
     """(3, 3) pinhole K of an ``H x W`` image with horizontal field of view ``fov_deg``:
-    ``fx = fy = (W / 2) / tan(fov / 2)``, principal point ``((W-1)/2, (H-1)/2)``."""
+    ``fx = fy = (W / 2) / tan(fov / 2)``, principal point ``((W-1)/2, (H-1)/2)``.
+
+    The package's one check of an assumed field of view: it must be in [1, 170]
+    degrees (focal lengths from ~W / 23 to ~57 W); the error names ``where`` (e.g. ``--fov``)."""
     if height < 1 or width < 1:
         raise InputError(f"image size must be positive, got {width}x{height}")
-    if not 0.0 < fov_deg < 180.0:
-        raise InputError(f"field of view must be in (0, 180) degrees, got {fov_deg}")
+    if not (math.isfinite(fov_deg) and 1.0 <= fov_deg <= 170.0):
+        raise InputError(f"{where}: field of view must be in [1, 170] degrees, got {fov_deg}")
     f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
     return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])

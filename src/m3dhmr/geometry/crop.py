@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import torch
 from m3dhmr.errors import InputError
-from m3dhmr.geometry.camera import Array, _transpose
+from m3dhmr.geometry.camera import Array, swap_last_axes
 from m3dhmr.geometry.rotations import rot_z
 
 
@@ -127,7 +127,7 @@ def crop_camera(K: Array, affine: Array) -> tuple[Array, Array]:
 def apply_affine(points: Array, A: Array) -> Array:
     """(..., N, 2) points mapped by (..., 2, 3) affines ``A`` (broadcast; NumPy or torch):
     ``p' = A[:, :2] p + A[:, 2]``, i.e. ``points @ A[..., :2]^T + A[..., 2]``."""
-    return points @ _transpose(A[..., :2]) + A[..., None, :, 2]
+    return points @ swap_last_axes(A[..., :2]) + A[..., None, :, 2]
 
 
 #: The NumPy spelling of :func:`apply_affine` (the same function; the name is kept for its callers).
@@ -183,4 +183,4 @@ def view_mapping(
 
 def apply_rotation(points: Array, R: Array) -> Array:
     """(..., N, 3) points rotated by (..., 3, 3) ``R`` (broadcast; NumPy or torch): ``points @ R^T``."""
-    return points @ _transpose(R)
+    return points @ swap_last_axes(R)

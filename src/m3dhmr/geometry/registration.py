@@ -33,10 +33,12 @@ so outputs are always finite for finite 3D input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
+
 from m3dhmr.errors import InputError
 
 
@@ -84,18 +86,32 @@ class RegistrationSettings:
                 raise InputError(f"registration {name} must be > 0, got {getattr(self, name)}")
 
 
-@dataclass(frozen=True)
-class RegistrationResult:
-    """Output of :func:`register_camera_space` (torch tensors) and
-    :func:`~m3dhmr.geometry.registration_numpy.register_camera_space_numpy` (NumPy
-    arrays), in the dtype of the 3D input."""
+#: The array type of one :class:`RegistrationResult`: torch tensors from
+#: :func:`register_camera_space`, NumPy arrays from its NumPy twin.
+ArrayT = TypeVar("ArrayT", Tensor, np.ndarray)
 
-    translation: Any               # (B, 3) metres; camera point = root-relative point + t
-    joints: Any                    # (B, J, 3) camera-space joints
-    vertices: Any | None           # (B, V, 3) camera-space vertices, or None
-    success: Any                   # (B,) bool
-    reprojection_error: Any        # (B,) mean pixel distance over the inliers (inf if none)
-    inliers: Any                   # (B, J) bool, joints used in the final solve
+
+@dataclass(frozen=True)
+class RegistrationResult(Generic[ArrayT]):
+    """Output of :func:`register_camera_space` (``RegistrationResult[Tensor]``) and
+    :func:`~m3dhmr.geometry.registration_numpy.register_camera_space_numpy`
+    (``RegistrationResult[np.ndarray]``), in the dtype of the 3D input.
+
+    Attributes:
+        translation: (B, 3) metres; camera point = root-relative point + translation.
+        joints: (B, J, 3) camera-space joints.
+        vertices: (B, V, 3) camera-space vertices, or None when none were given.
+        success: (B,) bool; a failed sample holds the fallback translation.
+        reprojection_error: (B,) mean pixel distance over the inliers (inf if none).
+        inliers: (B, J) bool, the joints used in the final solve.
+    """
+
+    translation: ArrayT
+    joints: ArrayT
+    vertices: ArrayT | None
+    success: ArrayT
+    reprojection_error: ArrayT
+    inliers: ArrayT
 
 
 def check_inputs(joints3d_rr, joints2d, K, vertices_rr=None, weights=None) -> tuple[int, int]:
@@ -161,7 +177,7 @@ def register_camera_space(
     weights: Tensor | None = None,
     settings: RegistrationSettings | None = None,
     compute_dtype: torch.dtype | None = torch.float64,
-) -> RegistrationResult:
+) -> RegistrationResult[Tensor]:
     """Solve the camera-space translation of a batch of root-relative hands.
 
     Args:

@@ -34,11 +34,13 @@ _MAX = float(np.finfo(np.float64).max)
 _EYE3 = np.eye(3)
 _EYE2 = np.eye(2)
 _DAMP = np.diag([1.0, 1.0, 1.0, 0.0])     # N + lam diag(N) in [:3, :3], rhs in [:3, 3] untouched
-_LOOP_MAX_B = 8                           # _solve3 loops over samples in Python up to this batch
+#: :func:`solve3` loops over the samples in Python floats up to this batch size (a few
+#: samples: cheaper than a dozen array ops on (B,)-sized arrays), and runs array ops above it.
+SOLVE3_LOOP_MAX_B = 8
 
 
 def _gather_index() -> np.ndarray:
-    """Flat indices into an augmented row-major 4x4 ``[N | rhs]`` for :func:`_solve3`.
+    """Flat indices into an augmented row-major 4x4 ``[N | rhs]`` for :func:`solve3`.
 
     0-35: the four factors of each adjugate entry, ``adj[i, k] = (cross product k)_i``
     with the cross products of the rows (1, 2), (2, 0), (0, 1) of N (the inverse times
@@ -55,8 +57,12 @@ def _gather_index() -> np.ndarray:
 _GATHER = _gather_index()
 
 
-def _solve3(M: np.ndarray, lam: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Solve symmetric 3x3 systems by the adjugate, as ``registration._solve3``.
+def solve3(M: np.ndarray, lam: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Solve a batch of symmetric 3x3 systems by the adjugate (the torch solver's maths).
+
+    Up to :data:`SOLVE3_LOOP_MAX_B` samples are solved one by one in Python floats, larger
+    batches with array ops; both give the same results to rounding (pinned by
+    ``tests/test_registration_numpy.py``).
 
     Args:
         M: (B, 4, 4) C-contiguous, the matrices N in ``[:, :3, :3]`` and the right-hand
@@ -68,7 +74,7 @@ def _solve3(M: np.ndarray, lam: np.ndarray | None = None) -> tuple[np.ndarray, n
         scale-free proxy of the reciprocal condition number (0 when singular).
     """
     B = M.shape[0]
-    if B <= _LOOP_MAX_B:
+    if B <= SOLVE3_LOOP_MAX_B:
         # A few samples: Python floats beat a dozen array ops on (B,)-sized arrays.
         vals, lams = M.reshape(B, 16).tolist(), [0.0] * B if lam is None else lam.tolist()
         out = []                                            # rows (x0, x1, x2, rcond)
@@ -114,7 +120,7 @@ def register_camera_space_numpy(
     *,
     weights: np.ndarray | None = None,
     settings: RegistrationSettings | None = None,
-) -> RegistrationResult:
+) -> RegistrationResult[np.ndarray]:
     """Solve the camera-space translation of a batch of root-relative hands (NumPy).
 
     Same arguments, defaults and results as
@@ -150,7 +156,8 @@ def register_camera_space_numpy(
 
 
 def _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine_iterations, outlier_rounds,
-              min_inliers, outlier_px, huber_px, min_depth, fallback_depth, min_rcond) -> RegistrationResult:
+              min_inliers, outlier_px, huber_px, min_depth, fallback_depth,
+              min_rcond) -> RegistrationResult[np.ndarray]:
     """Body of :func:`register_camera_space_numpy`, on validated arrays."""
     B, J, _ = joints3d_rr.shape
     f64 = np.float64
@@ -196,7 +203,7 @@ def _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine
     def linear_solve(depth: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         s = f2 / (depth[..., None] if isinstance(depth, np.ndarray) else depth)
         a = (w_in[..., None] * (s * s)).reshape(B, 2 * J, 1)
-        return _solve3((M * a).transpose(0, 2, 1) @ M)
+        return solve3((M * a).transpose(0, 2, 1) @ M)
 
     fallback = None
 
@@ -269,7 +276,7 @@ def _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine
         for _ in range(iterations if rnd == 0 else refine_iterations):
             if G is None:                                                    # else: state unchanged
                 G = gram(w * (h / np.maximum(err, h)) if robust else w, iz, proj, r)  # IRLS weights
-            x, _ = _solve3(G, lam)                                           # step = -x
+            x, _ = solve3(G, lam)                                            # step = -x
             t_new = t - x
             iz_n, proj_n, r_n, err_n = residual(t_new)
             cost_n = cost_of(w, err_n)
@@ -302,7 +309,7 @@ def _register(joints3d_rr, joints2d, K, vertices_rr, weights, iterations, refine
                 cost = G = None
 
     # Conditioning of the final (undamped, unweighted) Gauss-Newton system on the inliers.
-    _, rcond = _solve3(gram(w, iz, proj, r))
+    _, rcond = solve3(gram(w, iz, proj, r))
     n_inl = inl.sum(1)
     depth_ok = (~inl | (Xz + t[:, 2:3] > min_depth)).all(-1)
     success = (k_ok & (n_inl >= 3) & np.isfinite(t).all(-1) & (t[:, 2] > 0) & depth_ok

@@ -7,13 +7,13 @@ articulation fit (:mod:`m3dhmr.hand.articulation`, :mod:`m3dhmr.hand.fit`).
 
 from __future__ import annotations
 
-from .template import HandTemplate
-from .model import HandModel, HandOutput
-from .open_hand import SHAPE_NAMES, SHAPE_RANGES, load_open_hand
-from .mano import load_mano
-from .load import load_hand_model, load_template
-from .fit import FitSettings, HandFit, fit_hand
-from .sampler import sample_poses, sample_shapes
+from m3dhmr.hand.fit import FitSettings, HandFit, fit_hand
+from m3dhmr.hand.load import load_hand_model, load_template
+from m3dhmr.hand.mano import load_mano
+from m3dhmr.hand.model import HandModel, HandOutput
+from m3dhmr.hand.open_hand import SHAPE_NAMES, SHAPE_RANGES, load_open_hand
+from m3dhmr.hand.sampler import sample_poses, sample_shapes
+from m3dhmr.hand.template import HandTemplate
 
 __all__ = ["HandTemplate", "load_template", "load_hand_model", "fit_hand", "FitSettings", "HandFit", "HandModel", "HandOutput", "load_open_hand", "load_mano",
            "sample_poses", "sample_shapes", "SHAPE_NAMES", "SHAPE_RANGES"]

@@ -32,10 +32,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .. import conventions as cv
-from .kinematics import batch_rodrigues, rodrigues_with_left_jacobian, skew, so3_left_jacobian
-from .limits import JOINT_KIND_LIMITS, joint_kind
-from .model import HandModel
+from m3dhmr import conventions as cv
+from m3dhmr.hand.kinematics import (batch_rodrigues, influence_skinning, joint_offsets, rodrigues_with_left_jacobian,
+                                    skew, so3_left_jacobian, tree_levels, world_transforms)
+from m3dhmr.hand.limits import JOINT_KIND_LIMITS, joint_kind
+from m3dhmr.hand.model import HandModel
 from m3dhmr.errors import InputError
 
 NUM_KINEMATIC = len(cv.KINEMATIC_JOINTS)
@@ -61,7 +62,7 @@ class ArticulatedHand:
         convention: the model's :attr:`~m3dhmr.hand.model.HandModel.pose_convention`.
         pose_mean: (48,) added by the model to the pose it is given (MANO's hands_mean).
         subtree: (16, 16) ``subtree[k, j] = 1`` when joint j is k or below it.
-        levels: per tree depth >= 1, (joint ids, their parents) as long tensors.
+        levels: :func:`~m3dhmr.hand.kinematics.tree_levels` of ``parents`` (on the tensors' device).
         influences, influence_weights: (V, K) each vertex's joints with non-zero weight
             (padded with weight 0) and their weights: the same skinning, K = the most
             any vertex has.
@@ -140,30 +141,23 @@ class ArticulatedHand:
             return x.to(device=device, dtype=dtype if x.is_floating_point() else None)
         fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
         fields = {k: conv(v) for k, v in fields.items()}
-        fields["levels"] = tuple((i.to(device), p.to(device)) for i, p in self.levels)
+        if device is not None:
+            fields["levels"] = tree_levels(self.parents, torch.device(device))
         return ArticulatedHand(**fields)
 
 
 _CONVERTED: "weakref.WeakKeyDictionary[ArticulatedHand, dict]" = weakref.WeakKeyDictionary()
 
 
-def _tree(parents: tuple[int, ...]) -> tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+def _subtree(parents: tuple[int, ...]) -> torch.Tensor:
     n = len(parents)
     sub = np.zeros((n, n))
-    depth = [0] * n
     for j in range(n):
         k = j
         while k >= 0:
             sub[k, j] = 1.0
             k = parents[k]
-        if j:
-            depth[j] = depth[parents[j]] + 1
-    levels = []
-    for d in range(1, max(depth) + 1):
-        ids = [j for j in range(n) if depth[j] == d]
-        levels.append((torch.as_tensor(ids, dtype=torch.long),
-                       torch.as_tensor([parents[j] for j in ids], dtype=torch.long)))
-    return torch.as_tensor(sub), tuple(levels)
+    return torch.as_tensor(sub)
 
 
 def _limits(freihand: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +188,7 @@ def articulated_hand(model: HandModel, dtype: torch.dtype = torch.float64) -> Ar
 
 
 def _build(model: HandModel) -> ArticulatedHand:
-    from .build import joint_frames
+    from m3dhmr.hand.build import joint_frames
 
     convention = getattr(model, "pose_convention", "")
     f64 = torch.float64
@@ -217,10 +211,10 @@ def _build(model: HandModel) -> ArticulatedHand:
             frames = model.frames.to(f64)
             posedirs = None
             pose_mean = torch.zeros(48, dtype=f64)
-            from .open_hand import SHAPE_RANGES
+            from m3dhmr.hand.open_hand import SHAPE_RANGES
             halfwidth = torch.as_tensor([SHAPE_RANGES[n][1] for n in model.shape_names], dtype=f64)
         elif convention == "mano":
-            from .mano import MANO_TO_FREIHAND
+            from m3dhmr.hand.mano import MANO_TO_FREIHAND
 
             v0 = model.v_template.to(f64)
             shape_basis = model.shapedirs.to(f64).permute(2, 0, 1).contiguous()          # (S, V, 3)
@@ -242,7 +236,7 @@ def _build(model: HandModel) -> ArticulatedHand:
         w = model.weights.to(f64)
         k = max(1, int((w > 0).sum(1).max()))
         influence_weights, influences = torch.topk(w, k, dim=1)
-        subtree, levels = _tree(tuple(model.parents))
+        subtree, levels = _subtree(tuple(model.parents)), tree_levels(tuple(model.parents))
         return ArticulatedHand(
             v0=v0, shape_basis=shape_basis, joints0=j0, joint_basis=joint_basis, scale_index=scale_index,
             weights=model.weights.to(f64), parents=tuple(model.parents), frames=frames,
@@ -328,19 +322,6 @@ def shaped_rest(hand: ArticulatedHand, shape: torch.Tensor,
     return v, j
 
 
-def forward_tree(hand: ArticulatedHand, rot: torch.Tensor, rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """World rotations W (B, 16, 3, 3) and positions P (B, 16, 3) down the tree, one depth at a time."""
-    root = torch.zeros(1, dtype=torch.long, device=rot.device)
-    W = rot.new_zeros(rot.shape).index_copy(1, root, rot[:, :1])
-    P = rest_joints.new_zeros(rest_joints.shape).index_copy(1, root, rest_joints[:, :1])
-    for ids, par in hand.levels:
-        wp = W.index_select(1, par)
-        W = W.index_copy(1, ids, wp @ rot.index_select(1, ids))
-        P = P.index_copy(1, ids, P.index_select(1, par) + torch.einsum(
-            "bjxy,bjy->bjx", wp, rest_joints.index_select(1, ids) - rest_joints.index_select(1, par)))
-    return W, P
-
-
 def pose_hand(hand: ArticulatedHand, a: torch.Tensor, shape: torch.Tensor, translation: torch.Tensor,
               vertex_ids: torch.Tensor | None = None, left_jacobians: bool = False) -> Posed:
     """Pose the hand (differentiable in every input).
@@ -366,18 +347,13 @@ def pose_hand(hand: ArticulatedHand, a: torch.Tensor, shape: torch.Tensor, trans
         eye = torch.eye(3, dtype=a.dtype, device=a.device)
         feature = (rot[:, 1:] - eye).reshape(a.shape[0], -1)
         rest_v = rest_v + torch.einsum("bp,pvx->bvx", feature, vs.posedirs)
-    W, P = forward_tree(hand, rot, rest_j)
-    # Only each vertex's influences: the open hand has <= 4 of 16 (2.2 on average).
-    inf, iw = vs.influences, vs.influence_weights                                        # (N, K)
-    # x_vj = W_j v + (P_j - W_j J_j): every joint's W_j v in one matrix product, then each
-    # vertex's influences picked out (3x faster than gathering a 3x3 W per influence).
-    B, N = rest_v.shape[:2]
-    shift = P - torch.einsum("bjxy,bjy->bjx", W, rest_j)                                 # (B, 16, 3)
-    J = W.shape[1]
-    turned = torch.matmul(rest_v, W.reshape(B, 3 * J, 3).transpose(1, 2)).reshape(B, N, J, 3)   # (B, N, 16, 3)
-    idx = inf[None, :, :, None].expand(B, N, inf.shape[1], 3)
-    parts = torch.gather(turned, 2, idx) + torch.gather(shift[:, None].expand_as(turned), 2, idx)
-    vertices = torch.einsum("vi,bvix->bvx", iw, parts) + translation[:, None]
+    W, shift = world_transforms(rot, rest_j, hand.levels)
+    P = rest_j + shift
+    # Only each vertex's influences (the open hand has <= 4 of 16, 2.2 on average), and
+    # their parts x_vj = W_j v + (P_j - W_j J_j), which the Jacobian reuses.
+    vertices, parts = influence_skinning(rest_v, W, joint_offsets(W, shift, rest_j), vs.influences,
+                                         vs.influence_weights)
+    vertices = vertices + translation[:, None]
     return Posed(vertices, P + translation[:, None], rot, W, P, rest_v, rest_j, parts, jl)
 
 

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import conventions as cv
-from ..geometry.mesh_normals import vertex_normals
-from .open_hand import ASSET_PATH
+from m3dhmr import conventions as cv
+from m3dhmr.geometry.mesh_normals import vertex_normals
+from m3dhmr.hand.open_hand import ASSET_PATH
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +455,7 @@ def joint_regressor(v: np.ndarray, joints: np.ndarray, tip_vertices: np.ndarray)
 
 def regions_from_weights(weights: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V,) region labels (conventions.REGION_NAMES) from the skinning weights, each region connected."""
-    from ..mesh.regions import FREIHAND16_JOINT_REGION, make_regions_connected, regions_from_skinning
+    from m3dhmr.mesh.regions import FREIHAND16_JOINT_REGION, make_regions_connected, regions_from_skinning
 
     return make_regions_connected(faces, regions_from_skinning(weights, FREIHAND16_JOINT_REGION))
 
@@ -502,7 +502,7 @@ def asset_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 def main(out: str | Path = ASSET_PATH) -> str:
     """Build and write the asset; returns its sha256."""
-    from ..fileio import atomic_write_bytes
+    from m3dhmr.fileio import atomic_write_bytes
 
     data = asset_bytes(build_open_hand())
     atomic_write_bytes(out, data)

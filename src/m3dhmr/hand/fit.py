@@ -31,19 +31,20 @@ Legend: B batch, V vertices, S shape values.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
-from .. import conventions as cv
-from .articulation import (ArticulatedHand, NUM_KINEMATIC, Tangents, articulated_hand, joint_jacobian, pose_hand,
-                           tangents, vertex_jacobian, vertex_normal_equations)
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
-from .kinematics import (batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_axis_angle,
-                         quaternion_to_xyzw)
-from .model import HandModel
+from m3dhmr.hand.articulation import (ArticulatedHand, NUM_KINEMATIC, Posed, Tangents, articulated_hand,
+                                      joint_jacobian, pose_hand, tangents, vertex_jacobian, vertex_normal_equations)
+from m3dhmr.hand.kinematics import (batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion,
+                                    quaternion_to_axis_angle, quaternion_to_xyzw)
+from m3dhmr.hand.model import HandModel
 
 PALM_JOINTS = (0, 1, 5, 9, 13, 17)   # wrist and the five finger bases: rigid with the wrist
 
@@ -245,7 +246,7 @@ def _umeyama_rotation(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tenso
 
 def _rest21(hand: ArticulatedHand, shape: torch.Tensor) -> torch.Tensor:
     """(B, 21, 3) rest joints (kinematic joints and fingertip vertices) for shape (B, S)."""
-    from .articulation import shaped_rest
+    from m3dhmr.hand.articulation import shaped_rest
 
     v, j = shaped_rest(hand, shape, hand.tips)
     out = j.new_zeros(j.shape[0], cv.NUM_JOINTS, 3)
@@ -393,122 +394,218 @@ def fit_hand(model: HandModel | ArticulatedHand, vertices: torch.Tensor, joints:
 
 def _fit(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, settings: FitSettings,
          fixed_shape: torch.Tensor | None, init) -> HandFit:
-    B = target_v.shape[0]
-    dev, dtype = target_v.device, target_v.dtype
+    """The module docstring's steps: the start, projected LM, the errors of the result."""
+    a, shape, t = _start(hand, target_j, fixed_shape, init)
+    problem = _problem(hand, target_v, target_j, settings, fixed_shape)
+    x = pack_params(a, shape, t)
+    prior = problem.base.expand(x.shape[0], -1)
+    current = problem.evaluate(x, prior)
+    x = _levenberg_marquardt(problem, current, prior, settings)
+    return _result(hand, x, target_v, target_j, settings)
+
+
+#: The fit's parameter vector per hand, ``x = [translation (3), a (16 x 3), shape (S)]``:
+#: where each part lies. ``PARAM_ROTATIONS`` holds every kinematic joint's three values
+#: (the global rotation first), ``PARAM_FINGERS`` the 15 finger joints' alone (what the
+#: pose priors weigh; the translation and the global rotation are free).
+PARAM_TRANSLATION = slice(0, 3)
+PARAM_ROTATIONS = slice(PARAM_TRANSLATION.stop, PARAM_TRANSLATION.stop + 3 * NUM_KINEMATIC)
+PARAM_FINGERS = slice(PARAM_ROTATIONS.start + 3, PARAM_ROTATIONS.stop)
+PARAM_SHAPE = slice(PARAM_ROTATIONS.stop, None)
+
+
+def pack_params(a: torch.Tensor, shape: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The fit's parameter vectors (B, 3 + 48 + S) (see :data:`PARAM_TRANSLATION`) from
+    joint values a (B, 16, 3), shape (B, S) and translation (B, 3)."""
+    return torch.cat([t, a.reshape(a.shape[0], -1), shape], dim=1)
+
+
+def unpack_params(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(a (B, 16, 3), shape (B, S), translation (B, 3)) of parameter vectors x (B, P): views of x."""
+    return x[:, PARAM_ROTATIONS].reshape(x.shape[0], NUM_KINEMATIC, 3), x[:, PARAM_SHAPE], x[:, PARAM_TRANSLATION]
+
+
+def _start(hand: ArticulatedHand, target_j: torch.Tensor, fixed_shape: torch.Tensor | None, init
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(a, shape, translation) to start from: ``init`` (checked) or :func:`initial_guess`;
+    a fixed shape replaces init's."""
     if init is None:
-        a, shape, t = initial_guess(hand, target_j, fixed_shape)
-    else:
-        want = ((B, NUM_KINEMATIC, 3), (B, hand.num_shape), (B, 3))
-        if not isinstance(init, (tuple, list)) or len(init) != 3:
-            raise InputError("init must be (a (B, 16, 3), shape (B, S), translation (B, 3))")
-        got = [tuple(torch.as_tensor(x).shape) for x in init]
-        if got != [tuple(w) for w in want]:
-            raise InputError(f"init: expected shapes {[tuple(w) for w in want]} (a, shape, translation), got {got}")
-        a, shape, t = (torch.as_tensor(x).to(device=dev, dtype=dtype).clone() for x in init)
-        if not all(torch.isfinite(x).all() for x in (a, shape, t)):
-            raise InputError("init contains NaN/inf")
-        if fixed_shape is not None:
-            shape = fixed_shape.clone()
+        return initial_guess(hand, target_j, fixed_shape)
+    B, dev, dtype = target_j.shape[0], target_j.device, target_j.dtype
+    want = ((B, NUM_KINEMATIC, 3), (B, hand.num_shape), (B, 3))
+    if not isinstance(init, (tuple, list)) or len(init) != 3:
+        raise InputError("init must be (a (B, 16, 3), shape (B, S), translation (B, 3))")
+    got = [tuple(torch.as_tensor(x).shape) for x in init]
+    if got != [tuple(w) for w in want]:
+        raise InputError(f"init: expected shapes {[tuple(w) for w in want]} (a, shape, translation), got {got}")
+    a, shape, t = (torch.as_tensor(x).to(device=dev, dtype=dtype).clone() for x in init)
+    if not all(torch.isfinite(x).all() for x in (a, shape, t)):
+        raise InputError("init contains NaN/inf")
+    if fixed_shape is not None:
+        shape = fixed_shape.clone()
+    return a, shape, t
+
+
+@dataclass(frozen=True)
+class _Iterate:
+    """One point of the LM iteration per hand: parameters x (B, P), residuals r (B, R),
+    cost (B,), and the posed hand with the joint values a (B, 16, 3) and shape (B, S) it came from."""
+
+    x: torch.Tensor
+    r: torch.Tensor
+    cost: torch.Tensor
+    posed: Posed
+    a: torch.Tensor
+    shape: torch.Tensor
+
+    def where(self, better: torch.Tensor, old: "_Iterate") -> "_Iterate":
+        """This iterate for the hands where ``better`` (B,), ``old`` for the others."""
+        if bool(better.all()):  # the usual case: no per-hand choice to make
+            return self
+        if not bool(better.any()):
+            return old
+        keep = better[:, None]
+        return _Iterate(x=torch.where(keep, self.x, old.x), r=torch.where(keep, self.r, old.r),
+                        cost=torch.where(better, self.cost, old.cost),
+                        posed=_posed_where(better, self.posed, old.posed),
+                        a=torch.where(better[:, None, None], self.a, old.a),
+                        shape=torch.where(keep, self.shape, old.shape))
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """What the LM iteration fits: the residual's targets and weights, the priors and bounds.
+
+    ids (N,) the vertex subset and tv (B, N, 3) its targets; kin_targets (B, 16, 3) the
+    kinematic joints' targets (model order), tip_targets (B, 5, 3) the fingertips';
+    wv, wj the vertex and joint residual weights; base (P,) the fixed prior weights and
+    inv_spread (P,) the adaptive prior's 1 / spread per parameter (0: none); free (P,)
+    the parameters fitted (a fixed shape is not); lower, upper (P,) their bounds.
+    """
+
+    hand: ArticulatedHand
+    ids: torch.Tensor
+    tv: torch.Tensor
+    kin_targets: torch.Tensor
+    tip_targets: torch.Tensor
+    wv: float
+    wj: float
+    base: torch.Tensor
+    inv_spread: torch.Tensor
+    free: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    @property
+    def num_vertex_residuals(self) -> int:
+        return 3 * len(self.ids)
+
+    def evaluate(self, x: torch.Tensor, prior: torch.Tensor) -> _Iterate:
+        """Residuals at x (B, P) with prior weights (B, P): the subset's vertices, the
+        joints (kinematic, then tips) and the priors, in that order."""
+        B, n_tip = x.shape[0], len(cv.TIP_JOINTS)
+        a, shape, t = unpack_params(x)
+        posed = pose_hand(self.hand, a, shape, t, self.ids, left_jacobians=True)
+        rv = (posed.vertices - self.tv) * self.wv                             # (B, N, 3)
+        rj = torch.cat([posed.joints - self.kin_targets, posed.vertices[:, -n_tip:] - self.tip_targets], 1) * self.wj
+        rp = x * prior
+        r = torch.cat([rv.reshape(B, -1), rj.reshape(B, -1), rp], dim=1)
+        return _Iterate(x, r, (r * r).sum(1), posed, a, shape)
+
+
+def _problem(hand: ArticulatedHand, target_v: torch.Tensor, target_j: torch.Tensor, settings: FitSettings,
+             fixed_shape: torch.Tensor | None) -> _Problem:
+    """The residual's targets and weights, prior weights and parameter bounds of a fit."""
+    dev, dtype = target_v.device, target_v.dtype
     ids = fit_vertex_subset(hand, settings.max_vertices).to(dev)
-    tv = target_v[:, ids]
-    kin_targets = target_j[:, hand.freihand.to(dev)]                   # (B, 16, 3) model order
-    tip_targets = target_j[:, list(cv.TIP_JOINTS)]
-    n_tip = len(cv.TIP_JOINTS)
-    wv = 1.0 / np.sqrt(len(ids))
-    wj = np.sqrt(settings.joint_weight / cv.NUM_JOINTS)
     n_params = hand.num_params
+    halfwidth = hand.shape_halfwidth.to(dev)
     # Prior weights per parameter (translation and global rotation free; fixed shape frozen).
     base = torch.zeros(n_params, dtype=dtype, device=dev)
     fw = torch.full((NUM_KINEMATIC - 1, 3), settings.pose_prior, dtype=dtype, device=dev)
     fw[:, 2] = settings.twist_prior
-    base[6:51] = fw.reshape(-1)
-    base[51:] = settings.shape_prior / hand.shape_halfwidth.to(dev)
+    base[PARAM_FINGERS] = fw.reshape(-1)
+    base[PARAM_SHAPE] = settings.shape_prior / halfwidth
     # Spread of each parameter for the adaptive prior (0: none, translation and global rotation).
     inv_spread = torch.zeros(n_params, dtype=dtype, device=dev)
-    inv_spread[6:51] = (1.0 / torch.as_tensor(settings.pose_spread, dtype=dtype, device=dev)).repeat(NUM_KINEMATIC - 1)
-    inv_spread[51:] = 1.0 / hand.shape_halfwidth.to(dev)
-    prior = base.expand(B, -1)
+    inv_spread[PARAM_FINGERS] = (1.0 / torch.as_tensor(settings.pose_spread, dtype=dtype, device=dev)
+                                 ).repeat(NUM_KINEMATIC - 1)
+    inv_spread[PARAM_SHAPE] = 1.0 / halfwidth
     free = torch.ones(n_params, dtype=torch.bool, device=dev)
     if fixed_shape is not None:
-        free[51:] = False
+        free[PARAM_SHAPE] = False
+    shape_limit = settings.shape_bound * halfwidth
+    unbounded = torch.full((PARAM_TRANSLATION.stop,), torch.inf, dtype=dtype, device=dev)
+    return _Problem(
+        hand=hand, ids=ids, tv=target_v[:, ids], kin_targets=target_j[:, hand.freihand.to(dev)],
+        tip_targets=target_j[:, list(cv.TIP_JOINTS)], wv=1.0 / np.sqrt(len(ids)),
+        wj=np.sqrt(settings.joint_weight / cv.NUM_JOINTS), base=base, inv_spread=inv_spread, free=free,
+        lower=torch.cat([-unbounded, hand.lower.reshape(-1).to(dev), -shape_limit]),
+        upper=torch.cat([unbounded, hand.upper.reshape(-1).to(dev), shape_limit]))
 
-    def params(a, shape, t):
-        return torch.cat([t, a.reshape(B, -1), shape], dim=1)
 
-    def unpack(x):
-        return x[:, 51:], x[:, 3:51].reshape(B, NUM_KINEMATIC, 3), x[:, :3]
+def _adaptive_prior(problem: _Problem, current: _Iterate) -> tuple[torch.Tensor, _Iterate]:
+    """MAP prior weights (B, P) for vertex noise of the current residual's size,
+    sigma / (sqrt(N) * spread), and the iterate re-scored with them."""
+    rv = current.r[:, :problem.num_vertex_residuals]
+    sigma = torch.sqrt((rv * rv).sum(1) / 3.0)                   # per-coordinate RMS (wv = 1/sqrt(N))
+    prior = torch.sqrt(problem.base * problem.base + (sigma[:, None] * problem.wv * problem.inv_spread) ** 2)
+    r = torch.cat([current.r[:, :-len(problem.base)], current.x * prior], dim=1)
+    return prior, dataclasses.replace(current, r=r, cost=(r * r).sum(1))
 
-    def residuals(x):
-        shape_, a_, t_ = unpack(x)
-        posed = pose_hand(hand, a_, shape_, t_, ids, left_jacobians=True)
-        rv = (posed.vertices - tv) * wv                                  # (B, N, 3)
-        rj = torch.cat([posed.joints - kin_targets, posed.vertices[:, -n_tip:] - tip_targets], 1) * wj
-        rp = x * prior
-        r = torch.cat([rv.reshape(B, -1), rj.reshape(B, -1), rp], dim=1)
-        return r, posed, a_, shape_
 
-    shape_limit = settings.shape_bound * hand.shape_halfwidth.to(dev)
-    lower = torch.cat([torch.full((3,), -torch.inf, dtype=dtype, device=dev), hand.lower.reshape(-1).to(dev),
-                       -shape_limit])
-    upper = torch.cat([torch.full((3,), torch.inf, dtype=dtype, device=dev), hand.upper.reshape(-1).to(dev),
-                       shape_limit])
-    x = params(a, shape, t)
-    r, posed, a_, shape_ = residuals(x)
-    cost = (r * r).sum(1)
+def _lm_step(problem: _Problem, current: _Iterate, prior: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """The damped Gauss-Newton step (B, P) at ``current`` (damping mu (B,)): analytic
+    normal equations of the vertex, joint and prior residuals, solved by Cholesky."""
+    hand, x, r, wv, wj = problem.hand, current.x, current.r, problem.wv, problem.wj
+    B, n_params, nv = x.shape[0], x.shape[1], problem.num_vertex_residuals
+    eye = torch.eye(n_params, dtype=x.dtype, device=x.device)
+    tg = tangents(hand, current.a, current.shape, current.posed, problem.ids)
+    H, g = vertex_normal_equations(tg, r[:, :nv].reshape(B, -1, 3) / wv)
+    H, g = H * (wv * wv), g * (wv * wv)
+    jrows = torch.cat([joint_jacobian(hand, current.posed, tg), vertex_jacobian(_tips(tg, len(cv.TIP_JOINTS)))], 1)
+    jrows = jrows.reshape(B, -1, n_params) * wj
+    rj = r[:, nv:nv + jrows.shape[1]]
+    H = H + jrows.transpose(1, 2) @ jrows + torch.diag_embed(prior * prior)
+    g = g + (jrows.transpose(1, 2) @ rj[..., None])[..., 0] + prior * prior * x
+    H = torch.where(problem.free[:, None] & problem.free[None, :], H, eye)
+    g = g * problem.free
+    diag = torch.diagonal(H, dim1=1, dim2=2)
+    damped = H + (mu[:, None] * diag.clamp_min(1e-12))[:, None, :] * eye
+    # H is J^T J plus positive damping and priors: symmetric positive definite.
+    chol, info = torch.linalg.cholesky_ex(damped)
+    step = torch.cholesky_solve(g[..., None], chol)[..., 0]
+    if bool((info != 0).any()):     # numerically indefinite (degenerate input): LU instead
+        step = torch.linalg.solve(damped, g[..., None])[..., 0]
+    return step
+
+
+def _levenberg_marquardt(problem: _Problem, current: _Iterate, prior: torch.Tensor, settings: FitSettings
+                         ) -> torch.Tensor:
+    """Projected LM from ``current``: each step is clamped to the bounds and kept per hand
+    only where it lowers that hand's cost. Returns the final parameters (B, P)."""
+    B, dtype, dev = current.x.shape[0], current.x.dtype, current.x.device
     mu = torch.full((B,), 1e-3, dtype=dtype, device=dev)
-    eye = torch.eye(n_params, dtype=dtype, device=dev)
-    pair = free[:, None] & free[None, :]
     active = torch.ones(B, dtype=torch.bool, device=dev)
     for it in range(settings.iterations):
         if settings.adaptive_prior and it == settings.iterations // 2 and it > 0:
-            # MAP weights for noise of the residual's size: sigma / (sqrt(N) * spread).
-            rv = r[:, :3 * len(ids)]
-            sigma = torch.sqrt((rv * rv).sum(1) / 3.0)                   # per-coordinate RMS (wv = 1/sqrt(N))
-            prior = torch.sqrt(base * base + (sigma[:, None] * wv * inv_spread) ** 2)
-            r = torch.cat([r[:, :-n_params], x * prior], dim=1)
-            cost = (r * r).sum(1)
-        tg = tangents(hand, a_, shape_, posed, ids)
-        H, g = vertex_normal_equations(tg, r[:, :3 * len(ids)].reshape(B, -1, 3) / wv)
-        H, g = H * (wv * wv), g * (wv * wv)
-        jrows = torch.cat([joint_jacobian(hand, posed, tg), vertex_jacobian(_tips(tg, n_tip))], 1)
-        jrows = jrows.reshape(B, -1, n_params) * wj
-        rj = r[:, 3 * len(ids):3 * len(ids) + jrows.shape[1]]
-        H = H + jrows.transpose(1, 2) @ jrows + torch.diag_embed(prior * prior)
-        g = g + (jrows.transpose(1, 2) @ rj[..., None])[..., 0] + prior * prior * x
-        H = torch.where(pair, H, eye)
-        g = g * free
-        diag = torch.diagonal(H, dim1=1, dim2=2)
-        damped = H + (mu[:, None] * diag.clamp_min(1e-12))[:, None, :] * eye
-        # H is J^T J plus positive damping and priors: symmetric positive definite.
-        chol, info = torch.linalg.cholesky_ex(damped)
-        step = torch.cholesky_solve(g[..., None], chol)[..., 0]
-        if bool((info != 0).any()):     # numerically indefinite (degenerate input): LU instead
-            step = torch.linalg.solve(damped, g[..., None])[..., 0]
-        x_new = torch.maximum(torch.minimum(x - step, upper), lower)
-        r_new, posed_new, a_new, shape_new = residuals(x_new)
-        cost_new = (r_new * r_new).sum(1)
-        cost_before = cost
-        better = (cost_new < cost) & active
+            prior, current = _adaptive_prior(problem, current)
+        step = _lm_step(problem, current, prior, mu)
+        x_new = torch.maximum(torch.minimum(current.x - step, problem.upper), problem.lower)
+        trial = problem.evaluate(x_new, prior)
+        cost_before = current.cost
+        better = (trial.cost < current.cost) & active
         mu = torch.where(better, mu / 3.0, mu * 4.0).clamp(1e-9, 1e6)
-        gain = (cost - cost_new) / cost.clamp_min(1e-30)
-        if bool(better.all()):       # the usual case: no per-hand choice to make
-            x, r, cost, posed, a_, shape_ = x_new, r_new, cost_new, posed_new, a_new, shape_new
-        elif bool(better.any()):
-            keep = better[:, None]
-            x = torch.where(keep, x_new, x)
-            r = torch.where(keep, r_new, r)
-            cost = torch.where(better, cost_new, cost)
-            posed = _posed_where(better, posed_new, posed)
-            a_ = torch.where(better[:, None, None], a_new, a_)
-            shape_ = torch.where(keep, shape_new, shape_)
+        gain = (current.cost - trial.cost) / current.cost.clamp_min(1e-30)
+        current = trial.where(better, current)
         # A hand is done once a step lowers its cost by less than settings.tolerance (relative)
         # with the adaptive prior in place; each hand decides alone, so a hand's fit does
         # not depend on the batch it is in. The loop ends when every hand is done.
         if it >= settings.iterations // 2:   # (a rejected step keeps the hand going, with more damping)
-            active = active & ~((cost_new <= cost_before) & (gain < settings.tolerance))
+            active = active & ~((trial.cost <= cost_before) & (gain < settings.tolerance))
             if not bool(active.any()):
                 break
-    return _result(hand, x, target_v, target_j, settings)
+    return current.x
 
 
 def _tips(t: Tangents, n: int) -> Tangents:
@@ -524,7 +621,7 @@ def _posed_where(mask: torch.Tensor, new, old):
 def _result(hand: ArticulatedHand, x: torch.Tensor, target_v: torch.Tensor, target_j: torch.Tensor,
             settings: FitSettings) -> HandFit:
     B = x.shape[0]
-    shape, a, t = x[:, 51:], x[:, 3:51].reshape(B, NUM_KINEMATIC, 3), x[:, :3]
+    a, shape, t = unpack_params(x)
     posed = pose_hand(hand, a, shape, t)
     joints = posed.vertices.new_zeros(B, cv.NUM_JOINTS, 3)
     joints[:, hand.freihand] = posed.joints

@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import conventions as cv
-from .limits import clamp_pose
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.hand.limits import clamp_pose
 
 
 class _Spec(NamedTuple):
@@ -117,11 +117,17 @@ def _spec_pose(spec: _Spec) -> np.ndarray:
     return p
 
 
-def handshape(name: str) -> np.ndarray:
-    """The (48,) float64 pose of handshape ``name`` (global rotation zero, inside the limits)."""
+def unclamped_handshape(name: str) -> np.ndarray:
+    """The (16, 3) float64 axis-angle rotations of handshape ``name`` as written in its spec
+    (global rotation zero), before :func:`handshape` clamps them to the joint limits."""
     if name not in _SPECS:
         raise InputError(f"unknown handshape {name!r}; expected one of {', '.join(HANDSHAPE_NAMES)}")
-    return clamp_pose(_spec_pose(_SPECS[name]).reshape(1, -1))[0]
+    return _spec_pose(_SPECS[name])
+
+
+def handshape(name: str) -> np.ndarray:
+    """The (48,) float64 pose of handshape ``name`` (global rotation zero, inside the limits)."""
+    return clamp_pose(unclamped_handshape(name).reshape(1, -1))[0]
 
 
 def sample_handshapes(n: int, rng: np.random.Generator, name: str | None = None) -> tuple[np.ndarray, list[str]]:

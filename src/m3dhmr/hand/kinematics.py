@@ -5,11 +5,13 @@ acting on column vectors. A kinematic tree is a tuple ``parents`` with ``parents
 and ``-1`` for the root. Rotations are *relative* to the parent and expressed in
 world-aligned axes at rest (the MANO / SMPL convention): the rest pose is all identities.
 
-Legend: B batch, J joints of the tree (16 for a hand), V vertices.
+Legend: B batch, J joints of the tree (16 for a hand), V vertices (N: a subset of them),
+K influences per vertex.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -51,10 +53,83 @@ def batch_rodrigues(aa: torch.Tensor) -> torch.Tensor:
     return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
 
 
+@lru_cache(maxsize=32)
+def tree_levels(parents: tuple[int, ...], device: torch.device | None = None
+                ) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """The joints of a kinematic tree grouped by depth, so posing walks it one depth at a time.
+
+    Args:
+        parents: length-J parent indices, ``-1`` for the root (joint 0), ``parents[j] < j``.
+        device: where the index tensors live (None: the CPU).
+
+    Returns:
+        per depth 1, 2, ...: ``(ids, their parents)``, two (n,) long tensors. Cached per
+        ``(parents, device)``: the tree is checked and grouped once, not on every pose.
+    """
+    parents = tuple(int(p) for p in parents)
+    for j, p in enumerate(parents):
+        if (j == 0) != (p < 0) or p >= j:
+            raise InputError(f"parents must list the root first (-1) and parents before children; joint {j} has {p}")
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    levels = []
+    for d in range(1, max(depth, default=0) + 1):
+        ids = [j for j in range(len(parents)) if depth[j] == d]
+        levels.append((torch.as_tensor(ids, dtype=torch.long, device=device),
+                       torch.as_tensor([parents[j] for j in ids], dtype=torch.long, device=device)))
+    return tuple(levels)
+
+
+def world_transforms(rot: torch.Tensor, rest_joints: torch.Tensor,
+                     levels: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward kinematics: each joint's world rotation and displacement, one tree depth at a time.
+
+    ``W_j = W_parent R_j`` and posed joints ``P_j = P_parent + W_parent (J_j - J_parent)``,
+    the root turning about its rest position. The displacement ``P - J`` is what is
+    accumulated (``(W_parent - I)`` times each bone), so the rest pose is exact: every
+    term is 0.
+
+    Args:
+        rot: (B, J, 3, 3) rotation of each joint relative to its parent (world-aligned
+            axes at rest); ``rot[:, 0]`` is the global rotation about the root.
+        rest_joints: (B, J, 3) joint positions at rest.
+        levels: :func:`tree_levels` of the tree, on ``rot``'s device.
+
+    Returns:
+        world: (B, J, 3, 3) rotations ``W`` and displacement: (B, J, 3) ``P - J``.
+    """
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    world = rot                                        # the root's entry is final; the others are set below
+    shift = torch.zeros_like(rest_joints)
+    for ids, par in levels:
+        wp = world.index_select(1, par)                                              # (B, n, 3, 3)
+        bone = rest_joints.index_select(1, ids) - rest_joints.index_select(1, par)   # (B, n, 3)
+        shift = shift.index_copy(1, ids, shift.index_select(1, par) + torch.einsum("bjxy,bjy->bjx", wp - eye, bone))
+        world = world.index_copy(1, ids, wp @ rot.index_select(1, ids))
+    return world, shift
+
+
+def joint_offsets(world: torch.Tensor, displacement: torch.Tensor, rest_joints: torch.Tensor) -> torch.Tensor:
+    """Translations ``t_j = P_j - W_j J_j`` of the rigid motions ``x -> W_j x + t_j`` that take
+    joint j's rest frame to its posed one, formed as ``(P_j - J_j) - (W_j - I) J_j`` so
+    they are exactly 0 at the rest pose.
+
+    Args:
+        world: (B, J, 3, 3) and displacement: (B, J, 3) from :func:`world_transforms`.
+        rest_joints: (B, J, 3).
+
+    Returns:
+        (B, J, 3).
+    """
+    eye = torch.eye(3, dtype=world.dtype, device=world.device)
+    return displacement - torch.einsum("bjxy,bjy->bjx", world - eye, rest_joints)
+
+
 def forward_kinematics(
     rot: torch.Tensor, rest_joints: torch.Tensor, parents: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pose a kinematic tree.
+    """Pose a kinematic tree (:func:`world_transforms`) and give each joint's 4x4 motion.
 
     Args:
         rot: (B, J, 3, 3) rotation of each joint relative to its parent (world-aligned
@@ -76,38 +151,22 @@ def forward_kinematics(
     num_joints = rot.shape[1]
     if len(parents) != num_joints:
         raise InputError(f"parents has {len(parents)} entries for {num_joints} joints")
-    for j, p in enumerate(parents):
-        if (j == 0) != (p < 0) or p >= j:
-            raise InputError(f"parents must list the root first (-1) and parents before children; joint {j} has {p}")
-
-    # World rotation of each joint's frame and its displacement from rest, down the tree.
-    # Tracking displacements (not positions) makes the rest pose exact: every term is 0.
-    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
-    world_rot = [rot[:, 0]]
-    shift = [torch.zeros_like(rest_joints[:, 0])]
-    for j in range(1, num_joints):
-        p = parents[j]
-        bone = rest_joints[:, j] - rest_joints[:, p]                      # (B, 3)
-        shift.append(shift[p] + torch.einsum("bxy,by->bx", world_rot[p] - eye, bone))
-        world_rot.append(world_rot[p] @ rot[:, j])
-    posed_rot = torch.stack(world_rot, dim=1)                             # (B, J, 3, 3)
-    displacement = torch.stack(shift, dim=1)                              # (B, J, 3)
+    world, displacement = world_transforms(rot, rest_joints, tree_levels(tuple(parents), rot.device))
     posed_joints = rest_joints + displacement
-    # x -> R (x - rest_j) + posed_j = x + (R - I) x + t with t = displacement - (R - I) rest_j.
-    translation = displacement - torch.einsum("bjxy,bjy->bjx", posed_rot - eye, rest_joints)
+    translation = joint_offsets(world, displacement, rest_joints)
     bottom = torch.zeros(rot.shape[:2] + (1, 4), dtype=rot.dtype, device=rot.device)
     bottom[..., 0, 3] = 1.0
-    transforms = torch.cat([torch.cat([posed_rot, translation[..., None]], dim=-1), bottom], dim=-2)
+    transforms = torch.cat([torch.cat([world, translation[..., None]], dim=-1), bottom], dim=-2)
     return posed_joints, transforms
 
 
 def linear_blend_skinning(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
-    """Move vertices by a weighted blend of joint transforms.
+    """Move vertices by a weighted blend of joint transforms (dense weights).
 
     Args:
         vertices: (B, V, 3) rest vertices (or (V, 3), shared by the batch).
         weights: (V, J) skinning weights, rows summing to 1.
-        transforms: (B, J, 4, 4) transforms from :func:`forward_kinematics`.
+        transforms: (B, J, 4, 4) transforms from :func:`forward_kinematics` (or any affine maps).
 
     Returns:
         (B, V, 3) skinned vertices ``sum_j w_vj (R_j v + t_j)``.
@@ -124,6 +183,34 @@ def linear_blend_skinning(vertices: torch.Tensor, weights: torch.Tensor, transfo
     motion = torch.cat([transforms[:, :, :3, :3] - eye, transforms[:, :, :3, 3:]], dim=-1)   # (B, J, 3, 4)
     blended = torch.einsum("vj,bjxy->bvxy", weights, motion)                                  # (B, V, 3, 4)
     return vertices + torch.einsum("bvxy,bvy->bvx", blended[..., :3], vertices) + blended[..., 3]
+
+
+def influence_skinning(vertices: torch.Tensor, world: torch.Tensor, offsets: torch.Tensor, influences: torch.Tensor,
+                       influence_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear blend skinning over each vertex's few influences, keeping the per-joint parts.
+
+    The same blend as :func:`linear_blend_skinning`, for a caller that also needs
+    ``x_vi = W_j v + t_j`` per influence (the fit's analytic Jacobian does); without
+    that need the dense blend is the faster one (measured: about 2x at batch 64).
+
+    Args:
+        vertices: (B, N, 3) rest vertices.
+        world: (B, J, 3, 3) and offsets: (B, J, 3): the motions ``x -> W_j x + t_j``
+            (:func:`world_transforms`, :func:`joint_offsets`).
+        influences: (N, K) joint ids of each vertex's influences (padding: any id, weight 0).
+        influence_weights: (N, K) their weights.
+
+    Returns:
+        vertices: (B, N, 3) ``sum_i w_vi x_vi`` and parts: (B, N, K, 3) the ``x_vi``.
+    """
+    B, N = vertices.shape[:2]
+    J = world.shape[1]
+    # Every joint's W_j v in one matrix product, then each vertex's influences picked
+    # out (3x faster than gathering a 3x3 W per influence).
+    turned = torch.matmul(vertices, world.reshape(B, 3 * J, 3).transpose(1, 2)).reshape(B, N, J, 3)   # (B, N, J, 3)
+    idx = influences[None, :, :, None].expand(B, N, influences.shape[1], 3)
+    parts = torch.gather(turned, 2, idx) + torch.gather(offsets[:, None].expand_as(turned), 2, idx)
+    return torch.einsum("vi,bvix->bvx", influence_weights, parts), parts
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:

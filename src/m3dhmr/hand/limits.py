@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import conventions as cv
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
 
 #: (lower, upper) per component (flexion, abduction, twist) for each joint kind.

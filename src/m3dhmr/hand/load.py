@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import NUM_JOINTS
-from .mano import mano_template, read_mano_pickle
-from .open_hand import load_open_hand_asset
-from .template import HandTemplate, read_template_dir
+from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.errors import InputError
+from m3dhmr.hand.mano import mano_template, read_mano_pickle
+from m3dhmr.hand.open_hand import load_open_hand_asset
+from m3dhmr.hand.template import HandTemplate, read_template_dir
 
 #: Environment variable naming ``MANO_RIGHT.pkl`` for the template spec ``"mano"``.
 MANO_ENV = "M3DHMR_MANO"
@@ -68,8 +68,8 @@ def load_hand_model(spec: str | Path, dtype=None):
     """
     import torch
 
-    from .mano import load_mano
-    from .open_hand import load_open_hand
+    from m3dhmr.hand.mano import load_mano
+    from m3dhmr.hand.open_hand import load_open_hand
 
     dtype = torch.float32 if dtype is None else dtype
     s = str(spec)
@@ -95,8 +95,8 @@ def template_from_mesh(vertices: np.ndarray, faces: np.ndarray, joint_regressor:
     pose at which the six regions are cut (each vertex to its nearest bone, then made
     connected). Errors name ``where`` and the problem.
     """
-    from ..mesh.regions import make_regions_connected, regions_from_joint_regressor
-    from ..mesh.validate import check_triangle_mesh
+    from m3dhmr.mesh.regions import make_regions_connected, regions_from_joint_regressor
+    from m3dhmr.mesh.validate import check_triangle_mesh
 
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces)

@@ -29,11 +29,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .. import conventions as cv
-from .kinematics import batch_rodrigues, forward_kinematics, linear_blend_skinning
-from .model import HandModel, HandOutput
-from .template import HandTemplate
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.hand.kinematics import batch_rodrigues, forward_kinematics, linear_blend_skinning
+from m3dhmr.hand.model import HandModel, HandOutput
+from m3dhmr.hand.template import HandTemplate
 
 #: MANO joint (wrist, index1-3, middle1-3, little1-3, ring1-3, thumb1-3) of each FreiHAND
 #: non-tip joint: FreiHAND joint j = MANO joint MANO_TO_FREIHAND[j] (tips: -1).
@@ -195,7 +195,7 @@ def freihand_regressor(j_regressor: Any, num_vertices: int) -> np.ndarray:
 
 def mano_template(data: dict[str, Any]) -> HandTemplate:
     """The MANO template (numpy) from :func:`read_mano_pickle`'s dict."""
-    from ..mesh.regions import MANO_JOINT_REGION, make_regions_connected, regions_from_skinning
+    from m3dhmr.mesh.regions import MANO_JOINT_REGION, make_regions_connected, regions_from_skinning
 
     v = np.asarray(data["v_template"], dtype=np.float64)
     f = np.asarray(data["f"]).astype(np.int64)

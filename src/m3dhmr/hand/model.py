@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import conventions as cv
-from .template import HandTemplate
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.hand.template import HandTemplate
 
 POSE_DIM = 48
 

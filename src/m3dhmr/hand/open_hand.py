@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import conventions as cv
-from .kinematics import batch_rodrigues, forward_kinematics, linear_blend_skinning
-from .model import HandModel, HandOutput
-from .template import HandTemplate
+from m3dhmr import conventions as cv
+from m3dhmr.hand.kinematics import batch_rodrigues, forward_kinematics, linear_blend_skinning
+from m3dhmr.hand.model import HandModel, HandOutput
+from m3dhmr.hand.template import HandTemplate
 
 #: The built open hand (``python -m m3dhmr.hand.build`` writes it; it ships with the package).
 ASSET_PATH = Path(__file__).resolve().parent / "assets" / "open_hand.safetensors"

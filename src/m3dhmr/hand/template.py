@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import conventions as cv
+from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
 
 
@@ -81,7 +81,7 @@ TEMPLATE_FILES = ("template.ply", "j_reg.npy", "regions.npy")
 
 def read_template_dir(folder: str | Path) -> HandTemplate:
     """Read a folder written by :func:`write_template_dir`."""
-    from ..mesh.io import read_mesh
+    from m3dhmr.mesh.io import read_mesh
 
     folder = Path(folder)
     missing = [n for n in TEMPLATE_FILES if not (folder / n).is_file()]
@@ -104,8 +104,8 @@ def read_template_dir(folder: str | Path) -> HandTemplate:
 
 def write_template_dir(folder: str | Path, template: HandTemplate) -> list[Path]:
     """Write template.ply, j_reg.npy (21, V), regions.npy (V,) [and skinning_weights.npy (V, 16)], atomically."""
-    from ..fileio import atomic_path
-    from ..mesh.io import write_mesh
+    from m3dhmr.fileio import atomic_path
+    from m3dhmr.mesh.io import write_mesh
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -150,13 +150,10 @@ def box_from_points(points: np.ndarray, height: int, width: int,
 
 
 def default_intrinsics(height: int, width: int, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:
-    """(3, 3) K for an ``H x W`` image with horizontal field of view ``fov_deg``.
-
-    ``fx = fy = (W / 2) / tan(fov / 2)``, principal point ``((W-1)/2, (H-1)/2)``.
-    """
-    if not (math.isfinite(fov_deg) and 1.0 <= fov_deg <= 170.0):
-        raise InputError(f"--fov: field of view must be in [1, 170] degrees, got {fov_deg}")
-    return intrinsics_from_fov(height, width, fov_deg)
+    """(3, 3) K for an ``H x W`` image assuming a horizontal field of view (default
+    :data:`DEFAULT_FOV_DEG`): :func:`~m3dhmr.geometry.camera.intrinsics_from_fov`, whose
+    errors (the field of view's limits) name ``--fov``."""
+    return intrinsics_from_fov(height, width, fov_deg, where="--fov")
 
 
 def intrinsics_from_values(values, where: str = "--K") -> np.ndarray:

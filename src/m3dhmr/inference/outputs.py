@@ -2,7 +2,7 @@
 
 Layout of one image's folder: ``result.json`` (:func:`image_result_json`),
 ``overlay.jpg`` (every hand) and ``hand_<i>/`` per hand (:func:`save_hand_outputs`; with
-an articulation fit also ``pose.json`` and ``hand.glb``, see :mod:`m3dhmr.inference.articulation`).
+an articulation fit also ``pose.json`` and ``hand.glb``, see :mod:`m3dhmr.inference.rigging`).
 The pictures drawn over a photo with a side above :data:`MAX_PICTURE_SIDE` are drawn on
 a downscaled copy (``overlay_scale`` in ``result.json``); the 2D joints stay in the
 photo's pixels. :func:`staged_folder` makes a folder appear complete or not at all.
@@ -157,7 +157,7 @@ def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256, mesh_a
     write_mesh(paths["mesh.ply"], vertices, result.faces, comment=axes)
     written = list(paths.values())
     if getattr(result, "articulation", None) is not None:
-        from m3dhmr.inference.articulation import write_hand_files
+        from m3dhmr.inference.rigging import write_hand_files
 
         written += write_hand_files(out_dir, result)
     return written

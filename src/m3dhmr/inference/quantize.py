@@ -174,9 +174,9 @@ def render_synthetic(num: int, seed: int, split: int = 0, jpeg: bool = False) ->
     from m3dhmr.data.synth import CHUNK
     from m3dhmr.data.synth_compose import render_range
     from m3dhmr.data.synth_encode import encode_images
-    from m3dhmr.data.synth_scene import SynthConfig, _HandContext
+    from m3dhmr.data.synth_scene import SynthConfig, HandContext
 
-    ctx, cfg = _HandContext(), SynthConfig()
+    ctx, cfg = HandContext(), SynthConfig()
     for start in range(0, num, CHUNK):
         for s in render_range(ctx, cfg, seed, split, start, min(start + CHUNK, num)):
             rgb = s.rgb

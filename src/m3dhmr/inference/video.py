@@ -34,7 +34,7 @@ import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
@@ -305,7 +305,7 @@ class HandTracker:
 
 
 class TemporalSmoother:
-    """One-Euro smoothing of a :class:`~m3dhmr.inference.predictor.PredictionResult` stream."""
+    """One-Euro smoothing of a :class:`~m3dhmr.inference.result.PredictionResult` stream."""
 
     def __init__(self, config: SmoothingConfig = SmoothingConfig()) -> None:
         self.config = config
@@ -330,6 +330,16 @@ class TemporalSmoother:
         v_rr = self._f["vertices_rr"](result.vertices - result.translation, t)
         j2 = self._f["joints2d"](result.joints2d, t)
         return dataclasses.replace(result, joints2d=j2, joints3d=j_rr + tr, vertices=v_rr + tr, translation=tr)
+
+
+class TrackedHand(NamedTuple):
+    """One hand :meth:`MultiHandTracker.update` gives: its track ``id``, the
+    :class:`~m3dhmr.detect.hands.DetectedHand` placing it in the frame, and whether it was
+    ``followed`` from the previous frame (not a new detection)."""
+
+    id: int
+    hand: object
+    followed: bool
 
 
 class MultiHandTracker:
@@ -362,9 +372,8 @@ class MultiHandTracker:
         self._shape: tuple[int, int] = (0, 0)
         self._last: list[_Track] = []
 
-    def update(self, frame: np.ndarray) -> list[tuple[int, object, bool]]:
-        """Hands in ``frame``: ``(id, DetectedHand, followed)`` per hand (``followed``:
-        from the previous frame, not a new detection), oldest id first."""
+    def update(self, frame: np.ndarray) -> list[TrackedHand]:
+        """Hands in ``frame``, oldest id first (see :class:`TrackedHand`)."""
         from m3dhmr.detect import duplicates as dup
         from m3dhmr.detect.hands import box_iou_xywh, hand_from_points
 
@@ -405,11 +414,11 @@ class MultiHandTracker:
                 self.tracks.append(track)
                 self.next_id += 1
         self._last = list(self.tracks)
-        return [(t.id, t.hand, t.id in followed_ids) for t in self.tracks]
+        return [TrackedHand(t.id, t.hand, t.id in followed_ids) for t in self.tracks]
 
     def feedback(self, results) -> None:
         """The network's results for the hands :meth:`update` just returned, same order
-        (:class:`~m3dhmr.inference.predictor.PredictionResult`; None for a hand not
+        (:class:`~m3dhmr.inference.result.PredictionResult`; None for a hand not
         predicted). With ``landmarks_every`` > 1, a trusted result's ``joints2d`` place
         the hand on the next frame; otherwise (or with 1) nothing is kept."""
         results = list(results)
@@ -492,6 +501,43 @@ class VideoSummary:
     bad_frames: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class VideoOptions:
+    """How :func:`predict_video` finds and predicts the hands and what it writes (the
+    keyword arguments of the same names, documented there)."""
+
+    hand_box: np.ndarray | None = None
+    crop_box: np.ndarray | None = None
+    whole_frame: bool = False
+    K: np.ndarray | None = None
+    left: bool | None = None
+    smooth: bool = False
+    smoothing: SmoothingConfig = SmoothingConfig()
+    include_vertices: bool = False
+    redetect_every: int = 10
+    landmarks_every: int = 1
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.hand_box, self.crop_box)) + bool(self.whole_frame) > 1:
+            raise InputError("give at most one of hand_box, crop_box and whole_frame")
+
+    @property
+    def one_hand(self) -> bool:
+        """One hand followed from a box (:class:`HandTracker`), not hands found by the detector."""
+        return self.hand_box is not None or self.crop_box is not None or self.whole_frame
+
+
+@dataclass(frozen=True)
+class FrameHands:
+    """The hands of one frame, in the same order: ``ids`` (track ids), ``tracked`` (followed
+    from the previous frame) and ``results``
+    (:class:`~m3dhmr.inference.result.PredictionResult`)."""
+
+    ids: list[int]
+    tracked: list[bool]
+    results: list
+
+
 def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out: str | Path, *,
                   hand_box: np.ndarray | None = None, crop_box: np.ndarray | None = None, whole_frame: bool = False,
                   K: np.ndarray | None = None, left: bool | None = None,
@@ -517,101 +563,149 @@ def predict_video(predictor, path: str | Path, video_out: str | Path, jsonl_out:
     result), both atomically. A corrupt frame is skipped with a warning (no JSON line;
     the annotated video repeats the previous picture so it keeps the input's timing).
 
-    ``articulator`` (:class:`m3dhmr.inference.articulation.Articulator`) with
+    ``articulator`` (:class:`m3dhmr.inference.rigging.Articulator`) with
     ``articulation_dir``: each hand id's meshes (smoothed with ``smooth``; where the
     registration failed, at its fallback depth) are fitted after the last frame and written as
     ``articulation_dir/hand_<id>/hand_anim.glb``, ``hand.bvh`` and ``pose.json``
-    (:class:`~m3dhmr.inference.articulation.TrackAnimation`).
+    (:class:`~m3dhmr.inference.rigging.TrackAnimation`).
 
     ``progress(frames_done, frames_total)``, if given, is called after each frame (for a
     progress bar): ``frames_done`` counts the frames read so far, skipped undecodable ones
     included (the position in the video); ``frames_total`` is the container's frame count
     (:attr:`VideoReader.frame_count`, never below ``frames_done``), None when unknown.
     """
-    from m3dhmr import viz
-
-    if sum(x is not None for x in (hand_box, crop_box)) + bool(whole_frame) > 1:
-        raise InputError("give at most one of hand_box, crop_box and whole_frame")
-    video_out, jsonl_out = Path(video_out), Path(jsonl_out)
-    one_hand = hand_box is not None or crop_box is not None or whole_frame
-    smoothers: dict[int, TemporalSmoother] = {}
-    n = ok = 0
-    ids: set[int] = set()
+    options = VideoOptions(hand_box=hand_box, crop_box=crop_box, whole_frame=whole_frame, K=K, left=left,
+                           smooth=smooth, smoothing=smoothing, include_vertices=include_vertices,
+                           redetect_every=redetect_every, landmarks_every=landmarks_every)
     if (articulator is None) != (articulation_dir is None):
         raise InputError("articulator and articulation_dir go together")
-    tracks: dict = {}
+    video_out, jsonl_out = Path(video_out), Path(jsonl_out)
     with VideoReader(path) as reader, atomic_path(video_out) as tmp_video, atomic_path(jsonl_out) as tmp_jsonl:
-        info = reader.info
-        writer = None
-        tracker = None
-        try:
-            with open(tmp_jsonl, "w") as lines:
-                picture, last = None, -1
-                for index, frame in reader.frames():
-                    if picture is not None:
-                        for _ in range(index - last - 1):  # skipped frames: keep the timing
-                            writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
-                    last = index
-                    H, W = frame.shape[:2]
-                    if tracker is None:
-                        if one_hand:
-                            if hand_box is not None:
-                                init = crops.square_box(crops.validate_box(hand_box, H, W, "--bbox"),
-                                                        predictor.box_scale)
-                            elif crop_box is not None:
-                                init = crops.validate_box(crop_box, H, W, "crop_box")
-                            else:
-                                init = None
-                            tracker = HandTracker(H, W, init, margin=getattr(predictor, "track_margin",
-                                                                             crops.DEFAULT_TRACK_MARGIN))
-                        else:
-                            tracker = MultiHandTracker(predictor.detector, redetect_every=redetect_every,
-                                                       landmarks_every=landmarks_every)
-                        writer = open_writer(tmp_video, info.fps, W, H)
-                    t = index / info.fps
-                    if one_hand:
-                        tracked = [tracker.tracking]
-                        results = predictor.predict(frame, crop_box=tracker.box, K=K, left=bool(left))
-                        tracker.update(results[0].joints2d, results[0].success)
-                        frame_ids = [0]
-                    else:
-                        hands = tracker.update(frame)
-                        frame_ids = [h[0] for h in hands]
-                        tracked = [h[2] for h in hands]
-                        results = predictor.predict_hands(frame, K, left, hands=[h[1] for h in hands])
-                        tracker.feedback(results)
-                    for dead in set(smoothers) - set(frame_ids):
-                        del smoothers[dead]  # lost: a returning id would restart anyway
-                    if smooth:
-                        results = [smoothers.setdefault(i, TemporalSmoother(smoothing))(r, t)
-                                   for i, r in zip(frame_ids, results)]
-                    ids.update(i for i, r in zip(frame_ids, results))
-                    if articulator is not None:
-                        from m3dhmr.inference.articulation import TrackAnimation
-
-                        for i, r in zip(frame_ids, results):
-                            tracks.setdefault(i, TrackAnimation(articulator, info.fps)).add(index, r)
-                    ok += sum(r.success for r in results)
-                    picture = viz.draw_hands(frame, results, frame_ids) if annotate is None else annotate(frame, results)
-                    writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
-                    record = {"frame": index, "time_s": round(t, 6), "hands": [
-                        {"id": i, "tracked": bool(tr), **r.to_json(include_vertices=include_vertices)}
-                        for i, tr, r in zip(frame_ids, tracked, results)]}
-                    lines.write(json.dumps(record) + "\n")
-                    n += 1
-                    if progress is not None:
-                        total = reader.frame_count
-                        progress(index + 1, None if total is None else max(total, index + 1))
-        finally:
-            if writer is not None:
-                writer.release()
-        if n == 0:
+        run = _VideoRun(predictor, options, reader.info.fps, annotate, articulator)
+        last = _write_frames(run, reader, tmp_video, tmp_jsonl, progress)
+        if run.frames == 0:
             raise InputError(f"{path}: the video has no readable frames")
     if reader.bad_frames:
         log.warning("%s: %d frame(s) could not be decoded and were skipped", path, reader.bad_frames)
-    for i, track in sorted(tracks.items()):
+    for i, track in sorted(run.animations.items()):
         track.write(Path(articulation_dir) / f"hand_{i}", last + 1)
     # debug: m3dhmr predict prints this summary itself (once), callers have the VideoSummary.
-    log.debug("%s: %d frames, %d hand track(s), %d hand(s) registered", path, n, len(ids), ok)
-    return VideoSummary(frames=n, successes=ok, hands=len(ids), video_path=video_out, jsonl_path=jsonl_out, info=info,
-                        bad_frames=reader.bad_frames)
+    log.debug("%s: %d frames, %d hand track(s), %d hand(s) registered", path, run.frames, len(run.ids),
+              run.successes)
+    return VideoSummary(frames=run.frames, successes=run.successes, hands=len(run.ids), video_path=video_out,
+                        jsonl_path=jsonl_out, info=reader.info, bad_frames=reader.bad_frames)
+
+
+def _write_frames(run: "_VideoRun", reader: VideoReader, video_path: Path, jsonl_path: Path,
+                  progress: Callable[[int, int | None], None] | None) -> int:
+    """Predict every readable frame of ``reader``; write the annotated pictures to
+    ``video_path`` (a skipped frame repeats the previous picture) and one JSON line per
+    frame to ``jsonl_path``. Returns the last frame's index (-1: none)."""
+    fps = reader.info.fps
+    writer = None
+    picture, last = None, -1
+    try:
+        with open(jsonl_path, "w") as lines:
+            for index, frame in reader.frames():
+                if picture is not None:
+                    for _ in range(index - last - 1):  # skipped frames: keep the timing
+                        writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
+                last = index
+                if writer is None:
+                    run.start(*frame.shape[:2])  # the tracker first: a bad box fails before the writer opens
+                    writer = open_writer(video_path, fps, frame.shape[1], frame.shape[0])
+                t = index / fps
+                hands = run.hands(frame, index, t)
+                picture = run.picture(frame, hands)
+                writer.write(np.ascontiguousarray(picture[:, :, ::-1]))
+                lines.write(json.dumps(_frame_record(index, t, hands, run.options.include_vertices)) + "\n")
+                if progress is not None:
+                    total = reader.frame_count
+                    progress(index + 1, None if total is None else max(total, index + 1))
+    finally:
+        if writer is not None:
+            writer.release()
+    return last
+
+
+def _frame_record(index: int, t: float, hands: FrameHands, include_vertices: bool) -> dict:
+    """A frame's JSON line: ``frame``, ``time_s`` and each hand's ``id``, ``tracked`` and result."""
+    return {"frame": index, "time_s": round(t, 6), "hands": [
+        {"id": i, "tracked": bool(tr), **r.to_json(include_vertices=include_vertices)}
+        for i, tr, r in zip(hands.ids, hands.tracked, hands.results)]}
+
+
+class _VideoRun:
+    """One :func:`predict_video` call's state over the frames: the tracker (made on the
+    first frame, :meth:`start`), each hand id's smoother and animation, and the counts."""
+
+    def __init__(self, predictor, options: VideoOptions, fps: float, annotate, articulator) -> None:
+        self.predictor, self.options, self.fps = predictor, options, fps
+        self.annotate, self.articulator = annotate, articulator
+        self.tracker: HandTracker | MultiHandTracker | None = None
+        self.smoothers: dict[int, TemporalSmoother] = {}
+        self.animations: dict = {}  # hand id -> TrackAnimation
+        self.ids: set[int] = set()
+        self.frames = self.successes = 0
+
+    def start(self, height: int, width: int) -> None:
+        """The tracker, for frames of ``height`` x ``width`` (boxes checked against them)."""
+        options, predictor = self.options, self.predictor
+        if not options.one_hand:
+            self.tracker = MultiHandTracker(predictor.detector, redetect_every=options.redetect_every,
+                                            landmarks_every=options.landmarks_every)
+            return
+        if options.hand_box is not None:
+            init = crops.square_box(crops.validate_box(options.hand_box, height, width, "--bbox"), predictor.box_scale)
+        elif options.crop_box is not None:
+            init = crops.validate_box(options.crop_box, height, width, "crop_box")
+        else:
+            init = None
+        self.tracker = HandTracker(height, width, init,
+                                   margin=getattr(predictor, "track_margin", crops.DEFAULT_TRACK_MARGIN))
+
+    def hands(self, frame: np.ndarray, index: int, t: float) -> FrameHands:
+        """Frame ``index`` (at ``t`` s)'s hands: followed, predicted, smoothed if asked,
+        added to their animations and counted."""
+        hands = self._predict(frame)
+        hands = self._smooth(hands, t)
+        self.ids.update(hands.ids)
+        if self.articulator is not None:
+            from m3dhmr.inference.rigging import TrackAnimation
+
+            for i, r in zip(hands.ids, hands.results):
+                self.animations.setdefault(i, TrackAnimation(self.articulator, self.fps)).add(index, r)
+        self.successes += sum(r.success for r in hands.results)
+        self.frames += 1
+        return hands
+
+    def _predict(self, frame: np.ndarray) -> FrameHands:
+        """Follow the hands into ``frame`` and run the network on them."""
+        options, predictor, tracker = self.options, self.predictor, self.tracker
+        if options.one_hand:
+            tracked = [tracker.tracking]
+            results = predictor.predict(frame, crop_box=tracker.box, K=options.K, left=bool(options.left))
+            tracker.update(results[0].joints2d, results[0].success)
+            return FrameHands(ids=[0], tracked=tracked, results=results)
+        hands = tracker.update(frame)
+        results = predictor.predict_hands(frame, options.K, options.left, hands=[h.hand for h in hands])
+        tracker.feedback(results)
+        return FrameHands(ids=[h.id for h in hands], tracked=[h.followed for h in hands], results=results)
+
+    def _smooth(self, hands: FrameHands, t: float) -> FrameHands:
+        """``hands`` with each id's results smoothed (``options.smooth``); lost ids' filters dropped."""
+        for dead in set(self.smoothers) - set(hands.ids):
+            del self.smoothers[dead]  # lost: a returning id would restart anyway
+        if not self.options.smooth:
+            return hands
+        results = [self.smoothers.setdefault(i, TemporalSmoother(self.options.smoothing))(r, t)
+                   for i, r in zip(hands.ids, hands.results)]
+        return dataclasses.replace(hands, results=results)
+
+    def picture(self, frame: np.ndarray, hands: FrameHands) -> np.ndarray:
+        """The annotated frame (H, W, 3) RGB: ``annotate``'s, or every hand drawn with its id."""
+        if self.annotate is not None:
+            return self.annotate(frame, hands.results)
+        from m3dhmr import viz
+
+        return viz.draw_hands(frame, hands.results, hands.ids)

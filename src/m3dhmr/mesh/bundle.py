@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..conventions import NUM_JOINTS, NUM_REGIONS, REGION_NAMES
-from ..fileio import atomic_path
-from .hierarchy import build_hierarchy
-from .regions import make_regions_connected, region_pieces, regions_from_joints, regions_from_skinning
-from .spirals import region_spiral_indices, spiral_indices
-from .validate import check_triangle_mesh
+from m3dhmr.conventions import NUM_JOINTS, NUM_REGIONS, REGION_NAMES
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_path
+from m3dhmr.mesh.hierarchy import build_hierarchy
+from m3dhmr.mesh.regions import make_regions_connected, region_pieces, regions_from_joints, regions_from_skinning
+from m3dhmr.mesh.spirals import region_spiral_indices, spiral_indices
+from m3dhmr.mesh.validate import check_triangle_mesh
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 @dataclass(frozen=True)
 class TopologyParams:
-    """How the bundle is built (load with :func:`m3dhmr.config.from_dict`)."""
+    """How the bundle is built (load with :func:`m3dhmr.config_loader.from_dict`)."""
 
     levels: int = 4               # number of mesh levels including the full mesh
     factor: float = 2.0           # each level has ~1/factor the vertices of the one above
@@ -265,7 +265,7 @@ def load_bundle(path: str | Path) -> TopologyBundle:
         if version != FORMAT_VERSION:
             raise InputError(f"{path}: topology bundle format {version}, this version reads {FORMAT_VERSION}; "
                              "rebuild it with `m3dhmr topology`")
-        from ..config import from_dict
+        from m3dhmr.config_loader import from_dict
 
         params = from_dict(TopologyParams, json.loads(str(a["params"])))
         levels = params.levels

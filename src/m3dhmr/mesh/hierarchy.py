@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .validate import MeshError, check_triangle_mesh
 from m3dhmr.errors import InputError
+from m3dhmr.mesh.validate import MeshError, check_triangle_mesh
 
 log = logging.getLogger(__name__)
 

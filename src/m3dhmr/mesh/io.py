@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_path
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_path
 
 SUFFIXES = (".ply", ".obj")
 

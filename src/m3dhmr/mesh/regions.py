@@ -18,9 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from ..conventions import BONES, NUM_JOINTS, NUM_REGIONS, finger_of_joint
-from .adjacency import edges
+from m3dhmr.conventions import BONES, NUM_JOINTS, NUM_REGIONS, finger_of_joint
 from m3dhmr.errors import InputError
+from m3dhmr.mesh.adjacency import edges
 
 log = logging.getLogger(__name__)
 

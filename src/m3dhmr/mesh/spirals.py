@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .adjacency import ordered_one_rings
 from m3dhmr.errors import InputError
+from m3dhmr.mesh.adjacency import ordered_one_rings
 
 
 def _partition(allowed: np.ndarray | None, num_vertices: int) -> np.ndarray | None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from m3dhmr.models.lifting import lift, lifting_init
-from m3dhmr.models.meshconv import SpiralConv, make_mesh_conv
+from m3dhmr.models.dsc import SpiralConv, make_mesh_conv
 from m3dhmr.models.roi import ROILayer
 from m3dhmr.errors import InputError
 
@@ -135,7 +135,7 @@ class MeshDecoder(nn.Module):
                 )
             self.roi = ROILayer(channels[0], roi_spirals, regions)
         self.head = SpiralConv(channels[0], 3, spirals_t[0])
-        # The hidden layers keep their inputs' scale (meshconv.init_depth_separable); the
+        # The hidden layers keep their inputs' scale (dsc.init_depth_separable); the
         # head starts 10x smaller so the first mesh is the rest template plus offsets of
         # a few millimetres, not a crumpled one.
         with torch.no_grad():

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT, VERTEX_NORMALISATION_M
 from m3dhmr.models.backbone import Stack1Output, StackResNet
-from m3dhmr.models.config import ModelConfig
+from m3dhmr.models.model_config import ModelConfig
 from m3dhmr.models.decoder import MeshDecoder
 from m3dhmr.errors import InputError
 

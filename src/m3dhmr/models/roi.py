@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from m3dhmr.models.meshconv import SpiralConv
+from m3dhmr.models.dsc import SpiralConv
 from m3dhmr.errors import InputError
 
 

@@ -66,6 +66,31 @@ def face_normal_at(vertices, a, b, c):  # pragma: no cover - jitted
     return e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x
 
 
+@njit(cache=True, nogil=True, inline="always")
+def interpolate3(values, faces, f, bary, y, x):  # pragma: no cover - jitted
+    """A per-vertex attribute ``values`` (V, 3) at pixel (y, x) covered by face ``f``, as
+    (a, b, c): ``sum_k bary[y, x, k] * values[faces[f, k]]`` summed in corner order (the
+    compiled shaders' and skin material's interpolation, for their per-pixel loops)."""
+    a = b = c = 0.0
+    for k in range(3):
+        v = faces[f, k]
+        w = bary[y, x, k]
+        a += w * values[v, 0]
+        b += w * values[v, 1]
+        c += w * values[v, 2]
+    return a, b, c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def interpolate1(values, faces, f, bary, y, x):  # pragma: no cover - jitted
+    """A per-vertex scalar ``values`` (V,) at pixel (y, x) covered by face ``f``: the one-channel
+    twin of :func:`interpolate3`."""
+    a = 0.0
+    for k in range(3):
+        a += bary[y, x, k] * values[faces[f, k]]
+    return a
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _raster_kernel(vertices, faces, K, near, cull, height, width, face_index, bary, zbuf):  # pragma: no cover - jitted
     # Projection, near-plane and backface tests are done here too: the numpy version of

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from m3dhmr.render.rasterizer import Fragments, face_normal_at, rasterize
+from m3dhmr.render.rasterizer import Fragments, face_normal_at, interpolate1, interpolate3, rasterize
 from m3dhmr.errors import InputError
 
 
@@ -124,6 +124,44 @@ def _vertex_colors(colors, num_vertices: int) -> np.ndarray:
     return colors
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _view_frame(normals, vertices, faces, f, bary, y, x, two_sided):  # pragma: no cover - jitted
+    """The surface seen at pixel (y, x) of face ``f``: its unit interpolated normal (turned to
+    the camera when ``two_sided``) and the unit direction from it towards the camera centre,
+    as (nx, ny, nz, vx, vy, vz)."""
+    nx, ny, nz = interpolate3(normals, faces, f, bary, y, x)
+    px, py, pz = interpolate3(vertices, faces, f, bary, y, x)
+    nn = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-12
+    nx, ny, nz = nx / nn, ny / nn, nz / nn
+    pn = np.sqrt(px * px + py * py + pz * pz) + 1e-12
+    vx, vy, vz = -px / pn, -py / pn, -pz / pn  # towards the camera centre
+    if two_sided and nx * vx + ny * vy + nz * vz < 0.0:
+        nx, ny, nz = -nx, -ny, -nz
+    return nx, ny, nz, vx, vy, vz
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _half_cos(nx, ny, nz, lx, ly, lz, vx, vy, vz):  # pragma: no cover - jitted
+    """Blinn-Phong's n.h: the cosine between the unit normal and the half vector of the
+    light direction l and the view direction v (both unit)."""
+    hx, hy, hz = lx + vx, ly + vy, lz + vz
+    hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-12
+    return (nx * hx + ny * hy + nz * hz) / hn
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _put(out, y, x, r, g, b, alpha):  # pragma: no cover - jitted
+    """Write colour (r, g, b) at pixel (y, x) of ``out``, over what is there with opacity ``alpha``."""
+    if alpha == 1.0:
+        out[y, x, 0] = r
+        out[y, x, 1] = g
+        out[y, x, 2] = b
+    else:
+        out[y, x, 0] = alpha * r + (1.0 - alpha) * out[y, x, 0]
+        out[y, x, 1] = alpha * g + (1.0 - alpha) * out[y, x, 1]
+        out[y, x, 2] = alpha * b + (1.0 - alpha) * out[y, x, 2]
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _shade_kernel(face_index, bary, vertices, faces, normals, albedo, light, two_sided, alpha, out):  # pragma: no cover
     # light = (lx, ly, lz, ambient, diffuse, specular, shininess, r, g, b), direction unit.
@@ -134,45 +172,18 @@ def _shade_kernel(face_index, bary, vertices, faces, normals, albedo, light, two
             f = face_index[y, x]
             if f < 0:
                 continue
-            nx = ny = nz = px = py = pz = 0.0
-            cr = cg = cb = 0.0
-            for k in range(3):
-                v = faces[f, k]
-                w = bary[y, x, k]
-                nx += w * normals[v, 0]
-                ny += w * normals[v, 1]
-                nz += w * normals[v, 2]
-                px += w * vertices[v, 0]
-                py += w * vertices[v, 1]
-                pz += w * vertices[v, 2]
-                cr += w * albedo[v, 0]
-                cg += w * albedo[v, 1]
-                cb += w * albedo[v, 2]
-            nn = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-12
-            nx, ny, nz = nx / nn, ny / nn, nz / nn
-            pn = np.sqrt(px * px + py * py + pz * pz) + 1e-12
-            vx, vy, vz = -px / pn, -py / pn, -pz / pn  # towards the camera centre
-            if two_sided and nx * vx + ny * vy + nz * vz < 0.0:
-                nx, ny, nz = -nx, -ny, -nz
+            nx, ny, nz, vx, vy, vz = _view_frame(normals, vertices, faces, f, bary, y, x, two_sided)
+            cr, cg, cb = interpolate3(albedo, faces, f, bary, y, x)
             lam = max(nx * lx + ny * ly + nz * lz, 0.0)
             spec = 0.0
             if lam > 0.0 and specular > 0.0:  # no highlight on the side away from the light
-                hx, hy, hz = lx + vx, ly + vy, lz + vz
-                hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-12
-                nh = (nx * hx + ny * hy + nz * hz) / hn
+                nh = _half_cos(nx, ny, nz, lx, ly, lz, vx, vy, vz)
                 if nh > 0.0:
                     spec = specular * np.exp(shininess * np.log(nh))
             r = min(max(cr * (ambient + diffuse * lam * light[7]) + spec * light[7], 0.0), 1.0)
             g = min(max(cg * (ambient + diffuse * lam * light[8]) + spec * light[8], 0.0), 1.0)
             b = min(max(cb * (ambient + diffuse * lam * light[9]) + spec * light[9], 0.0), 1.0)
-            if alpha == 1.0:
-                out[y, x, 0] = r
-                out[y, x, 1] = g
-                out[y, x, 2] = b
-            else:
-                out[y, x, 0] = alpha * r + (1.0 - alpha) * out[y, x, 0]
-                out[y, x, 1] = alpha * g + (1.0 - alpha) * out[y, x, 1]
-                out[y, x, 2] = alpha * b + (1.0 - alpha) * out[y, x, 2]
+            _put(out, y, x, r, g, b, alpha)
 
 
 def shade(
@@ -341,37 +352,14 @@ def _env_kernel(face_index, bary, vertices, faces, normals, albedo, material, oc
             f = face_index[y, x]
             if f < 0:
                 continue
-            nx = ny = nz = px = py = pz = 0.0
-            cr = cg = cb = 0.0
-            ao = 0.0
-            for k in range(3):
-                v = faces[f, k]
-                w = bary[y, x, k]
-                nx += w * normals[v, 0]
-                ny += w * normals[v, 1]
-                nz += w * normals[v, 2]
-                px += w * vertices[v, 0]
-                py += w * vertices[v, 1]
-                pz += w * vertices[v, 2]
-                if not use_material:
-                    cr += w * albedo[v, 0]
-                    cg += w * albedo[v, 1]
-                    cb += w * albedo[v, 2]
-                if use_ao:
-                    ao += w * occlusion[v]
-            if not use_ao:
-                ao = 1.0
+            nx, ny, nz, vx, vy, vz = _view_frame(normals, vertices, faces, f, bary, y, x, two_sided)
+            ao = interpolate1(occlusion, faces, f, bary, y, x) if use_ao else 1.0
             if use_material:
                 cr, cg, cb = material[y, x, 0], material[y, x, 1], material[y, x, 2]
                 ks = specular * material[y, x, 3]
             else:
+                cr, cg, cb = interpolate3(albedo, faces, f, bary, y, x)
                 ks = specular
-            nn = np.sqrt(nx * nx + ny * ny + nz * nz) + 1e-12
-            nx, ny, nz = nx / nn, ny / nn, nz / nn
-            pn = np.sqrt(px * px + py * py + pz * pz) + 1e-12
-            vx, vy, vz = -px / pn, -py / pn, -pz / pn
-            if two_sided and nx * vx + ny * vy + nz * vz < 0.0:
-                nx, ny, nz = -nx, -ny, -nz
             # Order-2 SH basis at n (same order as sh_basis).
             b1, b2, b3 = 0.488603 * ny, 0.488603 * nz, 0.488603 * nx
             b4, b5 = 1.092548 * nx * ny, 1.092548 * ny * nz
@@ -398,9 +386,7 @@ def _env_kernel(face_index, bary, vertices, faces, normals, albedo, material, oc
                 eg += lam * lights[i, 4]
                 eb += lam * lights[i, 5]
                 if nl > 0.0 and ks > 0.0:
-                    hx, hy, hz = lx + vx, ly + vy, lz + vz
-                    hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-12
-                    nh = (nx * hx + ny * hy + nz * hz) / hn
+                    nh = _half_cos(nx, ny, nz, lx, ly, lz, vx, vy, vz)
                     if nh > 0.0:
                         s = ks * np.exp(shininess * np.log(nh)) * soft
                         sr += s * lights[i, 3]
@@ -409,14 +395,7 @@ def _env_kernel(face_index, bary, vertices, faces, normals, albedo, material, oc
             r = _to_srgb(exposure * (cr * er + sr), lut, n_lut)
             g = _to_srgb(exposure * (cg * eg + sg), lut, n_lut)
             b = _to_srgb(exposure * (cb * eb + sb), lut, n_lut)
-            if alpha == 1.0:
-                out[y, x, 0] = r
-                out[y, x, 1] = g
-                out[y, x, 2] = b
-            else:
-                out[y, x, 0] = alpha * r + (1.0 - alpha) * out[y, x, 0]
-                out[y, x, 1] = alpha * g + (1.0 - alpha) * out[y, x, 1]
-                out[y, x, 2] = alpha * b + (1.0 - alpha) * out[y, x, 2]
+            _put(out, y, x, r, g, b, alpha)
 
 
 # --------------------------------------------------------------------------- ambient occlusion

@@ -1,7 +1,7 @@
 """Training: experiment configs, checkpoints, DDP helpers and the two-stage training loop.
 
 ``m3dhmr.train.trainer.train`` runs a whole experiment. Below training: the experiment
-config, :mod:`m3dhmr.experiment` (re-exported here and by :mod:`m3dhmr.train.config`), and
+config, :mod:`m3dhmr.experiment` (its main names re-exported here), and
 reading weights back, :mod:`m3dhmr.model_io` (``load_model_from_checkpoint`` rebuilds a
 trained model for inference; re-exported by :mod:`m3dhmr.train.checkpoint`).
 """

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from m3dhmr.config import to_dict
+from m3dhmr.config_loader import to_dict
 from m3dhmr.experiment import ExperimentConfig
 from m3dhmr.fileio import atomic_write_text
+from m3dhmr.losses import CONSISTENCY_TERMS, TERMS, LossTerms, compute_losses
 from m3dhmr.train import checkpoint as ckpt
 from m3dhmr.train.distributed import DistInfo, barrier, cleanup_distributed, epoch_batches, init_distributed
 from m3dhmr.train.precision import resolve_amp
@@ -116,8 +117,6 @@ class StepLoss(nn.Module):
 
     def _terms(self, out, batch: dict[str, torch.Tensor], weights):
         """The losses of one group of samples (both views when two-view)."""
-        from m3dhmr.losses import compute_losses
-
         faces = self.model.faces
         if not self.two_view:
             return compute_losses(out, batch, faces, weights)
@@ -126,7 +125,7 @@ class StepLoss(nn.Module):
         terms1 = compute_losses(out1, batch, faces, weights, pred_view2=out2)
         no_con = dataclasses.replace(weights, con3d=0.0, con2d=0.0)
         terms2 = compute_losses(out2, second_view(batch), faces, no_con)
-        return _merge_views(terms1, terms2, weights)
+        return merge_views(terms1, terms2, weights)
 
 
 #: Loss terms a real photo (2D pseudo-labels, no 3D) takes part in.
@@ -135,9 +134,8 @@ REAL_TERMS = ("pose2d", "pose2d_stack1", "heatmap", "heatmap2", "con2d")
 
 def real_loss_weights(weights, real_weight: float):
     """The weights for real photos: the 2D terms (:data:`REAL_TERMS`) x ``real_weight``, 3D terms 0."""
-    return dataclasses.replace(
-        weights, mesh=0.0, normal=0.0, edge=0.0, con3d=0.0, mesh_aligned=0.0,
-        **{n: getattr(weights, n) * real_weight for n in REAL_TERMS})
+    return dataclasses.replace(weights, **{n: getattr(weights, n) * real_weight if n in REAL_TERMS else 0.0
+                                           for n in TERMS})
 
 
 def _take_rows(x, b: int, split: int):
@@ -174,11 +172,11 @@ def stage_loss_weights(cfg: ExperimentConfig, stage: int, epoch_in_stage: int = 
             return dataclasses.replace(cfg.loss, con3d=0.0, con2d=0.0)
         return cfg.loss
     t = cfg.train
-    zero = {n: 0.0 for n in ("mesh", "pose2d", "normal", "edge", "con3d", "con2d", "heatmap2", "mesh_aligned")}
+    weights = dict.fromkeys(TERMS, 0.0)
+    weights.update(heatmap=t.stage1_heatmap_weight, pose2d_stack1=t.stage1_landmark_weight)
     if t.stage1_scope == "stacks_2d":
-        zero.update(heatmap2=t.stage1_heatmap_weight, pose2d=t.stage1_landmark_weight)
-    return dataclasses.replace(cfg.loss, **zero, heatmap=t.stage1_heatmap_weight,
-                               pose2d_stack1=t.stage1_landmark_weight)
+        weights.update(heatmap2=t.stage1_heatmap_weight, pose2d=t.stage1_landmark_weight)
+    return dataclasses.replace(cfg.loss, **weights)
 
 
 def second_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -204,19 +202,22 @@ def _split_output(out, b: int):
     return dataclasses.replace(out, **first), dataclasses.replace(out, **second)
 
 
-def _merge_views(terms1, terms2, weights):
-    """Supervised terms averaged over both views; consistency terms from view 1 -> 2."""
-    from m3dhmr.losses import TERMS, LossTerms
-
+def merge_views(terms1: LossTerms, terms2: LossTerms, weights) -> LossTerms:
+    """One :class:`~m3dhmr.losses.LossTerms` for a two-view batch from each view's: the
+    supervised terms averaged over both views, the consistency terms
+    (:data:`~m3dhmr.losses.CONSISTENCY_TERMS`, view 1 -> 2) from ``terms1``; ``total``
+    re-weighted with ``weights`` (a :class:`~m3dhmr.losses.LossWeights`)."""
     merged = {}
     for n in TERMS:
         t1, t2 = getattr(terms1, n), getattr(terms2, n)
-        merged[n] = t1 if n in ("con3d", "con2d") else 0.5 * (t1 + t2)
+        merged[n] = t1 if n in CONSISTENCY_TERMS else 0.5 * (t1 + t2)
     total = sum(getattr(weights, n) * merged[n] for n in TERMS if getattr(weights, n) > 0)
     return LossTerms(total=total if torch.is_tensor(total) else terms1.total, **merged)
 
 
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """``batch`` with its tensors on ``device`` (other values kept); copies to a GPU are
+    non-blocking (a pinned batch overlaps its copy with the previous step)."""
     nb = device.type == "cuda"
     return {k: v.to(device, non_blocking=nb) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -379,7 +380,8 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
     if dist.is_main and data.real is not None:
         log.info("real photos: %d of each batch of %d (data.real_fraction=%g), %d photos", data.counts[1],
                  tcfg.batch_size, cfg.data.real_fraction, len(data.real))
-    loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, max_steps, max_seconds)
+    loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, max_steps, max_seconds,
+                 show_bar=progress_bar and dist.is_main)
     if dist.is_main:  # train.checkpoint_every: checkpoints inside an epoch too
         loop.save = lambda progress, optimizer, stage: _save(run_dir, model, cfg, progress, optimizer, scaler,
                                                              stage, epoch_file=False)
@@ -405,10 +407,10 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
             model.train()
             for m in frozen_modules:
                 m.eval()  # frozen BatchNorm keeps its loaded statistics
-            progress, stop, running = loop.epoch(
-                data.loader(batches, skip, epoch_index, two_view), step_module, optimizer, progress,
-                stage, epoch_in_stage, epoch_index, len(batches), skip, lr, last_epoch=epoch_index + 1 == len(plan),
-                show_bar=progress_bar and dist.is_main)
+            epoch = _Epoch(stage, epoch_in_stage, epoch_index, len(batches), skip, lr,
+                           last_epoch=epoch_index + 1 == len(plan))
+            progress, stop, running = loop.epoch(data.loader(batches, skip, epoch_index, two_view), step_module,
+                                                 optimizer, progress, epoch)
             # DDP broadcasts rank 0's buffers (BatchNorm statistics) before each forward, so
             # after the last step the other ranks' buffers are stale: align them now.
             _broadcast_buffers(model, dist)
@@ -601,14 +603,30 @@ def _stage_optimizer(cfg: ExperimentConfig, model: nn.Module, stage: int, epoch_
     return optimizer, step_module
 
 
+@dataclass(frozen=True)
+class _Epoch:
+    """One epoch of the plan as :meth:`_Loop.epoch` runs it: its ``stage`` and place
+    (``epoch_in_stage``, ``epoch_index`` over the whole plan), its ``num_batches`` of which
+    the first ``skip`` were used before a resume, its learning rate, and whether it is the
+    plan's last (``last_epoch``: its last step scores the learning curve)."""
+
+    stage: int
+    epoch_in_stage: int
+    epoch_index: int
+    num_batches: int
+    skip: int
+    lr: float
+    last_epoch: bool
+
+
 class _Loop:
     """The optimiser steps of one epoch, with logging, stopping rules and learning-curve points."""
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, dev: torch.device, dist: DistInfo, scaler, writer,
-                 curve, t0: float, max_steps: int | None, max_seconds: float | None) -> None:
+                 curve, t0: float, max_steps: int | None, max_seconds: float | None, show_bar: bool) -> None:
         self.cfg, self.model, self.dev, self.dist = cfg, model, dev, dist
         self.scaler, self.writer, self.curve, self.t0 = scaler, writer, curve, t0
-        self.max_steps, self.max_seconds = max_steps, max_seconds
+        self.max_steps, self.max_seconds, self.show_bar = max_steps, max_seconds, show_bar
         # Loss values are read back (a host sync) only on logging steps on CUDA.
         self.sync_every_step = dev.type != "cuda"
         self.steps_run = 0
@@ -617,70 +635,90 @@ class _Loop:
         # (progress, optimizer, stage) -> None: writes a checkpoint due inside an epoch (rank 0).
         self.save = None
 
-    def epoch(self, loader, step_module, optimizer, progress: ckpt.Progress, stage: int, epoch_in_stage: int,
-              epoch_index: int, num_batches: int, skip: int, lr: float, last_epoch: bool, show_bar: bool):
+    def epoch(self, loader, step_module, optimizer, progress: ckpt.Progress, epoch: _Epoch):
         """Run the epoch's remaining batches; returns (progress, stop, running loss means)."""
         tcfg = self.cfg.train
         running: dict[str, float] = {}
-        bar = None
-        if show_bar:
-            from tqdm import tqdm
-
-            bar = tqdm(total=num_batches, initial=skip, desc=f"stage {stage} epoch {epoch_in_stage + 1}",
-                       leave=False, dynamic_ncols=True)
-        batch_in_epoch = skip
+        bar = self._progress_bar(epoch)
+        batch_in_epoch = epoch.skip
         stop = False
         for batch in loader:
-            self._seen.append(batch["index"].detach())
-            batch = _to_device(batch, self.dev)
-            terms = step_module(batch)
-            loss = terms.total
             step_no = progress.global_step + 1
-            log_step = step_no % tcfg.log_every == 0 or step_no == 1 or batch_in_epoch + 1 == num_batches
-            if (self.sync_every_step or log_step) and not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the loss became {loss.item()} by step {step_no} (stage {stage}, epoch {epoch_in_stage + 1}); "
-                    "the last checkpoint is kept: lower train.lr or set train.grad_clip_norm, then --resume")
-            optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if tcfg.grad_clip_norm is not None:
-                self.scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip_norm)
-            self.scaler.step(optimizer)
-            self.scaler.update()
-
+            log_step = step_no % tcfg.log_every == 0 or step_no == 1 or batch_in_epoch + 1 == epoch.num_batches
+            terms = self._optimise(batch, step_module, optimizer, step_no, log_step, epoch)
             batch_in_epoch += 1
             self.steps_run += 1
-            progress = ckpt.Progress(epoch_index, batch_in_epoch, progress.global_step + 1)
-            if self.sync_every_step or log_step:
-                self.last_losses = {k: float(v) for k, v in terms.as_dict().items()}
-                for k, v in self.last_losses.items():  # running mean for the bar
-                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
-            if bar is not None:
-                bar.update(1)
-                if log_step:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
-            if self.writer is not None and log_step:
-                for k, v in self.last_losses.items():
-                    self.writer.add_scalar(f"loss_stage{stage}/{k}", v, progress.global_step)
-                self.writer.add_scalar("lr", lr, progress.global_step)
-            if self.max_steps is not None and progress.global_step >= self.max_steps:
-                stop = True
-            if self.max_seconds is not None and _any_rank(self.dist, time.perf_counter() - self.t0 > self.max_seconds,
-                                                          self.dev):
-                stop = True
-            last_batch = batch_in_epoch == num_batches and last_epoch
-            if self.curve is not None and (progress.global_step % tcfg.eval_every == 0 or stop or last_batch):
-                self.curve.evaluate(progress.global_step, stage, epoch_index, time.perf_counter() - self.t0)
+            progress = ckpt.Progress(epoch.epoch_index, batch_in_epoch, step_no)
+            self._record(terms, log_step, running, bar, epoch, step_no)
+            stop = self._stop_due(step_no)
+            last_batch = batch_in_epoch == epoch.num_batches and epoch.last_epoch
+            if self.curve is not None and (step_no % tcfg.eval_every == 0 or stop or last_batch):
+                self.curve.evaluate(step_no, epoch.stage, epoch.epoch_index, time.perf_counter() - self.t0)
             if stop:
                 break
             # Epoch ends and stops are checkpointed by the caller, a step inside the epoch here.
-            if self.save is not None and batch_in_epoch < num_batches and \
-                    checkpoint_due(tcfg, progress.global_step, epoch_done=False, last=False):
-                self.save(progress, optimizer, stage)
+            if self.save is not None and batch_in_epoch < epoch.num_batches and \
+                    checkpoint_due(tcfg, step_no, epoch_done=False, last=False):
+                self.save(progress, optimizer, epoch.stage)
         if bar is not None:
             bar.close()
         return progress, stop, running
+
+    def _progress_bar(self, epoch: _Epoch):
+        """A tqdm bar over the epoch's batches (starting at those skipped), or None."""
+        if not self.show_bar:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=epoch.num_batches, initial=epoch.skip, desc=f"stage {epoch.stage} epoch "
+                    f"{epoch.epoch_in_stage + 1}", leave=False, dynamic_ncols=True)
+
+    def _optimise(self, batch, step_module, optimizer, step_no: int, log_step: bool, epoch: _Epoch) -> LossTerms:
+        """One optimiser step on ``batch``; returns its loss terms. A non-finite loss (checked
+        where its value is read back anyway) stops training before the step is taken."""
+        tcfg = self.cfg.train
+        self._seen.append(batch["index"].detach())
+        terms = step_module(to_device(batch, self.dev))
+        loss = terms.total
+        if (self.sync_every_step or log_step) and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} by step {step_no} (stage {epoch.stage}, epoch "
+                f"{epoch.epoch_in_stage + 1}); the last checkpoint is kept: lower train.lr or set "
+                "train.grad_clip_norm, then --resume")
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if tcfg.grad_clip_norm is not None:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return terms
+
+    def _record(self, terms: LossTerms, log_step: bool, running: dict[str, float], bar, epoch: _Epoch,
+                step: int) -> None:
+        """The step's losses: read back (every step off CUDA, else on logging steps) into
+        :attr:`last_losses` and the bar's running means; TensorBoard scalars on logging steps."""
+        if self.sync_every_step or log_step:
+            self.last_losses = {k: float(v) for k, v in terms.as_dict().items()}
+            for k, v in self.last_losses.items():  # running mean for the bar
+                running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
+        if bar is not None:
+            bar.update(1)
+            if log_step:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+        if self.writer is not None and log_step:
+            for k, v in self.last_losses.items():
+                self.writer.add_scalar(f"loss_stage{epoch.stage}/{k}", v, step)
+            self.writer.add_scalar("lr", epoch.lr, step)
+
+    def _stop_due(self, step: int) -> bool:
+        """Whether training stops after ``step``: ``max_steps`` reached, or ``max_seconds``
+        passed on any rank (asked every step: all ranks take part in that collective)."""
+        stop = self.max_steps is not None and step >= self.max_steps
+        if self.max_seconds is not None and _any_rank(self.dist, time.perf_counter() - self.t0 > self.max_seconds,
+                                                      self.dev):
+            stop = True
+        return stop
 
     @property
     def seen(self) -> list[int]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from m3dhmr.config import ConfigError, from_dict
-from m3dhmr.train.config import (
+from m3dhmr.config_loader import ConfigError, from_dict
+from m3dhmr.experiment import (
     DataConfig,
     ExperimentConfig,
     TrainConfig,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from m3dhmr.models.meshconv import DSC, MESH_CONVS, DSConv, SpiralConv, make_mesh_conv
+from m3dhmr.models.dsc import DSC, MESH_CONVS, DSConv, SpiralConv, make_mesh_conv
 
 torch.manual_seed(0)
 

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from m3dhmr.config import ConfigError, from_dict, load_yaml, to_dict
+from m3dhmr.config_loader import ConfigError, from_dict, load_yaml, to_dict
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
+"""Per-stage speed of the Predictor (:mod:`m3dhmr.inference.speed`); the command is in test_bench_cli.py."""
+
 import numpy as np
 import pytest
 import torch
 
-from m3dhmr.inference.bench import STAGES, BenchResult, format_results, run_bench, synthetic_frame, time_frame
 from m3dhmr.inference.predictor import Predictor
+from m3dhmr.inference.speed import STAGES, BenchResult, format_results, run_bench, synthetic_frame, time_frame
 from m3dhmr.models import M3DHMR
 from model_helpers import tiny_model_config, tiny_topology
 
@@ -49,39 +51,6 @@ def test_bench_result_and_errors(predictor):
         run_bench({"a": predictor}, seconds=0)
     with pytest.raises(ValueError, match="block"):
         run_bench({"a": predictor}, block=0)
-
-
-# ----------------------------------------------------------------------------- --precision
-
-def test_timed_runs_name_the_fps_lines():
-    from m3dhmr.commands.bench import timed_runs
-
-    assert timed_runs(None, "fp32") == {"torch": ("torch", "fp32"), "onnxruntime": ("onnxruntime", "fp32")}
-    assert timed_runs("torch", "fp32") == {"torch": ("torch", "fp32")}
-    assert timed_runs(None, "int8") == timed_runs("onnxruntime", "int8") == {"int8": ("onnxruntime", "int8")}
-    assert timed_runs(None, "both") == {"fp32": ("onnxruntime", "fp32"), "int8": ("onnxruntime", "int8")}
-
-
-@pytest.mark.parametrize("option, message", [
-    (["--precision", "int4"], "--precision must be one of fp32, int8, both, got 'int4'"),
-    (["--precision", "int8", "--backend", "torch"],
-     "--precision int8 times ONNX Runtime: use --backend onnxruntime or leave it out"),
-    (["--precision", "both", "--backend", "both"],
-     "--precision both times ONNX Runtime: use --backend onnxruntime or leave it out"),
-    (["--precision", "both", "--accuracy-images", "0"], "--accuracy-images must be >= 1, got 0"),
-    (["--precision", "both", "--photos", "no_such_dir"], "--photos no_such_dir: no such folder"),
-])
-def test_bench_precision_errors_are_one_line_before_building(capsys, monkeypatch, option, message):
-    import m3dhmr.models
-    from m3dhmr.cli import main
-
-    def forbidden(*a, **k):
-        raise AssertionError("the model was built before the options were checked")
-
-    monkeypatch.setattr(m3dhmr.models, "build_model", forbidden)
-    rc = main(["bench", *option])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.strip() == f"m3dhmr bench: error: {message}"
 
 
 def test_format_results_of_both_precisions():

@@ -1,7 +1,7 @@
 """Articulation of predicted hands: joint rotations (``pose.json``) and rigged ``.glb``/``.bvh`` files.
 
 :class:`Articulator` fits the network's template's hand model (:func:`m3dhmr.hand.fit.fit_hand`)
-to :class:`~m3dhmr.inference.predictor.PredictionResult` meshes. A left hand is fitted
+to :class:`~m3dhmr.inference.result.PredictionResult` meshes. A left hand is fitted
 as its mirror image (``x -> -x``: the right hand the network predicted), so its
 rotations are a right hand's, flagged ``"mirrored": true``; its ``.glb`` holds the
 mirrored right rig, which is the left hand with proper rotations throughout
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hand.fit import FitSettings, HandFit, fit_hand
-from ..hand.load import load_hand_model
 from m3dhmr.errors import InputError
+from m3dhmr.hand.fit import FitSettings, HandFit, fit_hand
+from m3dhmr.hand.load import load_hand_model
 
 MIRROR = np.array([-1.0, 1.0, 1.0])
 
@@ -32,7 +32,7 @@ MIRROR = np.array([-1.0, 1.0, 1.0])
 @dataclass(frozen=True, repr=False)
 class HandArticulation:
     """One predicted hand's fitted articulation, NumPy float64 like the rest of a
-    :class:`~m3dhmr.inference.predictor.PredictionResult` (:attr:`fit` keeps the torch fit).
+    :class:`~m3dhmr.inference.result.PredictionResult` (:attr:`fit` keeps the torch fit).
 
     A left hand is fitted as its mirror image (``x -> -x``), so its rotations are a right
     hand's (``mirrored`` True); ``vertices`` and ``joints`` are mirrored back into the
@@ -115,7 +115,7 @@ class Articulator:
         return fit_hand(self.model, v, j, settings=self.settings, shape=shape, init=init)
 
     def attach(self, results: list) -> list:
-        """Copies of ``results`` with :attr:`~m3dhmr.inference.predictor.PredictionResult.articulation` set (one batch)."""
+        """Copies of ``results`` with :attr:`~m3dhmr.inference.result.PredictionResult.articulation` set (one batch)."""
         import dataclasses
 
         if not results:
@@ -133,9 +133,9 @@ def pose_json(fit: HandFit, i: int, left: bool) -> dict:
 
 def write_hand_files(folder: str | Path, result) -> list[Path]:
     """``pose.json`` and ``hand.glb`` of a result with :attr:`articulation` into ``folder``."""
-    from ..export import write_glb
-    from ..export.from_fit import fit_rig
-    from ..fileio import atomic_write_text
+    from m3dhmr.export import write_glb
+    from m3dhmr.export.from_fit import fit_rig
+    from m3dhmr.fileio import atomic_write_text
 
     art = result.articulation
     if art is None:
@@ -188,9 +188,9 @@ class TrackAnimation:
 
         ``num_frames``: frames of the video; the animation spans the recorded ones, holding
         the last pose where the hand was missing."""
-        from ..export import write_bvh, write_glb
-        from ..export.from_fit import fit_animation
-        from ..fileio import atomic_write_text
+        from m3dhmr.export import write_bvh, write_glb
+        from m3dhmr.export.from_fit import fit_animation
+        from m3dhmr.fileio import atomic_write_text
 
         if not self.frames:
             raise InputError("no frame of this hand to animate")

@@ -1,4 +1,4 @@
-"""Spiral mesh convolutions with one interface.
+"""The DSC step's mesh convolutions (the paper's DSC and the spiral baselines), with one interface.
 
 Every class is built as ``Conv(in_channels, out_channels, spiral_indices)`` with
 ``spiral_indices (V, S)`` int64 (row v: the vertex v itself, then its rings, as in

@@ -1,6 +1,6 @@
 """ModelConfig: every hyper-parameter of the M3DHMR network, as one frozen dataclass.
 
-Load it strictly from YAML's ``model:`` section with :func:`m3dhmr.config.from_dict`;
+Load it strictly from YAML's ``model:`` section with :func:`m3dhmr.config_loader.from_dict`;
 unknown keys and bad values are errors that name the key.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 from m3dhmr.errors import InputError
 
-#: Names accepted by ``ModelConfig.conv`` (the classes live in :mod:`m3dhmr.models.meshconv`).
+#: Names accepted by ``ModelConfig.conv`` (the classes live in :mod:`m3dhmr.models.dsc`).
 CONV_NAMES = ("dsc", "dsconv", "spiral")
 BACKBONE_NAMES = ("resnet18", "resnet34")
 
