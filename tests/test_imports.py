@@ -1,5 +1,6 @@
 """The package's import graph has no circles, every import points down the layer order
-(:data:`LAYERS`), and run-time code never imports the offline builder."""
+(:data:`LAYERS`), run-time code never imports the offline builder, and no function imports
+the standard library (its imports belong at the top of the module)."""
 
 from __future__ import annotations
 
@@ -176,3 +177,43 @@ def test_import_m3dhmr_is_light():
     out = subprocess.run([sys.executable, "-c", "import sys, m3dhmr; print('torch' in sys.modules)"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _stdlib_imports_in_functions(src: Path = SRC) -> list[str]:
+    """``"path:line module"`` for each import of a standard-library module inside a function body.
+
+    The standard library is cheap to import and always there, so deferring it saves nothing:
+    its imports belong at the top of the module. Imports inside functions are for heavy or
+    optional packages (torch, cv2, onnxruntime, ...) and for the commands' ``run``."""
+    found = []
+    for p in sorted((src / "m3dhmr").rglob("*.py")):
+        tree = ast.parse(p.read_text())
+        seen: set[int] = set()
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for n in ast.walk(fn):
+                if id(n) in seen or not isinstance(n, (ast.Import, ast.ImportFrom)):
+                    continue
+                seen.add(id(n))  # a nested function's imports are walked once
+                if isinstance(n, ast.Import):
+                    names = [a.name for a in n.names]
+                else:  # a relative import names a module of the package
+                    names = [n.module] if n.level == 0 and n.module else []
+                found += [f"{p.relative_to(src).as_posix()}:{n.lineno} {name}" for name in names
+                          if name.split(".")[0] in sys.stdlib_module_names]
+    return found
+
+
+def test_no_standard_library_import_inside_a_function():
+    assert _stdlib_imports_in_functions() == []
+
+
+def test_stdlib_check_finds_hand_made_imports_inside_functions(tmp_path):
+    pkg = tmp_path / "m3dhmr"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("import json\n\n\ndef f():\n    import torch\n    from os import path\n\n"
+                              "    def g():\n        import collections.abc\n\n\nclass C:\n"
+                              "    async def h(self):\n        from . import b\n        import shutil as sh\n")
+    assert _stdlib_imports_in_functions(tmp_path) == ["m3dhmr/a.py:6 os", "m3dhmr/a.py:9 collections.abc",
+                                                      "m3dhmr/a.py:15 shutil"]

@@ -8,6 +8,7 @@ falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -130,8 +131,6 @@ def apply_overrides(data: dict, overrides, where: str = "--set") -> dict:
     MMEngine's command lines do. Values are YAML (``false``, ``64``, ``[1, 2]``, ``null``,
     a string); missing sections are created. Unknown keys are caught by :func:`from_dict`.
     """
-    import copy
-
     out = copy.deepcopy(data) if data else {}
     for item in overrides or ():
         key, sep, text = str(item).partition("=")

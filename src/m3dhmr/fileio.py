@@ -12,14 +12,22 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
 from m3dhmr.errors import InputError
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+else:
+    import fcntl
 
 
 @contextmanager
@@ -65,8 +73,6 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> 
 
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks (packaged weights and models pin it)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -140,20 +146,14 @@ class FolderLock:
 
 def _lock_fd(fd: int) -> None:
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import msvcrt
-
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
     else:
-        import fcntl
-
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> list[Path]:
     """Remove :func:`atomic_path` temporaries (files and folders) in ``folder`` that a killed
     run left; returns what was removed. Hold the folder's :class:`FolderLock` while calling."""
-    import shutil
-
     folder = Path(folder)
     if not folder.is_dir():
         return []

@@ -81,7 +81,7 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
     except OSError:
         name, flags = None, frozenset()
     try:
-        import torch
+        import torch  # heavy: m3dhmr.hardware stays light; torch is loaded only to read its CPU capability
 
         capability = str(torch.backends.cpu.get_cpu_capability())
     except (ImportError, AttributeError):  # pragma: no cover - torch is a dependency

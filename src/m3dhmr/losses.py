@@ -26,6 +26,7 @@ from torch import Tensor
 from m3dhmr.conventions import VERTEX_NORMALISATION_M
 from m3dhmr.geometry import crop as crop_maths
 from m3dhmr.geometry.mesh_normals import face_normals
+from m3dhmr.geometry.procrustes import NORM_EPS
 from m3dhmr.models.backbone import Stack1Output
 from m3dhmr.models.network import ModelOutput, TwoStackOutput
 from m3dhmr.errors import InputError
@@ -137,8 +138,6 @@ def aligned_vertex_loss(pred: Tensor, gt: Tensor) -> Tensor:
 
     pred, gt: (B, V, 3) -> 0-dim.
     """
-    from m3dhmr.geometry.procrustes import NORM_EPS
-
     with torch.no_grad():
         p, g = pred.detach(), gt
         g_mean = g.mean(1, keepdim=True)

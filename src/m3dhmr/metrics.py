@@ -112,7 +112,7 @@ def pck_auc(dist: np.ndarray, thresholds: np.ndarray = AUC_THRESHOLDS_M) -> tupl
 @functools.cache
 def _nn_kernel():
     """Numba brute-force kernel (compiled on first use, cached on disk)."""
-    import numba
+    import numba  # heavy: numba loads only when the kernel is first compiled
 
     @numba.njit(cache=True)
     def nearest_sq(a, b, d_ab, d_ba):  # pragma: no cover - compiled

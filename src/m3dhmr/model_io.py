@@ -15,12 +15,14 @@ models that :mod:`m3dhmr.pretrained` reads.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from m3dhmr.errors import InputError
 from m3dhmr.experiment import ExperimentConfig, experiment_from_json
+from m3dhmr.models import build_model
 
 FORMAT = "m3dhmr-checkpoint"
 FORMAT_VERSION = 1
@@ -40,6 +42,7 @@ def dense_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    # deferred: safetensors loads on first use, by the functions that read or write weights
     from safetensors.torch import save
 
     return save(tensors, metadata=metadata)
@@ -141,10 +144,6 @@ def load_model_from_checkpoint(
     ``template`` replaces its ``model.template`` (e.g. a MANO pickle now at another path).
     Returns ``(model in eval mode on device, ExperimentConfig)``.
     """
-    import dataclasses
-
-    from m3dhmr.models import build_model
-
     tensors, meta = read_weights(path)
     cfg = experiment or experiment_from_json(meta.get("experiment", "null"), where=str(path))
     if template is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from m3dhmr.fileio import sha256_file
+from m3dhmr.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def read_manifest(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGHTS_DIR) ->
 def read_pretrained_tensors(name: str = DEFAULT_MODEL, weights_dir: Path = WEIGHTS_DIR,
                             ) -> tuple[dict[str, torch.Tensor], PretrainedInfo]:
     """All tensors of a packaged model (floats as float32), after checking sizes and hashes."""
+    # heavy: safetensors and the model modules (torchvision) load on first use; listing models needs neither
     from safetensors.torch import load_file
 
     info = read_manifest(name, weights_dir)
@@ -126,7 +127,6 @@ def package_weights(checkpoint: str | Path, name: str, out_dir: str | Path = WEI
     written atomically, shards before the manifest, and shards of an earlier version of
     ``name`` are removed once the new manifest is in place.
     """
-    from m3dhmr.fileio import atomic_write_bytes, atomic_write_json
     from m3dhmr.model_io import read_weights, safetensors_bytes
 
     tensors, meta = read_weights(checkpoint)

@@ -9,14 +9,16 @@ through its centroid (side), each framed to fill the tile.
 
 from __future__ import annotations
 
+import io
 import math
 
 import cv2
 import numpy as np
 
 from m3dhmr.conventions import BONES, NUM_JOINTS, finger_of_joint
-from m3dhmr.geometry.rotations import rot_y
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_write_bytes
+from m3dhmr.geometry.rotations import rot_y
 
 #: RGB colour per region: palm/wrist, thumb, index, middle, ring, little.
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -74,7 +76,7 @@ def overlay_mesh(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: 
     image: (H, W, 3) uint8; vertices: (V, 3) camera space (metres); faces: (F, 3);
     K: (3, 3) of the image. Returns (H, W, 3) uint8.
     """
-    from m3dhmr.render import render_mesh
+    from m3dhmr.render import render_mesh  # heavy: the renderer (numba) loads on first render
 
     image = _check_image(image)
     res = render_mesh(vertices, faces, K, image.shape[:2], colors=np.asarray(color, dtype=np.float64),
@@ -175,14 +177,11 @@ def plot_learning_curve(rows: list[dict[str, float]], path, title: str = "", bas
     ``baseline`` (e.g. the mean pose's ``pa_mpjpe_mm``/``pa_mpvpe_mm``) is drawn dashed.
     Written atomically (matplotlib's Agg backend, no display needed).
     """
-    import io
-
+    # heavy: matplotlib loads only to plot a curve
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from m3dhmr.fileio import atomic_write_bytes
 
     if not rows:
         raise InputError("plot_learning_curve: no rows (did the run evaluate? set train.eval_every)")

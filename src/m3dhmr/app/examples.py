@@ -32,6 +32,7 @@ def examples_dir() -> Path:
 def render_hand(seed: int, size: tuple[int, int] = (240, 320)) -> np.ndarray:
     """(H, W, 3) uint8 RGB: the open hand template (a right hand), fingers up, 40 cm in front
     of a 60-degree camera, over blurred noise from ``seed``."""
+    # heavy: the renderer (numba), cv2 and the hand template (torch) load only to render the examples
     import cv2
 
     from m3dhmr.geometry.rotations import rot_x, rot_z

@@ -27,8 +27,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from m3dhmr.detect import HandDetector
 from m3dhmr.errors import InputError
+from m3dhmr.inference import crops
 from m3dhmr.inference.crops import DEFAULT_FOV_DEG
+from m3dhmr.inference.images import load_image
+from m3dhmr.inference.outputs import save_image_outputs
+from m3dhmr.inference.rigging import Articulator
+from m3dhmr.inference.video import VideoReader, predict_video
 
 #: Most hands the page shows (one 3D viewer each).
 MAX_HANDS = 4
@@ -145,7 +151,7 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) read from the file's header (no decoding), None where Pillow cannot
     tell (the OpenCV decoder then decides); a decompression bomb counts as huge."""
     try:
-        from PIL import Image
+        from PIL import Image  # optional: imported where used, as Pillow may be missing
     except ImportError:  # Pillow comes with Gradio; without it the decoded size is checked
         return None
     try:
@@ -167,8 +173,6 @@ class AppModel:
     """
 
     def __init__(self, predictor, workdir: str | Path, settings: AppSettings = AppSettings()) -> None:
-        from m3dhmr.inference.rigging import Articulator
-
         self.predictor = predictor
         self.settings = settings
         self.workdir = Path(workdir)
@@ -195,8 +199,6 @@ class AppModel:
 
     def _use(self, options: Options) -> None:
         """The detector with ``options``' number of hands and threshold (rebuilt only on a change)."""
-        from m3dhmr.detect import HandDetector
-
         det = self.predictor.detector
         if (det.max_hands, det.min_presence) != (int(options.max_hands), float(options.min_score)):
             self.predictor.detector = HandDetector(max_hands=int(options.max_hands),
@@ -217,10 +219,6 @@ class AppModel:
     def photo(self, path: str | Path | None, options: Options = Options(), name: str | None = None) -> PhotoResult:
         """Every hand in the photo at ``path`` (``name``: what messages and ``result.json``
         call it, default the file's name) -> :class:`PhotoResult`."""
-        from m3dhmr.inference import crops
-        from m3dhmr.inference.images import load_image
-        from m3dhmr.inference.outputs import save_image_outputs
-
         if path is None:
             raise InputError("no photo: upload one, take a webcam snapshot or click an example")
         path = Path(path)
@@ -251,9 +249,6 @@ class AppModel:
         """Every hand through the clip at ``path``, followed by id -> :class:`VideoResult`.
 
         ``progress(frames_done, frames_total)`` as :func:`~m3dhmr.inference.video.predict_video`'s."""
-        from m3dhmr.inference import crops
-        from m3dhmr.inference.video import VideoReader, predict_video
-
         if path is None:
             raise InputError("no clip: upload a short video")
         path = Path(path)

@@ -15,9 +15,15 @@ temporary folder that is removed when the server stops (Ctrl+C).
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
+
+from m3dhmr.app import INSTALL_HINT
+from m3dhmr.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # heavy: the app modules (torch, cv2) load only when this command is used, not on import
     from m3dhmr.app.handlers import AppSettings
 
     d = AppSettings()
@@ -42,12 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
-
-    from m3dhmr.app import INSTALL_HINT
-    from m3dhmr.errors import UserError
-
     try:
         import gradio  # noqa: F401
     except ImportError as e:

@@ -25,7 +25,12 @@ Figures are printed last as ``name=value`` lines.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
+
+from m3dhmr.errors import UserError
+from m3dhmr.hardware import cpu_summary
 
 #: Real photos for ``--precision both``'s 2D comparison when ``--photos`` is not given
 #: (relative to the working directory: the project's data folder beside the checkout).
@@ -65,8 +70,6 @@ def timed_runs(backend: str | None, precision: str) -> dict[str, tuple[str, str]
     """Name -> (backend, precision) of each predictor to time; names are those of the
     ``fps_end_to_end_<name>`` lines (``torch``/``onnxruntime`` for fp32, ``int8``, or
     ``fp32``/``int8`` for ``--precision both``)."""
-    from m3dhmr.cli import UserError
-
     if precision not in PRECISION_CHOICES:
         raise UserError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if precision == "fp32":
@@ -79,14 +82,10 @@ def timed_runs(backend: str | None, precision: str) -> dict[str, tuple[str, str]
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-    import os
-
+    # heavy: torch and the model load when the command runs, so m3dhmr --help stays fast
     import torch
 
-    from m3dhmr.cli import UserError
-    from m3dhmr.hardware import cpu_summary
-    from m3dhmr.inference.speed import format_results, run_bench
+    from m3dhmr.inference.speed import format_precision_delta, format_results, precision_delta, run_bench
     from m3dhmr.inference.predictor import Predictor
     from m3dhmr.models import ModelConfig, build_model
 
@@ -137,8 +136,6 @@ def run(args: argparse.Namespace) -> int:
     whole_lines = [] if args.no_detection else whole_image_lines(predictors, results, args)
     accuracy_lines = []
     if args.precision == "both":
-        from m3dhmr.inference.speed import format_precision_delta, precision_delta
-
         photos = args.photos if args.photos is not None else (DEFAULT_PHOTOS if DEFAULT_PHOTOS.is_dir() else None)
         accuracy_lines = format_precision_delta(precision_delta(predictors["fp32"], predictors["int8"],
                                                                 args.accuracy_images, photos, box_scale))

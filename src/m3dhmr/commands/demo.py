@@ -17,9 +17,14 @@ Each step is the code of its own command (``benchmark``, ``predict``, ``synth``,
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import m3dhmr
+from m3dhmr.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +49,7 @@ def _step(title: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """The demo's four steps (see the module docstring) and their summary; returns the exit code."""
+    # heavy: each step imports what it needs (torch, cv2, ...) when it runs, so m3dhmr --help stays fast
     from m3dhmr.experiment import load_experiment, resolve_config
 
     config = resolve_config(args.config)
@@ -77,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """One-line errors for sizes out of range and a training seed that is the benchmark's."""
-    from m3dhmr.cli import UserError
     from m3dhmr.evaluation.benchmark import BENCHMARK_SEED
 
     if args.train < 1 or args.eval < 1 or args.predict < 0 or not 1 <= args.bench <= 1000:
@@ -90,8 +95,6 @@ def _discard_old_renders(bench: Path, data: Path, run_dir: Path) -> None:
     """Remove sets rendered by an older generator (version 2 and before rendered hands at
     rest): they are the demo's own, rendered again rather than scored or trained on (and
     the run trained on the old training set goes with it)."""
-    import shutil
-
     for folder in (bench, data):
         if rendered_by_older_generator(folder):
             print(f"{folder} was rendered by an older synthetic-data generator; rendering it again")
@@ -119,7 +122,6 @@ class _Shown:
 def _predict_examples(bench: Path, count: int, out: Path) -> _Shown:
     """Predict the first ``count`` benchmark images from detector-like boxes (every output
     of ``m3dhmr predict``, panels in one gallery), then a picture of two of them with no box."""
-    import m3dhmr
     from m3dhmr.evaluation.detector_boxes import detector_boxes
     from m3dhmr.inference.outputs import save_image_outputs
 
@@ -145,7 +147,6 @@ def _predict_whole_picture(predictor, first: Path, second: Path, folder: Path) -
     packaged detector finds them and tells left from right. Returns ``folder``."""
     import numpy as np
 
-    import m3dhmr
     from m3dhmr.inference.crops import default_intrinsics
     from m3dhmr.inference.outputs import save_image_outputs
 
@@ -204,8 +205,6 @@ def _report(args: argparse.Namespace, packaged: dict, trained: dict, shown: _Sho
 def rendered_by_older_generator(folder: Path) -> bool:
     """Whether ``folder`` holds a synthetic set from an older generator version
     (:data:`m3dhmr.data.synth.SYNTH_VERSION`); False when it holds none."""
-    import json
-
     from m3dhmr.data.synth import INFO_FILE, SYNTH_VERSION
 
     info = folder / INFO_FILE

@@ -10,8 +10,12 @@ Either way, with ground truth in the split, ``metrics.json`` and a per-sample CS
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 from pathlib import Path
-from m3dhmr.errors import InputError
+
+from m3dhmr.errors import InputError, UserError
+from m3dhmr.fileio import check_output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,15 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import logging
-
+    # heavy: torch, the data set and the model load when the command runs, so m3dhmr --help stays fast
     import torch
 
-    from m3dhmr.cli import UserError
     from m3dhmr.data.freihand import FreiHANDDataset, load_annotations
     from m3dhmr.evaluation.scoring import read_prediction_file, score_predictions, write_metrics, write_prediction_file
-    from m3dhmr.fileio import check_output_folder
     from m3dhmr.inference.networks import check_device
 
     log = logging.getLogger("m3dhmr.eval")

@@ -23,6 +23,9 @@ import argparse
 import re
 from pathlib import Path
 
+from m3dhmr.errors import UserError
+from m3dhmr.fileio import check_output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", nargs="?", default=None,
@@ -44,7 +47,7 @@ def resolve_checkpoint(arg: str | None) -> tuple[str, str | Path]:
     packaged model's name, and for the packaged model's own files (manifest, shards,
     weights folder), which are not checkpoints: there the fix is its name or no CKPT.
     """
-    from m3dhmr.cli import UserError
+    # heavy: m3dhmr.pretrained imports torch; only when the command runs
     from m3dhmr.pretrained import DEFAULT_MODEL, WEIGHTS_DIR, available_models
 
     if arg is None:
@@ -74,8 +77,6 @@ def resolve_checkpoint(arg: str | None) -> tuple[str, str | Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from m3dhmr.cli import UserError
-    from m3dhmr.fileio import check_output_folder
     from m3dhmr.inference.onnx_export import MIN_OPSET, PARITY_TOLERANCE, check_parity
     from m3dhmr.inference.quantize import (INT8_TOLERANCE_PX, CalibrationRecipe, check_int8, check_precision,
                                            export_network)

@@ -12,7 +12,11 @@ prints ``fit_error_mm_mean=...`` and ``fit_error_mm_max=...`` last.
 from __future__ import annotations
 
 import argparse
-from m3dhmr.errors import InputError
+import json
+from pathlib import Path
+
+from m3dhmr.errors import InputError, UserError
+from m3dhmr.fileio import atomic_write_text, check_output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +39,7 @@ def read_meshes(path):
     """(N, V, 3) float64 from a JSON list of (V, 3) meshes (or a single mesh); a finite
     coordinate beyond :data:`MAX_ABS_COORD_M` metres is a ValueError naming the file, mesh
     and vertex."""
-    import json
-    from pathlib import Path
-
+    # heavy: NumPy and torch load when the command runs, so m3dhmr --help stays fast
     import numpy as np
 
     path = Path(path)
@@ -70,16 +72,11 @@ def read_meshes(path):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     import numpy as np
     import torch
 
-    from m3dhmr.cli import UserError
     from m3dhmr.export import write_glb
     from m3dhmr.export.from_fit import fit_rig
-    from m3dhmr.fileio import atomic_write_text, check_output_folder
     from m3dhmr.hand.fit import fit_hand
     from m3dhmr.hand.load import load_hand_model
 

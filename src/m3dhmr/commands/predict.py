@@ -46,12 +46,16 @@ packaged model runs.
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
 import re
 import sys
 from pathlib import Path
 
-from m3dhmr.errors import InputError
+from m3dhmr.errors import InputError, UserError
+from m3dhmr.fileio import (FolderLock, atomic_write_text, check_output_folder, os_error_message,
+                           remove_stale_temporaries)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ def _count_numbers(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # heavy: the inference modules (torch, cv2) load only when this command is used, not on import
     from m3dhmr.inference.crops import DEFAULT_BOX_SCALE, DEFAULT_FOV_DEG
     from m3dhmr.inference.outputs import MAX_PICTURE_SIDE
 
@@ -189,7 +194,6 @@ def _check_options(args: argparse.Namespace) -> None:
     """Every option that can be checked without the model, so that a typo costs no loading."""
     import numpy as np
 
-    from m3dhmr.cli import UserError
     from m3dhmr.inference.networks import check_device
 
     if args.box_scale is not None and (args.box_scale <= 0 or not np.isfinite(args.box_scale)):
@@ -212,16 +216,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import errno
-    import json
-
     import cv2
     import torch
 
-    from m3dhmr.cli import UserError
     from m3dhmr.detect import HandDetector
-    from m3dhmr.fileio import FolderLock, atomic_write_text, check_output_folder, os_error_message, \
-        remove_stale_temporaries
     from m3dhmr.inference import crops
     from m3dhmr.inference.images import collect_inputs
     from m3dhmr.inference.predictor import Predictor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
+    # heavy: the renderer (numba, cv2, torch) loads when the command runs, so m3dhmr --help stays fast
     from m3dhmr.config_loader import apply_overrides, from_dict
     from m3dhmr.data.synth import SynthConfig, generate
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from m3dhmr.errors import UserError
 from m3dhmr.evaluation.benchmark import BENCHMARK_SEED, BENCHMARK_SIZE, SUMMARY_KEYS
+from m3dhmr.fileio import check_creatable_folder, check_output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_device(device: str) -> str:
     """``--device``: "auto" -> CUDA when present, else CPU; checked to exist (one-line ValueError)."""
+    # heavy: torch and the renderer load when the command runs, so m3dhmr --help stays fast
     import torch
 
     from m3dhmr.inference.networks import check_device
@@ -53,7 +56,6 @@ def check_paths(data: Path, out: Path | None) -> None:
     ``--data`` folder not rendered yet, which must stay empty until it is rendered.
     """
     from m3dhmr.data.synth import INFO_FILE
-    from m3dhmr.fileio import check_creatable_folder, check_output_folder
 
     out = out if out is not None else data / "scores"
     check_creatable_folder(data, "--data", writable=False)  # a rendered benchmark may be read-only
@@ -63,8 +65,7 @@ def check_paths(data: Path, out: Path | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from m3dhmr.cli import UserError
-    from m3dhmr.evaluation.benchmark import score_benchmark
+    from m3dhmr.evaluation.benchmark import score_benchmark  # looked up when called: tests replace it
 
     if args.real is not None:
         return run_real(args)
@@ -92,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_real(args: argparse.Namespace) -> int:
-    from m3dhmr.cli import UserError
     from m3dhmr.evaluation.real import evaluate_real
     from m3dhmr.inference.networks import check_device
     from m3dhmr.inference.predictor import Predictor

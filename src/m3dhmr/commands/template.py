@@ -11,7 +11,9 @@ what the network then uses as its rest shape). Writes ``template.ply``, ``j_reg.
 from __future__ import annotations
 
 import argparse
-from m3dhmr.errors import InputError
+from pathlib import Path
+
+from m3dhmr.errors import InputError, UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,19 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # heavy: the hand models (torch, scipy) load when the command runs, so m3dhmr --help stays fast
     import numpy as np
 
-    from m3dhmr.cli import UserError
     from m3dhmr.hand.load import load_template, template_from_mesh
     from m3dhmr.hand.template import write_template_dir
+    from m3dhmr.mesh.io import read_mesh
 
     if (args.mesh is None) != (args.joint_regressor is None):
         raise UserError("--mesh and --joint-regressor go together")
     if args.mesh is not None:
-        from m3dhmr.mesh.io import read_mesh
-
         mesh, reg_path = Path(args.mesh), Path(args.joint_regressor)
         for p in (mesh, reg_path):
             if not p.is_file():

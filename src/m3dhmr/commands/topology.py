@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
-from m3dhmr.errors import InputError
+
+from m3dhmr.errors import InputError, UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_npy(path: Path, what: str):
+    # heavy: NumPy and the mesh modules (scipy) load when the command runs, so m3dhmr --help stays fast
     import numpy as np
 
     if not path.is_file():
@@ -36,9 +39,6 @@ def _load_npy(path: Path, what: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from m3dhmr.cli import UserError
     from m3dhmr.mesh import TopologyParams, build_topology, read_mesh, save_bundle
     from m3dhmr.mesh.io import SUFFIXES
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import check_creatable_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
+    # heavy: torch and the trainer load when the command runs, so m3dhmr --help stays fast
     import torch
 
     from m3dhmr.experiment import load_experiment
+    from m3dhmr.inference.networks import check_device
+    from m3dhmr.train.distributed import dist_env
     from m3dhmr.train.trainer import train
 
     overrides = list(args.overrides) + ([f"model.template={args.template}"] if args.template else [])
@@ -49,19 +53,13 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    from m3dhmr.inference.networks import check_device
-
     check_device(device, where="--device")
-    from m3dhmr.fileio import check_creatable_folder
-
     check_creatable_folder(args.out)  # creates nothing: a failed call leaves no folder
     if args.resume and args.overwrite:
         raise InputError("--resume and --overwrite exclude each other")
     result = train(cfg, args.data, args.out, resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps,
                    max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, device=device,
                    progress_bar=not args.no_progress)
-    from m3dhmr.train.distributed import dist_env
-
     if dist_env()[0] == 0:
         p = result.progress
         print(f"step {p.global_step}, epoch {p.epoch_index} of {cfg.train.stage1_epochs + cfg.train.epochs}"

@@ -24,21 +24,26 @@ OpenCV's (which rounds to ``uint8`` in between).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from m3dhmr.conventions import ROOT_JOINT
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude_batch
 from m3dhmr.data.augment import LUMA, AugmentConfig, RGB2YIQ, YIQ2RGB
+from m3dhmr.data.freihand import default_cache_dir, load_annotations, read_jpeg
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_path
 from m3dhmr.geometry.camera import project
 from m3dhmr.geometry.crop import apply_affine, apply_rotation, crop_affine, crop_camera
 
@@ -92,11 +97,6 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
     Images must all have one size (FreiHAND's are 224 x 224); a file of another size or
     a corrupt one is named in the error.
     """
-    import cv2
-
-    from m3dhmr.data.freihand import default_cache_dir, load_annotations, read_jpeg
-    from m3dhmr.fileio import atomic_path
-
     root = Path(root)
     ann = load_annotations(root, split, num_vertices=num_vertices, cache_dir=cache_dir)
     if not ann.has_3d:
@@ -117,8 +117,6 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
         old.unlink(missing_ok=True)
     iterator = range(ann.num_images)
     if progress:
-        from tqdm import tqdm
-
         iterator = tqdm(iterator, desc="decoding", unit="img", dynamic_ncols=True)
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(ann.num_images, h, w, 3))
@@ -137,8 +135,6 @@ def decode_split(root: str | Path, split: str = "training", cache_dir: str | Pat
 def images_digest(folder: Path, num_images: int) -> str:
     """16 hex digits of a hash of ``(name, size, mtime_ns)`` of images ``0..num_images-1``
     in ``folder``: one ``stat`` per image, cheap beside decoding them."""
-    import hashlib
-
     h = hashlib.sha1()
     for i in range(num_images):
         name = f"{i:08d}.jpg"

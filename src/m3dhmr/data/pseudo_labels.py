@@ -40,9 +40,13 @@ from typing import Any
 import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
+from m3dhmr.detect import HandDetector
+from m3dhmr.detect import hands as detect_hands
 from m3dhmr.detect.hands import PAD_FRACTION, pad_view, shift_hand
-from m3dhmr.fileio import atomic_path, atomic_write_json, sha256_file
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_path, atomic_write_json, sha256_file
+from m3dhmr.inference.images import load_image
+from m3dhmr.inference.quality import landmarks_3d
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +113,8 @@ def detect_best(detector, image: np.ndarray, pad_fraction: float = PAD_FRACTION)
 
 def model_key() -> dict[str, Any]:
     """What the cached landmarks depend on besides the image: model hashes, views, version."""
-    from m3dhmr.detect import hands
-
     return {"version": CACHE_VERSION, "pad_fraction": PAD_FRACTION,
-            "models": {name: digest for name, (_, digest) in sorted(hands.MODEL_FILES.items())}}
+            "models": {name: digest for name, (_, digest) in sorted(detect_hands.MODEL_FILES.items())}}
 
 
 def default_cache(paths: Sequence[Path]) -> Path:
@@ -164,13 +166,9 @@ def _save_cache(cache: Path, data: dict[str, np.ndarray]) -> None:
 
 
 def _label_one(detector, path: Path) -> tuple[np.ndarray, np.ndarray, float, str]:
-    from m3dhmr.inference.images import load_image
-
     hand = detect_best(detector, load_image(path))
     if hand is None:
         return np.full((NUM_JOINTS, 2), np.nan), np.full(NUM_JOINTS, np.nan), 0.0, ""
-    from m3dhmr.inference.quality import landmarks_3d
-
     # MediaPipe's z is in its crop's pixels; landmarks_3d scales it like x and y.
     return hand.landmarks, landmarks_3d(hand)[:, 2], float(hand.score), hand.handedness
 
@@ -197,8 +195,6 @@ def pseudo_labels(paths: Sequence[Path | str], cache: Path | str | None = None, 
     missing = sorted({k: p for k, p in zip(keys, paths) if k not in index}.items())
     if missing:
         if detector is None:
-            from m3dhmr.detect import HandDetector
-
             detector = HandDetector(max_hands=2, min_presence=0.0, pad_fraction=0.0)  # both views below
         log.info("pseudo-labels: %d of %d images not cached in %s; running the landmark model",
                  len(missing), len(paths), cache)

@@ -41,8 +41,10 @@ from torch.utils.data import Dataset
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.data.augment import AugmentConfig, apply_colour, joints_box, sample_box, sample_colour
 from m3dhmr.data.freihand import SharedEpoch
+from m3dhmr.data.sign_digits import split_by_person
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
 from m3dhmr.errors import InputError
+from m3dhmr.inference.images import load_image
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +193,6 @@ class RealCropDataset(SharedEpoch, Dataset):
         self.paths = paths
         self.regions: list[np.ndarray] = []
         joints, Ks = [], []
-        from m3dhmr.inference.images import load_image
-
         for row in self.rows:
             img = images[row] if images is not None else load_image(paths[row])
             reg, pts, K = region_of(np.asarray(img), landmarks[row], bool(left[row]), self.augment, crop_size,
@@ -274,8 +274,7 @@ def photo_paths(real_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"data.real_dir: folder not found: {root}")
     if any(all((base / str(d)).is_dir() for d in range(10)) for base in (root, root / "Dataset")):
-        from m3dhmr.data.sign_digits import split_by_person  # folders 0..9: the sign-digits layout
-
+        # folders 0..9: the sign-digits layout
         return [Path(p) for p in split_by_person(root)["train"]]
     for up in root.resolve().parents:
         if all((up / str(d)).is_dir() for d in range(10)):

@@ -85,6 +85,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from m3dhmr.data.backgrounds import load_photos, photo_pyramids
 from m3dhmr.data.synth_compose import blend, render_range
@@ -94,6 +96,8 @@ from m3dhmr.data.synth_scene import HandContext, SynthConfig, projected_box
 from m3dhmr.fileio import (LOCK_NAME, TEMP_GLOB, FolderLock, atomic_path, atomic_write_json, check_output_folder,
                            remove_stale_temporaries)
 from m3dhmr.errors import InputError
+from m3dhmr.hand import load_template
+from m3dhmr.mesh.io import write_mesh
 from m3dhmr.render.shading import render_mesh
 
 log = logging.getLogger(__name__)
@@ -134,8 +138,6 @@ def warm_up() -> None:
 
 
 def _init_worker(out: str, seed: int, cfg: SynthConfig) -> None:
-    import torch
-
     # One thread per worker: the workers are the parallelism (and OpenCV's / torch's pools
     # would oversubscribe the cores).
     torch.set_num_threads(1)
@@ -211,8 +213,6 @@ def prepare_output(out: Path, overwrite: bool) -> None:
 
 
 def _write_template(out: Path, template: Any) -> None:
-    from m3dhmr.mesh.io import write_mesh
-
     write_mesh(out / "template.ply", np.asarray(template.vertices), np.asarray(template.faces))
     for name, arr in (("j_reg.npy", template.joint_regressor), ("regions.npy", template.regions)):
         with atomic_path(out / name) as tmp:
@@ -256,10 +256,6 @@ def _generate_locked(out: Path, num_train: int, num_eval: int, seed: int, worker
     tasks = [(split, sid, a, min(a + CHUNK, counts[split])) for split, sid in SPLITS
              for a in range(0, counts[split], CHUNK)]
     workers = min(int(workers), max(len(tasks), 1))
-    from tqdm import tqdm
-
-    from m3dhmr.hand import load_template
-
     template = load_template("open_hand")
     _write_template(out, template)
 
@@ -277,8 +273,6 @@ def _generate_locked(out: Path, num_train: int, num_eval: int, seed: int, worker
         bar = stack.enter_context(tqdm(total=num_train + num_eval, unit="img", disable=not progress,
                                        desc="synth", dynamic_ncols=True))
         if workers == 1:
-            import torch
-
             # The work runs in this process: restore the caller's thread settings afterwards.
             threads = torch.get_num_threads(), cv2.getNumThreads()
             stack.callback(torch.set_num_threads, threads[0])

@@ -23,6 +23,7 @@ from m3dhmr.data.synth_scene import (HandContext, RenderedSample, SynthConfig, d
 from m3dhmr.errors import InputError
 from m3dhmr.data.synth_skin import GAMMA, SkinSample, sample_skin, skin_material, vertex_albedo
 from m3dhmr.geometry.rotations import rotation_to_axis_angle
+from m3dhmr.hand.handshapes import GRIPS
 from m3dhmr.render.rasterizer import Fragments, rasterize
 from m3dhmr.render.shading import (Environment, LightSettings, RenderResult, render_mesh, shade, sphere_occlusion,
                                    vertex_normals)
@@ -114,8 +115,6 @@ def _scene_things(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator, 
     object of a grip handshape (with probability ``cfg.object_prob``) and the second hand
     (when :func:`draw_geometry` drew one). verts (V, 3), joints (21, 3): model output at
     zero global rotation; R, t: the hand's rotation and translation; v_cam (V, 3); tone (3,) skin."""
-    from m3dhmr.hand.handshapes import GRIPS
-
     things = []
     kind = GRIPS.get(geo.get("pose_source", ""))
     if kind is not None and rng.random() < cfg.object_prob:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from m3dhmr.errors import InputError
+from m3dhmr.geometry.rotations import random_rotation
 
 #: Half the thickness of a finger at its pad (m): how far an object's surface sits from the bone line.
 FINGER_RADIUS = 0.009
@@ -221,7 +223,7 @@ def grip_object(kind: str, joints: np.ndarray, vertices: np.ndarray, rng: np.ran
         # The plate's near edge sits a little inside the grasp (fingers overlap it by 1.5-3 cm).
         centre = contact + out * (h / 2 - rng.uniform(0.015, 0.03))
         v = v @ np.stack([side, out, n], axis=1).T
-        from m3dhmr.render.shading import vertex_normals
+        from m3dhmr.render.shading import vertex_normals  # heavy: the renderer imports numba
 
         normals = vertex_normals(V, faces) if faces is not None else None
         for _ in range(10):  # out of the fingers, 3 mm at a time
@@ -299,8 +301,6 @@ def place_other_hand(verts: np.ndarray, hand_cam: np.ndarray, rng: np.random.Gen
     mirrored in x) 70 % of the time, any orientation, its centre 40-100 % of the hand's
     half-extent away in the image plane and 2-12 cm in front of (half the time) or behind
     the hand's centre, so that it overlaps part of the hand."""
-    from m3dhmr.geometry.rotations import random_rotation
-
     v = np.asarray(verts, dtype=np.float64)
     if rng.random() < 0.7:
         v = v * np.array([-1.0, 1.0, 1.0])

@@ -7,11 +7,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from numba import njit
 
-from m3dhmr.geometry.rotations import random_rotation, rot_x, rot_y, rot_z
-from m3dhmr.render.shading import Environment, LightSettings, vertex_normals
+from m3dhmr.data.synth_forearm import wrist_loop
+from m3dhmr.data.synth_skin import skin_fields
 from m3dhmr.errors import InputError
+from m3dhmr.geometry.rotations import random_rotation, rot_x, rot_y, rot_z
+from m3dhmr.hand import load_open_hand, sample_poses, sample_shapes
+from m3dhmr.hand.open_hand import load_open_hand_asset
+from m3dhmr.hand.sampler import sample_natural_pose
+from m3dhmr.render.shading import (SH_LAMBERT, Environment, LightSettings, sh_basis, sh_project_directional,
+                                   vertex_normals)
 
 #: Smallest image side a set can have.
 MIN_SIZE = 64
@@ -178,8 +185,6 @@ class HandContext:
     """The hand model and per-template constants, built once per process."""
 
     def __init__(self) -> None:
-        from m3dhmr.hand import load_open_hand
-
         self.model = load_open_hand()
         self.model.eval()
         self.template = self.model.template
@@ -197,10 +202,6 @@ class HandContext:
         self.palm_weight = np.clip(n @ palm_normal, 0.0, 1.0)
         # Version 4's appearance: the loop the forearm grows from, the skin's per-vertex
         # fields, and the bone radii of the ambient-occlusion proxies.
-        from m3dhmr.data.synth_forearm import wrist_loop
-        from m3dhmr.data.synth_skin import skin_fields
-        from m3dhmr.hand.open_hand import load_open_hand_asset
-
         asset = load_open_hand_asset().arrays
         self.wrist = wrist_loop(self.rest_vertices, self.faces)
         self.skin = skin_fields(self.rest_vertices, n, self.rest_joints, np.asarray(self.template.skinning_weights),
@@ -210,8 +211,6 @@ class HandContext:
 
     def pose(self, poses: np.ndarray, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """poses (B, 48), shapes (B, num_shape) -> vertices (B, V, 3), joints (B, 21, 3) float64."""
-        import torch
-
         with torch.no_grad():
             out = self.model(torch.as_tensor(poses, dtype=self.dtype), torch.as_tensor(shapes, dtype=self.dtype))
         return out.vertices.double().numpy(), out.joints.double().numpy()
@@ -222,9 +221,6 @@ def draw_geometry(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator) 
     and shape (num_shape,), rotation R (3, 3) model -> camera, intrinsics K (3, 3), the box
     ``fill`` and ``centre`` (2,) px that :func:`place_hand` fits, ``pose_source`` (handshape
     name or "joints") and ``other``: a second hand's pose and shape, or None."""
-    from m3dhmr.hand import sample_shapes
-    from m3dhmr.hand.sampler import sample_natural_pose
-
     pose, pose_source = sample_natural_pose(rng, cfg.handshape_prob)
     shape = np.asarray(sample_shapes(1, rng), dtype=np.float64)[0]
     if rng.random() < cfg.frontal_prob:
@@ -244,8 +240,6 @@ def draw_geometry(ctx: HandContext, cfg: SynthConfig, rng: np.random.Generator) 
     # A second hand (posed with the sample's batch in render_range, placed in compose_sample).
     other = None
     if rng.random() < cfg.other_hand_prob:
-        from m3dhmr.hand import sample_poses
-
         other = dict(pose=np.asarray(sample_poses(1, rng), dtype=np.float64)[0],
                      shape=np.asarray(sample_shapes(1, rng), dtype=np.float64)[0])
     return dict(pose=pose, shape=shape, R=R, K=K, fill=fill, centre=centre, pose_source=pose_source, other=other)
@@ -357,8 +351,6 @@ def sample_environment(rng: np.random.Generator) -> Environment:
     and pitched), warm or cool, a broad window-like light, a key light (mostly from the
     camera side and above, with specular) and sometimes a fill or rim light; exposed so
     that a surface facing the camera gets 0.7-1.3 of its albedo (linear light)."""
-    from m3dhmr.render.shading import SH_LAMBERT, sh_basis, sh_project_directional
-
     up = rot_z(rng.normal(0.0, np.radians(20))) @ rot_x(rng.normal(0.0, np.radians(20))) @ np.array([0.0, -1.0, 0.0])
     temp = rng.normal(0.0, 0.08)
     sky = np.array([1 - temp, 1.0, 1 + temp]) * rng.uniform(0.3, 0.8)

@@ -42,6 +42,8 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -122,6 +124,7 @@ def model_path(name: str, model_dir: Path = MODEL_DIR) -> Path:
 
 
 def _interpreter(path: Path, threads: int | None):
+    # heavy: LiteRT loads with the first detector, so importing this module stays light
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:  # pragma: no cover - a dependency of the package
@@ -135,9 +138,6 @@ def _interpreter(path: Path, threads: int | None):
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """Send file descriptor 2 to /dev/null for the block (Python errors still raise)."""
-    import os
-    import sys
-
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured): nothing to hide

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 #: Palm detection -> hand region (MediaPipe's palm-to-hand ``RectTransformation``).
@@ -101,8 +102,6 @@ def square_from_landmarks(landmarks: np.ndarray) -> RotatedSquare:
 def crop_square(image: np.ndarray, square: RotatedSquare, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The rotated square of ``image`` (H, W, 3) as (size, size, 3) (black outside the
     image), and its (2, 3) crop -> image affine."""
-    import cv2
-
     A = square.crop_to_image(size)
     crop = cv2.warpAffine(image, A, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))

@@ -28,6 +28,7 @@ SUMMARY_KEYS = ("pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm")
 
 def ensure_benchmark(data: Path, num: int, workers: int = 2) -> Path:
     """Render the first ``num`` benchmark samples into ``data`` unless they are there already."""
+    # heavy: the renderer (numba) and the model (torch) load on first use; the constants above stay light
     from m3dhmr.data.synth import INFO_FILE, SYNTH_VERSION, generate
     from m3dhmr.data.synth_manifest import check_synthetic_set
 

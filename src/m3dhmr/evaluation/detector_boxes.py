@@ -21,6 +21,7 @@ def detector_boxes(data: Path, split: str, names: list[str]) -> dict[str, list[f
     ``{file name: [x, y, w, h]}`` in image pixels. The joints' box is widened by
     ``1 / JOINTS_PER_SILHOUETTE`` about its centre, the size of the silhouette's box.
     """
+    # heavy: the data and inference modules (torch, cv2) load when called
     from m3dhmr.data.freihand import load_annotations
     from m3dhmr.geometry.camera import project
     from m3dhmr.inference.crops import JOINTS_PER_SILHOUETTE

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ def predict_split(
     ``num_annotations`` images are predicted: one prediction per annotation, as ``pred.json``.
     ``num_workers`` threads decode the images (OpenCV releases the GIL).
     """
+    # heavy: the inference modules (cv2, ONNX Runtime wrappers) load when called
     from m3dhmr.inference.images import load_image
     from m3dhmr.inference.predictor import Predictor
 
@@ -76,8 +79,6 @@ def predict_split(
 
     starts = range(0, n, batch_size)
     if progress_bar:
-        from tqdm import tqdm
-
         starts = tqdm(starts, desc="predicting", leave=False, dynamic_ncols=True)
     xyz, verts, ok, err = [], [], [], []
     with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:

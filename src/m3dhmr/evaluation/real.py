@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.geometry.finger_states import finger_states
@@ -69,6 +70,7 @@ def state_accuracy(states: np.ndarray, digits: np.ndarray) -> tuple[float, dict[
     """states (N, 5) measured, digits (N,) the digit shown -> (overall, per digit) fraction of
     fingers in their expected state (:data:`~m3dhmr.data.sign_digits.EXPECTED_FINGER_STATES`;
     "any" fingers skipped). NaN where there is nothing to count."""
+    # heavy: m3dhmr.data, the inference modules (cv2) and scipy.stats load when used
     from m3dhmr.data.sign_digits import EXPECTED_FINGER_STATES
 
     expected = np.array([EXPECTED_FINGER_STATES[int(d)].as_tuple() for d in digits]).reshape(-1, 5)
@@ -266,8 +268,6 @@ def evaluate_real(predictor, root: Path, split: str = "heldout", limit: int | No
     reproj = np.full(n, np.nan)
     has_pred = np.zeros(n, bool)
     quality = np.full(n, np.nan)
-    from tqdm import tqdm
-
     # A bar on a terminal (ETA); elsewhere the log line every 100 photos below.
     for i, p in enumerate(tqdm(paths, desc="real photos", unit="photo", disable=True if not progress else None,
                                leave=False, dynamic_ncols=True)):

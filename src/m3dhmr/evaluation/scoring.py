@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from m3dhmr.conventions import NUM_JOINTS
+from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT
 from m3dhmr.fileio import atomic_write_text
 from m3dhmr.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
 from m3dhmr.errors import InputError
@@ -116,7 +116,7 @@ def write_json_strict(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
 
 
 def _ground_truth(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from m3dhmr.data.freihand import load_annotations
+    from m3dhmr.data.freihand import load_annotations  # heavy: m3dhmr.data imports cv2
 
     ann = load_annotations(data_dir, split)
     if ann.xyz is None or ann.verts is None:
@@ -172,8 +172,6 @@ def mean_pose_prediction(reference_xyz: np.ndarray, reference_verts: np.ndarray,
         xyz (N, 21, 3) and verts (N, V, 3), float64 metres. PA metrics ignore the
         placement; it only keeps the root error at zero.
     """
-    from m3dhmr.conventions import ROOT_JOINT
-
     ref_xyz = check_points("reference_xyz", np.asarray(reference_xyz, np.float64), p=NUM_JOINTS)
     ref_verts = check_points("reference_verts", np.asarray(reference_verts, np.float64), n=len(ref_xyz))
     tgt = check_points("target_xyz", np.asarray(target_xyz, np.float64), p=NUM_JOINTS)
@@ -197,8 +195,6 @@ def constant_prediction(vertices: np.ndarray, joint_regressor: np.ndarray,
     shrunken blob, a rest hand keeps a hand's shape, which is what the aligned (PA)
     metrics score: it is the stronger constant baseline for them.
     """
-    from m3dhmr.conventions import ROOT_JOINT
-
     v = np.asarray(vertices, np.float64)
     jreg = np.asarray(joint_regressor, np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or jreg.shape != (NUM_JOINTS, v.shape[0]):

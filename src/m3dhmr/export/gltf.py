@@ -88,7 +88,7 @@ class _BinaryBuffer:
     def add(self, array: np.ndarray, component_type: int, target: int | None = None,
             min_max: bool = False) -> int:
         """Append ``array`` ((N,) or (N, C), or (N, 4, 4) already column-major) -> accessor index."""
-        import pygltflib
+        import pygltflib  # heavy: pygltflib loads only to write a .glb
 
         dtype = {_FLOAT: "<f4", _UINT16: "<u2", _UINT32: "<u4"}[component_type]
         data = np.ascontiguousarray(array, dtype=dtype)

@@ -226,7 +226,7 @@ def matrix_to_quaternion_xyzw(r: np.ndarray) -> np.ndarray:
     Scalar-last is glTF's order. Slightly non-orthonormal input is projected onto the
     nearest rotation (scipy's ``Rotation.from_matrix``).
     """
-    from scipy.spatial.transform import Rotation
+    from scipy.spatial.transform import Rotation  # heavy: scipy.spatial loads only for these conversions
 
     flat, batch = _as_rotations(r)
     if flat.shape[0] == 0:

@@ -36,7 +36,9 @@ from m3dhmr import conventions as cv
 from m3dhmr.hand.kinematics import (batch_rodrigues, influence_skinning, joint_offsets, rodrigues_with_left_jacobian,
                                     skew, so3_left_jacobian, tree_levels, world_transforms)
 from m3dhmr.hand.limits import JOINT_KIND_LIMITS, joint_kind
+from m3dhmr.hand.mano import MANO_TO_FREIHAND
 from m3dhmr.hand.model import HandModel
+from m3dhmr.hand.open_hand import SHAPE_RANGES
 from m3dhmr.errors import InputError
 
 NUM_KINEMATIC = len(cv.KINEMATIC_JOINTS)
@@ -188,7 +190,7 @@ def articulated_hand(model: HandModel, dtype: torch.dtype = torch.float64) -> Ar
 
 
 def _build(model: HandModel) -> ArticulatedHand:
-    from m3dhmr.hand.build import joint_frames
+    from m3dhmr.hand.build import joint_frames  # deferred: run-time imports never load the offline builder
 
     convention = getattr(model, "pose_convention", "")
     f64 = torch.float64
@@ -211,11 +213,8 @@ def _build(model: HandModel) -> ArticulatedHand:
             frames = model.frames.to(f64)
             posedirs = None
             pose_mean = torch.zeros(48, dtype=f64)
-            from m3dhmr.hand.open_hand import SHAPE_RANGES
             halfwidth = torch.as_tensor([SHAPE_RANGES[n][1] for n in model.shape_names], dtype=f64)
         elif convention == "mano":
-            from m3dhmr.hand.mano import MANO_TO_FREIHAND
-
             v0 = model.v_template.to(f64)
             shape_basis = model.shapedirs.to(f64).permute(2, 0, 1).contiguous()          # (S, V, 3)
             reg = model.j_regressor.to(f64)

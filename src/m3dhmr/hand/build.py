@@ -34,10 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from m3dhmr import conventions as cv
+from m3dhmr.fileio import atomic_write_bytes
 from m3dhmr.geometry.mesh_normals import vertex_normals
 from m3dhmr.hand.open_hand import ASSET_PATH
+from m3dhmr.mesh.regions import FREIHAND16_JOINT_REGION, make_regions_connected, regions_from_skinning
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +264,6 @@ def _project(p: np.ndarray, joints: np.ndarray, radii: np.ndarray, steps: int = 
 
 
 def _neighbours(faces: np.ndarray, n: int):
-    import scipy.sparse as sp
-
     i = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
     j = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
     adj = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
@@ -272,6 +274,7 @@ def _neighbours(faces: np.ndarray, n: int):
 
 def build_mesh(joints: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mesh the implicit hand: (vertices (V, 3) float64, faces (F, 3) int64), outward normals."""
+    # heavy: the meshing and fitting libraries (scikit-image, fast-simplification, scipy.optimize) load only here
     import fast_simplification
     from skimage import measure
 
@@ -321,9 +324,6 @@ def _narrow_band_field(axes: list[np.ndarray], joints: np.ndarray, radii: np.nda
 
 
 def _largest_component(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
     n = len(v)
     adj = sp.coo_matrix((np.ones(len(f) * 3), (f.ravel(), np.roll(f, 1, axis=1).ravel())), shape=(n, n))
     _, labels = connected_components(adj, directed=False)
@@ -455,8 +455,6 @@ def joint_regressor(v: np.ndarray, joints: np.ndarray, tip_vertices: np.ndarray)
 
 def regions_from_weights(weights: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V,) region labels (conventions.REGION_NAMES) from the skinning weights, each region connected."""
-    from m3dhmr.mesh.regions import FREIHAND16_JOINT_REGION, make_regions_connected, regions_from_skinning
-
     return make_regions_connected(faces, regions_from_skinning(weights, FREIHAND16_JOINT_REGION))
 
 
@@ -492,7 +490,7 @@ def build_open_hand() -> dict[str, np.ndarray]:
 
 def asset_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """Serialise the asset (safetensors: sorted keys, no timestamps, so bytes are reproducible)."""
-    from safetensors.numpy import save
+    from safetensors.numpy import save  # heavy: safetensors loads only to write the asset
 
     return save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
                 # One metadata key: safetensors writes a multi-key map in hash order.
@@ -502,8 +500,6 @@ def asset_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 def main(out: str | Path = ASSET_PATH) -> str:
     """Build and write the asset; returns its sha256."""
-    from m3dhmr.fileio import atomic_write_bytes
-
     data = asset_bytes(build_open_hand())
     atomic_write_bytes(out, data)
     digest = hashlib.sha256(data).hexdigest()

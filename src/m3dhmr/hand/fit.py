@@ -41,7 +41,8 @@ import torch
 from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
 from m3dhmr.hand.articulation import (ArticulatedHand, NUM_KINEMATIC, Posed, Tangents, articulated_hand,
-                                      joint_jacobian, pose_hand, tangents, vertex_jacobian, vertex_normal_equations)
+                                      joint_jacobian, pose_hand, shaped_rest, tangents, vertex_jacobian,
+                                      vertex_normal_equations)
 from m3dhmr.hand.kinematics import (batch_rodrigues, matrix_to_axis_angle, matrix_to_quaternion,
                                     quaternion_to_axis_angle, quaternion_to_xyzw)
 from m3dhmr.hand.model import HandModel
@@ -246,8 +247,6 @@ def _umeyama_rotation(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tenso
 
 def _rest21(hand: ArticulatedHand, shape: torch.Tensor) -> torch.Tensor:
     """(B, 21, 3) rest joints (kinematic joints and fingertip vertices) for shape (B, S)."""
-    from m3dhmr.hand.articulation import shaped_rest
-
     v, j = shaped_rest(hand, shape, hand.tips)
     out = j.new_zeros(j.shape[0], cv.NUM_JOINTS, 3)
     out[:, hand.freihand] = j

@@ -20,14 +20,16 @@ that none of them imports another in a circle.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from m3dhmr.conventions import NUM_JOINTS
 from m3dhmr.errors import InputError
-from m3dhmr.hand.mano import mano_template, read_mano_pickle
-from m3dhmr.hand.open_hand import load_open_hand_asset
+from m3dhmr.hand.mano import load_mano, mano_template, read_mano_pickle
+from m3dhmr.hand.open_hand import load_open_hand, load_open_hand_asset
 from m3dhmr.hand.template import HandTemplate, read_template_dir
 
 #: Environment variable naming ``MANO_RIGHT.pkl`` for the template spec ``"mano"``.
@@ -49,8 +51,6 @@ def load_template(spec: str | Path) -> HandTemplate:
 
 
 def _mano_path(spec: str) -> str:
-    import os
-
     if spec == "mano":
         path = os.environ.get(MANO_ENV)
         if not path:
@@ -66,11 +66,6 @@ def load_hand_model(spec: str | Path, dtype=None):
     ``"open_hand"`` or ``"mano"`` / ``"mano:/path/MANO_RIGHT.pkl"``; a template folder has
     a mesh but no articulated model, which is an error naming the choices.
     """
-    import torch
-
-    from m3dhmr.hand.mano import load_mano
-    from m3dhmr.hand.open_hand import load_open_hand
-
     dtype = torch.float32 if dtype is None else dtype
     s = str(spec)
     if s == "open_hand":
@@ -95,6 +90,7 @@ def template_from_mesh(vertices: np.ndarray, faces: np.ndarray, joint_regressor:
     pose at which the six regions are cut (each vertex to its nearest bone, then made
     connected). Errors name ``where`` and the problem.
     """
+    # heavy: the mesh modules (scipy.sparse.csgraph, scipy.linalg) load only to build a template from a mesh
     from m3dhmr.mesh.regions import make_regions_connected, regions_from_joint_regressor
     from m3dhmr.mesh.validate import check_triangle_mesh
 

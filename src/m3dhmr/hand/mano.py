@@ -195,6 +195,7 @@ def freihand_regressor(j_regressor: Any, num_vertices: int) -> np.ndarray:
 
 def mano_template(data: dict[str, Any]) -> HandTemplate:
     """The MANO template (numpy) from :func:`read_mano_pickle`'s dict."""
+    # heavy: the mesh modules (scipy.sparse.csgraph, scipy.linalg) load only for the MANO template
     from m3dhmr.mesh.regions import MANO_JOINT_REGION, make_regions_connected, regions_from_skinning
 
     v = np.asarray(data["v_template"], dtype=np.float64)

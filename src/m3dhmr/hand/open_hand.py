@@ -66,7 +66,7 @@ class OpenHandAsset:
 @lru_cache(maxsize=1)
 def load_open_hand_asset() -> OpenHandAsset:
     """Read ``hand/assets/open_hand.safetensors`` once per process."""
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load_file  # heavy: safetensors loads on first use
 
     if not ASSET_PATH.is_file():
         raise FileNotFoundError(f"open hand asset missing: {ASSET_PATH} (rebuild with scripts/build_open_hand.py)")

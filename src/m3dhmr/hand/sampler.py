@@ -14,7 +14,9 @@ import numpy as np
 
 from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.hand.handshapes import sample_handshapes
 from m3dhmr.hand.limits import clamp_pose
+from m3dhmr.hand.open_hand import SHAPE_NAMES, SHAPE_RANGES
 
 KINDS: tuple[str, ...] = ("open", "relaxed", "fist", "point", "pinch", "grasp")
 ALL_KINDS: tuple[str, ...] = KINDS + ("mixture",)
@@ -106,8 +108,6 @@ def sample_natural_pose(rng: np.random.Generator, handshape_prob: float = 0.5) -
     Returns the (48,) float64 pose (inside the limits, global rotation zero) and its source:
     the handshape's name, or ``"joints"`` for a joint-by-joint pose.
     """
-    from m3dhmr.hand.handshapes import sample_handshapes
-
     if not 0.0 <= handshape_prob <= 1.0:
         raise InputError(f"handshape_prob must be in [0, 1], got {handshape_prob}")
     if rng.random() < handshape_prob:
@@ -118,8 +118,6 @@ def sample_natural_pose(rng: np.random.Generator, handshape_prob: float = 0.5) -
 
 def sample_shapes(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 9) open-hand shapes, uniform within :data:`m3dhmr.hand.open_hand.SHAPE_RANGES`."""
-    from m3dhmr.hand.open_hand import SHAPE_NAMES, SHAPE_RANGES
-
     if n < 0:
         raise InputError(f"n must be >= 0, got {n}")
     lo = np.array([SHAPE_RANGES[k][0] for k in SHAPE_NAMES])

@@ -13,6 +13,7 @@ import numpy as np
 
 from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_path
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +82,7 @@ TEMPLATE_FILES = ("template.ply", "j_reg.npy", "regions.npy")
 
 def read_template_dir(folder: str | Path) -> HandTemplate:
     """Read a folder written by :func:`write_template_dir`."""
-    from m3dhmr.mesh.io import read_mesh
+    from m3dhmr.mesh.io import read_mesh  # heavy: the mesh modules (scipy.linalg) load only for template files
 
     folder = Path(folder)
     missing = [n for n in TEMPLATE_FILES if not (folder / n).is_file()]
@@ -104,7 +105,6 @@ def read_template_dir(folder: str | Path) -> HandTemplate:
 
 def write_template_dir(folder: str | Path, template: HandTemplate) -> list[Path]:
     """Write template.ply, j_reg.npy (21, V), regions.npy (V,) [and skinning_weights.npy (V, 16)], atomically."""
-    from m3dhmr.fileio import atomic_path
     from m3dhmr.mesh.io import write_mesh
 
     folder = Path(folder)

@@ -51,7 +51,7 @@ def check_device(device, backend: str = "torch", where: str = "device") -> str:
     if kind == "cpu":
         return name
     if backend == "onnxruntime":
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: ONNX Runtime loads only for its backend
 
         if kind != "cuda":
             raise InputError(f"{where} {name}: ONNX Runtime runs on cpu or cuda")

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import m3dhmr
+from m3dhmr.conventions import JOINT_NAMES, METRES, NUM_JOINTS, ROOT_JOINT
 from m3dhmr.errors import InputError
 from m3dhmr.fileio import TEMP_GLOB, atomic_path, os_error_message
 from m3dhmr.inference.networks import (ONNX_INPUT, ONNX_METADATA_PREFIX, ONNX_OUTPUTS, OnnxNetwork,
@@ -121,9 +123,6 @@ def onnx_metadata(model: nn.Module, opset: int = DEFAULT_OPSET, source: str | No
     model's name or the checkpoint's file name) is recorded when given. ``precision`` is
     "fp32" (an int8 file says "int8": :func:`m3dhmr.inference.quantize.quantize_onnx`).
     """
-    import m3dhmr
-    from m3dhmr.conventions import JOINT_NAMES, METRES, NUM_JOINTS, ROOT_JOINT
-
     size = int(model.cfg.input_size)
     nv = int(model.num_vertices)
     shapes = axis_sizes(size, nv)
@@ -166,7 +165,7 @@ def onnx_metadata(model: nn.Module, opset: int = DEFAULT_OPSET, source: str | No
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The ``m3dhmr.*`` metadata of ONNX file ``path`` as a dict (see :func:`onnx_metadata`);
     ``{}`` for a file exported without it."""
-    import onnx
+    import onnx  # heavy: onnx loads on first use, so the PyTorch backend never needs it
 
     path = Path(path)
     if not path.is_file():
@@ -180,8 +179,6 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
 
 def axis_sizes(size: int, num_vertices: int) -> dict[str, list[int | str]]:
     """Shape of the input and each output, "batch" for the dynamic axis."""
-    from m3dhmr.conventions import NUM_JOINTS
-
     return {ONNX_INPUT: ["batch", 3, size, size], "vertices": ["batch", num_vertices, 3],
             "joints3d": ["batch", NUM_JOINTS, 3], "joints2d": ["batch", NUM_JOINTS, 2]}
 
@@ -283,8 +280,6 @@ def onnx_cache_key(model: nn.Module, opset: int = DEFAULT_OPSET) -> str:
     topology buffers too: a changed template folder changes the graph), the model config,
     the opset, the metadata format and the versions of m3dhmr, torch and onnx."""
     import onnx
-
-    import m3dhmr
 
     h = hashlib.sha256()
     h.update(tensors_sha256([*model.named_parameters(), *model.named_buffers()]).encode())

@@ -11,6 +11,7 @@ photo's pixels. :func:`staged_folder` makes a folder appear complete or not at a
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -18,7 +19,16 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import cv2
+import numpy as np
+
+from m3dhmr import conventions as cv
+from m3dhmr import viz
 from m3dhmr.errors import InputError
+from m3dhmr.export.rig import CAMERA_TO_Y_UP
+from m3dhmr.fileio import atomic_write_bytes, atomic_write_text
+from m3dhmr.mesh.io import write_mesh
 
 #: Long side of the overlays drawn over a photo: bigger photos are drawn downscaled (at
 #: full size a 12,000 x 9,000 photo's overlays took about 6 GB more memory; downscaled,
@@ -68,8 +78,6 @@ def picture_scale(height: int, width: int, max_side: int = MAX_PICTURE_SIDE) -> 
 def scale_result(result, sx: float, sy: float):
     """``result`` drawn on the image resized by (sx, sy): 2D joints, boxes and K in the
     resized image's pixels (pixel centres at integers: ``u -> (u + 0.5) sx - 0.5``)."""
-    import numpy as np
-
     s = np.array([sx, sy])
 
     def box(b):
@@ -86,8 +94,6 @@ def scale_result(result, sx: float, sy: float):
 def downscale_view(image, results, max_side: int = MAX_PICTURE_SIDE):
     """``image`` (H, W, 3) and its results resized for drawing so that the long side is at
     most ``max_side`` -> (image, results, scale); unchanged (scale 1) when small enough."""
-    import cv2
-
     H, W = image.shape[:2]
     scale = picture_scale(H, W, max_side)
     if scale >= 1.0:
@@ -99,10 +105,6 @@ def downscale_view(image, results, max_side: int = MAX_PICTURE_SIDE):
 
 def write_image(path: Path, rgb, quality: int = 92) -> None:
     """(H, W, 3) uint8 RGB -> jpg/png file, atomically."""
-    import cv2
-
-    from m3dhmr.fileio import atomic_write_bytes
-
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(path.suffix, rgb[:, :, ::-1].copy(), params)
     if not ok:
@@ -116,8 +118,6 @@ MESH_AXES = ("camera", "y-up")
 
 def mesh_axes_text(mesh_axes: str) -> str:
     """The words for ``mesh_axes`` (:data:`MESH_AXES`) in the files' headers and ``result.json``."""
-    from m3dhmr import conventions as cv
-
     if mesh_axes not in MESH_AXES:
         raise InputError(f"mesh axes must be one of {list(MESH_AXES)}, got {mesh_axes!r}")
     return cv.CAMERA_AXES_TEXT if mesh_axes == "camera" else cv.Y_UP_AXES_TEXT
@@ -126,10 +126,6 @@ def mesh_axes_text(mesh_axes: str) -> str:
 def mesh_in_axes(vertices, mesh_axes: str):
     """(V, 3) camera-space vertices in ``mesh_axes`` and :func:`mesh_axes_text`. Y-up is a
     rotation (180 degrees about x), so faces keep their winding."""
-    import numpy as np
-
-    from m3dhmr.export.rig import CAMERA_TO_Y_UP
-
     text = mesh_axes_text(mesh_axes)
     v = np.asarray(vertices, np.float64)
     return (v if mesh_axes == "camera" else v @ CAMERA_TO_Y_UP.T), text
@@ -139,9 +135,6 @@ def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256, mesh_a
     """Write the pictures and meshes of one predicted hand into ``out_dir``; returns the paths.
 
     ``mesh.obj``/``mesh.ply`` are in ``mesh_axes`` (:func:`mesh_in_axes`), said in their header."""
-    from m3dhmr import viz
-    from m3dhmr.mesh.io import write_mesh
-
     out_dir.mkdir(parents=True, exist_ok=True)
     pose = viz.draw_pose2d(image, result.joints2d)
     overlay = viz.overlay_mesh(image, result.vertices, result.faces, result.K)
@@ -157,7 +150,7 @@ def save_hand_outputs(out_dir: Path, image, result, view_size: int = 256, mesh_a
     write_mesh(paths["mesh.ply"], vertices, result.faces, comment=axes)
     written = list(paths.values())
     if getattr(result, "articulation", None) is not None:
-        from m3dhmr.inference.rigging import write_hand_files
+        from m3dhmr.inference.rigging import write_hand_files  # deferred: the hand models load only for articulation
 
         written += write_hand_files(out_dir, result)
     return written
@@ -167,8 +160,6 @@ def image_result_json(path, image, results, K, overlay_scale: float = 1.0, mesh_
     """``result.json`` of one image: its size, the (3, 3) K used, the ``hands`` list (2D
     joints in the image's pixels) and ``overlay_scale``, the factor from the image's pixels
     to those of its overlay pictures (below 1 for images over :data:`MAX_PICTURE_SIDE`)."""
-    from m3dhmr import conventions as cv
-
     H, W = image.shape[:2]
     mesh_axes_name = mesh_axes_text(mesh_axes)
     return {"image": str(path), "image_size": [H, W], "K": [list(map(float, row)) for row in K],
@@ -184,11 +175,6 @@ def save_image_outputs(out_dir: Path, path, image, results, K, view_size: int = 
     """Every output of one image (see the module docstring); returns the paths written.
 
     The overlays are drawn on the image downscaled to ``max_picture_side`` px at most."""
-    import json
-
-    from m3dhmr import viz
-    from m3dhmr.fileio import atomic_write_text
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     view, drawn, scale = downscale_view(image, results, max_picture_side)

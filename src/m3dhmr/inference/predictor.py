@@ -23,19 +23,25 @@ with the unflipped crop ``K`` is exact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
+from m3dhmr.detect import HandDetector
+from m3dhmr.detect.hands import MIN_IMAGE_SIDE
 from m3dhmr.errors import InputError
 from m3dhmr.geometry.crop import apply_affine_np, invert_affine
+from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
 from m3dhmr.inference import crops
 from m3dhmr.inference.networks import BACKENDS, Backend, NetworkOutput, OnnxNetwork, TorchNetwork, check_device
 from m3dhmr.inference.quality import hand_quality, landmarks_3d
+from m3dhmr.inference.quantize import cached_network_file, check_runtime_precision
 from m3dhmr.inference.result import PredictionResult
 
 log = logging.getLogger(__name__)
@@ -62,8 +68,6 @@ class PreparedInput:
 def _check_image(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB of at least the detector's minimum side, whatever the path (a
     1 x 1 image with a box would otherwise give a confident hand)."""
-    from m3dhmr.detect.hands import MIN_IMAGE_SIDE
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
         hint = (" (float images in [0, 1]: m3dhmr.inference.images.to_rgb_uint8(image, bgr=False))"
@@ -108,8 +112,6 @@ def _intrinsics(K, height: int, width: int, fov_deg: float) -> np.ndarray:
 def _scale_hand(hand, sx: float, sy: float):
     """A :class:`m3dhmr.detect.DetectedHand` found in an image resized by (sx, sy), in the
     original image's pixels (pixel centres at integers: ``u -> (u + 0.5) / sx - 0.5``)."""
-    import dataclasses
-
     s = np.array([sx, sy])
     box = np.concatenate([(hand.box[:2] + 0.5) / s - 0.5, hand.box[2:] / s])
     sq = hand.square
@@ -160,7 +162,7 @@ class Predictor:
         :func:`m3dhmr.inference.onnx_export.cached_onnx`); ``template`` replaces the
         hand template the checkpoint names (see :func:`m3dhmr.hand.load_template`);
         ``precision`` "fp32" or "int8" (see :meth:`from_model`)."""
-        from m3dhmr.inference.quantize import check_runtime_precision
+        # heavy: model_io and pretrained build models (torchvision); looked up when called, tests replace them
         from m3dhmr.model_io import load_model_from_checkpoint
 
         if backend not in BACKENDS:
@@ -181,7 +183,6 @@ class Predictor:
         """The model that ships with the package (:data:`m3dhmr.pretrained.DEFAULT_MODEL`
         unless ``name`` is given), loaded offline; see ``docs/MODEL_CARD.md`` for what it is.
         ``precision`` "fp32" or "int8" (see :meth:`from_model`)."""
-        from m3dhmr.inference.quantize import check_runtime_precision
         from m3dhmr.pretrained import DEFAULT_MODEL, load_pretrained
 
         if backend not in BACKENDS:
@@ -205,8 +206,6 @@ class Predictor:
         of backend stays the caller's, so asking for int8 with PyTorch is an error, not a
         silent switch. A given ``onnx_path`` must record that precision (files without a
         record count as fp32)."""
-        from m3dhmr.inference.quantize import check_runtime_precision
-
         if backend not in BACKENDS:
             raise InputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
         check_runtime_precision(precision, backend, device)
@@ -217,8 +216,6 @@ class Predictor:
             network = TorchNetwork(model, device)
         else:
             if onnx_path is None:
-                from m3dhmr.inference.quantize import cached_network_file
-
                 # Exported once per model into the per-user cache (M3DHMR_CACHE_DIR); where
                 # that cannot be written, a temporary export that may go once the session
                 # holds the graph in memory.
@@ -269,8 +266,6 @@ class Predictor:
         ``hand_box`` and ``score`` are passed through to the result (see :class:`PredictionResult`);
         ``hand``, the :class:`m3dhmr.detect.DetectedHand` the crop came from, lets the quality
         score compare the prediction with its landmarks (:mod:`m3dhmr.inference.quality`)."""
-        from m3dhmr.geometry.registration_numpy import register_camera_space_numpy
-
         v = net.vertices[index].astype(np.float64)
         j3 = net.joints3d[index].astype(np.float64)
         j2 = net.joints2d[index].astype(np.float64)
@@ -308,8 +303,6 @@ class Predictor:
         """The :class:`m3dhmr.detect.HandDetector` that finds hands when no box is given
         (built on first use; assign one to change its thresholds or ``max_hands``)."""
         if self._detector is None:
-            from m3dhmr.detect import HandDetector
-
             self._detector = HandDetector()
         return self._detector
 
@@ -327,7 +320,7 @@ class Predictor:
 
     @articulation.setter
     def articulation(self, on: bool) -> None:
-        from m3dhmr.inference.rigging import Articulator
+        from m3dhmr.inference.rigging import Articulator  # heavy: the hand models (scipy.sparse) load only if asked
 
         self._articulator = Articulator(self.template) if on else None
 
@@ -392,8 +385,6 @@ class Predictor:
     def _detect(self, image: np.ndarray) -> list:
         """The :attr:`detector`'s hands in ``image``; a huge image is searched on a downscaled
         copy (:data:`DETECT_MAX_PIXELS`), the hands mapped back to its pixels."""
-        import cv2
-
         H, W = image.shape[:2]
         s = (DETECT_MAX_PIXELS / (H * W)) ** 0.5
         if s >= 1:

@@ -38,7 +38,9 @@ from typing import Literal
 import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS
+from m3dhmr.detect.hands import LANDMARK_SIZE
 from m3dhmr.errors import InputError
+from m3dhmr.geometry.finger_states import finger_states
 
 #: Palms of mean landmark error that cost a factor e.
 LANDMARK_SCALE = 0.5
@@ -82,8 +84,6 @@ class HandQuality:
 def landmarks_3d(hand) -> np.ndarray:
     """A :class:`m3dhmr.detect.DetectedHand`'s landmarks as (21, 3) image pixels: x, y and
     MediaPipe's depth (relative to the wrist, in its 224-px crop's pixels) scaled like x and y."""
-    from m3dhmr.detect.hands import LANDMARK_SIZE
-
     depth = np.asarray(hand.depth, np.float64) * (hand.square.side / LANDMARK_SIZE)
     return np.concatenate([np.asarray(hand.landmarks, np.float64), depth[:, None]], axis=1)
 
@@ -102,8 +102,6 @@ def hand_quality(joints2d: np.ndarray, joints3d: np.ndarray, reprojection_error:
     cost = residual / RESIDUAL_SCALE
     lm_err = disagree = None
     if landmarks3d is not None:
-        from m3dhmr.geometry.finger_states import finger_states
-
         ref = np.asarray(landmarks3d, np.float64)
         if ref.shape != (NUM_JOINTS, 3):
             raise InputError(f"landmarks3d must be (21, 3), got {ref.shape}")

@@ -79,9 +79,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_path
+from m3dhmr.geometry.camera import project
+from m3dhmr.inference import crops, onnx_export
+from m3dhmr.inference.images import load_image
+from m3dhmr.inference.networks import ONNX_INPUT, ONNX_METADATA_PREFIX, ONNX_OUTPUTS, OnnxNetwork
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +176,7 @@ def render_synthetic(num: int, seed: int, split: int = 0, jpeg: bool = False) ->
     1 evaluation) as ``(rgb (H, W, 3) uint8, K (3, 3), xyz (21, 3) metres, verts (V, 3))``;
     ``jpeg`` decodes each image from its JPEG bytes, as ``m3dhmr synth`` writes it (then
     ``(seed 7, split 1)`` gives the benchmark's images exactly)."""
-    import cv2
-
+    # heavy: the synthetic renderer (numba), the calibration data, onnx and onnxruntime load only when used
     from m3dhmr.data.synth import CHUNK
     from m3dhmr.data.synth_compose import render_range
     from m3dhmr.data.synth_encode import encode_images
@@ -190,7 +196,6 @@ def joints_crop_box(xyz: np.ndarray, K: np.ndarray, box_scale: float = 1.5) -> n
     """(4,) x, y, w, h of the square around the projected joints xyz (21, 3), side ``box_scale``
     x their extent: the evaluation crop of :class:`m3dhmr.data.freihand.FreiHANDDataset`."""
     from m3dhmr.data.augment import joints_box
-    from m3dhmr.geometry.camera import project
 
     cx, cy, side = joints_box(project(np.asarray(xyz, np.float64), np.asarray(K, np.float64)), box_scale, 8.0)
     return np.array([cx - side / 2, cy - side / 2, side, side])
@@ -199,9 +204,7 @@ def joints_crop_box(xyz: np.ndarray, K: np.ndarray, box_scale: float = 1.5) -> n
 def network_input(image: np.ndarray, box, K: np.ndarray, size: int, left: bool = False) -> np.ndarray:
     """(1, 3, S, S) float32 in [0, 1]: ``image``'s square ``box`` as :meth:`Predictor.prepare
     <m3dhmr.inference.predictor.Predictor.prepare>` makes it."""
-    from m3dhmr.inference.crops import crop_hand
-
-    pixels = crop_hand(image, box, K, size).image
+    pixels = crops.crop_hand(image, box, K, size).image
     pixels = pixels[:, ::-1] if left else pixels
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
 
@@ -227,8 +230,6 @@ def photo_inputs(paths: Sequence[Path], size: int, detector=None, track_margin: 
     """(N, 3, S, S): the best hand of each photo (:func:`m3dhmr.data.pseudo_labels.detect_best`),
     cropped like :meth:`Predictor.predict_hands` (left hands flipped); photos without one are skipped."""
     from m3dhmr.data.pseudo_labels import detect_best
-    from m3dhmr.inference import crops
-    from m3dhmr.inference.images import load_image
 
     if detector is None:
         from m3dhmr.detect import HandDetector
@@ -271,14 +272,9 @@ class Int8Report:
 def check_int8(model, path: str | Path, num: int = 8, seed: int = CHECK_SEED, threads: int | None = None) -> Int8Report:
     """Run ``model`` (PyTorch) and the int8 file ``path`` on ``num`` synthetic crops of seed
     ``seed`` (not the calibration's) -> :class:`Int8Report`."""
-    import torch
-
-    from m3dhmr.inference.networks import ONNX_OUTPUTS, OnnxNetwork
-    from m3dhmr.inference.onnx_export import ExportWrapper
-
     images = synthetic_inputs(num, int(model.cfg.input_size), seed)
     with torch.inference_mode():
-        ref = [t.numpy() for t in ExportWrapper(model).cpu().eval()(torch.from_numpy(images))]
+        ref = [t.numpy() for t in onnx_export.ExportWrapper(model).cpu().eval()(torch.from_numpy(images))]
     got = OnnxNetwork(path, threads=threads)(images)
     diffs = {name: float(np.abs(r - getattr(got, name)).max()) for name, r in zip(ONNX_OUTPUTS, ref)}
     mean2d = float(np.linalg.norm(ref[2] - got.joints2d, axis=-1).mean())
@@ -297,8 +293,6 @@ class _Reader:
     """``onnxruntime.quantization.CalibrationDataReader`` over (N, 3, S, S) images, in batches."""
 
     def __init__(self, images: np.ndarray, batch: int = CALIBRATION_BATCH) -> None:
-        from m3dhmr.inference.networks import ONNX_INPUT
-
         self._batches = iter([{ONNX_INPUT: np.ascontiguousarray(images[i:i + batch], np.float32)}
                               for i in range(0, len(images), batch)])
 
@@ -325,13 +319,10 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, images: np.ndarray,
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from m3dhmr.fileio import atomic_path
-    from m3dhmr.inference.onnx_export import axis_sizes, describe_graph, read_onnx_metadata
-
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
         raise InputError(f"calibration images must have shape (N, 3, S, S) with N >= 1, got {images.shape}")
-    meta = read_onnx_metadata(fp32_path)
+    meta = onnx_export.read_onnx_metadata(fp32_path)
     if meta.get("precision", "fp32") != "fp32":
         raise InputError(f"{fp32_path}: is a {meta['precision']} model; quantise the fp32 export")
     out = Path(out)
@@ -352,11 +343,10 @@ def quantize_onnx(fp32_path: str | Path, out: str | Path, images: np.ndarray,
             settings["calibration"] = recipe.to_json()
         meta = {**meta, "precision": "int8", "quantization": settings, **(extra_metadata or {})}
         if meta.get("input_size") and meta.get("num_vertices"):
-            describe_graph(proto, axis_sizes(int(meta["input_size"]), int(meta["num_vertices"])), meta)
+            sizes = onnx_export.axis_sizes(int(meta["input_size"]), int(meta["num_vertices"]))
+            onnx_export.describe_graph(proto, sizes, meta)
         else:  # a file exported without metadata: keep its axes, add ours
             del proto.metadata_props[:]
-            from m3dhmr.inference.networks import ONNX_METADATA_PREFIX
-
             for key, value in meta.items():
                 proto.metadata_props.add(key=ONNX_METADATA_PREFIX + key, value=json.dumps(value))
         with atomic_path(out) as tmp_out:
@@ -370,14 +360,13 @@ def export_int8(model, path: str | Path, opset: int, *, source: str | None = Non
                 extra_metadata: dict[str, Any] | None = None) -> Path:
     """Export ``model`` (fp32, to a temporary) and quantise it into ``path``; calibrated on
     ``images`` (N, 3, S, S) when given, else on ``recipe``'s crops (:func:`calibration_images`)."""
-    from m3dhmr.inference.onnx_export import check_opset, export_graph, onnx_metadata
-
-    check_opset(opset)
+    onnx_export.check_opset(opset)
     if images is None:
         recipe = recipe or DEFAULT_RECIPE
         images = calibration_images(int(model.cfg.input_size), recipe)
     with tempfile.TemporaryDirectory(prefix="m3dhmr-onnx-") as tmp:
-        fp32 = export_graph(model, Path(tmp) / "fp32.onnx", opset, onnx_metadata(model, opset, source))
+        meta = onnx_export.onnx_metadata(model, opset, source)
+        fp32 = onnx_export.export_graph(model, Path(tmp) / "fp32.onnx", opset, meta)
         return quantize_onnx(fp32, path, images, recipe, extra_metadata)
 
 
@@ -387,10 +376,8 @@ def int8_cache_key(model, opset: int, recipe: CalibrationRecipe | None = None) -
     :data:`QUANT_FORMAT`, and the onnxruntime version (its quantiser)."""
     import onnxruntime
 
-    from m3dhmr.inference.onnx_export import onnx_cache_key
-
     recipe = recipe or DEFAULT_RECIPE
-    h = hashlib.sha256(onnx_cache_key(model, opset).encode())
+    h = hashlib.sha256(onnx_export.onnx_cache_key(model, opset).encode())
     h.update(json.dumps({"precision": "int8", "recipe": recipe.to_json(), "settings": quantization_settings(),
                          "onnxruntime": onnxruntime.__version__}, sort_keys=True).encode())
     return h.hexdigest()
@@ -399,18 +386,16 @@ def int8_cache_key(model, opset: int, recipe: CalibrationRecipe | None = None) -
 def cached_int8_onnx(model, opset: int, folder: Path, recipe: CalibrationRecipe | None = None) -> Path:
     """``model`` quantised once into ``folder``: ``<key[:32]>.onnx`` (key :func:`int8_cache_key`),
     reused while it parses and records that key. Raises ``OSError`` when ``folder`` cannot be written."""
-    from m3dhmr.inference.onnx_export import cache_entry_ok, remove_stale_cache_temporaries
-
     recipe = recipe or DEFAULT_RECIPE
     key = int8_cache_key(model, opset, recipe)
     path = Path(folder) / f"{key[:32]}.onnx"
     if path.is_file():
-        if cache_entry_ok(path, key):
+        if onnx_export.cache_entry_ok(path, key):
             log.debug("ONNX int8 cache hit: %s", path)
             return path
         log.warning("ONNX cache file %s is unreadable or stale: quantising the model again", path)
     Path(folder).mkdir(parents=True, exist_ok=True)
-    remove_stale_cache_temporaries(Path(folder))
+    onnx_export.remove_stale_cache_temporaries(Path(folder))
     log.info("quantising the network to int8 into the cache %s (once per model; calibration takes a minute)", path)
     return export_int8(model, path, opset, recipe=recipe, extra_metadata={"cache_key": key})
 
@@ -420,12 +405,10 @@ def export_network(model, path: str | Path, opset: int | None = None, *, source:
     """``model`` exported to ``path`` in ``precision``: fp32
     (:func:`~m3dhmr.inference.onnx_export.export_onnx`) or int8 (:func:`export_int8`,
     calibrated on ``recipe``'s crops)."""
-    from m3dhmr.inference.onnx_export import DEFAULT_OPSET, export_onnx
-
-    opset = DEFAULT_OPSET if opset is None else opset
+    opset = onnx_export.DEFAULT_OPSET if opset is None else opset
     if check_precision(precision) == "int8":
         return export_int8(model, path, opset, source=source, recipe=recipe)
-    return export_onnx(model, path, opset, source=source)
+    return onnx_export.export_onnx(model, path, opset, source=source)
 
 
 @contextmanager
@@ -434,21 +417,19 @@ def cached_network_file(model, opset: int | None = None, cache_dir: str | Path |
     """Yield ``model``'s cached ONNX file in ``precision`` (a temporary export where the cache
     cannot be written): :func:`~m3dhmr.inference.onnx_export.cached_onnx_file`, whose int8
     twin is :func:`cached_int8_onnx`."""
-    from m3dhmr.inference.onnx_export import DEFAULT_OPSET, cached_onnx_file, onnx_cache_dir
-
-    opset = DEFAULT_OPSET if opset is None else opset
+    opset = onnx_export.DEFAULT_OPSET if opset is None else opset
     if check_precision(precision) == "fp32":
-        with cached_onnx_file(model, opset, cache_dir) as path:
+        with onnx_export.cached_onnx_file(model, opset, cache_dir) as path:
             yield path
         return
 
     def cached(m, o, folder):
-        return cached_int8_onnx(m, o, Path(folder) if folder is not None else onnx_cache_dir(), recipe)
+        return cached_int8_onnx(m, o, Path(folder) if folder is not None else onnx_export.onnx_cache_dir(), recipe)
 
     def export(m, path, o):
         return export_int8(m, path, o, recipe=recipe)
 
-    with cached_onnx_file(model, opset, cache_dir, cached=cached, export=export) as path:
+    with onnx_export.cached_onnx_file(model, opset, cache_dir, cached=cached, export=export) as path:
         yield path
 
 

@@ -15,6 +15,7 @@ Frames where the hand is missing hold the last pose (the BVH needs every frame).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ import numpy as np
 import torch
 
 from m3dhmr.errors import InputError
+from m3dhmr.export import write_bvh, write_glb
+from m3dhmr.export.from_fit import fit_animation, fit_rig
+from m3dhmr.fileio import atomic_write_text
 from m3dhmr.hand.fit import FitSettings, HandFit, fit_hand
 from m3dhmr.hand.load import load_hand_model
 
@@ -116,8 +120,6 @@ class Articulator:
 
     def attach(self, results: list) -> list:
         """Copies of ``results`` with :attr:`~m3dhmr.inference.result.PredictionResult.articulation` set (one batch)."""
-        import dataclasses
-
         if not results:
             return []
         fit = self.fit_meshes(np.stack([r.vertices for r in results]), np.stack([r.joints3d for r in results]),
@@ -133,10 +135,6 @@ def pose_json(fit: HandFit, i: int, left: bool) -> dict:
 
 def write_hand_files(folder: str | Path, result) -> list[Path]:
     """``pose.json`` and ``hand.glb`` of a result with :attr:`articulation` into ``folder``."""
-    from m3dhmr.export import write_glb
-    from m3dhmr.export.from_fit import fit_rig
-    from m3dhmr.fileio import atomic_write_text
-
     art = result.articulation
     if art is None:
         raise InputError("the result has no articulation (Predictor.articulation = True fits it)")
@@ -188,10 +186,6 @@ class TrackAnimation:
 
         ``num_frames``: frames of the video; the animation spans the recorded ones, holding
         the last pose where the hand was missing."""
-        from m3dhmr.export import write_bvh, write_glb
-        from m3dhmr.export.from_fit import fit_animation
-        from m3dhmr.fileio import atomic_write_text
-
         if not self.frames:
             raise InputError("no frame of this hand to animate")
         fit, left = self.fit()

@@ -31,8 +31,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+
 from m3dhmr.errors import InputError
+from m3dhmr.geometry.camera import project
+from m3dhmr.geometry.procrustes import align_w_scale_batch
+from m3dhmr.inference import crops
+from m3dhmr.inference.images import load_image
 
 STAGES: tuple[str, ...] = ("preprocess", "network", "registration")
 
@@ -54,8 +60,6 @@ class BenchResult:
 
 def synthetic_frame(size: int = 224, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A (size, size, 3) uint8 RGB image with a skin-coloured blob and its (4,) box x, y, w, h."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     img = cv2.GaussianBlur(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8), (7, 7), 0)
     c = size // 2
@@ -131,10 +135,8 @@ WHOLE_IMAGE_MODES: tuple[str, ...] = ("detect", "track")
 def whole_image_frame(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
     """(height, width, 3) uint8 RGB: the open hand, palm to the camera, fingers up, 0.5 m
     away, rendered over a blurred noise background (the detector finds it)."""
-    import cv2
-
+    # heavy: the renderer (numba) loads only to draw a whole test frame
     from m3dhmr.hand import load_template
-    from m3dhmr.inference import crops
     from m3dhmr.render import render_mesh
 
     rng = np.random.default_rng(seed)
@@ -247,9 +249,8 @@ def precision_delta(fp32, int8, num: int = 100, photos=None, box_scale: float = 
     joints as the benchmark makes them, ``box_scale``) and, when ``photos`` (a folder; the
     sign-language digits' held-out persons for that set) is given, on ``num`` of its photos,
     each predictor on the detector's best hand of each."""
+    # deferred: the accuracy check's modules (renderer, data, evaluation) load only for --precision both
     from m3dhmr.evaluation.benchmark import BENCHMARK_SEED
-    from m3dhmr.geometry.procrustes import align_w_scale_batch
-    from m3dhmr.geometry.camera import project
     from m3dhmr.inference.quantize import joints_crop_box, render_synthetic
 
     if num < 1:
@@ -284,7 +285,6 @@ def _photo_joints(fp32, int8, folder, num: int):
     of ``folder`` where the detector finds a hand."""
     from m3dhmr.data.pseudo_labels import detect_best
     from m3dhmr.evaluation.real import real_photos
-    from m3dhmr.inference.images import load_image
 
     paths, _ = real_photos(folder, "heldout")
     idx = np.unique(np.linspace(0, len(paths) - 1, min(num, len(paths))).round().astype(int))

@@ -39,6 +39,9 @@ from typing import Callable, Iterator, NamedTuple
 import cv2
 import numpy as np
 
+from m3dhmr import viz
+from m3dhmr.detect import duplicates as dup
+from m3dhmr.detect.hands import box_iou_xywh, hand_from_points
 from m3dhmr.fileio import atomic_path
 from m3dhmr.inference import crops
 from m3dhmr.inference.images import to_rgb_uint8
@@ -179,7 +182,7 @@ class H264Writer:
     """
 
     def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
-        import av
+        import av  # heavy: PyAV loads only to write a video
 
         path = Path(path)
         self.width, self.height = int(width), int(height)
@@ -374,9 +377,6 @@ class MultiHandTracker:
 
     def update(self, frame: np.ndarray) -> list[TrackedHand]:
         """Hands in ``frame``, oldest id first (see :class:`TrackedHand`)."""
-        from m3dhmr.detect import duplicates as dup
-        from m3dhmr.detect.hands import box_iou_xywh, hand_from_points
-
         self._shape = frame.shape[:2]
         lost = False
         followed_ids: set[int] = set()
@@ -671,7 +671,7 @@ class _VideoRun:
         hands = self._smooth(hands, t)
         self.ids.update(hands.ids)
         if self.articulator is not None:
-            from m3dhmr.inference.rigging import TrackAnimation
+            from m3dhmr.inference.rigging import TrackAnimation  # heavy: the hand models load only if asked
 
             for i, r in zip(hands.ids, hands.results):
                 self.animations.setdefault(i, TrackAnimation(self.articulator, self.fps)).add(index, r)
@@ -706,6 +706,4 @@ class _VideoRun:
         """The annotated frame (H, W, 3) RGB: ``annotate``'s, or every hand drawn with its id."""
         if self.annotate is not None:
             return self.annotate(frame, hands.results)
-        from m3dhmr import viz
-
         return viz.draw_hands(frame, hands.results, hands.ids)

@@ -265,7 +265,7 @@ def load_bundle(path: str | Path) -> TopologyBundle:
         if version != FORMAT_VERSION:
             raise InputError(f"{path}: topology bundle format {version}, this version reads {FORMAT_VERSION}; "
                              "rebuild it with `m3dhmr topology`")
-        from m3dhmr.config_loader import from_dict
+        from m3dhmr.config_loader import from_dict  # deferred: it imports yaml, needed only here
 
         params = from_dict(TopologyParams, json.loads(str(a["params"])))
         levels = params.levels

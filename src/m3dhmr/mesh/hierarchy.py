@@ -65,7 +65,7 @@ def closest_point_barycentric(points: np.ndarray, triangles: np.ndarray) -> tupl
     distance from above by ``d``, so only triangles whose bounding box lies within ``d``
     of the point can win (a cheap box test over all pairs, in chunks).
     """
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # heavy: scipy.spatial loads only to build a hierarchy
 
     p = np.asarray(points, dtype=np.float64)
     t = np.asarray(triangles, dtype=np.float64)

@@ -33,7 +33,7 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         vertices (V, 3) float64 and faces (F, 3) int64, in the file's vertex order.
         Polygons with more than three corners are triangulated by trimesh.
     """
-    import trimesh
+    import trimesh  # heavy: trimesh loads only to read a mesh file
 
     path = Path(path)
     suffix = _suffix(path)

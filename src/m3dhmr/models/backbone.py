@@ -32,6 +32,7 @@ from torchvision.models.resnet import BasicBlock
 
 from m3dhmr.conventions import IMAGENET_MEAN, IMAGENET_STD, NUM_JOINTS
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import os_error_message
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,6 @@ def _download_cause(e: BaseException) -> str:
     if isinstance(e, URLError):
         cause = str(e.reason)
     elif isinstance(e, OSError) and e.errno is not None:
-        from m3dhmr.fileio import os_error_message
-
         cause = os_error_message(e)
     else:
         cause = str(e) or type(e).__name__

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT, VERTEX_NORMALISATION_M
+from m3dhmr.hand import load_template
+from m3dhmr.mesh import TopologyParams, load_or_build_topology
 from m3dhmr.models.backbone import Stack1Output, StackResNet
 from m3dhmr.models.model_config import ModelConfig
 from m3dhmr.models.decoder import MeshDecoder
@@ -156,8 +158,6 @@ class M3DHMR(nn.Module):
 
 def topology_params(cfg: ModelConfig) -> Any:
     """The :class:`m3dhmr.mesh.TopologyParams` matching ``cfg``."""
-    from m3dhmr.mesh import TopologyParams
-
     return TopologyParams(
         levels=cfg.levels,
         factor=cfg.factor,
@@ -175,9 +175,6 @@ def build_model(cfg: ModelConfig, topology: Any = None, cache_dir: str | None = 
     built (or read from the on-disk cache) with the parameters of ``cfg``.
     """
     if topology is None:
-        from m3dhmr.hand import load_template
-        from m3dhmr.mesh import load_or_build_topology
-
         template = load_template(cfg.template)
         topology = load_or_build_topology(template, params=topology_params(cfg), cache_dir=cache_dir)
     return M3DHMR(cfg, topology)

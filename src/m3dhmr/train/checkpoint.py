@@ -210,7 +210,7 @@ def inspect_run(ckdir: str | Path) -> RunFiles:
     finished = False
     if (ckdir / LAST_WEIGHTS).is_file():
         try:
-            from safetensors import safe_open
+            from safetensors import safe_open  # heavy: safetensors loads on first use
 
             with safe_open(str(ckdir / LAST_WEIGHTS), framework="pt") as f:
                 p = progress_from_metadata(dict(f.metadata() or {}))

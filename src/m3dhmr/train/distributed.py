@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+
 from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,6 @@ def init_distributed(device: str) -> DistInfo:
     rank, world, local = dist_env()
     if world == 1:
         return DistInfo()
-    import torch.distributed as dist
-
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if device.startswith("cuda"):
         torch.cuda.set_device(local)
@@ -70,16 +70,12 @@ def init_distributed(device: str) -> DistInfo:
 
 def cleanup_distributed(info: DistInfo) -> None:
     if info.distributed:
-        import torch.distributed as dist
-
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:
     if info.distributed:
-        import torch.distributed as dist
-
         dist.barrier()
 
 

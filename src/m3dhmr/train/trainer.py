@@ -11,21 +11,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as tdist
+import yaml
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
 from m3dhmr.config_loader import to_dict
+from m3dhmr.data.batched import load_split, make_batch
+from m3dhmr.data.freihand import FreiHANDDataset, no_augment
+from m3dhmr.data.real_crops import RealCropDataset, photo_paths, real_batch_slots, split_counts
 from m3dhmr.experiment import ExperimentConfig
-from m3dhmr.fileio import atomic_write_text
+from m3dhmr.fileio import FolderLock, atomic_write_text, check_output_folder, remove_stale_temporaries
 from m3dhmr.losses import CONSISTENCY_TERMS, TERMS, LossTerms, compute_losses
+from m3dhmr.models import build_model
+from m3dhmr.pretrained import DEFAULT_MODEL, read_pretrained_tensors
 from m3dhmr.train import checkpoint as ckpt
 from m3dhmr.train.distributed import DistInfo, barrier, cleanup_distributed, epoch_batches, init_distributed
 from m3dhmr.train.precision import resolve_amp
+from m3dhmr.train.validation import LOGGED, MetricsLog, evaluate_model
 from m3dhmr.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -223,8 +235,6 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 def _make_dataset(cfg: ExperimentConfig, data_root: Path, two_view: bool, num_vertices: int):
-    from m3dhmr.data.freihand import FreiHANDDataset
-
     d = cfg.data
     return FreiHANDDataset(
         data_root, d.train_split, crop_size=cfg.model.input_size, augment=d.augment,
@@ -287,8 +297,6 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
 
 
 def _lock_run(run_dir: Path):
-    from m3dhmr.fileio import FolderLock, check_output_folder
-
     check_output_folder(run_dir)
     return FolderLock(run_dir, "m3dhmr train").acquire()
 
@@ -309,8 +317,6 @@ def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 def _clear_run(run_dir: Path) -> None:
     """Remove an old run's outputs before a new run starts over it (``overwrite``)."""
-    import shutil
-
     ckdir = ckpt.checkpoint_dir(run_dir)
     for p in [*ckdir.glob("*.safetensors"), ckdir / ckpt.LAST_STATE, run_dir / "eval_metrics.csv"]:
         p.unlink(missing_ok=True)
@@ -338,8 +344,6 @@ def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: D
 
     new_lock = None
     if dist.is_main:  # the run starts: from here on the run folder is written
-        from m3dhmr.fileio import remove_stale_temporaries
-
         if lock is None:
             lock = new_lock = _lock_run(run_dir)
         removed = remove_stale_temporaries(run_dir, recursive=True)
@@ -347,8 +351,6 @@ def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: D
             log.info("removed %d temporary file(s) left by a killed run in %s", len(removed), run_dir)
         if state is None and overwrite:
             _clear_run(run_dir)
-        import yaml
-
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     try:
         return _run(cfg, data_root, run_dir, dist, dev, model, progress, state, frozen_modules, data, plan, t0,
@@ -372,7 +374,7 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
 
     writer = None
     if dist.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # heavy: TensorBoard loads only on the main rank
 
         writer = SummaryWriter(str(run_dir / "tb"), purge_step=progress.global_step or None)
     curve = _LearningCurve(cfg, data_root, run_dir, model, dev, amp_dtype, writer, progress.global_step) \
@@ -440,8 +442,6 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
 def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, dev: torch.device):
     """The model at the start of this call: fresh (seeded, ``init_from``) or resumed; frozen
     parts marked; on ``dev``. Returns (model, progress, training state or None, frozen modules)."""
-    from m3dhmr.models import build_model
-
     tcfg = cfg.train
     ckdir = ckpt.checkpoint_dir(run_dir)
     state_path, weights_path = ckdir / ckpt.LAST_STATE, ckdir / ckpt.LAST_WEIGHTS
@@ -494,8 +494,6 @@ class _TrainingData:
         self.real = None
         self.counts = (cfg.train.batch_size, 0)  # (synthetic, real) samples per global batch
         if cfg.data.real_dir is not None:
-            from m3dhmr.data.real_crops import split_counts
-
             self.counts = split_counts(cfg.train.batch_size, cfg.data.real_fraction)
             if any(c % dist.world_size for c in self.counts):
                 raise InputError(f"train.batch_size={cfg.train.batch_size} with data.real_fraction="
@@ -511,8 +509,6 @@ class _TrainingData:
     def _source(self, two_view: bool):
         if self.memory:
             if self._split is None:
-                from m3dhmr.data.batched import load_split
-
                 self._split = load_split(self.data_root, self.cfg.data.train_split, device=self.dev,
                                          num_vertices=self.num_vertices, progress=self.progress_bar and self.dist.is_main)
             return self._split
@@ -533,8 +529,6 @@ class _TrainingData:
         if self.real is None:
             return torch.utils.data.DataLoader(source, batch_sampler=batches[skip:],
                                                num_workers=self.cfg.data.num_workers, pin_memory=self.dev.type == "cuda")
-        from m3dhmr.data.real_crops import real_batch_slots
-
         self.real.set_epoch(epoch_index)
         # Keys >= 0 are synthetic samples, -1 - slot the real stream's positions.
         mixed = [batches[b] + [-1 - k for k in real_batch_slots(self.counts[1], b, self.dist.rank,
@@ -548,10 +542,7 @@ class _TrainingData:
 
 def _make_real_dataset(cfg: ExperimentConfig, num_vertices: int, progress: bool):
     """The real photos of ``data.real_dir`` with their pseudo-labels (computed once, cached)."""
-    import numpy as np
-
-    from m3dhmr.data.pseudo_labels import pseudo_labels
-    from m3dhmr.data.real_crops import RealCropDataset, photo_paths
+    from m3dhmr.data.pseudo_labels import pseudo_labels  # looked up when called: tests replace it
 
     d = cfg.data
     paths = photo_paths(d.real_dir)
@@ -595,8 +586,6 @@ def _stage_optimizer(cfg: ExperimentConfig, model: nn.Module, stage: int, epoch_
         optimizer.load_state_dict(state["optimizer"])
     step_module: nn.Module = StepLoss(model, stage, cfg, two_view, amp_dtype)
     if dist.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         # Stage 1 leaves the mesh decoder unused; the loss graph tells DDP which.
         step_module = DDP(step_module, device_ids=[dev.index] if dev.type == "cuda" else None,
                           find_unused_parameters=stage == 1)
@@ -668,8 +657,6 @@ class _Loop:
         """A tqdm bar over the epoch's batches (starting at those skipped), or None."""
         if not self.show_bar:
             return None
-        from tqdm import tqdm
-
         return tqdm(total=epoch.num_batches, initial=epoch.skip, desc=f"stage {epoch.stage} epoch "
                     f"{epoch.epoch_in_stage + 1}", leave=False, dynamic_ncols=True)
 
@@ -752,8 +739,6 @@ def init_weights_from(model: nn.Module, source: str, prefixes: tuple[str, ...] =
     empty); each must exist in ``model`` with the same shape, else a ValueError names it.
     """
     if source == "pretrained" or source.startswith("pretrained:"):
-        from m3dhmr.pretrained import DEFAULT_MODEL, read_pretrained_tensors
-
         name = source.partition(":")[2] or DEFAULT_MODEL
         tensors, _ = read_pretrained_tensors(name)
     else:
@@ -778,14 +763,10 @@ def _memory_batches(split, batches: list[list[int]], skip: int, cfg: ExperimentC
     With ``real`` (a RealCropDataset), its samples at the batch's stream positions are
     cropped on the CPU (OpenCV), moved to the device and appended (``num_real`` of them).
     """
-    from m3dhmr.data.batched import make_batch
-
     for b in range(skip, len(batches)):
         batch = make_batch(split, batches[b], cfg.data.augment, cfg.model.input_size, seed=cfg.train.seed,
                            epoch=epoch_index, batch=b * dist.world_size + dist.rank, two_view=two_view)
         if real is not None:
-            from m3dhmr.data.real_crops import real_batch_slots
-
             slots = real_batch_slots(real_per_batch, b, dist.rank, dist.world_size)
             extra = real.collate(slots, epoch_index, two_view)
             extra["index"] = -1 - extra["index"]
@@ -800,9 +781,6 @@ class _LearningCurve:
 
     def __init__(self, cfg: ExperimentConfig, data_root: Path, run_dir: Path, model: nn.Module,
                  device: torch.device, amp_dtype, writer, start_step: int) -> None:
-        from m3dhmr.data.freihand import FreiHANDDataset, no_augment
-        from m3dhmr.train.validation import MetricsLog
-
         self.model, self.device, self.amp_dtype, self.writer = model, device, amp_dtype, writer
         self.batch_size, self.channels_last = cfg.train.eval_batch_size, cfg.train.channels_last
         self.dataset = None
@@ -826,8 +804,6 @@ class _LearningCurve:
     def evaluate(self, step: int, stage: int, epoch_index: int, seconds: float) -> None:
         if self.dataset is None or step == self.last_step:
             return
-        from m3dhmr.train.validation import LOGGED, evaluate_model
-
         self.last_step = step
         m = evaluate_model(self.model, self.dataset, stage=stage, batch_size=self.batch_size, device=self.device,
                            amp_dtype=self.amp_dtype, channels_last=self.channels_last)
@@ -843,8 +819,6 @@ def _broadcast_buffers(model: nn.Module, dist: DistInfo) -> None:
     """Copy rank 0's floating buffers to every rank (what DDP does at each forward)."""
     if not dist.distributed:
         return
-    import torch.distributed as tdist
-
     for b in model.buffers():
         if b.layout == torch.strided and b.numel():
             tdist.broadcast(b, src=0)
@@ -854,8 +828,6 @@ def _any_rank(dist: DistInfo, flag: bool, device: torch.device) -> bool:
     """True when ``flag`` is true on any rank (all ranks must stop at the same step)."""
     if not dist.distributed:
         return flag
-    import torch.distributed as tdist
-
     t = torch.tensor([int(flag)], device=device)
     tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
     return bool(t.item())

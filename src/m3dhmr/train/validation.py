@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from m3dhmr.fileio import atomic_write_text
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import atomic_write_text
+from m3dhmr.metrics import freihand_metrics
 
 #: Columns of ``RUN/eval_metrics.csv``, in order.
 CSV_COLUMNS = ("step", "stage", "epoch", "pa_mpjpe_mm", "pa_mpvpe_mm", "f5", "f15", "mpjpe_rr_mm", "err2d_px",
@@ -49,8 +50,6 @@ def evaluate_model(model: torch.nn.Module, dataset, *, stage: int = 2, batch_siz
         (``mpjpe_rr_mm``: joint error with only the wrists aligned, so it also scores the
         orientation); the mesh metrics are NaN for stage 1.
     """
-    from m3dhmr.metrics import freihand_metrics
-
     if len(dataset) == 0:
         raise InputError("evaluate_model: the evaluation set is empty")
     was_training = model.training
