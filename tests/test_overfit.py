@@ -29,15 +29,15 @@ model:
 loss: {normal: 0.1, heatmap: 1.0, pose2d_stack1: 1.0, heatmap2: 1.0, mesh_aligned: 1.0}
 train:
   batch_size: 4
-  stage1_epochs: 40
-  epochs: 110
+  stage1_epochs: 27
+  epochs: 100
   lr_milestones: []
   seed: 0
   log_every: 50
-  eval_every: 150
+  eval_every: 100
   eval_samples: 4
   keep_epoch_checkpoints: false
-  checkpoint_every: 150  # one checkpoint, at the end (150 one-batch epochs would write 150)
+  checkpoint_every: 100  # one checkpoint, at the end (100 one-batch epochs would write 100)
 data:
   pipeline: memory
   two_view: false
@@ -67,11 +67,11 @@ def test_a_tiny_model_overfits_four_images(four_images, tmp_path):
     before = evaluate_model(build_model(cfg.model), ds)
     train(cfg, four_images, tmp_path / "run", progress_bar=False)
     after = read_metrics_csv(tmp_path / "run" / CSV_NAME)[-1]
-    assert after["step"] == 150
+    assert after["step"] == 100
     # The untrained mesh is the rest hand: a good aligned (PA) score but the wrong
     # orientation, so the root-relative error is what falls when the model fits the
-    # images; 150 steps of a tiny model are too few for the aligned shape to improve
-    # too (it rose from 10.7 to 17 mm here). Measured: 2D 25.9 -> 11.6 px, root-relative
-    # 165 -> 83 mm; a pipeline that cannot learn stays near 1x.
-    assert after["err2d_px"] < 0.6 * before["err2d_px"], (before, after)
-    assert after["mpjpe_rr_mm"] < 0.6 * before["mpjpe_rr_mm"], (before, after)
+    # images; 100 steps of a tiny model are too few for the aligned shape to improve
+    # too. Measured (27 + 73 steps): 2D 34.6 -> 10.2 px (0.29x), root-relative 149 -> 43 mm
+    # (0.29x); 60 steps reach only 0.43x / 0.46x; a pipeline that cannot learn stays near 1x.
+    assert after["err2d_px"] < 0.5 * before["err2d_px"], (before, after)
+    assert after["mpjpe_rr_mm"] < 0.5 * before["mpjpe_rr_mm"], (before, after)
