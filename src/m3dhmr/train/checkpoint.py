@@ -32,7 +32,7 @@ from m3dhmr.errors import InputError
 from m3dhmr.experiment import ExperimentConfig, experiment_from_json, experiment_to_json
 from m3dhmr.fileio import atomic_write_bytes
 # The weights file format and its readers live in m3dhmr.model_io (the run-time layer below
-# training); the names are re-exported here for the trainer and for users' imports.
+# training); the names are re-exported here for users' imports.
 from m3dhmr.model_io import (
     FORMAT,
     FORMAT_VERSION,

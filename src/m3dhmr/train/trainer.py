@@ -29,7 +29,8 @@ from m3dhmr.config_loader import to_dict
 from m3dhmr.data.batched import load_split, make_batch
 from m3dhmr.data.freihand import FreiHANDDataset, no_augment
 from m3dhmr.data.real_crops import RealCropDataset, photo_paths, real_batch_slots, split_counts
-from m3dhmr.experiment import ExperimentConfig
+from m3dhmr import model_io
+from m3dhmr.experiment import ExperimentConfig, experiment_from_json
 from m3dhmr.fileio import FolderLock, atomic_write_text, check_output_folder, remove_stale_temporaries
 from m3dhmr.losses import CONSISTENCY_TERMS, TERMS, LossTerms, compute_losses
 from m3dhmr.models import build_model
@@ -452,12 +453,12 @@ def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, d
     state = None
     if resume and state_path.is_file():
         state = ckpt.load_training_state(state_path)
-        stored = ckpt.experiment_from_json(state["experiment"], where=str(state_path))
+        stored = experiment_from_json(state["experiment"], where=str(state_path))
         if stored.model != cfg.model:
             raise InputError(f"{state_path}: the run was trained with another model section than --config; "
                              "resume with the run's own config (RUN/config.yaml)")
         tensors, state, progress = ckpt.load_resume_point(ckdir, repair=dist.is_main)
-        ckpt.load_weights_into(model, tensors, str(state_path))
+        model_io.load_weights_into(model, tensors, str(state_path))
         log.info("resuming %s at step %d (epoch %d, batch %d)", run_dir, progress.global_step,
                  progress.epoch_index, progress.batch_in_epoch)
     if state is None and tcfg.init_from is not None:
@@ -747,7 +748,7 @@ def init_weights_from(model: nn.Module, source: str, prefixes: tuple[str, ...] =
         name = source.partition(":")[2] or DEFAULT_MODEL
         tensors, _ = read_pretrained_tensors(name)
     else:
-        tensors, _ = ckpt.read_weights(source)
+        tensors, _ = model_io.read_weights(source)
     own = model.state_dict()
     chosen = {k: v for k, v in tensors.items() if not prefixes or k.startswith(tuple(prefixes))}
     if not chosen:
