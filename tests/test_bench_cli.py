@@ -13,6 +13,11 @@ def test_timed_runs_name_the_fps_lines():
 
 
 @pytest.mark.parametrize("option, message", [
+    (["--threads", "-3"], "--threads must be >= 1, got -3"),
+    (["--seconds", "inf"], "--seconds must be a finite number > 0, got inf"),
+    (["--seconds", "nan"], "--seconds must be a finite number > 0, got nan"),
+    (["--image-size", "100000"], "--image-size must be in [16, 4096], got 100000"),
+    (["--onnx", "missing.onnx"], "--onnx: file not found: missing.onnx"),
     (["--precision", "int4"], "--precision must be one of fp32, int8, both, got 'int4'"),
     (["--precision", "int8", "--backend", "torch"],
      "--precision int8 times ONNX Runtime: use --backend onnxruntime or leave it out"),
@@ -21,7 +26,7 @@ def test_timed_runs_name_the_fps_lines():
     (["--precision", "both", "--accuracy-images", "0"], "--accuracy-images must be >= 1, got 0"),
     (["--precision", "both", "--photos", "no_such_dir"], "--photos no_such_dir: no such folder"),
 ])
-def test_bench_precision_errors_are_one_line_before_building(capsys, monkeypatch, option, message):
+def test_bench_bad_options_are_one_line_before_building(capsys, monkeypatch, option, message):
     import m3dhmr.models
     from m3dhmr.cli import main
 

@@ -5,10 +5,10 @@ Faces are wound counter-clockwise seen from outside (right-hand rule), so the fa
 normal is the sum of its faces' normals (so weighted by area), normalised.
 
 The renderer keeps its own compiled per-vertex loop
-(:func:`m3dhmr.render.shading.vertex_normals`): it is ~20x faster on the render path and
-sums each vertex's faces in face order, where :func:`vertex_normals` sums them corner by
-corner (the order the glTF export and the asset builder were written with); the two agree
-to rounding (last bits), not bit for bit.
+(:func:`m3dhmr.render.shading.vertex_normals`): it is ~15x faster on the render path
+(``benchmarks/kernel_choices.py``) and sums each vertex's faces in face order, where
+:func:`vertex_normals` sums them corner by corner (the order the glTF export and the asset
+builder were written with); the two agree to rounding (last bits), not bit for bit.
 """
 
 from __future__ import annotations

@@ -96,9 +96,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     The face normal ``(b - a) x (c - a)`` has length 2 * area, so summing them weights by
     area. Vertices used by no face (or only degenerate faces) get a zero normal.
     The compiled twin of :func:`m3dhmr.geometry.mesh_normals.vertex_normals`, kept for the
-    render path: ~20x faster, and it sums each vertex's faces in face order (the NumPy one
-    goes corner by corner), so the two agree to the last bits, not bit for bit; the
-    synthetic sets were rendered with this one.
+    render path: ~15x faster (``benchmarks/kernel_choices.py``), and it sums each vertex's
+    faces in face order (the NumPy one goes corner by corner), so the two agree to the last
+    bits, not bit for bit; the synthetic sets were rendered with this one.
     """
     vertices = np.ascontiguousarray(vertices, dtype=np.float64)
     faces = np.asarray(faces)
