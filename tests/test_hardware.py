@@ -55,3 +55,19 @@ def test_flags_are_kept_for_exact_checks(tmp_path):
     info.write_text(XEON)
     got = hardware.cpu_info.__wrapped__(info)
     assert {"amx_bf16", "amx_tile"} <= got.flags and got.name.startswith("Intel(R) Xeon(R)")
+
+
+def test_torch_threads_sets_then_restores_even_on_error():
+    import pytest
+    import torch
+
+    before = torch.get_num_threads()
+    with hardware.torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"):
+        with hardware.torch_threads(before + 2):
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with hardware.torch_threads(None):  # None: leave torch's count as it is
+        assert torch.get_num_threads() == before

@@ -9,9 +9,11 @@ standard library lacks elsewhere); elsewhere :mod:`platform` and torch's CPU cap
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +96,24 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
 def cpu_summary() -> str:
     """:meth:`CpuInfo.summary` of this machine."""
     return cpu_info().summary()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (``None``: unchanged), then put
+    torch's previous count back.
+
+    The count is process-wide: a command run in-process (``m3dhmr.cli.main`` from a
+    notebook, a test or another program) must not leave its ``--threads`` behind, where two
+    threads per process on two shared cores made later work several times slower (the
+    test suite's over-fitting test: 29 s alone, 101 s after an in-process ``bench``).
+    """
+    import torch  # deferred: this module is read by ``m3dhmr --help`` paths without torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -20,6 +20,7 @@ import tempfile
 
 from m3dhmr.app import INSTALL_HINT
 from m3dhmr.errors import UserError
+from m3dhmr.hardware import torch_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,16 +62,20 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None and args.template is not None:
         raise UserError("--template applies to --checkpoint; the packaged model carries its own")
 
+    with torch_threads(args.threads):
+        _serve(args)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """Load the model, build the page and serve it until Ctrl+C (``run`` checked the options)."""
+    # heavy: gradio, torch and the model load only when the app is started
     from m3dhmr.app import ui
     from m3dhmr.app.examples import example_images
     from m3dhmr.app.handlers import AppModel, AppSettings
     from m3dhmr.inference.images import load_image
     from m3dhmr.inference.predictor import Predictor
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.checkpoint is None:
         predictor = Predictor.from_pretrained(backend=args.backend, threads=args.threads)
     else:
@@ -90,4 +95,3 @@ def run(args: argparse.Namespace) -> int:
         ui.launch(demo, model, args.host, args.port, allowed=[examples[0].parent])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0

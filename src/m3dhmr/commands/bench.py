@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from m3dhmr.errors import UserError
-from m3dhmr.hardware import cpu_summary
+from m3dhmr.hardware import cpu_summary, torch_threads
 
 #: Real photos for ``--precision both``'s 2D comparison when ``--photos`` is not given
 #: (relative to the working directory: the project's data folder beside the checkout).
@@ -82,13 +82,6 @@ def timed_runs(backend: str | None, precision: str) -> dict[str, tuple[str, str]
 
 
 def run(args: argparse.Namespace) -> int:
-    # heavy: torch and the model load when the command runs, so m3dhmr --help stays fast
-    import torch
-
-    from m3dhmr.inference.speed import format_precision_delta, format_results, precision_delta, run_bench
-    from m3dhmr.inference.predictor import Predictor
-    from m3dhmr.models import ModelConfig, build_model
-
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     if not 0 < args.seconds < math.inf:
@@ -105,7 +98,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--accuracy-images must be >= 1, got {args.accuracy_images}")
     if args.photos is not None and not Path(args.photos).is_dir():
         raise UserError(f"--photos {args.photos}: no such folder")
-    torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        _measure(args, runs)
+    return 0
+
+
+def _measure(args: argparse.Namespace, runs: dict[str, tuple[str, str]]) -> None:
+    """Load or build the model, time each run, print the figures (``run`` checked the options)."""
+    # heavy: torch and the model load when the command runs, so m3dhmr --help stays fast
+    import torch
+
+    from m3dhmr.inference.speed import format_precision_delta, format_results, precision_delta, run_bench
+    from m3dhmr.inference.predictor import Predictor
+    from m3dhmr.models import ModelConfig, build_model
+
     box_scale = 1.5
     if args.checkpoint or args.pretrained:
         if args.checkpoint:
@@ -141,7 +147,6 @@ def run(args: argparse.Namespace) -> int:
                                                                 args.accuracy_images, photos, box_scale))
     for line in [*format_results(results), *whole_lines, *accuracy_lines]:
         print(line)
-    return 0
 
 
 def whole_image_lines(predictors: dict, results: dict, args: argparse.Namespace) -> list[str]:

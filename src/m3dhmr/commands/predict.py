@@ -54,6 +54,7 @@ import sys
 from pathlib import Path
 
 from m3dhmr.errors import InputError, UserError
+from m3dhmr.hardware import torch_threads
 from m3dhmr.fileio import (FolderLock, atomic_write_text, check_output_folder, os_error_message,
                            remove_stale_temporaries)
 
@@ -217,7 +218,6 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cv2
-    import torch
 
     from m3dhmr.detect import HandDetector
     from m3dhmr.inference import crops
@@ -237,12 +237,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("m3dhmr").setLevel(logging.WARNING)
     out = check_output_folder(args.out)
     names = output_names(items)
-    with FolderLock(out, "m3dhmr predict"):
+    with FolderLock(out, "m3dhmr predict"), torch_threads(args.threads):
         for p in remove_stale_temporaries(out, recursive=True):
             log.info("removed %s, left by an earlier run that did not finish", p)
         (out / SUMMARY_NAME).unlink(missing_ok=True)  # never a summary of another run
-        if args.threads:
-            torch.set_num_threads(args.threads)
         if args.checkpoint is None:
             predictor = Predictor.from_pretrained(backend=args.backend, onnx_path=args.onnx, device=args.device,
                                                   threads=args.threads, fov_deg=args.fov, precision=args.precision)
