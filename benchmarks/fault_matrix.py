@@ -61,6 +61,7 @@ TEMP_GLOB = ".*.tmp-*"
 TINY_EXPERIMENT_YAML = """\
 model:
   backbone: resnet18
+  backbone_width: 16
   input_size: 64
   stack_channels: 16
   stack2_channels: [16, 16, 32]

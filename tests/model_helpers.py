@@ -88,10 +88,12 @@ def tiny_topology(levels: int = 3, spiral_length: int = 7, roi_length: int = 5, 
 
 
 def tiny_model_config(**overrides):
-    """A ModelConfig small enough for CPU tests (64x64 input, narrow decoder, 3 levels)."""
+    """A ModelConfig small enough for CPU tests (64x64 input, a ResNet-18 a quarter as wide,
+    narrow decoder, 3 levels)."""
     from m3dhmr.models import ModelConfig
 
     base = dict(
+        backbone_width=16,
         input_size=64,
         stack_channels=16,
         stack2_channels=(16, 16, 32),

@@ -118,3 +118,53 @@ def test_pretrained_loads_from_hub_cache(monkeypatch, tmp_path):
     net = small(pretrained=True)
     torch.testing.assert_close(net.stem[0].weight, ref.conv1.weight)
     torch.testing.assert_close(net.layers[3][1].conv2.weight, ref.layer4[1].conv2.weight)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+def test_a_narrow_encoder_is_torchvisions_layout_scaled(name):
+    """Width 16: the same parameter names as torchvision's network, every channel count a
+    quarter of it (the RGB input's 3 stays), and stages at strides 4..32."""
+    wide = {k: v.shape for k, v in nn_state(*bb.resnet_encoder(name, 64)).items()}
+    narrow = {k: v.shape for k, v in nn_state(*bb.resnet_encoder(name, 16)).items()}
+    assert narrow.keys() == wide.keys()
+    for key, shape in wide.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        want = tuple(d if (key == "stem.0.weight" and i == 1) or i > 1 else d // 4 for i, d in enumerate(shape))
+        assert tuple(narrow[key]) == want, key
+    stem, layers = bb.resnet_encoder(name, 16)
+    x = stem(torch.rand(2, 3, 64, 64))
+    assert x.shape == (2, 16, 16, 16)
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        assert x.shape == (2, 16 * 2**i, 16 // 2**i, 16 // 2**i)
+
+
+def nn_state(stem, layers):
+    return torch.nn.ModuleDict({"stem": stem, "layers": layers}).state_dict()
+
+
+def test_a_narrow_encoder_is_initialised_like_torchvisions():
+    """Kaiming normal with fan-out for convolutions (std sqrt(2 / fan_out)), batch norms at 1 and 0."""
+    torch.manual_seed(0)
+    stem, layers = bb.resnet_encoder("resnet18", 16)
+    w = layers[3][0].conv1.weight  # (128, 64, 3, 3): fan-out 128 * 9
+    assert abs(w.std().item() / (2 / (128 * 9)) ** 0.5 - 1) < 0.05
+    bn = layers[2][1].bn2
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))
+
+
+def test_a_narrow_backbone_runs_and_has_no_imagenet_weights():
+    from m3dhmr.models.model_config import ModelConfig
+
+    net = small(width=16).eval()
+    out = net(torch.rand(1, 3, 64, 64))
+    assert out.joints2d.shape == (1, 21, 2)
+    wide = sum(p.numel() for p in small().parameters())
+    assert sum(p.numel() for p in net.parameters()) < wide / 10
+    with pytest.raises(ValueError, match="width 64 only, not 16"):
+        small(width=16, pretrained=True)
+    with pytest.raises(ValueError, match="model.pretrained_backbone: ImageNet weights exist for model.backbone_width"):
+        ModelConfig(backbone_width=16, pretrained_backbone=True)
+    with pytest.raises(ValueError, match="model.backbone_width: 0 must be >= 1"):
+        ModelConfig(backbone_width=0)

@@ -92,7 +92,7 @@ def test_template_from_a_posed_mesh_and_a_regressor(tmp_path, capsys):
     assert (t.regions == oh.regions).mean() > 0.8
     from m3dhmr.models import ModelConfig, build_model
 
-    model = build_model(ModelConfig(template=str(out), input_size=64, stack_channels=16, stack2_channels=(16, 16, 32),
+    model = build_model(ModelConfig(template=str(out), backbone_width=16, input_size=64, stack_channels=16, stack2_channels=(16, 16, 32),
                                     latent_channels=32, decoder_channels=(8, 8, 16, 16), dsc_kernels=2))
     assert model.num_vertices == oh.num_vertices
 

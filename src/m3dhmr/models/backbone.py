@@ -40,6 +40,10 @@ _RESNETS = {
     "resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
     "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1),
 }
+#: BasicBlocks per stage of each ResNet (He et al., Table 1).
+_BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3)}
+#: Stem width of torchvision's ResNets.
+TORCHVISION_WIDTH = 64
 #: Seconds before an attempted weight download is given up (offline machines).
 DOWNLOAD_TIMEOUT_S = 20.0
 
@@ -117,6 +121,42 @@ def soft_argmax(heatmaps: Tensor, stride: float, beta: float) -> Tensor:
     return torch.stack([x, y], dim=-1)
 
 
+def resnet_encoder(name: str, width: int) -> tuple[nn.Sequential, nn.ModuleList]:
+    """``name``'s stem and four stages at stem width ``width``: ``(stem, layers)``.
+
+    Width 64 is torchvision's network itself (built by torchvision, so that its
+    initialisation and its ImageNet weights' names are torchvision's). Another width
+    builds the same layout from torchvision's ``BasicBlock`` with ``width * (1, 2, 4, 8)``
+    channels: torchvision's ``ResNet`` fixes its widths, hence this builder. Its
+    initialisation follows torchvision's (Kaiming normal, fan-out, for the convolutions;
+    batch norms at 1 and 0). The parameter names are the same in both cases.
+
+    Shapes: the stem maps (B, 3, H, W) -> (B, width, H/4, W/4); stage i outputs
+    (B, width * 2**i, H / 2**(i + 2), W / 2**(i + 2)).
+    """
+    if width == TORCHVISION_WIDTH:
+        net = _RESNETS[name][0](weights=None)
+        return (nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
+                nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4]))
+    stem = nn.Sequential(nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
+                         nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+    layers, cin = nn.ModuleList(), width
+    for i, n in enumerate(_BLOCKS[name]):
+        c, stride = width * 2**i, 1 if i == 0 else 2
+        down = None
+        if stride != 1 or cin != c:
+            down = nn.Sequential(nn.Conv2d(cin, c, 1, stride=stride, bias=False), nn.BatchNorm2d(c))
+        layers.append(nn.Sequential(BasicBlock(cin, c, stride, down), *(BasicBlock(c, c) for _ in range(n - 1))))
+        cin = c
+    for m in [*stem.modules(), *layers.modules()]:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return stem, layers
+
+
 def _conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
@@ -190,6 +230,7 @@ class StackResNet(nn.Module):
         self,
         name: str = "resnet18",
         pretrained: bool = False,
+        width: int = TORCHVISION_WIDTH,
         stack_channels: int = 64,
         stack2_channels: tuple[int, int, int] = (128, 128, 256),
         latent_channels: int = 256,
@@ -199,16 +240,16 @@ class StackResNet(nn.Module):
         super().__init__()
         if name not in _RESNETS:
             raise InputError(f"unknown backbone {name!r}; choose one of {sorted(_RESNETS)}")
-        net = _RESNETS[name][0](weights=None)
+        if pretrained and width != TORCHVISION_WIDTH:
+            raise InputError(f"ImageNet weights exist for backbone width {TORCHVISION_WIDTH} only, not {width}")
+        # Stack 1: the ResNet without its classifier.
+        self.stem, self.layers = resnet_encoder(name, width)
         if pretrained:
-            net.load_state_dict(load_imagenet_state_dict(name))
+            self._load_imagenet(name)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.beta = softargmax_beta
-        # Stack 1: the ResNet without its classifier.
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
-        self.decoder1 = TopDown([64, 128, 256, 512], stack_channels)
+        self.decoder1 = TopDown([width * 2**i for i in range(4)], stack_channels)
         self.heatmap1 = nn.Conv2d(stack_channels, num_joints, 1)
         # Re-injection into stack 2 (Newell et al.): features and heatmaps, both 1x1.
         self.reinject_features = nn.Conv2d(stack_channels, stack_channels, 1)
@@ -223,6 +264,17 @@ class StackResNet(nn.Module):
         self.decoder2 = TopDown([stack_channels, *stack2_channels], stack_channels)
         self.heatmap2 = nn.Conv2d(stack_channels, num_joints, 1)
         self.latent = nn.Conv2d(stack_channels, latent_channels, 1)
+
+    def _load_imagenet(self, name: str) -> None:
+        """torchvision's ImageNet weights into the stem and stages (its classifier dropped)."""
+        names = {"conv1": "stem.0", "bn1": "stem.1", **{f"layer{i + 1}": f"layers.{i}" for i in range(4)}}
+        state = {}
+        for key, value in load_imagenet_state_dict(name).items():
+            head, _, rest = key.partition(".")
+            if head in names:
+                state[f"{names[head]}.{rest}"] = value
+        encoder = nn.ModuleDict({"stem": self.stem, "layers": self.layers})
+        encoder.load_state_dict(state)
 
     def _check(self, images: Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 32 or images.shape[3] % 32:

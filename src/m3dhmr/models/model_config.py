@@ -13,6 +13,8 @@ from m3dhmr.errors import InputError
 #: Names accepted by ``ModelConfig.conv`` (the classes live in :mod:`m3dhmr.models.dsc`).
 CONV_NAMES = ("dsc", "dsconv", "spiral")
 BACKBONE_NAMES = ("resnet18", "resnet34")
+#: ``backbone_width`` of torchvision's ResNets, the only one with ImageNet weights.
+IMAGENET_WIDTH = 64
 
 #: Upper bounds of the sizes that allocate memory when the model is built (the packaged
 #: configs use at most 128 px, 256 channels, 16 kernels, spirals of 9, dilation 2 and 5
@@ -32,6 +34,10 @@ class ModelConfig:
     Attributes:
         backbone: first stack's torchvision ResNet ("resnet18" | "resnet34").
         pretrained_backbone: load torchvision's ImageNet weights (``IMAGENET1K_V1``).
+        backbone_width: channels of the first stack's ResNet stem; its four stages have
+            1, 2, 4 and 8 times as many. 64 is torchvision's ResNet (the paper's, and the
+            only width with ImageNet weights); a narrower one (16: 1/16 of the weights)
+            makes small experiments and the test suite's training runs cheap.
         input_size: square crop side in pixels; must be a multiple of 32.
         stack2_channels: channels of the second (lighter) stack's encoder stages at
             strides 8, 16, 32 (its decoder mirrors them back to stride 4).
@@ -55,6 +61,7 @@ class ModelConfig:
 
     backbone: Literal["resnet18", "resnet34"] = "resnet18"
     pretrained_backbone: bool = False
+    backbone_width: int = 64
     input_size: int = 128
     stack_channels: int = 64
     stack2_channels: tuple[int, int, int] = (128, 128, 256)
@@ -82,6 +89,7 @@ class ModelConfig:
         if self.input_size > MAX_INPUT_SIZE:
             raise InputError(f"model.input_size: {self.input_size} is larger than the maximum {MAX_INPUT_SIZE}")
         bounded = {  # key: (value, maximum)
+            "backbone_width": (self.backbone_width, MAX_CHANNELS // 8),
             "stack_channels": (self.stack_channels, MAX_CHANNELS),
             "latent_channels": (self.latent_channels, MAX_CHANNELS),
             "dsc_kernels": (self.dsc_kernels, MAX_DSC_KERNELS),
@@ -105,6 +113,11 @@ class ModelConfig:
             raise InputError(
                 f"model.decoder_channels: {len(self.decoder_channels)} entries but model.levels is {self.levels}; "
                 "give one channel count per mesh level (fine -> coarse)"
+            )
+        if self.pretrained_backbone and self.backbone_width != IMAGENET_WIDTH:
+            raise InputError(
+                f"model.pretrained_backbone: ImageNet weights exist for model.backbone_width {IMAGENET_WIDTH} only, "
+                f"not {self.backbone_width}; set one of them differently"
             )
         if not self.factor > 1.0:
             raise InputError(f"model.factor: {self.factor} must be > 1")

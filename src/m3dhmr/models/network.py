@@ -100,6 +100,7 @@ class M3DHMR(nn.Module):
         self.backbone = StackResNet(
             cfg.backbone,
             pretrained=cfg.pretrained_backbone,
+            width=cfg.backbone_width,
             stack_channels=cfg.stack_channels,
             stack2_channels=cfg.stack2_channels,
             latent_channels=cfg.latent_channels,
