@@ -140,12 +140,12 @@ def test_image_checks(detector):
     # Huge and thin: letterboxed to a sliver, no hand, no crash, and a bounded number of
     # palm-detector runs (8 tiles and the whole image, for the image and its padded view).
     looks = []
-    real_palms_in = detector._palms_in
-    detector._palms_in = lambda view, x0, y0: (looks.append(view.shape[:2]), real_palms_in(view, x0, y0))[1]
+    real_palms_in = detector.palms_in_view
+    detector.palms_in_view = lambda view, x0, y0: (looks.append(view.shape[:2]), real_palms_in(view, x0, y0))[1]
     try:
         assert detector.detect(np.full((40, 8200, 3), 100, np.uint8)) == []
     finally:
-        del detector._palms_in
+        del detector.palms_in_view
     assert len(looks) == 2 * (1 + H.MAX_TILES), len(looks)
 
 
@@ -253,9 +253,9 @@ def test_keep_drops_a_hand_drawn_inside_a_larger_one(detector):
     small = _hand(_grid_hand(128, 87, (83, 67)), 0.97, "left")
     assert H.box_iou_xywh(big.box, small.box) < 0.5  # the old rule kept both
     for order in ([big, small], [small, big]):
-        assert detector._keep(order) == [big]
+        assert detector.keep_hands(order) == [big]
     far = _hand(_grid_hand(400, 50, 90), 0.95)
-    assert detector._keep([small, far, big]) == [big, far]  # distinct hands stay, by presence
+    assert detector.keep_hands([small, far, big]) == [big, far]  # distinct hands stay, by presence
 
 
 def test_detect_skips_palms_of_known_hands(detector, two_hands):

@@ -524,10 +524,12 @@ def test_video_reader_skips_a_bounded_run_of_bad_frames(tmp_path, monkeypatch):
 
     script = [True, False, False, True] + [False] * 200 + [True]
     frame = np.zeros((4, 4, 3), np.uint8)
+    opened = []
 
     class FakeCapture:
         def __init__(self, path):
             self.reads = 0
+            opened.append(self)
 
         def isOpened(self):
             return True
@@ -547,7 +549,7 @@ def test_video_reader_skips_a_bounded_run_of_bad_frames(tmp_path, monkeypatch):
     monkeypatch.setattr(video.cv2, "VideoCapture", FakeCapture)
     with video.VideoReader(tmp_path / "v.avi") as r:
         assert [i for i, _ in r.frames()] == [0, 3]
-        assert r.bad_frames == 2 and r._cap.reads == 4 + video.MAX_BAD_FRAMES_IN_A_ROW + 1
+        assert r.bad_frames == 2 and opened[-1].reads == 4 + video.MAX_BAD_FRAMES_IN_A_ROW + 1
     script[:] = [True, False, True]  # without a frame count, the first failure ends it as before
     monkeypatch.setattr(FakeCapture, "get", lambda self, prop: 0.0)
     with video.VideoReader(tmp_path / "v.avi") as r:

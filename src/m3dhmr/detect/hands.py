@@ -222,13 +222,15 @@ class HandDetector:
         image = check_image(image)
         H, W = image.shape[:2]
         views = [(0, 0, W, H)] + (tile_views(H, W) if self.tiles else [])
-        found = [self._palms_in(image[y:y + h, x:x + w], x, y) for x, y, w, h in views]
+        found = [self.palms_in_view(image[y:y + h, x:x + w], x, y) for x, y, w, h in views]
         det = anc.Detections(np.concatenate([d.boxes for d in found]), np.concatenate([d.keypoints for d in found]),
                              np.concatenate([d.scores for d in found]))
         return anc.weighted_nms(det, self.nms_iou, max_detections=2 * self.max_hands)
 
-    def _palms_in(self, view: np.ndarray, x0: int, y0: int) -> anc.Detections:
-        """Palms of one view (a region of the image at x0, y0), in image pixels."""
+    def palms_in_view(self, view: np.ndarray, x0: int, y0: int) -> anc.Detections:
+        """Palms of one view ``(h, w, 3)`` uint8 RGB, a region of the image whose top-left
+        corner is at ``(x0, y0)``: the palm detector's raw detections (before NMS) in image
+        pixels. :meth:`detect_palms` runs it on the whole image and each tile."""
         H, W = view.shape[:2]
         s = DETECTOR_SIZE / max(H, W)
         w, h = max(1, round(W * s)), max(1, round(H * s))
@@ -290,12 +292,12 @@ class HandDetector:
         the known hand again), and the padded second look is skipped when a palm was."""
         known = [np.asarray(b, np.float64) for b in (known or [])]
         hands, skipped = self._detect_view(image, known)
-        hands = self._keep(hands)
+        hands = self.keep_hands(hands)
         if hands or skipped or not pad or self.pad_fraction <= 0:
             return hands
         padded, p = pad_view(image, self.pad_fraction)
         known = [np.r_[b[:2] + p, b[2:]] for b in known]
-        return [shift_hand(h, -p, -p) for h in self._keep(self._detect_view(padded, known)[0])]
+        return [shift_hand(h, -p, -p) for h in self.keep_hands(self._detect_view(padded, known)[0])]
 
     def _detect_view(self, image: np.ndarray, known: list[np.ndarray]) -> tuple[list[DetectedHand], int]:
         """Hands of the palms found in ``image`` outside the ``known`` boxes, and how many palms were in them."""
@@ -316,7 +318,7 @@ class HandDetector:
             out.append(new if new.score >= self.min_presence else None)
         return out
 
-    def _keep(self, hands: list[DetectedHand]) -> list[DetectedHand]:
+    def keep_hands(self, hands: list[DetectedHand]) -> list[DetectedHand]:
         """Hands above ``min_presence``, duplicates removed (:mod:`m3dhmr.detect.duplicates`),
         at most ``max_hands``, highest presence first."""
         hands = [h for h in hands if h.score >= self.min_presence]
