@@ -126,3 +126,23 @@ def test_check_creatable_folder_creates_nothing(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="--data .*f is a file, not a folder"):
         check_creatable_folder(tmp_path / "f" / "g", "--data", writable=False)
+
+
+def test_read_json_names_the_file_and_the_option(tmp_path):
+    import pytest
+
+    from m3dhmr.fileio import read_json
+
+    good = tmp_path / "a.json"
+    good.write_text('{"x": [1, 2]}')
+    assert read_json(good) == {"x": [1, 2]}
+    with pytest.raises(FileNotFoundError, match=r"^--boxes: file not found: .*missing\.json$"):
+        read_json(tmp_path / "missing.json", "--boxes")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"^--boxes .*bad\.json: not valid JSON \(Expecting"):
+        read_json(bad, "--boxes")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'"\xe9"')
+    with pytest.raises(ValueError, match=r"^.*latin\.json: not valid JSON"):
+        read_json(latin)

@@ -90,3 +90,28 @@ def test_unreferenced_vertices(caplog):
 def test_name_appears_in_message():
     v, f = tetrahedron()
     _raises(v, f[:, :2], "hand.ply", name="hand.ply")
+
+
+def test_mesh_arrays_convert_and_refuse_in_one_line():
+    from m3dhmr.mesh.validate import face_array, mesh_arrays, vertex_array
+
+    v, f = tetrahedron()
+    v32, f32 = np.asarray(v, np.float32), np.asarray(f, np.int32)
+    got_v, got_f = mesh_arrays(v32, f32)
+    assert got_v.dtype == np.float64 and got_v.flags.c_contiguous and got_f.dtype == np.int64
+    np.testing.assert_array_equal(got_v, v32)
+    np.testing.assert_array_equal(got_f, f32)
+    same = np.ascontiguousarray(v, np.float64)
+    assert vertex_array(same) is same  # no copy when it is already what callers need
+    assert vertex_array(np.zeros((0, 3))).shape == (0, 3)
+    cases = [
+        (lambda: vertex_array(np.zeros((4, 2))), r"^vertices must have shape \(V, 3\), got \(4, 2\)$"),
+        (lambda: vertex_array(np.zeros((0, 3)), "hand", nonempty=True), r"^hand: vertices must have shape \(V, 3\) with V > 0"),
+        (lambda: face_array(np.zeros((2, 3))), r"^faces must be an integer array of shape \(F, 3\), got float64 \(2, 3\)$"),
+        (lambda: face_array(np.zeros((2, 4), int)), r"faces must be an integer array of shape \(F, 3\)"),
+        (lambda: mesh_arrays(v, np.array([[0, 1, 4]])), r"^faces index vertices outside 0\.\.3$"),
+        (lambda: mesh_arrays(v, np.array([[0, -1, 2]]), "m.ply"), r"^m\.ply: faces index vertices outside 0\.\.3$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()

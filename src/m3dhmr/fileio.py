@@ -7,6 +7,7 @@
 - :func:`remove_stale_temporaries` removes the temporaries a killed run left behind;
   call it only while holding the folder's lock, so no live writer's file is taken.
 - :func:`os_error_message` turns an ``OSError`` into one line naming the path and cause.
+- :func:`read_json` reads a JSON file the user gave, with one-line errors.
 """
 
 from __future__ import annotations
@@ -69,6 +70,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+def read_json(path: str | Path, label: str | None = None) -> Any:
+    """The JSON document in ``path``. A missing file is a ``FileNotFoundError``
+    ("LABEL: file not found: PATH"), one that is not UTF-8 JSON a one-line
+    :class:`InputError` ("LABEL PATH: not valid JSON (why)"); ``label`` is what the user
+    called the file (an option such as ``--bbox-json``), if anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{label + ': ' if label else ''}file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{label + ' ' if label else ''}{path}: not valid JSON ({e})") from None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -19,6 +19,7 @@ from m3dhmr.conventions import BONES, NUM_JOINTS, finger_of_joint
 from m3dhmr.errors import InputError
 from m3dhmr.fileio import atomic_write_bytes
 from m3dhmr.geometry.rotations import rot_y
+from m3dhmr.mesh.validate import vertex_array
 
 #: RGB colour per region: palm/wrist, thumb, index, middle, ring, little.
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -121,9 +122,7 @@ def view_transform(vertices: np.ndarray, size: int, angle_deg: float = 0.0,
     centroid and moved so that its bounding sphere fills ``fill`` of the tile.
     Returns (vertices_view (V, 3), K (3, 3)) for a ``size`` x ``size`` image.
     """
-    v = np.asarray(vertices, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise InputError(f"vertices must have shape (V, 3) with V > 0, got {v.shape}")
+    v = vertex_array(vertices, nonempty=True)
     if not np.all(np.isfinite(v)):
         raise InputError("vertices contain NaN or inf")
     c = v.mean(axis=0)

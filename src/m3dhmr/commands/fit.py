@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from m3dhmr.errors import InputError, UserError
-from m3dhmr.fileio import atomic_write_text, check_output_folder
+from m3dhmr.fileio import atomic_write_text, check_output_folder, read_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +43,7 @@ def read_meshes(path):
     import numpy as np
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
+    data = read_json(path)
     try:
         arr = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError) as e:

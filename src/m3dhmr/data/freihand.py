@@ -29,7 +29,6 @@ folders and sets from before the manifest have none and load unchecked.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -56,7 +55,7 @@ from m3dhmr.errors import InputError
 from m3dhmr.data.amplitude import AMPLITUDE_DRAWS, augment_amplitude, partner_index
 from m3dhmr.data.synth_manifest import check_synthetic_set
 from m3dhmr.geometry.crop import CropBox, apply_affine_np, crop_affine, crop_camera, warp_image
-from m3dhmr.fileio import atomic_path
+from m3dhmr.fileio import atomic_path, read_json
 from m3dhmr.geometry.camera import project
 
 log = logging.getLogger(__name__)
@@ -144,11 +143,7 @@ def default_cache_dir(root: Path) -> Path:
 
 
 def _parse_json_array(path: Path, dtype: type) -> np.ndarray:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
+    data = read_json(path)
     try:
         return np.asarray(data, dtype=dtype)
     except (ValueError, TypeError) as e:

@@ -20,6 +20,7 @@ import numpy as np
 
 from m3dhmr.errors import InputError
 from m3dhmr.geometry.rotations import random_rotation
+from m3dhmr.mesh.validate import vertex_array
 
 #: Half the thickness of a finger at its pad (m): how far an object's surface sits from the bone line.
 FINGER_RADIUS = 0.009
@@ -169,11 +170,9 @@ def grip_object(kind: str, joints: np.ndarray, vertices: np.ndarray, rng: np.ran
     plate's check needs (without them the plate is not moved).
     """
     J = np.asarray(joints, dtype=np.float64)
-    V = np.asarray(vertices, dtype=np.float64)
+    V = vertex_array(vertices)
     if J.shape != (21, 3):
         raise InputError(f"joints must have shape (21, 3), got {J.shape}")
-    if V.ndim != 2 or V.shape[1] != 3:
-        raise InputError(f"vertices must have shape (V, 3), got {V.shape}")
     if kind == "cylinder":
         axis = _unit(J[5] - J[17])
         mcp, pip, tip = (J[[k + o for k in (5, 9, 13, 17)]].mean(0) for o in (0, 1, 3))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from m3dhmr.conventions import NUM_JOINTS, ROOT_JOINT
-from m3dhmr.fileio import atomic_write_text
+from m3dhmr.fileio import atomic_write_text, read_json
 from m3dhmr.metrics import PER_SAMPLE_KEYS, MetricsResult, check_points, freihand_metrics
 from m3dhmr.errors import InputError
 
@@ -48,12 +48,7 @@ def read_prediction_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         coordinate beyond :data:`MAX_ABS_COORD_M` (all naming the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prediction file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, "prediction file")
     if not isinstance(data, list) or len(data) != 2:
         got = f"a list of {len(data)} items" if isinstance(data, list) else type(data).__name__
         raise InputError(f"{path}: expected a 2-element list [xyz_list, verts_list], got {got}")

@@ -14,6 +14,7 @@ import numpy as np
 from m3dhmr import conventions as cv
 from m3dhmr.errors import InputError
 from m3dhmr.fileio import atomic_path
+from m3dhmr.mesh.validate import mesh_arrays
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,14 +44,9 @@ class HandTemplate:
         reg = np.asarray(self.joint_regressor, dtype=np.float64)
         regions = np.asarray(self.regions)
         where = f"template {self.name!r}"
-        if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-            raise InputError(f"{where}: vertices must have shape (V, 3), got {v.shape}")
+        v, f = mesh_arrays(v, f, where, nonempty=True)
         if not np.isfinite(v).all():
             raise InputError(f"{where}: vertices contain NaN/inf")
-        if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-            raise InputError(f"{where}: faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
-        if f.size and (f.min() < 0 or f.max() >= len(v)):
-            raise InputError(f"{where}: faces index vertices outside 0..{len(v) - 1}")
         if reg.shape != (cv.NUM_JOINTS, len(v)) or not np.isfinite(reg).all():
             raise InputError(f"{where}: joint_regressor must be finite with shape ({cv.NUM_JOINTS}, {len(v)}), "
                              f"got {reg.shape}")

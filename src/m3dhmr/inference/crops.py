@@ -18,7 +18,6 @@ Default intrinsics
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from m3dhmr.geometry.camera import intrinsics_from_fov
 from m3dhmr.geometry.crop import CropBox, crop_affine, crop_camera, warp_image
 from m3dhmr.errors import InputError
+from m3dhmr.fileio import read_json
 
 #: Assumed horizontal field of view (degrees) when the user gives no intrinsics.
 DEFAULT_FOV_DEG: float = 60.0
@@ -214,12 +214,7 @@ def load_boxes_json(path: str | Path) -> dict[str, np.ndarray]:
     Keys are matched by file name, stem or full path (see :func:`box_for`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--bbox-json: file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"--bbox-json {path}: not valid JSON ({e})") from e
+    data = read_json(path, "--bbox-json")
     if not isinstance(data, dict):
         raise InputError(f"--bbox-json {path}: expected an object mapping file names to [x, y, w, h]")
     return {str(k): _as_box(v, f"--bbox-json {path} [{k!r}]") for k, v in data.items()}

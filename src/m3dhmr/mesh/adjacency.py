@@ -10,14 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from m3dhmr.errors import InputError
+from m3dhmr.mesh.validate import face_array
 
 
 def _faces(faces: np.ndarray) -> np.ndarray:
-    f = np.asarray(faces)
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise InputError(f"faces must have shape (F, 3), got {f.shape}")
-    return f.astype(np.int64, copy=False)
+    return face_array(faces)
 
 
 def half_edges(faces: np.ndarray) -> np.ndarray:
@@ -46,9 +43,7 @@ def boundary_vertices(faces: np.ndarray, num_vertices: int) -> np.ndarray:
 
 def vertex_adjacency(faces: np.ndarray, num_vertices: int) -> sp.csr_matrix:
     """Symmetric ``(V, V)`` CSR matrix with 1.0 where two vertices share an edge."""
-    e = edges(faces)
-    if e.size and (e.min() < 0 or e.max() >= num_vertices):
-        raise InputError(f"faces reference vertices outside 0..{num_vertices - 1}")
+    e = edges(face_array(faces, num_vertices))
     rows = np.concatenate([e[:, 0], e[:, 1]])
     cols = np.concatenate([e[:, 1], e[:, 0]])
     adj = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(num_vertices, num_vertices))

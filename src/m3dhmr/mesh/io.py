@@ -15,6 +15,7 @@ import numpy as np
 
 from m3dhmr.errors import InputError
 from m3dhmr.fileio import atomic_path
+from m3dhmr.mesh.validate import mesh_arrays
 
 SUFFIXES = (".ply", ".obj")
 
@@ -56,14 +57,7 @@ def write_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray, commen
     ``comment`` (one line, e.g. the axes) goes into the file's header."""
     path = Path(path)
     suffix = _suffix(path)
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise InputError(f"vertices must have shape (V, 3), got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-        raise InputError(f"faces must be integers of shape (F, 3), got {f.dtype} {f.shape}")
-    if f.size and (f.min() < 0 or f.max() >= v.shape[0]):
-        raise InputError(f"faces reference vertices outside 0..{v.shape[0] - 1}")
+    v, f = mesh_arrays(vertices, faces)
     comment = "" if comment is None else " ".join(str(comment).split())
     if not comment.isascii():
         raise InputError(f"mesh comment must be ASCII (PLY headers are), got {comment!r}")

@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from m3dhmr.conventions import BONES, NUM_JOINTS, NUM_REGIONS, finger_of_joint
 from m3dhmr.errors import InputError
 from m3dhmr.mesh.adjacency import edges
+from m3dhmr.mesh.validate import vertex_array
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,8 @@ def regions_from_joints(vertices: np.ndarray, joints: np.ndarray) -> np.ndarray:
     Returns:
         (V,) int64 in 0..5 (ties go to the lower bone index). Not yet made connected.
     """
-    v = np.asarray(vertices, dtype=np.float64)
+    v = vertex_array(vertices, nonempty=True)
     j = np.asarray(joints, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
-        raise InputError(f"vertices must have shape (V, 3), got {v.shape}")
     if j.shape != (NUM_JOINTS, 3):
         raise InputError(f"joints must have shape ({NUM_JOINTS}, 3), got {j.shape}")
     if not (np.isfinite(v).all() and np.isfinite(j).all()):

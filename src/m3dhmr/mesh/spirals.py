@@ -21,6 +21,7 @@ import numpy as np
 
 from m3dhmr.errors import InputError
 from m3dhmr.mesh.adjacency import ordered_one_rings
+from m3dhmr.mesh.validate import face_array
 
 
 def _partition(allowed: np.ndarray | None, num_vertices: int) -> np.ndarray | None:
@@ -43,16 +44,12 @@ def _partition(allowed: np.ndarray | None, num_vertices: int) -> np.ndarray | No
 
 
 def _check(faces: np.ndarray, num_vertices: int, length: int, dilation: int) -> np.ndarray:
-    f = np.asarray(faces)
-    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-        raise InputError(f"faces must be an integer array of shape (F, 3), got {f.dtype} {f.shape}")
     if num_vertices < 1:
         raise InputError(f"num_vertices must be >= 1, got {num_vertices}")
-    if f.size and (f.min() < 0 or f.max() >= num_vertices):
-        raise InputError(f"faces reference vertices outside 0..{num_vertices - 1}")
+    f = face_array(faces, num_vertices)
     if length < 1 or dilation < 1:
         raise InputError(f"spiral length and dilation must be >= 1, got length={length}, dilation={dilation}")
-    return f.astype(np.int64, copy=False)
+    return f
 
 
 def spiral_indices(faces: np.ndarray, num_vertices: int, length: int, dilation: int = 1,

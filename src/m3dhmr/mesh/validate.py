@@ -17,6 +17,44 @@ class MeshError(InputError):
     """A mesh is not a valid edge-manifold, consistently oriented triangle mesh."""
 
 
+def vertex_array(vertices: np.ndarray, name: str | None = None, nonempty: bool = False) -> np.ndarray:
+    """``vertices`` as a C-contiguous float64 ``(V, 3)`` array (no copy when it is one), or
+    a one-line :class:`InputError` (``name``, when given, starts the message).
+
+    ``nonempty``: refuse ``V == 0`` too. Values are not checked (callers that need finite
+    coordinates say so in their own words).
+    """
+    v = np.ascontiguousarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or (nonempty and v.shape[0] == 0):
+        more = " with V > 0" if nonempty else ""
+        raise InputError(f"{_prefix(name)}vertices must have shape (V, 3){more}, got {v.shape}")
+    return v
+
+
+def face_array(faces: np.ndarray, num_vertices: int | None = None, name: str | None = None) -> np.ndarray:
+    """``faces`` as an int64 ``(F, 3)`` array, or a one-line :class:`InputError`: not
+    integers, not triangles, or (with ``num_vertices``) an index outside ``0..V-1``."""
+    f = np.asarray(faces)
+    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+        raise InputError(f"{_prefix(name)}faces must be an integer array of shape (F, 3), got {f.dtype} {f.shape}")
+    if num_vertices is not None and f.size and (f.min() < 0 or f.max() >= num_vertices):
+        raise InputError(f"{_prefix(name)}faces index vertices outside 0..{num_vertices - 1}")
+    return f.astype(np.int64, copy=False)
+
+
+def mesh_arrays(vertices: np.ndarray, faces: np.ndarray, name: str | None = None,
+                nonempty: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`vertex_array` and :func:`face_array` (indices checked against V) of one mesh:
+    ``(V, 3)`` float64, ``(F, 3)`` int64. The cheap checks every mesh function needs;
+    :func:`check_triangle_mesh` is the full one (manifold, orientation, ...)."""
+    v = vertex_array(vertices, name, nonempty)
+    return v, face_array(faces, len(v), name)
+
+
+def _prefix(name: str | None) -> str:
+    return f"{name}: " if name else ""
+
+
 def _examples(rows: np.ndarray, n: int = 3) -> str:
     return ", ".join(str(r.tolist()) for r in rows[:n])
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 from m3dhmr.errors import InputError
+from m3dhmr.mesh.validate import mesh_arrays
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,8 @@ def _raster_kernel(vertices, faces, K, near, cull, height, width, face_index, ba
 
 
 def _check_inputs(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int, width: int):
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces)
+    vertices, faces = mesh_arrays(vertices, faces)
     K = np.asarray(K, dtype=np.float64)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise InputError(f"vertices must have shape (V, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise InputError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
     if K.shape != (3, 3):
         raise InputError(f"K must have shape (3, 3), got {K.shape}")
     if not np.all(np.isfinite(vertices)):
@@ -167,9 +163,7 @@ def _check_inputs(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, height
         raise InputError(f"K must be finite with positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
     if int(height) < 1 or int(width) < 1:
         raise InputError(f"image size must be positive, got height={height}, width={width}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise InputError(f"faces index vertices outside 0..{len(vertices) - 1}")
-    return np.ascontiguousarray(vertices), np.ascontiguousarray(faces, dtype=np.int64), np.ascontiguousarray(K)
+    return vertices, np.ascontiguousarray(faces), np.ascontiguousarray(K)
 
 
 def rasterize(

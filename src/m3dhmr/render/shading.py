@@ -24,6 +24,7 @@ from numba import njit
 
 from m3dhmr.render.rasterizer import Fragments, face_normal_at, interpolate1, interpolate3, rasterize
 from m3dhmr.errors import InputError
+from m3dhmr.mesh.validate import mesh_arrays
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     faces in face order (the NumPy one goes corner by corner), so the two agree to the last
     bits, not bit for bit; the synthetic sets were rendered with this one.
     """
-    vertices = np.ascontiguousarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise InputError(f"vertices must have shape (V, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise InputError(f"faces must be an integer array of shape (F, 3), got {faces.dtype} {faces.shape}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise InputError(f"faces index vertices outside 0..{len(vertices) - 1}")
+    vertices, faces = mesh_arrays(vertices, faces)
     out = np.empty_like(vertices)
-    _vertex_normals_kernel(vertices, np.ascontiguousarray(faces, dtype=np.int64), out)
+    _vertex_normals_kernel(vertices, np.ascontiguousarray(faces), out)
     return out
 
 
