@@ -271,17 +271,39 @@ def train(
         raise InputError(f"--max-steps must be >= 0, got {max_steps}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA is not available on this machine")
+    opts = _CallOptions(resume, overwrite, max_steps, max_seconds, device, progress_bar)
     dist_info = init_distributed(device)
     try:
-        return _train(experiment, data_root, run_dir, dist_info, resume=resume, overwrite=overwrite,
-                      max_steps=max_steps,
-                      max_seconds=max_seconds, device=device, progress_bar=progress_bar)
+        return _train(experiment, data_root, run_dir, dist_info, opts)
     finally:
         cleanup_distributed(dist_info)
 
 
-def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, *, resume: bool, overwrite: bool,
-           max_steps: int | None, max_seconds: float | None, device: str, progress_bar: bool) -> TrainResult:
+@dataclass(frozen=True)
+class _CallOptions:
+    """What one :func:`train` call was asked for besides the experiment and its folders."""
+
+    resume: bool
+    overwrite: bool
+    max_steps: int | None
+    max_seconds: float | None
+    device: str
+    progress_bar: bool
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The model where this call starts (:func:`_start`): fresh or resumed, on its device,
+    with the checkpoint's progress and training state (None for a fresh run) and the
+    modules kept frozen."""
+
+    model: nn.Module
+    progress: ckpt.Progress
+    state: dict | None
+    frozen_modules: list[nn.Module]
+
+
+def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, opts: _CallOptions) -> TrainResult:
     lock = None
     try:
         if dist.is_main:
@@ -289,9 +311,8 @@ def _train(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo
             # failed call); an existing one is locked before its checkpoints are read.
             if run_dir.exists():
                 lock = _lock_run(run_dir)
-            _check_run_dir(run_dir, resume, overwrite)
-        return _train_locked(cfg, data_root, run_dir, dist, lock, resume=resume, overwrite=overwrite,
-                             max_steps=max_steps, max_seconds=max_seconds, device=device, progress_bar=progress_bar)
+            _check_run_dir(run_dir, opts.resume, opts.overwrite)
+        return _train_locked(cfg, data_root, run_dir, dist, lock, opts)
     finally:
         if lock is not None:
             lock.release()
@@ -324,18 +345,19 @@ def _clear_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "tb", ignore_errors=True)
 
 
-def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, lock, *, resume: bool,
-                  overwrite: bool, max_steps: int | None, max_seconds: float | None, device: str,
-                  progress_bar: bool) -> TrainResult:
+def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, lock,
+                  opts: _CallOptions) -> TrainResult:
     t0 = time.perf_counter()
+    device = opts.device
     dev = torch.device(f"cuda:{dist.local_rank}" if device.startswith("cuda") and dist.distributed else device)
     tcfg = cfg.train
-    model, progress, state, frozen_modules = _start(cfg, run_dir, dist, resume, dev)
+    start = _start(cfg, run_dir, dist, opts.resume, dev)
+    progress = start.progress
     plan = epoch_plan(cfg)
-    if progress.epoch_index >= len(plan) or (max_steps is not None and progress.global_step >= max_steps):
+    if progress.epoch_index >= len(plan) or (opts.max_steps is not None and progress.global_step >= opts.max_steps):
         log.info("nothing to do: run at step %d, epoch %d of %d", progress.global_step, progress.epoch_index, len(plan))
-        return TrainResult(run_dir, progress, 0, time.perf_counter() - t0, model=model)
-    data = _TrainingData(cfg, data_root, dev, dist, model, progress_bar)
+        return TrainResult(run_dir, progress, 0, time.perf_counter() - t0, model=start.model)
+    data = _TrainingData(cfg, data_root, dev, dist, start.model, opts.progress_bar)
     for epoch_index in range(progress.epoch_index, len(plan)):  # every epoch has a batch: checked before writing
         two_view = plan[epoch_index][0] == 2 and cfg.data.two_view
         num_samples = data.num_samples(two_view)
@@ -350,21 +372,20 @@ def _train_locked(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: D
         removed = remove_stale_temporaries(run_dir, recursive=True)
         if removed:
             log.info("removed %d temporary file(s) left by a killed run in %s", len(removed), run_dir)
-        if state is None and overwrite:
+        if start.state is None and opts.overwrite:
             _clear_run(run_dir)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     try:
-        return _run(cfg, data_root, run_dir, dist, dev, model, progress, state, frozen_modules, data, plan, t0,
-                    max_steps=max_steps, max_seconds=max_seconds, progress_bar=progress_bar)
+        return _run(cfg, data_root, run_dir, dist, dev, start, data, plan, t0, opts)
     finally:
         if new_lock is not None:
             new_lock.release()
 
 
-def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, dev: torch.device, model, progress,
-         state, frozen_modules, data, plan, t0: float, *, max_steps: int | None, max_seconds: float | None,
-         progress_bar: bool) -> TrainResult:
+def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, dev: torch.device, start: _Start,
+         data: _TrainingData, plan: list[tuple[int, int]], t0: float, opts: _CallOptions) -> TrainResult:
     tcfg = cfg.train
+    model, progress, state, frozen_modules = start.model, start.progress, start.state, start.frozen_modules
 
     amp_dtype = resolve_amp(tcfg.amp, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -383,8 +404,7 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
     if dist.is_main and data.real is not None:
         log.info("real photos: %d of each batch of %d (data.real_fraction=%g), %d photos", data.counts[1],
                  tcfg.batch_size, cfg.data.real_fraction, len(data.real))
-    loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, max_steps, max_seconds,
-                 show_bar=progress_bar and dist.is_main)
+    loop = _Loop(cfg, model, dev, dist, scaler, writer, curve, t0, opts)
     if dist.is_main:  # train.checkpoint_every: checkpoints inside an epoch too
         loop.save = lambda progress, optimizer, stage: _save(run_dir, model, cfg, progress, optimizer, scaler,
                                                              stage, epoch_file=False)
@@ -440,9 +460,9 @@ def _run(cfg: ExperimentConfig, data_root: Path, run_dir: Path, dist: DistInfo, 
     return TrainResult(run_dir, progress, loop.steps_run, secs, loop.last_losses, loop.seen, model)
 
 
-def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, dev: torch.device):
+def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, dev: torch.device) -> _Start:
     """The model at the start of this call: fresh (seeded, ``init_from``) or resumed; frozen
-    parts marked; on ``dev``. Returns (model, progress, training state or None, frozen modules)."""
+    parts marked; on ``dev``."""
     tcfg = cfg.train
     ckdir = ckpt.checkpoint_dir(run_dir)
     state_path, weights_path = ckdir / ckpt.LAST_STATE, ckdir / ckpt.LAST_WEIGHTS
@@ -469,7 +489,7 @@ def _start(cfg: ExperimentConfig, run_dir: Path, dist: DistInfo, resume: bool, d
     model.to(dev)
     if tcfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    return model, progress, state, frozen_modules
+    return _Start(model, progress, state, frozen_modules)
 
 
 class _TrainingData:
@@ -613,10 +633,11 @@ class _Loop:
     """The optimiser steps of one epoch, with logging, stopping rules and learning-curve points."""
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, dev: torch.device, dist: DistInfo, scaler, writer,
-                 curve, t0: float, max_steps: int | None, max_seconds: float | None, show_bar: bool) -> None:
+                 curve, t0: float, opts: _CallOptions) -> None:
         self.cfg, self.model, self.dev, self.dist = cfg, model, dev, dist
         self.scaler, self.writer, self.curve, self.t0 = scaler, writer, curve, t0
-        self.max_steps, self.max_seconds, self.show_bar = max_steps, max_seconds, show_bar
+        self.max_steps, self.max_seconds = opts.max_steps, opts.max_seconds
+        self.show_bar = opts.progress_bar and dist.is_main
         # Loss values are read back (a host sync) only on logging steps on CUDA.
         self.sync_every_step = dev.type != "cuda"
         self.steps_run = 0
