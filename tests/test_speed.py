@@ -58,3 +58,19 @@ def test_format_results_of_both_precisions():
          "int8": BenchResult("int8", 2, {k: 5.0 for k in (*STAGES, "total")}, {"total": 5.0})}
     lines = format_results(r)
     assert lines[-2:] == ["fps_end_to_end_fp32=100.00", "fps_end_to_end_int8=200.00"]
+
+
+def test_network_gflop_by_hand_and_the_rate_line():
+    """A 3x3 convolution 3 -> 4 channels on 8 x 8 (padding 1) is 2 * 4 * 8 * 8 * 3 * 9 flops,
+    then a linear 256 -> 10 is 2 * 256 * 10; ReLU and flatten count nothing."""
+    from m3dhmr.inference.speed import network_gflop
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(256, 10))
+    want = (2 * 4 * 8 * 8 * 3 * 9 + 2 * 256 * 10) / 1e9
+    assert network_gflop(net, 8) == pytest.approx(want, rel=1e-12)
+    r = BenchResult("x", 3, {**dict.fromkeys(STAGES, 1.0), "total": 3.0},
+                    {"preprocess": 1.0, "network": 4.0, "registration": 1.0, "total": 6.0})
+    values = dict(line.split("=") for line in format_results({"x": r}, gflop=2.0))
+    assert values["gflops_network_x"] == "500.0"  # 2 GFLOP in 4 ms
+    assert "gflops_network_x" not in dict(line.split("=") for line in format_results({"x": r}))

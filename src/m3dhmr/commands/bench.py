@@ -108,7 +108,8 @@ def _measure(args: argparse.Namespace, runs: dict[str, tuple[str, str]]) -> None
     # heavy: torch and the model load when the command runs, so m3dhmr --help stays fast
     import torch
 
-    from m3dhmr.inference.speed import format_precision_delta, format_results, precision_delta, run_bench
+    from m3dhmr.inference.speed import (format_precision_delta, format_results, network_gflop, precision_delta,
+                                        run_bench)
     from m3dhmr.inference.predictor import Predictor
     from m3dhmr.models import ModelConfig, build_model
 
@@ -136,8 +137,10 @@ def _measure(args: argparse.Namespace, runs: dict[str, tuple[str, str]]) -> None
                                              onnx_path=args.onnx if b == "onnxruntime" else None)
                   for name, (b, p) in runs.items()}
     results = run_bench(predictors, seconds=args.seconds, image_size=args.image_size)
+    gflop = network_gflop(model, mcfg.input_size)
     print(f"# model: backbone={mcfg.backbone} conv={mcfg.conv} input={mcfg.input_size} "
-          f"vertices={model.num_vertices}; threads={args.threads}; load={os.getloadavg()[0]:.2f}")
+          f"vertices={model.num_vertices} gflop_per_crop={gflop:.3f}; threads={args.threads}; "
+          f"load={os.getloadavg()[0]:.2f}")
     print(f"# cpu: {cpu_summary()}")  # every figure with the processor it was measured on
     whole_lines = [] if args.no_detection else whole_image_lines(predictors, results, args)
     accuracy_lines = []
@@ -145,7 +148,7 @@ def _measure(args: argparse.Namespace, runs: dict[str, tuple[str, str]]) -> None
         photos = args.photos if args.photos is not None else (DEFAULT_PHOTOS if DEFAULT_PHOTOS.is_dir() else None)
         accuracy_lines = format_precision_delta(precision_delta(predictors["fp32"], predictors["int8"],
                                                                 args.accuracy_images, photos, box_scale))
-    for line in [*format_results(results), *whole_lines, *accuracy_lines]:
+    for line in [*format_results(results, gflop), *whole_lines, *accuracy_lines]:
         print(line)
 
 

@@ -115,8 +115,29 @@ def run_bench(predictors: dict[str, object], seconds: float = 10.0, warmup: int 
     return out
 
 
-def format_results(results: dict[str, BenchResult]) -> list[str]:
-    """``name=value`` lines: ``fps_end_to_end_<backend>``, ``ms_<stage>_<backend>`` (means)."""
+def network_gflop(model, input_size: int) -> float:
+    """Floating-point operations of one ``(1, 3, S, S)`` crop through ``model`` in GFLOP, as
+    ``torch.utils.flop_counter`` counts them (a multiply-add is 2; convolutions and matrix
+    products only, which are nearly all of this network's work).
+
+    Divided by a backend's network time it gives the rate that backend reached: what says
+    whether a processor has speed left to give (the packaged model: 2.26 GFLOP a crop, of
+    which 0.42 in the mesh decoder).
+    """
+    # deferred: torch loads only where a model is measured (this module's top stays light)
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, input_size, input_size, device=next(model.parameters()).device))
+    return counter.get_total_flops() / 1e9
+
+
+def format_results(results: dict[str, BenchResult], gflop: float | None = None) -> list[str]:
+    """``name=value`` lines: ``fps_end_to_end_<backend>``, ``ms_<stage>_<backend>`` (means),
+    and with ``gflop`` (:func:`network_gflop`) ``gflops_network_<backend>``, the rate the
+    network reached (GFLOP over its median time)."""
     lines = []
     for name, r in results.items():
         lines.append(f"frames_{name}={r.frames}")
@@ -124,6 +145,8 @@ def format_results(results: dict[str, BenchResult]) -> list[str]:
             lines.append(f"ms_{k}_{name}={r.ms_mean[k]:.3f}")
         lines.append(f"ms_end_to_end_{name}={r.ms_mean['total']:.3f}")
         lines.append(f"ms_end_to_end_median_{name}={r.ms_median['total']:.3f}")
+        if gflop is not None and r.ms_median["network"] > 0:
+            lines.append(f"gflops_network_{name}={gflop / (r.ms_median['network'] / 1000.0):.1f}")
     for name, r in results.items():
         lines.append(f"fps_end_to_end_{name}={r.fps:.2f}")
     return lines
