@@ -54,9 +54,9 @@ import sys
 from pathlib import Path
 
 from m3dhmr.errors import InputError, UserError
-from m3dhmr.hardware import torch_threads
 from m3dhmr.fileio import (FolderLock, atomic_write_text, check_output_folder, os_error_message,
                            remove_stale_temporaries)
+from m3dhmr.hardware import torch_threads
 
 log = logging.getLogger(__name__)
 
