@@ -117,7 +117,7 @@ class ModelConfig:
         if self.pretrained_backbone and self.backbone_width != IMAGENET_WIDTH:
             raise InputError(
                 f"model.pretrained_backbone: ImageNet weights exist for model.backbone_width {IMAGENET_WIDTH} only, "
-                f"not {self.backbone_width}; set one of them differently"
+                f"not {self.backbone_width}; set model.pretrained_backbone: false or model.backbone_width: {IMAGENET_WIDTH}"
             )
         if not self.factor > 1.0:
             raise InputError(f"model.factor: {self.factor} must be > 1")
