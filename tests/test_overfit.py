@@ -74,6 +74,7 @@ def test_a_tiny_model_overfits_four_images(four_images, tmp_path):
     # images; 127 steps of a tiny model are too few for the aligned shape to improve
     # too. Measured (27 + 100 steps, ResNet-18 at width 16): 2D 39.3 -> 11.4 px (0.29x),
     # root-relative 147 -> 43 mm (0.30x), as at torchvision's width 64 (0.29x, 0.29x, 3x the
-    # time); 87 steps reach only 0.42x / 0.34x; a pipeline that cannot learn stays near 1x.
+    # time; benchmarks/overfit_width.py); 87 steps reach only 0.42x / 0.34x; a pipeline that
+    # cannot learn stays near 1x.
     assert after["err2d_px"] < 0.5 * before["err2d_px"], (before, after)
     assert after["mpjpe_rr_mm"] < 0.5 * before["mpjpe_rr_mm"], (before, after)
